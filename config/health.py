@@ -1,0 +1,44 @@
+"""`/healthz`: 200 when the database, the broker and the storage answer; 503 naming any that does not."""
+
+import logging
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+
+from config.aws import s3_client, sqs_client
+
+logger = logging.getLogger(__name__)
+
+
+def _database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _broker() -> None:
+    sqs_client().get_queue_url(QueueName=f"{settings.SQS_QUEUE_PREFIX}default")
+
+
+def _storage() -> None:
+    s3_client().head_bucket(Bucket=settings.AWS_STORAGE_BUCKET_NAME)
+
+
+CHECKS = {"database": _database, "broker": _broker, "storage": _storage}
+
+
+@require_GET
+def healthz(request):
+    results = {}
+    for name, check in CHECKS.items():
+        try:
+            check()
+        except Exception as error:
+            logger.warning("health check %s failed: %s", name, type(error).__name__)
+            results[name] = f"unavailable: {type(error).__name__}"
+        else:
+            results[name] = "ok"
+    failing = [name for name, result in results.items() if result != "ok"]
+    status = 503 if failing else 200
+    return JsonResponse({"status": "unavailable" if failing else "ok", "failing": failing, **results}, status=status)

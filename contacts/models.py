@@ -1,0 +1,75 @@
+from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.db import models
+
+
+class Contact(models.Model):
+    """A person the business talks to. `phone` is E.164 (normalised with phonenumbers)."""
+
+    phone = models.CharField(max_length=20, unique=True)
+    wa_id = models.CharField("WhatsApp id", max_length=32, blank=True, default="")
+    name = models.CharField(max_length=200, blank=True, default="")
+    email = models.EmailField(blank=True, default="")
+    tags = ArrayField(models.CharField(max_length=64), blank=True, default=list)
+    language = models.CharField(max_length=16, blank=True, default="")
+    attributes = models.JSONField(blank=True, default=dict)
+
+    opted_in_at = models.DateTimeField(null=True, blank=True)
+    opt_in_source = models.CharField(max_length=64, blank=True, default="")
+    opted_out_at = models.DateTimeField(null=True, blank=True)
+    opt_out_source = models.CharField(max_length=64, blank=True, default="")
+
+    last_inbound_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["wa_id"], condition=~models.Q(wa_id=""), name="contact_wa_id_unique"
+            ),
+        ]
+        indexes = [
+            # Search also has trigram indexes where pg_trgm exists: see migration 0002.
+            GinIndex(fields=["tags"], name="contact_tags_gin"),
+            models.Index(fields=["opted_out_at"], name="contact_opted_out_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.phone})" if self.name else self.phone
+
+    @property
+    def is_opted_out(self) -> bool:
+        return self.opted_out_at is not None
+
+
+class AuditLog(models.Model):
+    """Who changed what, through which door. Written by services, read-only everywhere else."""
+
+    class Source(models.TextChoices):
+        ADMIN = "admin"
+        API = "api"
+        CSV = "csv"
+        WEBHOOK = "webhook"
+        SYSTEM = "system"
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source = models.CharField(max_length=16, choices=Source.choices)
+    action = models.CharField(max_length=32)
+    target_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.SET_NULL)
+    target_id = models.CharField(max_length=64, blank=True, default="")
+    target_repr = models.CharField(max_length=200, blank=True, default="")
+    changes = models.JSONField(blank=True, default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["target_type", "target_id"], name="auditlog_target")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target_repr}"
