@@ -1,0 +1,140 @@
+"""Contacts: import a generated 100k-row CSV, then search over 1M contacts.
+
+The import goes through the same service as the API, the admin and the command. The table is
+then filled to 1M rows in SQL, and searches run the way the API runs them: the count of matches
+plus the first page, for names, name fragments, phone fragments, emails and tags.
+"""
+
+import csv
+import io
+import os
+import random
+import tempfile
+import time
+
+from bench._setup import django_on_fresh_database, peak_rss_mb, percentile, report
+
+IMPORT_ROWS = int(os.environ.get("BENCH_IMPORT_ROWS", "100000"))
+TOTAL_CONTACTS = int(os.environ.get("BENCH_TOTAL_CONTACTS", "1000000"))
+SEARCHES = int(os.environ.get("BENCH_SEARCHES", "300"))
+
+FIRST = ["Ana", "Bruno", "Chen", "Dara", "Emeka", "Fatima", "Gita", "Hugo", "Ines", "Jonas", "Kofi",
+         "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tariq", "Uma", "Viktor",
+         "Wen", "Ximena", "Yusuf", "Zara"]
+LAST = ["Silva", "Okafor", "Nguyen", "Müller", "Haddad", "Kowalski", "Santos", "Ivanova", "Tanaka",
+        "Mensah", "Rossi", "Dubois", "Kapoor", "Larsen", "Moreau", "Novak", "Ortega", "Petrov",
+        "Quispe", "Reyes", "Schmidt", "Torres", "Varga", "Weber", "Yilmaz", "Zhou"]
+TAGS = ["vip", "newsletter", "lead", "customer", "churned", "beta", "wholesale", "retail"]
+
+
+def generate_csv(rows: int, rng: random.Random) -> str:
+    """UK mobile numbers (+44 7xxx), valid for phonenumbers, unique, in a temporary file."""
+    fd, path = tempfile.mkstemp(suffix=".csv")
+    with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["phone", "name", "email", "tags", "language", "city"])
+        for i in range(rows):
+            first, last = rng.choice(FIRST), rng.choice(LAST)
+            writer.writerow([
+                f"+447{400000000 + i * 7:09d}",
+                f"{first} {last}",
+                f"{first.lower()}.{last.lower()}{i}@example.com",
+                ";".join(rng.sample(TAGS, rng.randint(0, 2))),
+                rng.choice(["en", "pt_BR", "es", "de"]),
+                rng.choice(["Lagos", "Lisbon", "Leeds", "Lima"]),
+            ])
+    return path
+
+
+def fill_to(total: int) -> None:
+    """Bulk rows in SQL: names from the same lists, phones in a range the import does not use."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO contacts_contact (phone, wa_id, name, email, tags, language, attributes,
+                                          opt_in_source, opt_out_source, created_at, updated_at)
+            SELECT '+1' || (2000000000 + i * 13)::text, '',
+                   f.first || ' ' || l.last,
+                   lower(f.first) || '.' || lower(l.last) || i || '@example.org',
+                   CASE WHEN i %% 5 = 0 THEN ARRAY[%s] ELSE ARRAY[]::varchar[] END,
+                   'en', '{}'::jsonb, '', '', now() - (i || ' seconds')::interval, now()
+            FROM generate_series(1, %s) AS i,
+                 LATERAL (SELECT (%s::text[])[1 + (i * 7) %% %s] AS first) f,
+                 LATERAL (SELECT (%s::text[])[1 + (i * 11) %% %s] AS last) l
+            """,
+            [TAGS[0], total, FIRST, len(FIRST), LAST, len(LAST)],
+        )
+        cursor.execute("ANALYZE contacts_contact")
+
+
+def search_terms(rng: random.Random, count: int) -> list[dict]:
+    kinds = [
+        lambda: {"search": f"{rng.choice(FIRST)} {rng.choice(LAST)}"},  # a full name
+        lambda: {"search": rng.choice(LAST)[:4]},  # a name fragment
+        lambda: {"search": f"7{rng.randint(400, 499)}{rng.randint(0, 999):03d}"},  # phone digits
+        lambda: {"search": f"+1 {2000 + rng.randint(0, 999)} {rng.randint(0, 999):03d}"},  # a formatted phone
+        lambda: {"search": f"{rng.choice(FIRST).lower()}.{rng.choice(LAST).lower()}{rng.randint(0, 99999)}@"},
+        lambda: {"tag": rng.choice(TAGS)},
+        lambda: {"search": rng.choice(LAST), "tag": rng.choice(TAGS)},
+    ]
+    return [rng.choice(kinds)() for _ in range(count)]
+
+
+def main() -> int:
+    django_on_fresh_database("wharf_bench_contacts")
+    from django.db import connection
+
+    from contacts.models import Contact
+    from contacts.selectors import contact_list
+    from contacts.services import contacts_import_csv
+
+    rng = random.Random(7)
+    path = generate_csv(IMPORT_ROWS, rng)
+    try:
+        started = time.perf_counter()
+        with open(path, "rb") as file:
+            result = contacts_import_csv(file=file, actor=None, source="csv")
+        import_s = time.perf_counter() - started
+    finally:
+        os.unlink(path)
+    assert result.created == IMPORT_ROWS and not result.errors, (result.created, result.errors[:3])
+
+    started = time.perf_counter()
+    fill_to(TOTAL_CONTACTS - IMPORT_ROWS)
+    fill_s = time.perf_counter() - started
+    total = Contact.objects.count()
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'contact_name_trgm'")
+        trigram = cursor.fetchone()[0] == 1
+
+    timings_ms = []
+    matched = 0
+    for filters in search_terms(rng, SEARCHES):
+        started = time.perf_counter()
+        queryset = contact_list(**filters)
+        count = queryset.count()
+        page = list(queryset[:50])
+        timings_ms.append((time.perf_counter() - started) * 1000)
+        matched += count > 0 and len(page) > 0
+
+    report({
+        "contacts": total,
+        "import_rows": IMPORT_ROWS,
+        "import_s": round(import_s, 2),
+        "fill_s": round(fill_s, 2),
+        "trigram_indexes": trigram,
+        "searches": len(timings_ms),
+        "searches_with_matches": matched,
+        "peak_rss_mb": peak_rss_mb(),
+        "import_rows_per_s": round(IMPORT_ROWS / import_s),
+        "search_p50_ms": round(percentile(timings_ms, 50), 2),
+        "search_p99_ms": round(percentile(timings_ms, 99), 2),
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
