@@ -6,7 +6,6 @@ plus the first page, for names, name fragments, phone fragments, emails and tags
 """
 
 import csv
-import io
 import os
 import random
 import tempfile
@@ -18,12 +17,62 @@ IMPORT_ROWS = int(os.environ.get("BENCH_IMPORT_ROWS", "100000"))
 TOTAL_CONTACTS = int(os.environ.get("BENCH_TOTAL_CONTACTS", "1000000"))
 SEARCHES = int(os.environ.get("BENCH_SEARCHES", "300"))
 
-FIRST = ["Ana", "Bruno", "Chen", "Dara", "Emeka", "Fatima", "Gita", "Hugo", "Ines", "Jonas", "Kofi",
-         "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tariq", "Uma", "Viktor",
-         "Wen", "Ximena", "Yusuf", "Zara"]
-LAST = ["Silva", "Okafor", "Nguyen", "Müller", "Haddad", "Kowalski", "Santos", "Ivanova", "Tanaka",
-        "Mensah", "Rossi", "Dubois", "Kapoor", "Larsen", "Moreau", "Novak", "Ortega", "Petrov",
-        "Quispe", "Reyes", "Schmidt", "Torres", "Varga", "Weber", "Yilmaz", "Zhou"]
+FIRST = [
+    "Ana",
+    "Bruno",
+    "Chen",
+    "Dara",
+    "Emeka",
+    "Fatima",
+    "Gita",
+    "Hugo",
+    "Ines",
+    "Jonas",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nadia",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tariq",
+    "Uma",
+    "Viktor",
+    "Wen",
+    "Ximena",
+    "Yusuf",
+    "Zara",
+]
+LAST = [
+    "Silva",
+    "Okafor",
+    "Nguyen",
+    "Müller",
+    "Haddad",
+    "Kowalski",
+    "Santos",
+    "Ivanova",
+    "Tanaka",
+    "Mensah",
+    "Rossi",
+    "Dubois",
+    "Kapoor",
+    "Larsen",
+    "Moreau",
+    "Novak",
+    "Ortega",
+    "Petrov",
+    "Quispe",
+    "Reyes",
+    "Schmidt",
+    "Torres",
+    "Varga",
+    "Weber",
+    "Yilmaz",
+    "Zhou",
+]
 TAGS = ["vip", "newsletter", "lead", "customer", "churned", "beta", "wholesale", "retail"]
 
 
@@ -35,14 +84,16 @@ def generate_csv(rows: int, rng: random.Random) -> str:
         writer.writerow(["phone", "name", "email", "tags", "language", "city"])
         for i in range(rows):
             first, last = rng.choice(FIRST), rng.choice(LAST)
-            writer.writerow([
-                f"+447{400000000 + i * 7:09d}",
-                f"{first} {last}",
-                f"{first.lower()}.{last.lower()}{i}@example.com",
-                ";".join(rng.sample(TAGS, rng.randint(0, 2))),
-                rng.choice(["en", "pt_BR", "es", "de"]),
-                rng.choice(["Lagos", "Lisbon", "Leeds", "Lima"]),
-            ])
+            writer.writerow(
+                [
+                    f"+447{400000000 + i * 7:09d}",
+                    f"{first} {last}",
+                    f"{first.lower()}.{last.lower()}{i}@example.com",
+                    ";".join(rng.sample(TAGS, rng.randint(0, 2))),
+                    rng.choice(["en", "pt_BR", "es", "de"]),
+                    rng.choice(["Lagos", "Lisbon", "Leeds", "Lima"]),
+                ]
+            )
     return path
 
 
@@ -84,10 +135,10 @@ def search_terms(rng: random.Random, count: int) -> list[dict]:
 
 def main() -> int:
     django_on_fresh_database("wharf_bench_contacts")
+    from contacts.selectors import contact_list
     from django.db import connection
 
     from contacts.models import Contact
-    from contacts.selectors import contact_list
     from contacts.services import contacts_import_csv
 
     rng = random.Random(7)
@@ -120,19 +171,21 @@ def main() -> int:
         timings_ms.append((time.perf_counter() - started) * 1000)
         matched += count > 0 and len(page) > 0
 
-    report({
-        "contacts": total,
-        "import_rows": IMPORT_ROWS,
-        "import_s": round(import_s, 2),
-        "fill_s": round(fill_s, 2),
-        "trigram_indexes": trigram,
-        "searches": len(timings_ms),
-        "searches_with_matches": matched,
-        "peak_rss_mb": peak_rss_mb(),
-        "import_rows_per_s": round(IMPORT_ROWS / import_s),
-        "search_p50_ms": round(percentile(timings_ms, 50), 2),
-        "search_p99_ms": round(percentile(timings_ms, 99), 2),
-    })
+    report(
+        {
+            "contacts": total,
+            "import_rows": IMPORT_ROWS,
+            "import_s": round(import_s, 2),
+            "fill_s": round(fill_s, 2),
+            "trigram_indexes": trigram,
+            "searches": len(timings_ms),
+            "searches_with_matches": matched,
+            "peak_rss_mb": peak_rss_mb(),
+            "import_rows_per_s": round(IMPORT_ROWS / import_s),
+            "search_p50_ms": round(percentile(timings_ms, 50), 2),
+            "search_p99_ms": round(percentile(timings_ms, 99), 2),
+        }
+    )
     return 0
 
 

@@ -26,10 +26,7 @@ def exception_handler(exc, context):
     from rest_framework.views import exception_handler as drf_exception_handler  # DRF imports this module
 
     if isinstance(exc, DjangoValidationError):
-        if hasattr(exc, "error_dict"):
-            detail = exc.message_dict
-        else:
-            detail = {"non_field_errors": exc.messages}
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         exc = exceptions.ValidationError(detail)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()

@@ -22,9 +22,7 @@ def _client(service: str, endpoint_url: str | None, region: str, timeout: float)
 
 def aws_client(service: str):
     """A cached, thread-safe client; the key includes the settings so tests can override them."""
-    return _client(
-        service, settings.AWS_ENDPOINT_URL, settings.AWS_REGION, settings.AWS_CLIENT_TIMEOUT_S
-    )
+    return _client(service, settings.AWS_ENDPOINT_URL, settings.AWS_REGION, settings.AWS_CLIENT_TIMEOUT_S)
 
 
 def s3_client():

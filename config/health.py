@@ -41,4 +41,6 @@ def healthz(request):
             results[name] = "ok"
     failing = [name for name, result in results.items() if result != "ok"]
     status = 503 if failing else 200
-    return JsonResponse({"status": "unavailable" if failing else "ok", "failing": failing, **results}, status=status)
+    return JsonResponse(
+        {"status": "unavailable" if failing else "ok", "failing": failing, **results}, status=status
+    )

@@ -17,6 +17,7 @@ suite starts the same embedded services through `tests/stack.py`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import secrets
@@ -81,7 +82,9 @@ class EmbeddedPostgres:
     def _create_database(self) -> None:
         import psycopg
 
-        with psycopg.connect(host=self.socket_dir, user="postgres", dbname="postgres", autocommit=True) as conn:
+        with psycopg.connect(
+            host=self.socket_dir, user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [self.database]).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{self.database}"')
@@ -114,7 +117,7 @@ class MotoServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"moto's server exited with {self.process.returncode}")
             try:
-                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1).close()
+                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1).close()  # noqa: S310 - http on loopback
                 return
             except OSError:
                 time.sleep(0.1)
@@ -125,21 +128,18 @@ class MotoServer:
         self._log.close()
 
 
-def stop_process(process: subprocess.Popen, grace_s: float = GRACE_S) -> None:
+def signal_group(process: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+def stop_process(process: subprocess.Popen, *, terminate: bool = True, grace_s: float = GRACE_S) -> None:
     """SIGTERM the child's whole process group, then SIGKILL what is left after the grace period."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-    try:
+    if terminate and process.poll() is None:
+        signal_group(process, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # also reaps grandchildren left in the group
-    except ProcessLookupError:
-        pass
+    signal_group(process, signal.SIGKILL)  # also ends grandchildren left in the group
     process.wait()
 
 
@@ -171,7 +171,7 @@ class Services:
             values.update(
                 AWS_ENDPOINT_URL=self.moto.endpoint,
                 AWS_ACCESS_KEY_ID="testing",
-                AWS_SECRET_ACCESS_KEY="testing",
+                AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - moto accepts any credentials
                 AWS_REGION=os.environ.get("AWS_REGION", "us-east-1"),
             )
         return values
@@ -209,8 +209,8 @@ class Child:
             sys.stdout.write(f"{self.name:<6} | {line.decode(errors='replace')}")
             sys.stdout.flush()
 
-    def stop(self) -> None:
-        stop_process(self.process)
+    def stop(self, *, terminate: bool = True) -> None:
+        stop_process(self.process, terminate=terminate)
         self._pump.join(timeout=2)
 
 
@@ -270,15 +270,37 @@ def run(port: int, moto_port: int) -> int:
         children = [
             Child(
                 "web",
-                [str(BIN_DIR / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
-                 "--workers", os.environ.get("WEB_CONCURRENCY", "2"), "--access-logfile", "-"],
+                [
+                    str(BIN_DIR / "gunicorn"),
+                    "config.wsgi",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    os.environ.get("WEB_CONCURRENCY", "2"),
+                    "--access-logfile",
+                    "-",
+                    "--no-control-socket",
+                ],
                 env,
             ),
             Child(
                 "worker",
-                [str(BIN_DIR / "celery"), "-A", "config", "worker", "--queues", ",".join(QUEUE_NAMES),
-                 "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"), "--loglevel", "INFO",
-                 "--without-mingle", "--without-gossip", "--hostname", "worker@%h"],
+                [
+                    str(BIN_DIR / "celery"),
+                    "-A",
+                    "config",
+                    "worker",
+                    "--queues",
+                    ",".join(QUEUE_NAMES),
+                    "--concurrency",
+                    os.environ.get("WORKER_CONCURRENCY", "2"),
+                    "--loglevel",
+                    "INFO",
+                    "--without-mingle",
+                    "--without-gossip",
+                    "--hostname",
+                    "worker@%h",
+                ],
                 env,
             ),
             Child("beat", [str(BIN_DIR / "celery"), "-A", "config", "beat", "--loglevel", "INFO"], env),
@@ -297,8 +319,10 @@ def run(port: int, moto_port: int) -> int:
         return 1
     finally:
         log("stopping")
-        for child in reversed(children):
-            child.stop()
+        for child in children:  # all at once; then wait for each
+            signal_group(child.process, signal.SIGTERM)
+        for child in children:
+            child.stop(terminate=False)
         if stack_env:
             stack_env.unlink(missing_ok=True)
         services.stop()
