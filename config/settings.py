@@ -151,6 +151,8 @@ CELERY_TASK_ACKS_LATE = True
 # A failed task is rejected, not acked: SQS redelivers it until its redrive policy moves it to
 # the queue's DLQ (see config/queues.py).
 CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False
+CELERY_TASK_ACKS_ON_FAILURE = False  # the two settings that replace the one above in Celery 6
+CELERY_TASK_ACKS_ON_TIMEOUT = False
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_SEND_TASK_EVENTS = False
@@ -158,6 +160,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
+# A database blip while storing a result is retried instead of stopping the worker.
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 10
 CELERY_RESULT_EXPIRES = 7 * 24 * 3600
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
