@@ -166,13 +166,37 @@ CELERY_RESULT_BACKEND_MAX_RETRIES = 10
 CELERY_RESULT_EXPIRES = 7 * 24 * 3600
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    "inbound-events-sweep": {"task": "messaging.inbound_events_sweep", "schedule": 30.0},
+}
+CELERY_TASK_ROUTES = {
+    "messaging.inbound_*": {"queue": "incoming"},
+    "messaging.media_*": {"queue": "incoming"},
+}
 
 # -- WhatsApp (Meta's Cloud API) ----------------------------------------------------------------
 WHATSAPP_APP_SECRET = env.str("WHATSAPP_APP_SECRET", default="")
 WHATSAPP_VERIFY_TOKEN = env.str("WHATSAPP_VERIFY_TOKEN", default="")
 WHATSAPP_ACCESS_TOKEN = env.str("WHATSAPP_ACCESS_TOKEN", default="")
 WHATSAPP_GRAPH_URL = env.str("WHATSAPP_GRAPH_URL", default="https://graph.facebook.com/v23.0")
+WHATSAPP_HTTP_TIMEOUT_S = env.float("WHATSAPP_HTTP_TIMEOUT_S", default=10.0)
+# Inbound texts that opt a contact out or back in (compared case-insensitively, whole message).
+WHATSAPP_OPT_OUT_KEYWORDS = env.list("WHATSAPP_OPT_OUT_KEYWORDS", default=["STOP", "UNSUBSCRIBE"])
+WHATSAPP_OPT_IN_KEYWORDS = env.list("WHATSAPP_OPT_IN_KEYWORDS", default=["START"])
+# Webhook bodies above this size are refused with 413.
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=5 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY_BYTES + 1024
+# Inbound processing: events claimed per batch, and tries before an event is marked failed.
+INBOUND_BATCH_SIZE = env.int("INBOUND_BATCH_SIZE", default=100)
+INBOUND_MAX_ATTEMPTS = env.int("INBOUND_MAX_ATTEMPTS", default=5)
+
+# -- storage layout (one bucket) ----------------------------------------------------------------
+MEDIA_INCOMING_PREFIX = env.str("MEDIA_INCOMING_PREFIX", default="whatsapp-media/whatsapp-media-incoming/")
+MEDIA_OUTGOING_PREFIX = env.str("MEDIA_OUTGOING_PREFIX", default="whatsapp-media/whatsapp-media-outgoing/")
+REPORTS_PREFIX = env.str("REPORTS_PREFIX", default="reports/")
+ARCHIVE_PREFIX = env.str("ARCHIVE_PREFIX", default="archive/")
+# Presigned URLs for media and reports expire after this many seconds.
+PRESIGNED_URL_EXPIRY_S = env.int("PRESIGNED_URL_EXPIRY_S", default=300)
 
 # -- contacts -----------------------------------------------------------------------------------
 # Region used to read phone numbers written without a leading "+" (ISO 3166 code, e.g. "GB").

@@ -6,6 +6,7 @@ from config.health import healthz
 
 api_v1 = [
     path("contacts/", include("contacts.urls")),
+    path("messages/", include("messaging.urls")),
 ]
 
 urlpatterns = [
@@ -13,6 +14,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("webhooks/whatsapp/", include("messaging.webhook_urls")),
     path("healthz", healthz, name="healthz"),
 ]
 

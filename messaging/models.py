@@ -1,0 +1,213 @@
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+from contacts.models import Contact
+
+
+class PhoneNumber(models.Model):
+    """A sender number of a WhatsApp Business Account; webhooks are routed by `phone_number_id`."""
+
+    phone_number_id = models.CharField(max_length=64, unique=True)
+    display_phone_number = models.CharField(max_length=32, blank=True, default="")
+    verified_name = models.CharField(max_length=200, blank=True, default="")
+    waba_id = models.CharField("WABA id", max_length=64, blank=True, default="", db_index=True)
+    rate_limit_per_s = models.PositiveIntegerField(default=80)
+    quality_rating = models.CharField(max_length=16, blank=True, default="")
+    messaging_limit = models.CharField(max_length=32, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["display_phone_number"]
+
+    def __str__(self) -> str:
+        return self.display_phone_number or self.phone_number_id
+
+
+class InboundEvent(models.Model):
+    """One webhook body exactly as Meta sent it: the record that makes inbound lossless.
+
+    A body is stored before it is answered, once (`body_sha256` is unique), and processed later
+    by workers that claim pending rows with SKIP LOCKED.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        PROCESSED = "processed"
+        FAILED = "failed"
+        REJECTED = "rejected"  # signed, but not a JSON object: kept for inspection
+
+    body = models.BinaryField()
+    body_sha256 = models.CharField(max_length=64, unique=True)
+    payload = models.JSONField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    fields = ArrayField(models.CharField(max_length=64), blank=True, default=list)
+    unknown_phone_number = models.BooleanField(default=False)
+    unknown_fields = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                condition=models.Q(state="pending"),
+                name="inboundevent_pending",
+            ),
+            models.Index(fields=["state", "received_at"], name="inboundevent_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"event {self.pk} ({self.state})"
+
+
+class Message(models.Model):
+    """A WhatsApp message, inbound or outbound, keyed by Meta's `wamid`."""
+
+    class Direction(models.TextChoices):
+        INBOUND = "inbound"
+        OUTBOUND = "outbound"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received"  # inbound
+        QUEUED = "queued"  # outbound, before Meta answers
+        SENT = "sent"
+        DELIVERED = "delivered"
+        READ = "read"
+        PLAYED = "played"
+        DELETED = "deleted"
+        FAILED = "failed"
+
+    class MediaState(models.TextChoices):
+        NONE = ""
+        PENDING = "pending"
+        STORED = "stored"
+        UNAVAILABLE = "unavailable"
+
+    wamid = models.CharField(max_length=255, unique=True)
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    type = models.CharField(max_length=32)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="messages")
+    phone_number = models.ForeignKey(
+        PhoneNumber, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    text = models.TextField(blank=True, default="")
+    payload = models.JSONField(default=dict, blank=True)
+    timestamp = models.DateTimeField(db_index=True)
+
+    # A reply's quoted message, and the message a reaction, edit or revoke is about.
+    context_wamid = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    target_wamid = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    reaction = models.CharField(max_length=32, blank=True, default="")  # latest emoji on this message
+    edited_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    media_id = models.CharField(max_length=128, blank=True, default="")
+    media_mime_type = models.CharField(max_length=128, blank=True, default="")
+    media_sha256 = models.CharField(max_length=128, blank=True, default="")
+    media_size = models.PositiveBigIntegerField(null=True, blank=True)
+    media_filename = models.CharField(max_length=255, blank=True, default="")
+    media_key = models.CharField(max_length=512, blank=True, default="")
+    media_state = models.CharField(max_length=16, choices=MediaState.choices, blank=True, default="")
+    media_error = models.TextField(blank=True, default="")
+
+    error_code = models.IntegerField(null=True, blank=True)
+    error_title = models.CharField(max_length=255, blank=True, default="")
+    error_details = models.TextField(blank=True, default="")
+
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    played_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["timestamp", "id"]
+        indexes = [models.Index(fields=["contact", "timestamp"], name="message_conversation")]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.type} {self.wamid}"
+
+
+class PendingStatus(models.Model):
+    """A status for a `wamid` not known yet: applied when its message appears."""
+
+    wamid = models.CharField(max_length=255, db_index=True)
+    status = models.CharField(max_length=16)
+    timestamp = models.DateTimeField()
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["wamid", "status", "timestamp"], name="pendingstatus_unique")
+        ]
+
+
+class WebhookEvent(models.Model):
+    """A change other than messages and statuses (template, quality, account, calls ...), typed
+    by its `field` and `event`; a field Wharf does not know is kept raw with `known=False`."""
+
+    inbound_event = models.ForeignKey(InboundEvent, on_delete=models.CASCADE, related_name="webhook_events")
+    position = models.PositiveIntegerField()  # the change's place in the body
+    field = models.CharField(max_length=64, db_index=True)
+    event = models.CharField(max_length=64, blank=True, default="")
+    known = models.BooleanField(default=True)
+    waba_id = models.CharField(max_length=64, blank=True, default="")
+    phone_number = models.ForeignKey(PhoneNumber, null=True, blank=True, on_delete=models.SET_NULL)
+    value = models.JSONField(default=dict)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["inbound_event", "position"], name="webhookevent_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.event}".strip()
+
+
+class AnalyticsEvent(models.Model):
+    """One row per inbound message and per status change, for reporting."""
+
+    class Kind(models.TextChoices):
+        MESSAGE_RECEIVED = "message_received"
+        STATUS_CHANGED = "status_changed"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    wamid = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, blank=True, default="")
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL)
+    contact_id = models.BigIntegerField(null=True, blank=True)
+    phone_number_id = models.BigIntegerField(null=True, blank=True)
+    occurred_at = models.DateTimeField(db_index=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "wamid", "status"], name="analyticsevent_unique")
+        ]
+
+
+class WakeUp(models.Model):
+    """Coalesces wake-ups: a queue gets a new SQS message only when none is outstanding.
+
+    A webhook flips `pending` from false to true and, only if it did, enqueues the drain task;
+    the drain clears `pending` before it claims anything, so an event committed after the clear
+    flips it again and wakes another drain. One SQS message thus covers every event that arrives
+    while a drain is queued.
+    """
+
+    name = models.CharField(max_length=32, primary_key=True)
+    pending = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
