@@ -2,4 +2,11 @@
 
 from django.urls import path
 
-urlpatterns: list = []
+from messaging.apis import MessageDetailApi, MessageListApi
+
+app_name = "messaging"
+
+urlpatterns = [
+    path("", MessageListApi.as_view(), name="list"),
+    path("<int:id>/", MessageDetailApi.as_view(), name="detail"),
+]

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db.models import Q, QuerySet
+
+from contacts.models import Contact
+from messaging.models import Message
+
+# Messages that are about another message: shown on it in a conversation, not beside it.
+ANNOTATING_TYPES = frozenset({"reaction", "edit", "revoke"})
+
+CONVERSATION_PAGE_SIZE = 200
+
+
+def message_list(
+    *,
+    contact_id: int | None = None,
+    direction: str | None = None,
+    status: str | None = None,
+    type: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[Message]:
+    """Messages, newest first; `since` is inclusive, `until` exclusive; a filter left None is not applied."""
+    queryset = Message.objects.select_related("contact", "phone_number").order_by("-timestamp", "-id")
+    if contact_id is not None:
+        queryset = queryset.filter(contact_id=contact_id)
+    if direction:
+        queryset = queryset.filter(direction=direction)
+    if status:
+        queryset = queryset.filter(status=status)
+    if type:
+        queryset = queryset.filter(type=type)
+    if since is not None:
+        queryset = queryset.filter(timestamp__gte=since)
+    if until is not None:
+        queryset = queryset.filter(timestamp__lt=until)
+    return queryset
+
+
+def message_get(*, id: int) -> Message | None:
+    return Message.objects.select_related("contact", "phone_number").filter(id=id).first()
+
+
+def message_quoted(*, message: Message) -> Message | None:
+    """The message a reply quotes, when Wharf has it."""
+    if not message.context_wamid:
+        return None
+    return Message.objects.filter(wamid=message.context_wamid).first()
+
+
+def message_media_error(*, message: Message) -> str:
+    """What an operator reads when a message's media cannot be shown; empty when nothing is wrong."""
+    if message.media_state != Message.MediaState.UNAVAILABLE:
+        return ""
+    reason = message.media_error.strip() or "the media could not be fetched"
+    return f"media unavailable: {reason}"
+
+
+@dataclass
+class ConversationEntry:
+    message: Message
+    quoted: Message | None = None  # the message a reply quotes
+    target: Message | None = None  # for a reaction, edit or revoke shown alone: what it is about
+    reactions: list[Message] = field(default_factory=list)
+    media_url: str | None = None  # presigned by the view that shows the entry
+
+    @property
+    def media_error(self) -> str:
+        return message_media_error(message=self.message)
+
+    @property
+    def reaction(self) -> str:
+        """The latest emoji on the message (the parser keeps it from every reaction row, as their text)."""
+        return self.message.reaction
+
+
+@dataclass
+class Conversation:
+    contact: Contact
+    entries: list[ConversationEntry]
+    earlier: Message | None  # the oldest message shown, when older ones exist
+
+
+def conversation(
+    *, contact: Contact, before_id: int | None = None, limit: int = CONVERSATION_PAGE_SIZE
+) -> Conversation:
+    """The contact's latest `limit` messages (or those before message `before_id`), oldest first.
+
+    Reactions, edits and revokes are attached to the message they are about when it is on the
+    page; replies carry the message they quote. Two queries, whatever the number of messages:
+    the page, and one for quoted or targeted messages that are not on it.
+    """
+    queryset = Message.objects.filter(contact=contact)
+    if before_id is not None:
+        anchor = Message.objects.filter(contact=contact, id=before_id).values("timestamp", "id").first()
+        if anchor is not None:
+            queryset = queryset.filter(
+                Q(timestamp__lt=anchor["timestamp"]) | Q(timestamp=anchor["timestamp"], id__lt=anchor["id"])
+            )
+    newest_first = list(queryset.select_related("phone_number").order_by("-timestamp", "-id")[: limit + 1])
+    earlier = newest_first[limit - 1] if len(newest_first) > limit else None
+    messages = newest_first[:limit][::-1]
+
+    by_wamid = {message.wamid: message for message in messages}
+    wanted = {m.context_wamid for m in messages if m.context_wamid} | {
+        m.target_wamid for m in messages if m.target_wamid
+    }
+    missing = wanted - by_wamid.keys()
+    others = {m.wamid: m for m in Message.objects.filter(wamid__in=missing)} if missing else {}
+
+    entries: dict[str, ConversationEntry] = {m.wamid: ConversationEntry(message=m) for m in messages}
+    shown: list[ConversationEntry] = []
+    for message in messages:
+        entry = entries[message.wamid]
+        if message.context_wamid:
+            entry.quoted = by_wamid.get(message.context_wamid) or others.get(message.context_wamid)
+        if message.type in ANNOTATING_TYPES and message.target_wamid:
+            target_entry = entries.get(message.target_wamid)
+            if target_entry is not None:
+                if message.type == "reaction":
+                    target_entry.reactions.append(message)
+                continue
+            entry.target = others.get(message.target_wamid)
+        shown.append(entry)
+    return Conversation(contact=contact, entries=shown, earlier=earlier)

@@ -1,0 +1,185 @@
+"""Writes the console and the messages API make: deleting messages, managing sender numbers.
+
+A deleted message's media object leaves S3 only after the row's deletion commits: a rolled-back
+delete must not leave a message pointing at nothing. If S3 refuses then, the object stays
+behind and the error is logged with its key (the message itself is gone either way).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, models, transaction
+
+from config.aws import s3_client
+from contacts.services import Actor, audit_log_record
+from messaging.models import Message, PhoneNumber
+
+logger = logging.getLogger(__name__)
+
+S3_DELETE_BATCH = 1000  # DeleteObjects' limit
+PHONE_NUMBER_FIELDS = (
+    "phone_number_id",
+    "display_phone_number",
+    "verified_name",
+    "waba_id",
+    "rate_limit_per_s",
+    "quality_rating",
+    "messaging_limit",
+)
+RATE_LIMIT_MAX_PER_S = 1000  # Meta's highest throughput tier
+PHONE_NUMBER_ID_TAKEN = "A sender number with this phone number id already exists."
+
+# -- messages -------------------------------------------------------------------------------------
+
+
+def _media_objects_delete(keys: list[str]) -> None:
+    client = s3_client()
+    bucket = settings.AWS_STORAGE_BUCKET_NAME
+    for start in range(0, len(keys), S3_DELETE_BATCH):
+        batch = keys[start : start + S3_DELETE_BATCH]
+        try:
+            answer = client.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+            )
+        except Exception:
+            logger.exception("Could not delete %d media object(s) from S3: %s", len(batch), batch)
+            continue
+        for error in answer.get("Errors", []):
+            logger.error("Could not delete media object %s from S3: %s", error.get("Key"), error.get("Code"))
+
+
+def _media_object_delete(key: str) -> None:
+    try:
+        s3_client().delete_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key)
+    except Exception:
+        logger.exception("Could not delete media object %s from S3", key)
+
+
+@transaction.atomic
+def message_delete(*, message: Message, actor: Actor, source: str) -> None:
+    """Deletes the message and, once that commits, its stored media."""
+    audit_log_record(
+        actor=actor,
+        source=source,
+        action="message.delete",
+        target=message,
+        changes={
+            "wamid": message.wamid,
+            "contact_id": message.contact_id,
+            "direction": message.direction,
+            "type": message.type,
+            "media_key": message.media_key,
+        },
+    )
+    key = message.media_key
+    message.delete()
+    if key:
+        transaction.on_commit(lambda: _media_object_delete(key))
+
+
+@transaction.atomic
+def messages_delete(*, queryset: models.QuerySet[Message], actor: Actor, source: str) -> int:
+    """Deletes many messages with one audit row naming them, then their stored media."""
+    rows = list(queryset.order_by().select_for_update().values_list("id", "media_key"))
+    if not rows:
+        return 0
+    ids = sorted(id_ for id_, _ in rows)
+    keys = sorted({key for _, key in rows if key})
+    Message.objects.filter(id__in=ids).delete()
+    audit_log_record(
+        actor=actor,
+        source=source,
+        action="messages.delete",
+        target_repr=f"{len(ids)} message{'s' if len(ids) != 1 else ''}",
+        changes={"ids": ids, "media_keys": keys},
+    )
+    if keys:
+        transaction.on_commit(lambda: _media_objects_delete(keys))
+    return len(ids)
+
+
+# -- sender numbers -------------------------------------------------------------------------------
+
+
+def phone_number_fields_clean(fields: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(fields) - set(PHONE_NUMBER_FIELDS)
+    if unknown:
+        raise TypeError(f"got phone number fields it cannot set: {', '.join(sorted(unknown))}")
+    cleaned = {name: value.strip() if isinstance(value, str) else value for name, value in fields.items()}
+    errors = {}
+    if "phone_number_id" in cleaned and not cleaned["phone_number_id"]:
+        errors["phone_number_id"] = "This field is required."
+    rate = cleaned.get("rate_limit_per_s")
+    if rate is not None and not (1 <= rate <= RATE_LIMIT_MAX_PER_S):
+        errors["rate_limit_per_s"] = f"Between 1 and {RATE_LIMIT_MAX_PER_S} messages per second."
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def _phone_number_save(phone_number: PhoneNumber, **kwargs: Any) -> None:
+    try:
+        with transaction.atomic():
+            phone_number.save(**kwargs)
+    except IntegrityError as error:
+        if "phone_number_id" in str(error):
+            raise ValidationError({"phone_number_id": PHONE_NUMBER_ID_TAKEN}) from error
+        raise
+
+
+@transaction.atomic
+def phone_number_create(*, phone_number_id: str, actor: Actor, source: str, **fields: Any) -> PhoneNumber:
+    values = phone_number_fields_clean({"phone_number_id": phone_number_id, **fields})
+    phone_number = PhoneNumber(**values)
+    _phone_number_save(phone_number)
+    audit_log_record(
+        actor=actor,
+        source=source,
+        action="phone_number.create",
+        target=phone_number,
+        changes={name: [None, value] for name, value in values.items() if value not in ("", None)},
+    )
+    return phone_number
+
+
+@transaction.atomic
+def phone_number_update(
+    *, phone_number: PhoneNumber, actor: Actor, source: str, **fields: Any
+) -> PhoneNumber:
+    """Changes only the fields given; a call that changes nothing writes nothing."""
+    values = phone_number_fields_clean(fields)
+    changes = {
+        name: [getattr(phone_number, name), value]
+        for name, value in values.items()
+        if getattr(phone_number, name) != value
+    }
+    if not changes:
+        return phone_number
+    for name, (_, new) in changes.items():
+        setattr(phone_number, name, new)
+    try:
+        _phone_number_save(phone_number, update_fields=[*changes, "updated_at"])
+    except (ValidationError, IntegrityError):
+        for name, (old, _) in changes.items():
+            setattr(phone_number, name, old)
+        raise
+    audit_log_record(
+        actor=actor, source=source, action="phone_number.update", target=phone_number, changes=changes
+    )
+    return phone_number
+
+
+@transaction.atomic
+def phone_numbers_delete(*, phone_numbers: Iterable[PhoneNumber], actor: Actor, source: str) -> int:
+    """Their messages stay, without a sender number."""
+    count = 0
+    for phone_number in phone_numbers:
+        audit_log_record(actor=actor, source=source, action="phone_number.delete", target=phone_number)
+        phone_number.delete()
+        count += 1
+    return count
