@@ -143,6 +143,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "wait_time_seconds": SQS_WAIT_TIME_SECONDS,
     "visibility_timeout": 300,
     "polling_interval": 1,
+    # Publishing fails fast when SQS is unreachable: one try to open the channel (kombu's default
+    # retries for 4 s) and short botocore timeouts. A webhook must not wait on the broker; what it
+    # would have woken is a row that the sweeper finds. Workers retry their own connection apart.
+    "max_retries": 0,
+    "client-config": {"connect_timeout": 3, "retries": {"mode": "standard", "total_max_attempts": 2}},
 }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_DEFAULT_QUEUE = "default"

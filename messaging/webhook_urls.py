@@ -2,4 +2,6 @@
 
 from django.urls import path
 
-urlpatterns: list = []
+from messaging.webhooks import WhatsAppWebhookView
+
+urlpatterns = [path("", WhatsAppWebhookView.as_view(), name="whatsapp-webhook")]

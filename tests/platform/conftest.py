@@ -1,4 +1,13 @@
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import quote, urlencode
 from uuid import uuid4
 
 import pytest
@@ -8,6 +17,7 @@ from kombu import Connection
 from config.aws import sqs_client
 from config.celery import app as celery_app
 from config.queues import QueueState, queues_ensure
+from config.stack import BASE_DIR, stop_process
 
 
 def broker_connection(prefix: str) -> Connection:
@@ -26,6 +36,86 @@ def receive_all(url: str) -> list[dict]:
     ):
         messages += batch
     return messages
+
+
+def database_url(database: dict) -> str:
+    """DATABASE_URL for the database Django is connected to (the test database, in a test)."""
+    user = quote(database.get("USER") or "", safe="")
+    password = quote(str(database.get("PASSWORD") or ""), safe="")
+    credentials = f"{user}:{password}@" if password else f"{user}@" if user else ""
+    options = {
+        key: value for key, value in (database.get("OPTIONS") or {}).items() if isinstance(value, str | int)
+    }
+    host = database.get("HOST") or ""
+    if host.startswith("/"):  # a Unix socket's folder, as with the embedded PostgreSQL
+        options["host"], host = host, ""
+    port = f":{database['PORT']}" if database.get("PORT") and host else ""
+    query = f"?{urlencode(options)}" if options else ""
+    return f"postgres://{credentials}{host}{port}/{quote(database['NAME'], safe='')}{query}"
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_for(condition: Callable, *, timeout_s: float, interval_s: float = 0.5, worker: Worker, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        if worker.process.poll() is not None:
+            pytest.fail(
+                f"the worker exited with {worker.process.returncode} waiting for {what}:\n{worker.log()}"
+            )
+        time.sleep(interval_s)
+    pytest.fail(f"no {what} after {timeout_s} s; the worker's log:\n{worker.log()[-6000:]}")
+
+
+@contextmanager
+def worker_running(
+    *,
+    queues: Iterable[str],
+    queue_prefix: str,
+    log_path: Path,
+    include: Iterable[str] = (),
+    env: dict[str, str] | None = None,
+) -> Iterator[Worker]:
+    """A real Celery worker process (solo pool) on `queues`, writing to the test database; stopped
+    (SIGTERM, then SIGKILL) however the block ends. Run it inside a transactional_db test, so that
+    it stops before the test database is flushed."""
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url(settings.DATABASES["default"]),
+        "SQS_QUEUE_PREFIX": queue_prefix,
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    includes = [argument for module in include for argument in ("--include", module)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "celery"), "-A", "config", "worker",
+                "--queues", ",".join(queues), "--pool", "solo", "--concurrency", "1",
+                "--without-mingle", "--without-gossip", *includes,
+                "--loglevel", "INFO", "--hostname", "e2e@%h",
+            ],
+            cwd=BASE_DIR,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    running = Worker(process, log_path)
+    try:
+        wait_for(lambda: " ready." in running.log(), timeout_s=30, worker=running, what="worker ready")
+        yield running
+    finally:
+        stop_process(process, grace_s=10)
 
 
 class Letter(NamedTuple):

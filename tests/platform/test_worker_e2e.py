@@ -6,69 +6,22 @@ writes results to the test database that pytest-django created. Its queues have 
 nothing another test leaves in the session's moto server reaches it.
 """
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from io import StringIO
-from pathlib import Path
-from urllib.parse import quote, urlencode
 
 import environ
 import pytest
-from django.conf import settings
 from django.core.cache import cache
 from django.core.management import call_command
 
 from config.celery import app as celery_app
 from config.queues import QUEUES, DeadLetter, dlq_list, queues_ensure
-from config.stack import BASE_DIR, stop_process
-from tests.platform.conftest import broker_connection
+from tests.platform.conftest import Worker, broker_connection, database_url, wait_for, worker_running
 from tests.platform.e2e_tasks import e2e_add, e2e_fail_until_healed, healed_key
 
 pytestmark = pytest.mark.e2e
 
 FAILING_TASK = "tests.platform.e2e_tasks.e2e_fail_until_healed"
-
-
-def database_url(database: dict) -> str:
-    """DATABASE_URL for the database Django is connected to (the test database, in a test)."""
-    user = quote(database.get("USER") or "", safe="")
-    password = quote(str(database.get("PASSWORD") or ""), safe="")
-    credentials = f"{user}:{password}@" if password else f"{user}@" if user else ""
-    options = {
-        key: value for key, value in (database.get("OPTIONS") or {}).items() if isinstance(value, str | int)
-    }
-    host = database.get("HOST") or ""
-    if host.startswith("/"):  # a Unix socket's folder, as with the embedded PostgreSQL
-        options["host"], host = host, ""
-    port = f":{database['PORT']}" if database.get("PORT") and host else ""
-    query = f"?{urlencode(options)}" if options else ""
-    return f"postgres://{credentials}{host}{port}/{quote(database['NAME'], safe='')}{query}"
-
-
-@dataclass
-class Worker:
-    process: subprocess.Popen
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def wait_for(condition: Callable, *, timeout_s: float, interval_s: float = 0.5, worker: Worker, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        if worker.process.poll() is not None:
-            pytest.fail(
-                f"the worker exited with {worker.process.returncode} waiting for {what}:\n{worker.log()}"
-            )
-        time.sleep(interval_s)
-    pytest.fail(f"no {what} after {timeout_s} s; the worker's log:\n{worker.log()[-6000:]}")
 
 
 @pytest.fixture
@@ -78,33 +31,13 @@ def worker(transactional_db, queue_prefix, tmp_path) -> Iterator[Worker]:
     It depends on transactional_db so that it stops before the test database is flushed.
     """
     queues_ensure(visibility_timeout_override=1)  # redeliveries within seconds
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(settings.DATABASES["default"]),
-        "SQS_QUEUE_PREFIX": queue_prefix,
-        "PYTHONUNBUFFERED": "1",
-    }
-    log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "celery"), "-A", "config", "worker",
-                "--queues", "default", "--pool", "solo", "--concurrency", "1",
-                "--without-mingle", "--without-gossip", "--include", "tests.platform.e2e_tasks",
-                "--loglevel", "INFO", "--hostname", "e2e@%h",
-            ],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    running = Worker(process, log_path)
-    try:
-        wait_for(lambda: " ready." in running.log(), timeout_s=30, worker=running, what="worker ready")
+    with worker_running(
+        queues=["default"],
+        queue_prefix=queue_prefix,
+        log_path=tmp_path / "worker.log",
+        include=["tests.platform.e2e_tasks"],
+    ) as running:
         yield running
-    finally:
-        stop_process(process, grace_s=10)
 
 
 def dead_letter(task_id: str) -> DeadLetter | None:

@@ -1,0 +1,383 @@
+"""Inbound events: every webhook body is a row first, processed later, never lost and never doubled.
+
+The protocol, in the order things happen:
+
+1. Record. `inbound_event_record` stores the raw body with one INSERT ... ON CONFLICT DO NOTHING on
+   its sha256, so identical deliveries, even concurrent ones, make one row. A signed body that is
+   not a JSON object is kept as `rejected`, for inspection, and never processed.
+2. Wake, after the event's commit. The `incoming` WakeUp row coalesces wake-ups: one statement
+   sets `pending` only where it was false (or true but stale: the drain it announced was lost), and
+   only the caller whose statement flipped it enqueues a drain, so one SQS message covers every
+   event that arrives while a drain is queued. An enqueue that fails (SQS down) is logged and
+   resets the flag; the caller carries on, because the event is committed and the sweeper finds it.
+3. Drain. `inbound_events_drain` clears the flag before it claims anything, so an event committed
+   after the clear wakes another drain instead of being missed. It claims batches of due pending
+   events with SELECT ... FOR UPDATE SKIP LOCKED, so concurrent workers take disjoint batches, and
+   applies each event in a savepoint inside the batch's one transaction: an event's parsed rows
+   and its state change commit together or not at all. A worker killed mid-batch commits nothing;
+   its events are still pending and are claimed again, and since every parsed write is keyed
+   (wamid, ON CONFLICT) a replay makes no duplicates. An event that raises is rolled back alone
+   and retried with exponential backoff; after INBOUND_MAX_ATTEMPTS it is `failed`.
+4. Sweep. Beat runs `inbound_events_sweep` every 30 s: if due pending events exist (a lost wake,
+   SQS down when they arrived, a retry whose time has come) it enqueues a drain, flag or not.
+5. Dead letters. A drain does not raise for its failing events (their retries are rows, not SQS
+   redeliveries, and a coalesced message is shared by events that succeeded). Instead, when events
+   become `failed`, a task naming them is enqueued: it tries them again and raises while any still
+   fails, so SQS redelivers it and, after the redrive policy's receives, moves it to `incoming-dlq`,
+   where `manage.py dlq replay incoming` (after a fix) processes those events again. Operators can
+   also reprocess them from the admin, which makes them pending with fresh attempts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from config.queues import QUEUES
+from contacts.models import AuditLog
+from contacts.services import Actor, audit_log_record
+from messaging.models import InboundEvent, WakeUp
+
+logger = logging.getLogger(__name__)
+
+WAKE_NAME = "incoming"
+WAKE_STALE_S = 60  # a flag set longer ago than this announced a drain that was lost
+BACKOFF_BASE_S = 10
+BACKOFF_CAP_S = 3600
+# A drain stops claiming well before its SQS message's visibility timeout would hand it to another
+# worker, and wakes a successor if events are left.
+DRAIN_BUDGET_S = QUEUES["incoming"].visibility_timeout / 2
+LAST_ERROR_MAX = 2000
+
+State = InboundEvent.State
+
+
+class InboundEventsFailed(Exception):
+    """Raised by a retry of failed events that still fail, so that SQS redelivers its message."""
+
+
+# -- record -------------------------------------------------------------------------------------
+
+_UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number: {text[:20]}")
+    return value
+
+
+def _constant_refuse(name: str) -> Any:
+    raise ValueError(f"not JSON: {name}")
+
+
+def _jsonb_safe(value: Any) -> Any:
+    """PostgreSQL's jsonb refuses NUL characters and lone surrogates, which JSON's \\u escapes can
+    carry; they become U+FFFD in the payload (the raw body keeps them)."""
+    if isinstance(value, str):
+        return _UNSAFE_TEXT.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_jsonb_safe(key): _jsonb_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonb_safe(item) for item in value]
+    return value
+
+
+def inbound_payload_parse(body: bytes) -> dict | None:
+    """The JSON object a body holds, made storable as jsonb; None when it holds anything else."""
+    try:
+        payload = json.loads(body, parse_float=_finite_float, parse_constant=_constant_refuse)
+        if not isinstance(payload, dict):
+            return None
+        return _jsonb_safe(payload)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+
+
+_RECORD_SQL = f"""
+    INSERT INTO {InboundEvent._meta.db_table}
+        (body, body_sha256, payload, state, fields, unknown_phone_number, unknown_fields,
+         attempts, last_error, received_at)
+    VALUES (%s, %s, %s::jsonb, %s, '{{}}', false, false, 0, '', %s)
+    ON CONFLICT (body_sha256) DO NOTHING
+    RETURNING id
+"""
+
+
+def inbound_event_record(*, body: bytes) -> tuple[InboundEvent, bool]:
+    """Store a verified webhook body once; returns the event and whether this call stored it.
+
+    A new pending event wakes the drain after commit. A body seen before returns the stored event
+    (without its body) and wakes nothing: it was woken when it was first stored.
+    """
+    payload = inbound_payload_parse(body)
+    state = State.PENDING if payload is not None else State.REJECTED
+    digest = hashlib.sha256(body).hexdigest()
+    received_at = timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _RECORD_SQL,
+                [body, digest, json.dumps(payload) if payload is not None else None, state, received_at],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return InboundEvent.objects.defer("body").get(body_sha256=digest), False
+        event = InboundEvent(
+            id=row[0], body=body, body_sha256=digest, payload=payload, state=state, received_at=received_at
+        )
+        event._state.adding = False
+        if state == State.PENDING:
+            transaction.on_commit(inbound_events_wake)
+    return event, True
+
+
+# -- wake ---------------------------------------------------------------------------------------
+
+_WAKE_SQL = f"""
+    INSERT INTO {WakeUp._meta.db_table} (name, pending, updated_at) VALUES (%s, true, %s)
+    ON CONFLICT (name) DO UPDATE SET pending = true, updated_at = EXCLUDED.updated_at
+    WHERE {WakeUp._meta.db_table}.pending = false OR {WakeUp._meta.db_table}.updated_at < %s
+    RETURNING name
+"""
+
+
+def inbound_events_wake() -> None:
+    """Enqueue a drain unless one is already queued (see the module's header)."""
+    now = timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(_WAKE_SQL, [WAKE_NAME, now, now - timedelta(seconds=WAKE_STALE_S)])
+            flipped = cursor.fetchone() is not None
+        if flipped:
+            transaction.on_commit(_wake_enqueue)
+
+
+def _wake_enqueue() -> None:
+    if not _drain_enqueue(reason="wake"):
+        try:
+            WakeUp.objects.filter(name=WAKE_NAME).update(pending=False, updated_at=timezone.now())
+        except Exception as error:
+            logger.warning("could not reset the incoming wake-up flag: %s", type(error).__name__)
+
+
+def _drain_enqueue(*, reason: str, event_ids: list[int] | None = None) -> bool:
+    """Publish a drain (or a retry of `event_ids`) once, failing fast: a webhook must not wait on SQS."""
+    from messaging.tasks import inbound_events_process_task
+
+    kwargs = {"event_ids": event_ids} if event_ids else {}
+    try:
+        inbound_events_process_task.apply_async(kwargs=kwargs, retry=False)
+    except Exception as error:
+        logger.warning(
+            "could not enqueue an inbound drain (%s); the sweeper will: %s: %s",
+            reason,
+            type(error).__name__,
+            error,
+        )
+        return False
+    return True
+
+
+# -- drain --------------------------------------------------------------------------------------
+
+
+@dataclass
+class DrainResult:
+    processed: int = 0
+    retrying: int = 0  # failed this time, to be tried again later
+    failed: list[int] = field(default_factory=list)  # failed for good: their retry task is enqueued
+    batches: int = 0
+    rewoken: bool = False  # stopped by its time budget with events left, and woke a successor
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _due(now: datetime) -> Q:
+    return Q(state=State.PENDING) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+
+
+def inbound_events_claim(*, batch_size: int, now: datetime | None = None) -> list[InboundEvent]:
+    """Lock up to `batch_size` due pending events, oldest first, skipping those others hold.
+
+    Must run inside a transaction; the locks last until it ends.
+    """
+    return list(
+        InboundEvent.objects.select_for_update(skip_locked=True)
+        .filter(_due(now or timezone.now()))
+        .defer("body")
+        .order_by("id")[:batch_size]
+    )
+
+
+def _backoff_s(attempts: int) -> float:
+    delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+def _events_apply(events: list[InboundEvent], *, result: DrainResult) -> list[int]:
+    """Apply each event in a savepoint of the caller's transaction and record the outcome.
+
+    Media jobs are enqueued after the commit. Returns the events that failed for good: those that
+    reach INBOUND_MAX_ATTEMPTS, and failed ones that fail again.
+    """
+    from messaging.parsing import inbound_payload_apply  # workers only: the webhook never parses
+
+    now = timezone.now()
+    processed: list[InboundEvent] = []
+    media_message_ids: list[int] = []
+    failed: list[int] = []
+    for event in events:
+        try:
+            with transaction.atomic():
+                applied = inbound_payload_apply(event=event)
+        except Exception as error:
+            event.attempts += 1
+            event.last_error = f"{type(error).__name__}: {error}"[:LAST_ERROR_MAX]
+            if event.attempts >= settings.INBOUND_MAX_ATTEMPTS or event.state == State.FAILED:
+                event.state = State.FAILED
+                event.next_attempt_at = None
+                failed.append(event.pk)
+            else:
+                event.state = State.PENDING
+                event.next_attempt_at = now + timedelta(seconds=_backoff_s(event.attempts))
+                result.retrying += 1
+            event.save(update_fields=["attempts", "last_error", "state", "next_attempt_at"])
+            logger.warning(
+                "inbound event %s failed (attempt %s, %s): %s",
+                event.pk,
+                event.attempts,
+                event.state,
+                type(error).__name__,
+            )
+            continue
+        event.state = State.PROCESSED
+        event.processed_at = now
+        event.next_attempt_at = None
+        event.fields = list(applied.fields)
+        event.unknown_phone_number = applied.unknown_phone_number
+        event.unknown_fields = applied.unknown_fields
+        processed.append(event)
+        media_message_ids += applied.media_message_ids
+    if processed:
+        InboundEvent.objects.bulk_update(
+            processed,
+            ["state", "processed_at", "next_attempt_at", "fields", "unknown_phone_number", "unknown_fields"],
+        )
+    result.processed += len(processed)
+    result.failed += failed
+    if media_message_ids:
+        transaction.on_commit(partial(_media_fetch_enqueue, media_message_ids))
+    return failed
+
+
+def _media_fetch_enqueue(message_ids: list[int]) -> None:
+    from messaging.media import media_fetch_task
+
+    for message_id in message_ids:
+        try:
+            media_fetch_task.apply_async((message_id,), retry=False)
+        except Exception as error:
+            logger.warning("could not enqueue the media fetch of message %s: %s", message_id, error)
+
+
+def inbound_events_drain(
+    *, batch_size: int | None = None, time_budget_s: float = DRAIN_BUDGET_S
+) -> DrainResult:
+    """Process due pending events, one transaction per batch, until none is left or time is up."""
+    batch_size = batch_size or settings.INBOUND_BATCH_SIZE
+    WakeUp.objects.filter(name=WAKE_NAME, pending=True).update(pending=False, updated_at=timezone.now())
+    result = DrainResult()
+    deadline = timezone.now() + timedelta(seconds=time_budget_s)
+    while True:
+        with transaction.atomic():
+            events = inbound_events_claim(batch_size=batch_size)
+            if events:
+                result.batches += 1
+                if failed := _events_apply(events, result=result):
+                    transaction.on_commit(
+                        partial(_drain_enqueue, reason="retry of failed events", event_ids=failed)
+                    )
+        if len(events) < batch_size:
+            return result
+        if timezone.now() >= deadline:
+            _drain_enqueue(reason="drain out of time")
+            result.rewoken = True
+            return result
+
+
+def inbound_events_retry(*, event_ids: list[int]) -> DrainResult:
+    """Try failed events once more, whatever their attempts; raise while any still fails.
+
+    Events that are no longer failed (processed since, or made pending again by an operator) are
+    left to the drain. The task that carries this raises so that SQS redelivers it and finally
+    dead-letters it; its failures enqueue no further retry.
+    """
+    result = DrainResult()
+    with transaction.atomic():
+        events = list(
+            InboundEvent.objects.select_for_update(skip_locked=True)
+            .filter(id__in=event_ids, state=State.FAILED)
+            .defer("body")
+            .order_by("id")
+        )
+        if events:
+            result.batches = 1
+            still_failing = _events_apply(events, result=result)
+    if events and still_failing:
+        raise InboundEventsFailed(f"inbound events still failing: {still_failing}")
+    return result
+
+
+# -- sweep and reprocess ------------------------------------------------------------------------
+
+
+def inbound_events_sweep() -> bool:
+    """Enqueue a drain if due pending events exist, whatever the wake-up flag says."""
+    if not InboundEvent.objects.filter(_due(timezone.now())).exists():
+        return False
+    return _drain_enqueue(reason="sweep")
+
+
+def inbound_events_reprocess(
+    *, event_ids: list[int], actor: Actor, source: str = AuditLog.Source.ADMIN
+) -> int:
+    """Make failed events pending again with fresh attempts, audited, and wake the drain.
+
+    Rejected events are not JSON objects and stay as they are; others are not failed.
+    """
+    with transaction.atomic():
+        events = list(
+            InboundEvent.objects.select_for_update()
+            .filter(id__in=event_ids, state=State.FAILED)
+            .only("id", "last_error")
+            .order_by("id")
+        )
+        if not events:
+            return 0
+        ids = [event.pk for event in events]
+        InboundEvent.objects.filter(id__in=ids).update(state=State.PENDING, attempts=0, next_attempt_at=None)
+        audit_log_record(
+            actor=actor,
+            source=source,
+            action="inbound_events_reprocess",
+            target_repr=f"{len(ids)} inbound event{'s' if len(ids) != 1 else ''}",
+            changes={"ids": ids, "last_errors": {str(event.pk): event.last_error[:200] for event in events}},
+        )
+        transaction.on_commit(inbound_events_wake)
+    return len(ids)

@@ -1,0 +1,20 @@
+"""Celery tasks of messaging: thin, named after the services they call, routed by name
+("messaging.inbound_*" and "messaging.media_*" to the `incoming` queue)."""
+
+from celery import shared_task
+
+from messaging.inbound import inbound_events_drain, inbound_events_retry, inbound_events_sweep
+
+
+@shared_task(name="messaging.inbound_events_process")
+def inbound_events_process_task(event_ids: list[int] | None = None) -> dict:
+    """Drain pending events; with `event_ids`, retry those failed events and raise while they fail,
+    so that the message ends in `incoming-dlq` (see messaging/inbound.py)."""
+    if event_ids:
+        return inbound_events_retry(event_ids=event_ids).as_dict()
+    return inbound_events_drain().as_dict()
+
+
+@shared_task(name="messaging.inbound_events_sweep")
+def inbound_events_sweep_task() -> bool:
+    return inbound_events_sweep()
