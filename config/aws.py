@@ -14,6 +14,8 @@ def _client(service: str, endpoint_url: str | None, region: str, timeout: float)
         read_timeout=timeout,
         retries={"max_attempts": 2, "mode": "standard"},
         max_pool_connections=20,
+        # Presigned URLs signed with SigV4, as AWS requires, whatever the endpoint and region.
+        signature_version="s3v4" if service == "s3" else None,
     )
     return boto3.session.Session().client(
         service, endpoint_url=endpoint_url, region_name=region, config=config

@@ -174,6 +174,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "inbound-events-sweep": {"task": "messaging.inbound_events_sweep", "schedule": 30.0},
 }
+# Task modules that are not an app's tasks.py, which autodiscovery finds by itself.
+CELERY_IMPORTS = ["messaging.media"]
 CELERY_TASK_ROUTES = {
     "messaging.inbound_*": {"queue": "incoming"},
     "messaging.media_*": {"queue": "incoming"},
@@ -185,6 +187,14 @@ WHATSAPP_VERIFY_TOKEN = env.str("WHATSAPP_VERIFY_TOKEN", default="")
 WHATSAPP_ACCESS_TOKEN = env.str("WHATSAPP_ACCESS_TOKEN", default="")
 WHATSAPP_GRAPH_URL = env.str("WHATSAPP_GRAPH_URL", default="https://graph.facebook.com/v23.0")
 WHATSAPP_HTTP_TIMEOUT_S = env.float("WHATSAPP_HTTP_TIMEOUT_S", default=10.0)
+# Largest media file downloaded from the Graph API (Meta's largest, documents, is 100 MB).
+WHATSAPP_MEDIA_MAX_BYTES = env.int("WHATSAPP_MEDIA_MAX_BYTES", default=100 * 1024 * 1024)
+# Media fetches: tries after the first, and the first backoff in seconds (doubled each time, with
+# jitter, and capped below SQS's 900 s delay limit).
+MEDIA_FETCH_MAX_RETRIES = env.int("MEDIA_FETCH_MAX_RETRIES", default=10)
+MEDIA_FETCH_BACKOFF_S = env.float("MEDIA_FETCH_BACKOFF_S", default=10.0)
+# Where the sandbox and `manage.py sandbox_inbound` post webhooks: this platform's own endpoint.
+SANDBOX_WEBHOOK_URL = env.str("SANDBOX_WEBHOOK_URL", default="http://127.0.0.1:8000/webhooks/whatsapp/")
 # Inbound texts that opt a contact out or back in (compared case-insensitively, whole message).
 WHATSAPP_OPT_OUT_KEYWORDS = env.list("WHATSAPP_OPT_OUT_KEYWORDS", default=["STOP", "UNSUBSCRIBE"])
 WHATSAPP_OPT_IN_KEYWORDS = env.list("WHATSAPP_OPT_IN_KEYWORDS", default=["START"])
@@ -259,7 +269,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+    "loggers": {
+        "botocore": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
 }
 
 # -- queues (config/queues.py holds their specs) -------------------------------------------------

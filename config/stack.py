@@ -6,6 +6,8 @@ unset, then supervises the platform's processes:
 - no DATABASE_URL: an embedded PostgreSQL (the pgserver package) with its data in var/pg;
 - no AWS_ENDPOINT_URL and no AWS credentials: moto's server on a loopback port, in which the
   bucket, every queue and every dead-letter queue are created;
+- no WHATSAPP_ACCESS_TOKEN: the sandbox Graph API (messaging/sandbox) on a loopback port, with a
+  token kept in var/; the webhook's app secret and verify token are kept there too when unset;
 - then migrations, queues, bucket, static files and a first admin user; then gunicorn, one
   Celery worker on every queue and Celery beat, their output prefixed with their names.
 
@@ -36,6 +38,7 @@ VAR_DIR = BASE_DIR / "var"
 BIN_DIR = Path(sys.executable).parent
 QUEUE_NAMES = ("incoming", "outgoing", "analytics", "archival", "default")
 GRACE_S = 20
+GRAPH_VERSION = "v23.0"
 
 
 def log(message: str) -> None:
@@ -109,23 +112,63 @@ class MotoServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self._wait_ready()
-
-    def _wait_ready(self, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"moto's server exited with {self.process.returncode}")
-            try:
-                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1).close()  # noqa: S310 - http on loopback
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"moto's server did not answer on {self.endpoint}")
+        wait_answering(self.process, f"{self.endpoint}/moto-api/", name="moto's server")
 
     def stop(self) -> None:
         stop_process(self.process)
         self._log.close()
+
+
+# -- the sandbox Graph API ----------------------------------------------------------------------
+
+
+class SandboxServer:
+    """The local Graph API look-alike (`python -m messaging.sandbox`) on loopback; media in memory.
+
+    Its token and the app secret reach it through the environment, not its command line.
+    """
+
+    def __init__(self, port: int, *, access_token: str, app_secret: str, webhook_url: str, log_path: Path):
+        self.port = port
+        self.root = f"http://127.0.0.1:{port}"
+        self.graph_url = f"{self.root}/{GRAPH_VERSION}"
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        env = {
+            **os.environ,
+            "SANDBOX_ACCESS_TOKEN": access_token,
+            "SANDBOX_APP_SECRET": app_secret,
+            "SANDBOX_WEBHOOK_URL": webhook_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "messaging.sandbox", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_answering(self.process, f"{self.root}/sandbox/health", name="the sandbox Graph API")
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self._log.close()
+
+
+def wait_answering(process: subprocess.Popen, url: str, *, name: str, timeout_s: float = 30) -> None:
+    """Wait until a child answers `url` over HTTP; raise if it exits or stays silent."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1).close()  # noqa: S310 - http on loopback
+            return
+        except OSError:
+            time.sleep(0.1)
+    stop_process(process, grace_s=2)
+    raise RuntimeError(f"{name} did not answer on {url}")
 
 
 def signal_group(process: subprocess.Popen, signum: int) -> None:
@@ -157,9 +200,23 @@ class Services:
     def __init__(self) -> None:
         self.postgres: EmbeddedPostgres | None = None
         self.moto: MotoServer | None = None
+        self.sandbox: SandboxServer | None = None
 
-    def start(self, *, database: str, moto_port: int | None, force_moto: bool = False) -> dict[str, str]:
-        """Start what is missing; returns the environment variables that point at it."""
+    def start(
+        self,
+        *,
+        database: str,
+        moto_port: int | None,
+        force_moto: bool = False,
+        sandbox_token: str | None = None,
+        sandbox_port: int | None = None,
+        app_secret: str = "",
+        webhook_url: str = "",
+    ) -> dict[str, str]:
+        """Start what is missing; returns the environment variables that point at it.
+
+        The sandbox Graph API starts when `sandbox_token` is given: the token it will accept.
+        """
         VAR_DIR.mkdir(exist_ok=True)
         values: dict[str, str] = {}
         if not os.environ.get("DATABASE_URL"):
@@ -174,9 +231,27 @@ class Services:
                 AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - moto accepts any credentials
                 AWS_REGION=os.environ.get("AWS_REGION", "us-east-1"),
             )
+        if sandbox_token:
+            port = sandbox_port or free_port()
+            self.sandbox = SandboxServer(
+                port,
+                access_token=sandbox_token,
+                app_secret=app_secret,
+                webhook_url=webhook_url,
+                log_path=VAR_DIR / f"sandbox-{port}.log",
+            )
+            values.update(WHATSAPP_GRAPH_URL=self.sandbox.graph_url, WHATSAPP_ACCESS_TOKEN=sandbox_token)
         return values
 
+    def processes(self) -> list[tuple[str, subprocess.Popen]]:
+        """The services' own processes, for a supervisor to watch."""
+        running = [("moto", self.moto), ("sandbox", self.sandbox)]
+        return [(name, service.process) for name, service in running if service]
+
     def stop(self) -> None:
+        if self.sandbox:
+            self.sandbox.stop()
+            self.sandbox = None
         if self.moto:
             self.moto.stop()
             self.moto = None
@@ -214,12 +289,30 @@ class Child:
         self._pump.join(timeout=2)
 
 
-def secret_key() -> str:
-    path = VAR_DIR / "secret_key"
+def var_secret(name: str) -> str:
+    """A secret generated once into var/<name> and read from there on every start."""
+    path = VAR_DIR / name
     if not path.exists():
         path.write_text(secrets.token_urlsafe(50))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def secret_key() -> str:
+    return var_secret("secret_key")
+
+
+def whatsapp_defaults(port: int) -> dict[str, str]:
+    """The webhook's app secret and verify token, generated into var/ where the environment has none,
+    and the sandbox's webhook URL: this stack's own endpoint."""
+    values = {
+        name: var_secret(name.lower())
+        for name in ("WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN")
+        if not os.environ.get(name)
+    }
+    if not os.environ.get("SANDBOX_WEBHOOK_URL"):
+        values["SANDBOX_WEBHOOK_URL"] = f"http://127.0.0.1:{port}/webhooks/whatsapp/"
+    return values
 
 
 def manage(env: dict[str, str], *args: str) -> None:
@@ -233,10 +326,19 @@ def write_stack_env(values: dict[str, str]) -> Path:
     return path
 
 
-def run(port: int, moto_port: int) -> int:
+def read_dotenv() -> None:
+    """Put `.env` into this process's environment under what is already set, as the settings read it,
+    so that a value there (DATABASE_URL, WHATSAPP_ACCESS_TOKEN ...) replaces an embedded default."""
+    import environ
+
+    environ.Env.read_env(BASE_DIR / ".env")
+
+
+def run(port: int, moto_port: int, sandbox_port: int) -> int:
     if not port_is_free(port):
         log(f"port {port} is taken; choose another with PORT=...")
         return 1
+    read_dotenv()
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stopping.set())
@@ -246,11 +348,25 @@ def run(port: int, moto_port: int) -> int:
     stack_env: Path | None = None
     try:
         log("starting embedded services where none are configured")
-        values = services.start(database="wharf", moto_port=moto_port if port_is_free(moto_port) else None)
+        VAR_DIR.mkdir(exist_ok=True)
+        whatsapp = whatsapp_defaults(port)
+        graph_configured = bool(os.environ.get("WHATSAPP_ACCESS_TOKEN"))
+        values = services.start(
+            database="wharf",
+            moto_port=moto_port if port_is_free(moto_port) else None,
+            sandbox_token=None if graph_configured else var_secret("sandbox_access_token"),
+            sandbox_port=sandbox_port if port_is_free(sandbox_port) else None,
+            app_secret=os.environ.get("WHATSAPP_APP_SECRET") or whatsapp.get("WHATSAPP_APP_SECRET", ""),
+            webhook_url=os.environ.get("SANDBOX_WEBHOOK_URL") or whatsapp.get("SANDBOX_WEBHOOK_URL", ""),
+        )
+        values.update(whatsapp)
         if services.postgres:
             log(f"PostgreSQL (embedded) in var/pg, socket {services.postgres.socket_dir}")
         if services.moto:
             log(f"S3 and SQS (moto's server) at {services.moto.endpoint}")
+        if services.sandbox:
+            sandbox = services.sandbox
+            log(f"Graph API (the sandbox) at {sandbox.graph_url}, its log in var/{sandbox.log_path.name}")
         values.setdefault("SECRET_KEY", os.environ.get("SECRET_KEY") or secret_key())
         stack_env = write_stack_env(values)
         env = {**os.environ, **values, "PYTHONUNBUFFERED": "1"}
@@ -306,11 +422,17 @@ def run(port: int, moto_port: int) -> int:
             Child("beat", [str(BIN_DIR / "celery"), "-A", "config", "beat", "--loglevel", "INFO"], env),
         ]
         log(f"Wharf is up: http://127.0.0.1:{port}/admin/  API docs http://127.0.0.1:{port}/api/docs/")
+        if services.sandbox:
+            log(
+                "a WhatsApp user writes: .venv/bin/python manage.py sandbox_inbound "
+                '--from +447700900123 --name Ana --text "hello"'
+            )
         log("Ctrl-C stops everything")
+        watched = [(child.name, child.process) for child in children] + services.processes()
         while not stopping.is_set():
-            for child in children:
-                if child.process.poll() is not None:
-                    log(f"{child.name} exited with {child.process.returncode}; stopping")
+            for name, process in watched:
+                if process.poll() is not None:
+                    log(f"{name} exited with {process.returncode}; stopping")
                     stopping.set()
             stopping.wait(0.5)
         return 0
@@ -335,8 +457,9 @@ def main() -> int:
     run_parser = sub.add_parser("run", help="serve the whole platform on embedded defaults")
     run_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     run_parser.add_argument("--moto-port", type=int, default=int(os.environ.get("MOTO_PORT", "8001")))
+    run_parser.add_argument("--sandbox-port", type=int, default=int(os.environ.get("SANDBOX_PORT", "8002")))
     args = parser.parse_args()
-    return run(args.port, args.moto_port)
+    return run(args.port, args.moto_port, args.sandbox_port)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,106 @@
+import mimetypes
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from messaging.models import PhoneNumber
+from messaging.sandbox import payloads
+
+
+class Command(BaseCommand):
+    help = (
+        "Post a signed, Meta-shaped `messages` webhook to this platform's own endpoint, as if a "
+        "WhatsApp user had written to one of its numbers; with --image, the file is first put in the "
+        "sandbox Graph API so that the media fetch finds it there."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--from", dest="sender", required=True, help="the sender's number, e.g. +447700900123"
+        )
+        parser.add_argument("--text", default="", help="the message text (the caption with --image)")
+        parser.add_argument("--name", default="", help="the sender's WhatsApp profile name")
+        parser.add_argument("--image", type=Path, help="an image file to send")
+        parser.add_argument(
+            "--phone-number-id",
+            help="the receiving number's phone_number_id (default: the first PhoneNumber's)",
+        )
+        parser.add_argument("--url", default=settings.SANDBOX_WEBHOOK_URL, help="the webhook endpoint")
+
+    def handle(self, *args, sender, text, name, image, phone_number_id, url, **options):
+        wa_id = payloads.wa_id_from_phone(sender)
+        if not wa_id:
+            raise CommandError(f"--from {sender!r} has no digits")
+        if not text and image is None:
+            raise CommandError("give --text, --image or both")
+        if not settings.WHATSAPP_APP_SECRET:
+            raise CommandError("WHATSAPP_APP_SECRET is not set: the webhook could not be signed")
+        number = _receiving_number(phone_number_id)
+        if image is None:
+            message = payloads.text_message(wa_id=wa_id, text=text)
+        else:
+            message = self._image_message(wa_id=wa_id, path=image, caption=text, phone_number_id=number[0])
+        body = payloads.messages_body(
+            messages=[message], profile_name=name, phone_number_id=number[0], display_phone_number=number[1]
+        )
+        try:
+            response = payloads.webhook_post(url=url, body=body, app_secret=settings.WHATSAPP_APP_SECRET)
+        except httpx.HTTPError as error:
+            raise CommandError(f"could not reach {url}: {error}") from error
+        self.stdout.write(f"posted {message['type']} {message['id']} from {wa_id} to {url}")
+        self.stdout.write(f"answer: {response.status_code} {response.text.strip()}")
+        if response.is_error:
+            raise CommandError(f"the webhook answered {response.status_code}")
+
+    def _image_message(self, *, wa_id: str, path: Path, caption: str, phone_number_id: str) -> dict:
+        try:
+            content = path.read_bytes()
+        except OSError as error:
+            raise CommandError(f"cannot read {path}: {error.strerror}") from error
+        mime_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        sandbox = _sandbox_root()
+        try:
+            response = httpx.post(
+                f"{sandbox}/sandbox/media",
+                params={"phone_number_id": phone_number_id},
+                files={"file": (path.name, content, mime_type)},
+                timeout=settings.WHATSAPP_HTTP_TIMEOUT_S,
+            )
+            response.raise_for_status()
+        except httpx.HTTPError as error:
+            raise CommandError(
+                f"could not put the image in the sandbox at {sandbox} (WHATSAPP_GRAPH_URL): {error}"
+            ) from error
+        media = response.json()
+        self.stdout.write(f"sandbox media {media['id']} ({media['mime_type']}, {media['file_size']} bytes)")
+        return payloads.media_message(
+            wa_id=wa_id,
+            kind="image",
+            media_id=media["id"],
+            mime_type=media["mime_type"],
+            sha256=payloads.sha256_base64(content),
+            caption=caption,
+        )
+
+
+def _receiving_number(phone_number_id: str | None) -> tuple[str, str]:
+    """(phone_number_id, display number) of the number the message is addressed to."""
+    if phone_number_id:
+        number = PhoneNumber.objects.filter(phone_number_id=phone_number_id).first()
+        return (
+            phone_number_id,
+            number.display_phone_number if number else payloads.DEFAULT_DISPLAY_PHONE_NUMBER,
+        )
+    number = PhoneNumber.objects.order_by("id").first()
+    if number:
+        return number.phone_number_id, number.display_phone_number
+    return payloads.DEFAULT_PHONE_NUMBER_ID, payloads.DEFAULT_DISPLAY_PHONE_NUMBER
+
+
+def _sandbox_root() -> str:
+    """The sandbox's own root: WHATSAPP_GRAPH_URL without its version."""
+    parts = urlsplit(settings.WHATSAPP_GRAPH_URL)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -1,0 +1,208 @@
+"""Media of inbound messages: fetched through the Graph API, checked, kept in S3, served presigned.
+
+A fetch asks Meta for the media's URL (`GET /{media-id}`), downloads it with the bearer token,
+compares the bytes with Meta's sha256 and size, and puts them at a key made only of the sender
+number's id and Meta's media id, so a retry or a second delivery of the task writes the same
+object again; only then is the message marked stored (a crash before that leaves it pending, and
+the next run overwrites the object). Retryable failures (5xx, timeouts, Meta's throttling codes,
+a corrupted download) are retried with exponential backoff and jitter, each retry an SQS-delayed
+message: never a Celery countdown, which a worker would hold unacked past the queue's visibility
+timeout. A permanent error, or the last retry, marks the message "media unavailable" with Meta's
+code and title; media ids expire after 7 days, so waiting longer would not help. Storage and
+database errors are not Meta's answer: they fail the task, so SQS redelivers it and finally moves
+it to `incoming-dlq`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import mimetypes
+import random
+import re
+from urllib.parse import quote
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from config.aws import s3_client
+from messaging.graph import GraphError, GraphRetryableError, media_download, media_info
+from messaging.models import Message
+
+logger = logging.getLogger(__name__)
+
+# SQS delays a message by at most 900 s.
+BACKOFF_MAX_S = 600
+
+# Extensions for the types WhatsApp carries; other types take Python's built-in table, never the
+# machine's, so that every worker makes the same key.
+_EXTENSIONS = {
+    "audio/aac": ".aac",
+    "audio/amr": ".amr",
+    "audio/mpeg": ".mp3",
+    "audio/mp4": ".m4a",
+    "audio/ogg": ".ogg",
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/webp": ".webp",
+    "video/3gpp": ".3gp",
+    "video/mp4": ".mp4",
+    "text/plain": ".txt",
+    "application/pdf": ".pdf",
+    "application/msword": ".doc",
+    "application/vnd.ms-excel": ".xls",
+    "application/vnd.ms-powerpoint": ".ppt",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
+}
+_BUILT_IN_TYPES = mimetypes.MimeTypes()  # built from Python's defaults only: no files are read
+
+
+class MediaIntegrityError(Exception):
+    """The bytes downloaded are not the file Meta described (sha256 or size differ)."""
+
+    retryable = True
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+
+def media_fetch(*, message_id: int) -> None:
+    """Fetch a pending message's media into S3 and record it; a message not pending is left alone.
+
+    Raises GraphError or MediaIntegrityError for the task to retry or give up on.
+    """
+    message = Message.objects.select_related("phone_number").filter(id=message_id).first()
+    if message is None or message.media_state != Message.MediaState.PENDING or not message.media_id:
+        logger.info("media of message %s: nothing to fetch", message_id)
+        return
+    info = media_info(message.media_id)
+    content = media_download(info["url"])
+    digest = hashlib.sha256(content).digest()
+    _media_verify(content=content, digest=digest, info=info)
+    mime_type = mime_base(str(info.get("mime_type") or message.media_mime_type)) or "application/octet-stream"
+    phone_number_id = message.phone_number.phone_number_id if message.phone_number else ""
+    key = media_key(phone_number_id=phone_number_id, media_id=message.media_id, mime_type=mime_type)
+    s3_client().put_object(
+        Bucket=settings.AWS_STORAGE_BUCKET_NAME,
+        Key=key,
+        Body=content,
+        ContentType=mime_type,
+        ChecksumSHA256=base64.b64encode(digest).decode(),
+        Metadata={"media-id": message.media_id},
+    )
+    message.media_key = key
+    message.media_mime_type = mime_type
+    message.media_size = len(content)
+    message.media_sha256 = digest.hex()
+    message.media_state = Message.MediaState.STORED
+    message.media_error = ""
+    message.save(
+        update_fields=[
+            "media_key",
+            "media_mime_type",
+            "media_size",
+            "media_sha256",
+            "media_state",
+            "media_error",
+            "updated_at",
+        ]
+    )
+    logger.info("media of message %s stored at %s (%d bytes)", message_id, key, len(content))
+
+
+def media_mark_unavailable(*, message_id: int, reason: str) -> bool:
+    """Give up on a pending message's media, saying why; False when it was not pending any more."""
+    updated = Message.objects.filter(id=message_id, media_state=Message.MediaState.PENDING).update(
+        media_state=Message.MediaState.UNAVAILABLE,
+        media_error=f"media unavailable: {reason}",
+        updated_at=timezone.now(),
+    )
+    logger.warning("media of message %s unavailable: %s", message_id, reason)
+    return bool(updated)
+
+
+def media_fetch_backoff_s(*, retries: int) -> int:
+    """Exponential backoff with jitter: half to all of base * 2**retries, capped below SQS's limit."""
+    ceiling = min(BACKOFF_MAX_S, settings.MEDIA_FETCH_BACKOFF_S * 2**retries)
+    return max(1, round(random.uniform(ceiling / 2, ceiling)))
+
+
+@shared_task(name="messaging.media_fetch", bind=True, max_retries=None)
+def media_fetch_task(self, message_id: int) -> None:
+    max_retries = settings.MEDIA_FETCH_MAX_RETRIES
+    try:
+        media_fetch(message_id=message_id)
+    except (GraphRetryableError, MediaIntegrityError) as error:
+        tries = self.request.retries + 1
+        if self.request.retries >= max_retries:
+            media_mark_unavailable(message_id=message_id, reason=f"{error.reason} (after {tries} tries)")
+            return
+        delay_s = media_fetch_backoff_s(retries=self.request.retries)
+        logger.warning(
+            "media of message %s: %s; try %d in %d s", message_id, error.reason, tries + 1, delay_s
+        )
+        # countdown=0: the delay is SQS's own (DelaySeconds), not an eta held by a worker.
+        raise self.retry(exc=error, countdown=0, delay_seconds=delay_s, max_retries=max_retries) from error
+    except GraphError as error:
+        media_mark_unavailable(message_id=message_id, reason=error.reason)
+
+
+def media_presigned_url(*, message: Message) -> str | None:
+    """A short-lived GET URL for the message's stored media; None when nothing is stored."""
+    if message.media_state != Message.MediaState.STORED or not message.media_key:
+        return None
+    params = {"Bucket": settings.AWS_STORAGE_BUCKET_NAME, "Key": message.media_key}
+    if message.media_mime_type:
+        params["ResponseContentType"] = message.media_mime_type
+    if message.media_filename:
+        params["ResponseContentDisposition"] = f"inline; filename*=UTF-8''{quote(message.media_filename)}"
+    return s3_client().generate_presigned_url(
+        "get_object", Params=params, ExpiresIn=settings.PRESIGNED_URL_EXPIRY_S
+    )
+
+
+def media_key(*, phone_number_id: str, media_id: str, mime_type: str) -> str:
+    """`<MEDIA_INCOMING_PREFIX><phone_number_id or "unknown">/<media_id><ext>`: the same for every try."""
+    folder = _key_part(phone_number_id) or "unknown"
+    return f"{settings.MEDIA_INCOMING_PREFIX}{folder}/{_key_part(media_id)}{media_extension(mime_type)}"
+
+
+def media_extension(mime_type: str) -> str:
+    base = mime_base(mime_type)
+    return _EXTENSIONS.get(base) or _BUILT_IN_TYPES.guess_extension(base) or ""
+
+
+def mime_base(mime_type: str) -> str:
+    """`audio/ogg; codecs=opus` → `audio/ogg`."""
+    return mime_type.split(";", 1)[0].strip().lower()
+
+
+def _key_part(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", value).strip(".")
+
+
+def _media_verify(*, content: bytes, digest: bytes, info: dict) -> None:
+    expected = str(info.get("sha256") or "")
+    if expected and _hash_bytes(expected) != digest:
+        raise MediaIntegrityError(
+            f"sha256 mismatch: Meta gave {expected}, the download has {digest.hex()} ({len(content)} bytes)"
+        )
+    size = info.get("file_size")
+    if size not in (None, "") and str(size).isdigit() and int(size) != len(content):
+        raise MediaIntegrityError(f"size mismatch: Meta gave {size} bytes, the download has {len(content)}")
+
+
+def _hash_bytes(text: str) -> bytes | None:
+    """Meta's sha256 as bytes: hex (as `GET /{media-id}` gives it) or base64 (as webhooks carry it)."""
+    if re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        return bytes.fromhex(text)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None

@@ -1,0 +1,9 @@
+"""The sandbox: a local look-alike of Meta's Graph API for development and tests.
+
+It runs as its own process (`python -m messaging.sandbox --port 8002`) and imports nothing from
+Django, so it stands in for graph.facebook.com exactly where the real one would be: over HTTP,
+with a bearer token and Meta's JSON shapes for answers and errors. `app.py` builds the Flask app
+from blueprints (`media.py` for Meta's media endpoints, `control.py` for the test controls under
+`/sandbox/`), `state.py` keeps what it holds in memory, and `payloads.py` builds Meta-shaped
+webhook bodies.
+"""

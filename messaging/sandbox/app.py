@@ -1,0 +1,55 @@
+"""The sandbox's Flask app: `create_app(SandboxConfig(access_token=...))`."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
+
+from messaging.sandbox import control, media
+from messaging.sandbox.errors import GraphApiError, unknown_path
+from messaging.sandbox.state import SandboxState
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    access_token: str  # the bearer token every Graph API call must carry
+    app_secret: str = ""  # signs the webhooks the sandbox posts (X-Hub-Signature-256)
+    webhook_url: str = ""  # where it posts them: Wharf's /webhooks/whatsapp/
+    max_upload_bytes: int = 110 * 1024 * 1024
+
+
+class VersionConverter(BaseConverter):
+    """A Graph API version in a path: v23.0."""
+
+    regex = r"v\d+\.\d+"
+
+
+def create_app(config: SandboxConfig) -> Flask:
+    if not config.access_token:
+        raise ValueError("the sandbox needs an access token (SANDBOX_ACCESS_TOKEN)")
+    app = Flask("wharf-sandbox")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes
+    app.json.sort_keys = False
+    app.url_map.converters["version"] = VersionConverter
+    app.extensions["sandbox_config"] = config
+    app.extensions["sandbox_state"] = SandboxState()
+    app.extensions["sandbox_url_key"] = secrets.token_bytes(32)
+    app.register_blueprint(media.blueprint)
+    app.register_blueprint(control.blueprint)
+
+    @app.errorhandler(GraphApiError)
+    def graph_api_error(error: GraphApiError):
+        return error.response()
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        if error.code == 404:
+            return unknown_path().response()
+        answer = GraphApiError(error.code or 500, 1, error.description or error.name).response()
+        return answer
+
+    return app

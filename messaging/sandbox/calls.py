@@ -1,0 +1,54 @@
+"""What every Graph API call in the sandbox does before its work: latency, the token, faults."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import time
+
+from flask import current_app, request
+
+from messaging.sandbox.errors import GraphApiError, invalid_token
+from messaging.sandbox.state import SandboxState
+
+
+def sandbox_state() -> SandboxState:
+    return current_app.extensions["sandbox_state"]
+
+
+def sandbox_config():
+    return current_app.extensions["sandbox_config"]
+
+
+def bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip()
+    return request.args.get("access_token", "")
+
+
+def graph_call(route: str):
+    """Wrap a view as the Graph API call `route` (the name faults refer to)."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            state = sandbox_state()
+            if latency_s := state.latency_s():
+                time.sleep(latency_s)
+            if not hmac.compare_digest(bearer_token().encode(), sandbox_config().access_token.encode()):
+                raise invalid_token()
+            if fault := state.fault_take(route):
+                raise GraphApiError(
+                    fault.status,
+                    fault.code,
+                    fault.message,
+                    error_type=fault.error_type,
+                    details=fault.details,
+                )
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate

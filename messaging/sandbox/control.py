@@ -1,0 +1,99 @@
+"""The sandbox's own controls under `/sandbox/`, for people and tests: none of this exists at Meta.
+
+- `GET /sandbox/health`
+- `POST /sandbox/media`: media as a WhatsApp user would send it (any type; the id works for 7 days),
+  a multipart `file` or a raw body with its Content-Type; answers with the id and its sha256.
+- `POST /sandbox/media/<id>/expire`: the id stops working, as it would after 7 days.
+- `GET|POST|DELETE /sandbox/faults`: read, add or clear injected faults. A POST takes
+  `{"media_5xx": n}` (the next n media calls answer 500), `{"errors": [{"route", "status", "code",
+  "message", "details", "times"}]}`, `{"latency_ms": ms}` and `{"corrupt_downloads": n}`.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, request
+
+from messaging.sandbox.calls import sandbox_state
+from messaging.sandbox.errors import invalid_parameter, unknown_object
+from messaging.sandbox.media import mime_base
+from messaging.sandbox.state import INBOUND_MEDIA_TTL, ErrorFault
+
+blueprint = Blueprint("control", __name__, url_prefix="/sandbox")
+
+
+@blueprint.get("/health")
+def health():
+    return {"status": "ok"}
+
+
+@blueprint.post("/media")
+def inbound_media_add():
+    upload = request.files.get("file")
+    if upload is not None:
+        content, mime_type, filename = upload.read(), upload.mimetype, upload.filename or ""
+    else:
+        content, mime_type = request.get_data(), request.mimetype
+        filename = request.args.get("filename", "")
+    mime_type = mime_base(request.args.get("type") or request.form.get("type") or mime_type or "")
+    if not content or not mime_type:
+        raise invalid_parameter("Send the media as a multipart `file` or as the body with its Content-Type.")
+    media = sandbox_state().media_add(
+        content=content,
+        mime_type=mime_type,
+        phone_number_id=request.args.get("phone_number_id") or request.form.get("phone_number_id", ""),
+        filename=filename,
+        ttl=INBOUND_MEDIA_TTL,
+    )
+    return {
+        "id": media.id,
+        "mime_type": media.mime_type,
+        "sha256": media.sha256,
+        "file_size": media.file_size,
+    }
+
+
+@blueprint.post("/media/<media_id>/expire")
+def inbound_media_expire(media_id: str):
+    if not sandbox_state().media_expire(media_id):
+        raise unknown_object(media_id)
+    return {"success": True}
+
+
+@blueprint.get("/faults")
+def faults_show():
+    return sandbox_state().faults_snapshot()
+
+
+@blueprint.post("/faults")
+def faults_add():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise invalid_parameter("Send the faults as a JSON object.")
+    try:
+        errors = [_error_fault(spec) for spec in body.get("errors", [])]
+        if media_5xx := int(body.get("media_5xx", 0)):
+            errors.append(ErrorFault("media", 500, 1, "An unknown error occurred", times=media_5xx))
+        latency_ms = int(body["latency_ms"]) if "latency_ms" in body else None
+        corrupt_downloads = int(body.get("corrupt_downloads", 0))
+    except (TypeError, ValueError, KeyError) as error:
+        raise invalid_parameter(f"Invalid fault: {error}") from None
+    sandbox_state().faults_add(errors=errors, latency_ms=latency_ms, corrupt_downloads=corrupt_downloads)
+    return sandbox_state().faults_snapshot()
+
+
+@blueprint.delete("/faults")
+def faults_clear():
+    sandbox_state().faults_clear()
+    return sandbox_state().faults_snapshot()
+
+
+def _error_fault(spec: dict) -> ErrorFault:
+    return ErrorFault(
+        route=str(spec.get("route", "*")),
+        status=int(spec["status"]),
+        code=int(spec["code"]),
+        message=str(spec.get("message") or "An unknown error occurred"),
+        details=str(spec.get("details", "")),
+        error_type=str(spec.get("type", "OAuthException")),
+        times=int(spec.get("times", 1)),
+    )

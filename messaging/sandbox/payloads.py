@@ -1,0 +1,153 @@
+"""Meta-shaped webhook bodies, for the sandbox, `manage.py sandbox_inbound`, tests and benchmarks.
+
+The shapes follow Meta's webhook reference for the `messages` field: an envelope
+`{"object": "whatsapp_business_account", "entry": [{"id": <WABA id>, "changes": [{"field": "messages",
+"value": {...}}]}]}` whose value has `metadata`, `contacts` and `messages`, or `statuses`.
+Timestamps are strings of Unix seconds, as Meta sends them. Nothing here needs Django.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from typing import Any
+
+import httpx
+
+DEFAULT_WABA_ID = "100000000000001"
+DEFAULT_PHONE_NUMBER_ID = "100000000000002"
+DEFAULT_DISPLAY_PHONE_NUMBER = "15550000001"
+
+
+def wamid_new() -> str:
+    """A fresh id in the shape of Meta's: `wamid.` and base64 of opaque bytes."""
+    return "wamid." + base64.b64encode(b"\x15\x02\x00\x11\x18\x12" + secrets.token_bytes(18)).decode()
+
+
+def wa_id_from_phone(phone: str) -> str:
+    """A WhatsApp id is the number's digits without the `+`."""
+    return "".join(character for character in phone if character.isdigit())
+
+
+def sha256_base64(content: bytes) -> str:
+    """How a webhook's media object carries the file's hash."""
+    return base64.b64encode(hashlib.sha256(content).digest()).decode()
+
+
+def text_message(*, wa_id: str, text: str, wamid: str | None = None, timestamp: int | None = None) -> dict:
+    return {
+        **_message_head(wa_id=wa_id, wamid=wamid, timestamp=timestamp, kind="text"),
+        "text": {"body": text},
+    }
+
+
+def media_message(
+    *,
+    wa_id: str,
+    kind: str,
+    media_id: str,
+    mime_type: str,
+    sha256: str,
+    caption: str = "",
+    filename: str = "",
+    wamid: str | None = None,
+    timestamp: int | None = None,
+) -> dict:
+    """An image, video, audio, document or sticker message; `sha256` as the webhook carries it."""
+    media: dict[str, Any] = {"mime_type": mime_type, "sha256": sha256, "id": media_id}
+    if caption and kind in ("image", "video", "document"):
+        media["caption"] = caption
+    if filename and kind == "document":
+        media["filename"] = filename
+    return {**_message_head(wa_id=wa_id, wamid=wamid, timestamp=timestamp, kind=kind), kind: media}
+
+
+def messages_body(
+    *,
+    messages: list[dict],
+    profile_name: str = "",
+    phone_number_id: str = DEFAULT_PHONE_NUMBER_ID,
+    display_phone_number: str = DEFAULT_DISPLAY_PHONE_NUMBER,
+    waba_id: str = DEFAULT_WABA_ID,
+) -> dict:
+    """A `messages` webhook carrying `messages`, all from one sender (the first message's `from`)."""
+    wa_id = messages[0]["from"]
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": display_phone_number, "phone_number_id": phone_number_id},
+        "contacts": [{"profile": {"name": profile_name}, "wa_id": wa_id}],
+        "messages": messages,
+    }
+    return _envelope(waba_id=waba_id, field="messages", value=value)
+
+
+def statuses_body(
+    *,
+    statuses: list[dict],
+    phone_number_id: str = DEFAULT_PHONE_NUMBER_ID,
+    display_phone_number: str = DEFAULT_DISPLAY_PHONE_NUMBER,
+    waba_id: str = DEFAULT_WABA_ID,
+) -> dict:
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": display_phone_number, "phone_number_id": phone_number_id},
+        "statuses": statuses,
+    }
+    return _envelope(waba_id=waba_id, field="messages", value=value)
+
+
+def status(
+    *,
+    wamid: str,
+    recipient_id: str,
+    status: str,
+    timestamp: int | None = None,
+    errors: list[dict] | None = None,
+) -> dict:
+    """A status of an outbound message: sent, delivered, read, played, failed (with `errors`), deleted."""
+    entry: dict[str, Any] = {
+        "id": wamid,
+        "status": status,
+        "timestamp": str(timestamp if timestamp is not None else int(time.time())),
+        "recipient_id": recipient_id,
+    }
+    if errors:
+        entry["errors"] = errors
+    return entry
+
+
+def body_encode(body: dict) -> bytes:
+    """The bytes to post: compact JSON, as Meta sends it."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def body_signature(body: bytes, app_secret: str) -> str:
+    """The `X-Hub-Signature-256` header: `sha256=` and the hex HMAC-SHA256 of the raw body."""
+    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def webhook_post(*, url: str, body: dict, app_secret: str, timeout_s: float = 10.0) -> httpx.Response:
+    """Deliver a body as Meta does: compact JSON, signed, `Content-Type: application/json`."""
+    raw = body_encode(body)
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": body_signature(raw, app_secret)}
+    return httpx.post(url, content=raw, headers=headers, timeout=timeout_s)
+
+
+def _message_head(*, wa_id: str, wamid: str | None, timestamp: int | None, kind: str) -> dict:
+    return {
+        "from": wa_id,
+        "id": wamid or wamid_new(),
+        "timestamp": str(timestamp if timestamp is not None else int(time.time())),
+        "type": kind,
+    }
+
+
+def _envelope(*, waba_id: str, field: str, value: dict) -> dict:
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": waba_id, "changes": [{"value": value, "field": field}]}],
+    }
