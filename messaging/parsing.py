@@ -1,0 +1,851 @@
+"""Turns one stored webhook body into contacts, messages, statuses and typed events.
+
+An event may be applied more than once (a retry after a crash, an operator's reprocess, the same
+message in two bodies), so every write is idempotent: messages are keyed by Meta's `wamid` and the
+first body to bring an id wins; typed events by (event, position); analytics rows by (kind, wamid,
+status); pending statuses by (wamid, status, timestamp).
+
+Statuses only move a message forward. Each is one UPDATE whose WHERE names the states the message
+may leave, and PostgreSQL evaluates that WHERE again on a row that another transaction changed
+first, so two workers applying "read" and a late "delivered" at once cannot move a message back.
+A status for a `wamid` not stored yet becomes a PendingStatus. That path and the creation of a
+message (`message_pending_statuses_apply`) take the same transaction-level advisory lock on the
+`wamid` before they look for each other's rows, so one of them always sees the other.
+
+Reactions, edits and revokes are rows of their own; the message they are about is recomputed from
+all of them (latest reaction, latest edit, first revoke) under a row lock, whichever arrives first.
+
+The caller (the inbound drain) runs each event in a savepoint, records the event's state and
+enqueues media fetches after commit: nothing here saves the event or enqueues work. Payloads are
+Meta's, so shapes are never trusted: anything unexpected is kept as an unknown WebhookEvent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce, Lower, Trim
+from django.utils import timezone
+
+from contacts import services as contact_services
+from contacts.models import AuditLog, Contact
+from contacts.services import contact_opt_in, contact_opt_out
+from messaging.models import AnalyticsEvent, InboundEvent, Message, PendingStatus, PhoneNumber, WebhookEvent
+
+logger = logging.getLogger(__name__)
+
+OBJECT = "whatsapp_business_account"
+MEDIA_KINDS = frozenset({"image", "video", "audio", "document", "sticker"})
+TARGET_KINDS = frozenset({"reaction", "edit", "revoke"})
+# Fields other than `messages` that Meta documents for WhatsApp Business Accounts.
+KNOWN_FIELDS = frozenset(
+    {
+        "account_alerts",
+        "account_review_update",
+        "account_settings_update",
+        "account_update",
+        "automatic_events",
+        "business_capability_update",
+        "business_status_update",
+        "calls",
+        "flows",
+        "group_lifecycle_update",
+        "group_participants_update",
+        "group_settings_update",
+        "group_status_update",
+        "history",
+        "message_echoes",
+        "message_template_components_update",
+        "message_template_quality_update",
+        "message_template_status_update",
+        "partner_solutions",
+        "payment_configuration_update",
+        "phone_number_name_update",
+        "phone_number_quality_update",
+        "security",
+        "smb_app_state_sync",
+        "smb_message_echoes",
+        "template_category_update",
+        "template_correct_category_detection",
+        "tracking_events",
+        "user_preferences",
+    }
+)
+# The value key that names what happened, for fields whose value has no `event`.
+_EVENT_KEYS = {
+    "message_template_quality_update": "new_quality_score",
+    "template_category_update": "new_category",
+    "message_template_components_update": "message_template_name",
+    "phone_number_name_update": "decision",
+    "account_review_update": "decision",
+}
+_EVENT_DEFAULTS = {"business_capability_update": "capability_update", "history": "history_sync"}
+# A field whose value is a list of items: the event is the first item's `event`, `type` or `value`.
+_EVENT_LISTS = {
+    "calls": "calls",
+    "user_preferences": "user_preferences",
+    "smb_message_echoes": "message_echoes",
+    "message_echoes": "message_echoes",
+    "smb_app_state_sync": "state_sync",
+    "history": "history",
+}
+
+STATUS_TIMES = {
+    "sent": "sent_at",
+    "delivered": "delivered_at",
+    "read": "read_at",
+    "played": "played_at",
+    "failed": "failed_at",
+    "deleted": None,
+}
+_S = Message.Status
+_PROGRESS = [_S.QUEUED, _S.SENT, _S.DELIVERED, _S.READ, _S.PLAYED]
+# The states a message may leave for each status: forward only; failed is final, deleted is
+# final but for failed.
+STATUS_FROM: dict[str, list[str]] = {
+    "sent": _PROGRESS[:1],
+    "delivered": _PROGRESS[:2],
+    "read": _PROGRESS[:3],
+    "played": _PROGRESS[:4],
+    "deleted": [*_PROGRESS],
+    "failed": [*_PROGRESS, _S.DELETED],
+}
+# pg_advisory_xact_lock(key1, key2): key1 names this lock's purpose, key2 is hashtext(wamid).
+_WAMID_LOCK = 0x57A1D
+
+
+@dataclass
+class ApplyResult:
+    fields: list[str] = field(default_factory=list)
+    unknown_phone_number: bool = False
+    unknown_fields: bool = False
+    media_message_ids: list[int] = field(default_factory=list)
+
+
+# -- reading Meta's shapes ------------------------------------------------------------------------
+
+
+def _dicts(value: Any) -> list[dict]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any, limit: int | None = None) -> str:
+    if isinstance(value, str):
+        text = value.strip()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        text = str(value)
+    else:
+        return ""
+    return text[:limit] if limit else text
+
+
+def _name(value: Any, limit: int | None = None) -> str:
+    """An identifier or a type name: only a string is one."""
+    return _str(value, limit) if isinstance(value, str) else ""
+
+
+def _int(value: Any) -> int | None:
+    """An integer that fits PostgreSQL's integer column, from an int or a string of digits."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value.strip())
+    return value if isinstance(value, int) and -(2**31) <= value < 2**31 else None
+
+
+def _time(value: Any) -> datetime | None:
+    """Meta's times are seconds since the epoch, as strings (messages, statuses) or ints (entry.time)."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    if value > 1e11:  # milliseconds
+        value /= 1000
+    if not 0 < value < 32503680000:  # before the year 3000
+        return None
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _clean(value: Any) -> Any:
+    """The JSON without NUL characters, which PostgreSQL's text and jsonb cannot hold."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_clean(key): _clean(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clean(item) for item in value]
+    return value
+
+
+def _payload(event: InboundEvent) -> Any:
+    if event.payload is not None:
+        return event.payload
+    try:
+        return json.loads(bytes(event.body or b""))
+    except ValueError:
+        return None
+
+
+# -- message content ------------------------------------------------------------------------------
+
+
+def _join(*parts: str, sep: str = ", ") -> str:
+    return sep.join(part for part in parts if part)
+
+
+def _location_text(location: dict) -> str:
+    latitude, longitude = _str(location.get("latitude")), _str(location.get("longitude"))
+    where = f"({latitude}, {longitude})" if latitude and longitude else ""
+    return _join(_join(_str(location.get("name")), _str(location.get("address"))), where, sep=" ")
+
+
+def _contacts_text(cards: list[dict]) -> str:
+    names = []
+    for card in cards:
+        name = _dict(card.get("name"))
+        names.append(
+            _str(name.get("formatted_name"))
+            or _join(_str(name.get("first_name")), _str(name.get("last_name")), sep=" ")
+        )
+    return _join(*names)
+
+
+def _interactive_text(interactive: dict) -> str:
+    kind = _name(interactive.get("type"))
+    reply = _dict(interactive.get(kind))
+    if kind == "nfm_reply":
+        return _str(reply.get("response_json")) or _str(reply.get("body"))
+    if kind == "call_permission_reply":
+        return _join("Call permission", _str(reply.get("response")), sep=": ")
+    if kind == "list_reply":
+        return _join(_str(reply.get("title")), _str(reply.get("description")), sep=" — ") or _str(
+            reply.get("id")
+        )
+    return _str(reply.get("title")) or _str(reply.get("id"))
+
+
+def _order_text(order: dict) -> str:
+    items = []
+    for item in _dicts(order.get("product_items")):
+        price = _join(_str(item.get("item_price")), _str(item.get("currency")), sep=" ")
+        line = f"{_str(item.get('quantity')) or '?'} x {_str(item.get('product_retailer_id'))}"
+        items.append(_join(line, price, sep=" at "))
+    catalog = _str(order.get("catalog_id"))
+    summary = f"Order from catalog {catalog}" if catalog else "Order"
+    return _join(_join(summary, "; ".join(items), sep=": "), _str(order.get("text")), sep="\n")
+
+
+def _message_text(kind: str, message: dict) -> str:
+    """What an operator reads in the conversation; the whole message stays in `payload`."""
+    body = _dict(message.get(kind))
+    if kind == "text":
+        return _str(body.get("body"))
+    if kind in {"image", "video", "document"}:
+        return _str(body.get("caption"))
+    if kind == "location":
+        return _location_text(body)
+    if kind == "contacts":
+        return _contacts_text(_dicts(message.get("contacts")))
+    if kind == "interactive":
+        return _interactive_text(body)
+    if kind == "button":
+        return _str(body.get("text")) or _str(body.get("payload"))
+    if kind == "order":
+        return _order_text(body)
+    if kind == "system":
+        return _str(body.get("body"))
+    if kind == "reaction":
+        return _str(body.get("emoji"))
+    if kind == "edit":
+        inner = _dict(body.get("message"))
+        inner_kind = _name(inner.get("type"))
+        return _message_text(inner_kind, inner) if inner_kind and inner_kind != "edit" else ""
+    return _str(body.get("body")) or _str(body.get("text")) or _str(body.get("caption"))
+
+
+def _message_kind(message: dict) -> str:
+    kind = _name(message.get("type"), 32)
+    if kind:
+        return kind
+    for candidate in ("text", *sorted(MEDIA_KINDS), "location", "contacts", "interactive", "button"):
+        if isinstance(message.get(candidate), dict | list):
+            return candidate
+    return "unsupported"
+
+
+def _target_wamid(kind: str, message: dict) -> str:
+    body = _dict(message.get(kind))
+    if kind == "reaction":
+        return _str(body.get("message_id"), 255)
+    if kind in {"edit", "revoke"}:
+        return _str(body.get("original_message_id"), 255)
+    return ""
+
+
+def _error(errors: Any) -> dict[str, Any]:
+    """Meta's first error as Message fields: code, title, details (error_data.details, else message)."""
+    first = next(iter(_dicts(errors)), None)
+    if first is None:
+        return {}
+    return {
+        "error_code": _int(first.get("code")),
+        "error_title": _str(first.get("title"), 255),
+        "error_details": _str(_dict(first.get("error_data")).get("details")) or _str(first.get("message")),
+    }
+
+
+def _media(kind: str, message: dict) -> dict[str, Any]:
+    if kind not in MEDIA_KINDS:
+        return {}
+    media = _dict(message.get(kind))
+    media_id = _str(media.get("id"), 128)
+    if not media_id:
+        return {}
+    return {
+        "media_id": media_id,
+        "media_mime_type": _str(media.get("mime_type"), 128),
+        "media_sha256": _str(media.get("sha256"), 128),
+        "media_filename": _str(media.get("filename"), 255) if kind == "document" else "",
+        "media_state": Message.MediaState.PENDING,
+    }
+
+
+# -- the walk over a body -------------------------------------------------------------------------
+
+
+class _Apply:
+    """One application of one event's payload: the result, and what it looked up along the way."""
+
+    def __init__(self, event: InboundEvent):
+        self.event = event
+        self.result = ApplyResult()
+        self.position = 0
+        self.phone_numbers: dict[str, PhoneNumber | None] = {}
+        self.fallback_time = event.received_at or timezone.now()
+
+    def run(self) -> ApplyResult:
+        payload = _payload(self.event)
+        entries = _dicts(payload.get("entry")) if isinstance(payload, dict) else []
+        if not entries or payload.get("object", OBJECT) != OBJECT:
+            self.unknown(field="", event="not_a_whatsapp_envelope", value=payload)
+            return self.result
+        for entry in entries:
+            waba_id = _str(entry.get("id"), 64)
+            entry_time = _time(entry.get("time"))
+            changes = entry.get("changes")
+            if not isinstance(changes, list) or not changes:
+                self.unknown(field="", event="entry_without_changes", value=entry, waba_id=waba_id)
+                continue
+            for change in changes:
+                self.change(change, waba_id=waba_id, entry_time=entry_time)
+        return self.result
+
+    # -- recording ---------------------------------------------------------------------------------
+
+    def webhook_event(
+        self,
+        *,
+        field: str,
+        event: str,
+        value: Any,
+        known: bool,
+        waba_id: str = "",
+        phone_number: PhoneNumber | None = None,
+        occurred_at: datetime | None = None,
+    ) -> WebhookEvent:
+        self.position += 1
+        if not known:
+            self.result.unknown_fields = True
+        row, _ = WebhookEvent.objects.get_or_create(
+            inbound_event=self.event,
+            position=self.position,
+            defaults={
+                "field": field[:64],
+                "event": event[:64],
+                "known": known,
+                "waba_id": waba_id,
+                "phone_number": phone_number,
+                "value": {} if value is None else _clean(value),
+                "occurred_at": occurred_at,
+            },
+        )
+        return row
+
+    def unknown(self, *, field: str, event: str, value: Any, **kwargs: Any) -> None:
+        self.webhook_event(field=field, event=event, value=value, known=False, **kwargs)
+
+    def phone_number(self, value: dict) -> PhoneNumber | None:
+        """The sender number named by the value's metadata; an id Wharf does not know is flagged."""
+        phone_number_id = _str(_dict(value.get("metadata")).get("phone_number_id"), 64)
+        if not phone_number_id:
+            return None
+        if phone_number_id not in self.phone_numbers:
+            self.phone_numbers[phone_number_id] = PhoneNumber.objects.filter(
+                phone_number_id=phone_number_id
+            ).first()
+        number = self.phone_numbers[phone_number_id]
+        if number is None:
+            self.result.unknown_phone_number = True
+        return number
+
+    # -- changes -----------------------------------------------------------------------------------
+
+    def change(self, change: Any, *, waba_id: str, entry_time: datetime | None) -> None:
+        if not isinstance(change, dict):
+            self.unknown(field="", event="change_not_an_object", value=change, waba_id=waba_id)
+            return
+        field_name = _name(change.get("field"), 64)
+        value = change.get("value")
+        if field_name and field_name not in self.result.fields:
+            self.result.fields.append(field_name)
+        if not isinstance(value, dict):
+            self.unknown(field=field_name, event="value_not_an_object", value=change, waba_id=waba_id)
+            return
+        phone_number = self.phone_number(value)
+        if field_name == "messages":
+            self.messages_change(value, waba_id=waba_id, entry_time=entry_time, phone_number=phone_number)
+            return
+        known = field_name in KNOWN_FIELDS
+        self.webhook_event(
+            field=field_name,
+            event=_event_name(field_name, value) if known else _str(value.get("event"), 64),
+            value=value,
+            known=known,
+            waba_id=waba_id,
+            phone_number=phone_number,
+            occurred_at=entry_time or _value_time(value),
+        )
+        if field_name == "phone_number_quality_update":
+            _phone_number_quality_apply(value=value, waba_id=waba_id, phone_number=phone_number)
+        elif field_name == "user_preferences":
+            _user_preferences_apply(value)
+        elif field_name in {"smb_message_echoes", "message_echoes"}:
+            for echo in _dicts(value.get("message_echoes")):
+                self.message(echo, value, entry_time=entry_time, phone_number=phone_number, echo=True)
+
+    def messages_change(
+        self, value: dict, *, waba_id: str, entry_time: datetime | None, phone_number: PhoneNumber | None
+    ) -> None:
+        messages, statuses = value.get("messages"), value.get("statuses")
+        handled = False
+        if isinstance(messages, list):
+            handled = True
+            for message in messages:
+                self.message(message, value, entry_time=entry_time, phone_number=phone_number)
+        if isinstance(statuses, list):
+            handled = True
+            for status in statuses:
+                self.status(status, entry_time=entry_time, phone_number=phone_number, waba_id=waba_id)
+        if not handled:
+            self.unknown(
+                field="messages",
+                event=_str(value.get("event"), 64) or "no_messages_or_statuses",
+                value=value,
+                waba_id=waba_id,
+                phone_number=phone_number,
+                occurred_at=entry_time,
+            )
+
+    # -- messages ----------------------------------------------------------------------------------
+
+    def message(
+        self,
+        message: Any,
+        value: dict,
+        *,
+        entry_time: datetime | None,
+        phone_number: PhoneNumber | None,
+        echo: bool = False,
+    ) -> None:
+        field_name = "smb_message_echoes" if echo else "messages"
+        message = _clean(message)
+        wamid = _name(message.get("id")) if isinstance(message, dict) else ""
+        if not wamid or len(wamid) > 255:
+            self.unknown(
+                field=field_name, event="message_without_id", value=message, phone_number=phone_number
+            )
+            return
+        kind = _message_kind(message)
+        timestamp = _time(message.get("timestamp")) or entry_time or self.fallback_time
+        # A system notice (a changed number, a changed identity) is not the user writing to us.
+        inbound_at = timestamp if not echo and kind != "system" else None
+        contact = _sender(message, value, echo=echo, inbound_at=inbound_at)
+        if contact is None:
+            self.unknown(
+                field=field_name, event="message_without_sender", value=message, phone_number=phone_number
+            )
+            return
+        context = _dict(message.get("context"))
+        created_message, created = _message_get_or_create(
+            wamid=wamid,
+            defaults={
+                "direction": Message.Direction.OUTBOUND if echo else Message.Direction.INBOUND,
+                "type": kind,
+                "status": Message.Status.SENT if echo else Message.Status.RECEIVED,
+                "sent_at": timestamp if echo else None,
+                "contact": contact,
+                "phone_number": phone_number,
+                "text": _message_text(kind, message),
+                "payload": message,
+                "timestamp": timestamp,
+                "context_wamid": _str(context.get("id"), 255),
+                "target_wamid": _target_wamid(kind, message),
+                **_media(kind, message),
+                **(_error(message.get("errors")) or _error(value.get("errors"))),
+            },
+        )
+        message = created_message
+        if message.media_state == Message.MediaState.PENDING and message.contact_id == contact.pk:
+            self.result.media_message_ids.append(message.pk)
+        if not created:
+            return
+        if not echo:
+            AnalyticsEvent.objects.bulk_create(
+                [
+                    AnalyticsEvent(
+                        kind=AnalyticsEvent.Kind.MESSAGE_RECEIVED,
+                        wamid=message.wamid,
+                        message=message,
+                        contact_id=contact.pk,
+                        phone_number_id=phone_number.pk if phone_number else None,
+                        occurred_at=timestamp,
+                        data={"type": kind},
+                    )
+                ],
+                ignore_conflicts=True,
+            )
+        if message.target_wamid:
+            _target_refresh(message.target_wamid)
+        _target_refresh(message.wamid, only_if_targeted=True)
+        message_pending_statuses_apply(message=message)
+        if kind == "text" and not echo:
+            _keywords_apply(message=message, contact=contact)
+
+    # -- statuses ----------------------------------------------------------------------------------
+
+    def status(
+        self, status: Any, *, entry_time: datetime | None, phone_number: PhoneNumber | None, waba_id: str
+    ) -> None:
+        status = _clean(status)
+        wamid = _name(status.get("id")) if isinstance(status, dict) else ""
+        name = _name(status.get("status")).lower() if isinstance(status, dict) else ""
+        if not wamid or len(wamid) > 255 or name not in STATUS_TIMES:
+            if not wamid or len(wamid) > 255:
+                event = "status_without_id"
+            else:
+                event = f"status.{name}" if name else "status_unnamed"
+            self.unknown(
+                field="messages", event=event, value=status, waba_id=waba_id, phone_number=phone_number
+            )
+            return
+        at = _time(status.get("timestamp")) or entry_time or self.fallback_time
+        outcome = _status_record(wamid=wamid, status=name, at=at, payload=status)
+        if outcome == "inbound":
+            self.unknown(
+                field="messages",
+                event="status_for_inbound_message",
+                value=status,
+                waba_id=waba_id,
+                phone_number=phone_number,
+                occurred_at=at,
+            )
+
+
+def _event_name(field_name: str, value: dict) -> str:
+    """What happened, for a typed event: the value's `event`, else what names it for that field."""
+    event = _str(value.get("event"), 64)
+    if event:
+        return event
+    if field_name in _EVENT_KEYS:
+        return _str(value.get(_EVENT_KEYS[field_name]), 64)
+    if field_name == "account_alerts":
+        return _str(_dict(value.get("alert_info")).get("alert_type"), 64)
+    if field_name == "calls" and not isinstance(value.get("calls"), list):
+        first = next(iter(_dicts(value.get("statuses"))), {})  # a call's status: RINGING, ACCEPTED ...
+        return _str(first.get("status"), 64).lower()
+    if field_name in _EVENT_LISTS:
+        first = next(iter(_dicts(value.get(_EVENT_LISTS[field_name]))), {})
+        if field_name == "user_preferences":
+            return _join(_str(first.get("category")), _str(first.get("value")), sep=".")[:64]
+        event = _str(first.get("event") or first.get("type") or first.get("value"), 64)
+        if event:
+            return event
+    return _EVENT_DEFAULTS.get(field_name, "")
+
+
+def _value_time(value: dict) -> datetime | None:
+    found = _time(value.get("timestamp"))
+    if found:
+        return found
+    for key in ("calls", "statuses", "user_preferences", "message_echoes"):
+        for item in _dicts(value.get(key)):
+            if found := _time(item.get("timestamp")):
+                return found
+    return None
+
+
+# -- contacts -------------------------------------------------------------------------------------
+
+
+def _sender(message: dict, value: dict, *, echo: bool, inbound_at: datetime | None) -> Contact | None:
+    """The contact a message belongs to: its sender, or for a business echo its recipient.
+
+    `value.contacts` gives the profile; an entry is used only when its wa_id or user id is the
+    message's own, so a profile never lands on a contact it does not describe.
+    """
+    wa_id = _name(message.get("to" if echo else "from"))
+    user_id = _name(message.get("to_user_id" if echo else "from_user_id"))
+    profiles = _dicts(value.get("contacts"))
+    profile = next(
+        (
+            entry
+            for entry in profiles
+            if (wa_id and _name(entry.get("wa_id")) == wa_id)
+            or (user_id and _name(entry.get("user_id")) == user_id)
+        ),
+        None,
+    )
+    if profile is None and not wa_id and not user_id and len(profiles) == 1:
+        profile = profiles[0]
+    profile = profile or {}
+    wa_id = wa_id or _name(profile.get("wa_id"))
+    user_id = user_id or _name(profile.get("user_id"))
+    if len(wa_id) > 32:
+        wa_id = ""
+    if len(user_id) > 128:
+        user_id = ""
+    if not wa_id and not user_id:
+        return None
+    details = _dict(profile.get("profile"))
+    return contact_services.contact_upsert_whatsapp(
+        wa_id=wa_id,
+        user_id=user_id,
+        profile_name=_str(details.get("name"), 200),
+        username=_str(details.get("username"), 128),
+        inbound_at=inbound_at,
+    )
+
+
+def _keyword(text: str) -> str:
+    return text.strip().casefold()
+
+
+def _keywords_apply(*, message: Message, contact: Contact) -> None:
+    """STOP / START as a whole message. Only the contact's latest keyword counts, so a STOP that
+    arrives after a later START (Meta does not keep order) changes nothing."""
+    said = _keyword(message.text)
+    opt_out = {_keyword(word) for word in settings.WHATSAPP_OPT_OUT_KEYWORDS if word.strip()}
+    opt_in = {_keyword(word) for word in settings.WHATSAPP_OPT_IN_KEYWORDS if word.strip()}
+    if said not in opt_out | opt_in:
+        return
+    later = (
+        Message.objects.filter(
+            contact=contact, direction=Message.Direction.INBOUND, type="text", timestamp__gt=message.timestamp
+        )
+        .annotate(said=Lower(Trim("text")))
+        .filter(said__in=[word.lower() for word in opt_out | opt_in])
+    )
+    if later.exists():
+        return
+    contact = Contact.objects.select_for_update().get(pk=contact.pk)
+    reason = f"keyword {message.text.strip()}"[:64]
+    if said in opt_out:
+        contact_opt_out(contact=contact, reason=reason, actor=None, source=AuditLog.Source.WEBHOOK)
+    else:
+        contact_opt_in(contact=contact, reason=reason, actor=None, source=AuditLog.Source.WEBHOOK)
+
+
+def _user_preferences_apply(value: dict) -> None:
+    """A user's "stop" of marketing messages in WhatsApp opts them out; "resume" opts them back in."""
+    for preference in _dicts(value.get("user_preferences")):
+        choice = _name(preference.get("value")).lower()
+        wa_id = _name(preference.get("wa_id"))
+        if choice not in {"stop", "resume"} or not wa_id or len(wa_id) > 32:
+            continue
+        contact = contact_services.contact_upsert_whatsapp(wa_id=wa_id, inbound_at=None)
+        contact = Contact.objects.select_for_update().get(pk=contact.pk)
+        reason = f"whatsapp {_str(preference.get('category')) or 'marketing'} {choice}"[:64]
+        if choice == "stop":
+            contact_opt_out(contact=contact, reason=reason, actor=None, source=AuditLog.Source.WEBHOOK)
+        else:
+            contact_opt_in(contact=contact, reason=reason, actor=None, source=AuditLog.Source.WEBHOOK)
+
+
+# -- phone numbers --------------------------------------------------------------------------------
+
+_QUALITY = {"FLAGGED": "RED", "UNFLAGGED": "GREEN"}
+
+
+def _digits(value: str) -> str:
+    return "".join(character for character in value if character.isdigit())
+
+
+def _phone_number_quality_apply(*, value: dict, waba_id: str, phone_number: PhoneNumber | None) -> None:
+    """Keeps the number's quality rating and messaging limit as Meta last reported them."""
+    changes: dict[str, str] = {}
+    quality = _QUALITY.get(_str(value.get("event")).upper())
+    if quality:
+        changes["quality_rating"] = quality
+    limit = _str(value.get("current_limit"), 32)
+    if limit:
+        changes["messaging_limit"] = limit
+    if not changes:
+        return
+    numbers = PhoneNumber.objects.none()
+    if phone_number is not None:
+        numbers = PhoneNumber.objects.filter(pk=phone_number.pk)
+    elif display := _digits(_str(value.get("display_phone_number"))):
+        candidates = PhoneNumber.objects.filter(Q(waba_id=waba_id) | Q(waba_id="")) if waba_id else None
+        candidates = candidates if candidates is not None else PhoneNumber.objects.all()
+        ids = [number.pk for number in candidates if _digits(number.display_phone_number) == display]
+        numbers = PhoneNumber.objects.filter(pk__in=ids)
+    numbers.update(**changes, updated_at=timezone.now())
+
+
+# -- messages -------------------------------------------------------------------------------------
+
+
+def _message_get_or_create(*, wamid: str, defaults: dict[str, Any]) -> tuple[Message, bool]:
+    """get_or_create on the unique wamid: a concurrent insert of the same id waits, then is found."""
+    return Message.objects.get_or_create(wamid=wamid, defaults=defaults)
+
+
+def _target_refresh(wamid: str, *, only_if_targeted: bool = False) -> None:
+    """Sets a message's reaction (latest), text and edited_at (latest edit) and revoked_at (first
+    revoke) from the rows about it. Only its own contact's rows count, and edits and revokes only
+    from the same side of the conversation: a user cannot edit a business message."""
+    if only_if_targeted and not Message.objects.filter(target_wamid=wamid, type__in=TARGET_KINDS).exists():
+        return
+    target = Message.objects.select_for_update().filter(wamid=wamid).first()
+    if target is None:
+        return
+    rows = list(
+        Message.objects.filter(target_wamid=wamid, type__in=TARGET_KINDS, contact_id=target.contact_id)
+        .exclude(pk=target.pk)
+        .order_by("timestamp", "id")
+        .values_list("type", "direction", "text", "timestamp")
+    )
+    changes: dict[str, Any] = {}
+    reactions = [row for row in rows if row[0] == "reaction"]
+    if reactions and target.reaction != reactions[-1][2][:32]:
+        changes["reaction"] = reactions[-1][2][:32]
+    edits = [row for row in rows if row[0] == "edit" and row[1] == target.direction]
+    if edits and (target.edited_at != edits[-1][3] or target.text != edits[-1][2]):
+        changes["text"], changes["edited_at"] = edits[-1][2], edits[-1][3]
+    revokes = [row for row in rows if row[0] == "revoke" and row[1] == target.direction]
+    if revokes and target.revoked_at != revokes[0][3]:
+        changes["revoked_at"] = revokes[0][3]
+    if changes:
+        for name, new in changes.items():
+            setattr(target, name, new)
+        target.save(update_fields=[*changes, "updated_at"])
+
+
+# -- statuses -------------------------------------------------------------------------------------
+
+
+def _wamid_lock(wamid: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_WAMID_LOCK, wamid])
+
+
+def _status_record(*, wamid: str, status: str, at: datetime, payload: dict) -> str:
+    """Applies one status by wamid: "applied", "unchanged", "pending" or "inbound"."""
+    columns = ("id", "direction", "contact_id", "phone_number_id")
+    found = Message.objects.filter(wamid=wamid).values(*columns).first()
+    if found is None:
+        _wamid_lock(wamid)
+        found = Message.objects.filter(wamid=wamid).values(*columns).first()
+    if found is None:
+        PendingStatus.objects.bulk_create(
+            [PendingStatus(wamid=wamid, status=status, timestamp=at, payload=payload)], ignore_conflicts=True
+        )
+        return "pending"
+    if found["direction"] != Message.Direction.OUTBOUND:
+        return "inbound"
+    outcome = _status_update(message_id=found["id"], status=status, at=at, payload=payload)
+    AnalyticsEvent.objects.bulk_create(
+        [
+            AnalyticsEvent(
+                kind=AnalyticsEvent.Kind.STATUS_CHANGED,
+                wamid=wamid,
+                status=status,
+                message_id=found["id"],
+                contact_id=found["contact_id"],
+                phone_number_id=found["phone_number_id"],
+                occurred_at=at,
+                data=_status_data(payload),
+            )
+        ],
+        ignore_conflicts=True,
+    )
+    return outcome
+
+
+def _status_data(payload: dict) -> dict[str, Any]:
+    pricing, conversation = _dict(payload.get("pricing")), _dict(payload.get("conversation"))
+    data = {
+        "pricing_model": _str(pricing.get("pricing_model")),
+        "pricing_category": _str(pricing.get("category")),
+        "pricing_type": _str(pricing.get("type")),
+        "billable": pricing.get("billable") if isinstance(pricing.get("billable"), bool) else None,
+        "conversation_id": _str(conversation.get("id")),
+        "conversation_origin": _str(_dict(conversation.get("origin")).get("type")),
+        "error_code": _error(payload.get("errors")).get("error_code"),
+    }
+    return {key: item for key, item in data.items() if item not in ("", None)}
+
+
+def _status_update(*, message_id: int, status: str, at: datetime, payload: dict) -> str:
+    """Moves the message forward if its state allows, and fills the status's time if still empty."""
+    time_field = STATUS_TIMES[status]
+    now = timezone.now()
+    changes: dict[str, Any] = {"status": status, "updated_at": now}
+    if time_field:
+        changes[time_field] = Coalesce(F(time_field), Value(at))
+    if status == "failed":
+        changes.update(_error(payload.get("errors")))
+    moved = Message.objects.filter(pk=message_id, status__in=STATUS_FROM[status]).update(**changes)
+    if moved:
+        return "applied"
+    if time_field:
+        Message.objects.filter(pk=message_id, **{f"{time_field}__isnull": True}).update(
+            **{time_field: at, "updated_at": now}
+        )
+    return "unchanged"
+
+
+# -- the interface --------------------------------------------------------------------------------
+
+
+def inbound_payload_apply(*, event: InboundEvent) -> ApplyResult:
+    """Writes what one stored webhook body says. Safe to run again on the same event."""
+    return _Apply(event).run()
+
+
+def message_pending_statuses_apply(*, message: Message) -> int:
+    """Applies, in time order, the statuses that arrived before this outbound message was stored;
+    returns how many. Call it in the transaction that creates the message."""
+    if message.direction != Message.Direction.OUTBOUND:
+        return 0
+    with transaction.atomic():
+        _wamid_lock(message.wamid)
+        pending = list(PendingStatus.objects.filter(wamid=message.wamid).order_by("timestamp", "id"))
+        for row in pending:
+            _status_record(wamid=message.wamid, status=row.status, at=row.timestamp, payload=row.payload)
+        PendingStatus.objects.filter(pk__in=[row.pk for row in pending]).delete()
+    return len(pending)
