@@ -24,6 +24,8 @@ from django.utils.text import Truncator
 
 from contacts.models import AuditLog, Contact
 from contacts.selectors import contact_search_q
+from messaging.inbound import inbound_events_reprocess
+from messaging.media import media_presigned_url
 from messaging.models import AnalyticsEvent, InboundEvent, Message, PhoneNumber, WebhookEvent
 from messaging.selectors import CONVERSATION_PAGE_SIZE, conversation, message_media_error
 from messaging.services import (
@@ -248,8 +250,6 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.display(description="media")
     def media_link(self, message: Message) -> str:
-        from messaging.media import media_presigned_url
-
         url = media_presigned_url(message=message)
         if not url:
             return "—"
@@ -284,8 +284,6 @@ class MessageAdmin(admin.ModelAdmin):
         before = request.GET.get("before")
         if before is not None and not before.isdigit():
             raise Http404
-        from messaging.media import media_presigned_url
-
         page = conversation(
             contact=contact, before_id=int(before) if before else None, limit=self.conversation_page_size
         )
@@ -434,8 +432,6 @@ class InboundEventAdmin(admin.ModelAdmin):
         self._reprocess(request, list(queryset.values_list("id", flat=True)))
 
     def _reprocess(self, request: HttpRequest, ids: list[int]) -> None:
-        from messaging.inbound import inbound_events_reprocess
-
         count = inbound_events_reprocess(event_ids=ids, actor=request.user)
         if count:
             self.message_user(request, f"Sent {count} failed event(s) back to processing.", messages.SUCCESS)

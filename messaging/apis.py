@@ -7,6 +7,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from contacts.models import AuditLog
+from messaging.media import media_presigned_url
 from messaging.models import Message
 from messaging.selectors import message_get, message_list, message_media_error, message_quoted
 from messaging.services import message_delete
@@ -150,8 +151,6 @@ class MessageDetailApi(APIView):
 
         @extend_schema_field(serializers.URLField(allow_null=True))
         def get_media_url(self, message: Message) -> str | None:
-            from messaging.media import media_presigned_url
-
             return media_presigned_url(message=message)
 
         @extend_schema_field(ContextSerializer(allow_null=True))
