@@ -4,6 +4,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
+from contacts.validators import validate_email
+
 
 class Contact(models.Model):
     """A person the business talks to. `phone` is E.164 (normalised with phonenumbers)."""
@@ -11,7 +13,8 @@ class Contact(models.Model):
     phone = models.CharField(max_length=20, unique=True)
     wa_id = models.CharField("WhatsApp id", max_length=32, blank=True, default="")
     name = models.CharField(max_length=200, blank=True, default="")
-    email = models.EmailField(blank=True, default="")
+    # Not an EmailField: addresses may have UTF-8 before the @ (see ContactEmailValidator).
+    email = models.CharField(max_length=254, blank=True, default="", validators=[validate_email])
     tags = ArrayField(models.CharField(max_length=64), blank=True, default=list)
     language = models.CharField(max_length=16, blank=True, default="")
     attributes = models.JSONField(blank=True, default=dict)

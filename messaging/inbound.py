@@ -36,6 +36,7 @@ import logging
 import math
 import random
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -175,14 +176,34 @@ def _wake_enqueue() -> None:
             logger.warning("could not reset the incoming wake-up flag: %s", type(error).__name__)
 
 
+class _EnqueuePause:
+    """After a failed publish, this process skips publishing for a few seconds: while SQS is down,
+    one request pays for finding out, not every request; the sweeper catches up later."""
+
+    seconds = 5.0
+    until = 0.0
+
+    @classmethod
+    def active(cls) -> bool:
+        return time.monotonic() < cls.until
+
+    @classmethod
+    def start(cls) -> None:
+        cls.until = time.monotonic() + cls.seconds
+
+
 def _drain_enqueue(*, reason: str, event_ids: list[int] | None = None) -> bool:
     """Publish a drain (or a retry of `event_ids`) once, failing fast: a webhook must not wait on SQS."""
     from messaging.tasks import inbound_events_process_task
 
+    if _EnqueuePause.active():
+        logger.info("inbound drain not enqueued (%s): SQS failed moments ago", reason)
+        return False
     kwargs = {"event_ids": event_ids} if event_ids else {}
     try:
         inbound_events_process_task.apply_async(kwargs=kwargs, retry=False)
     except Exception as error:
+        _EnqueuePause.start()
         logger.warning(
             "could not enqueue an inbound drain (%s); the sweeper will: %s: %s",
             reason,

@@ -3,10 +3,16 @@
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
 from django.test import Client
+
+from config.aws import sqs_client
+from config.celery import app as celery_app
+from config.queues import QueueState
 
 WEBHOOK_URL = "/webhooks/whatsapp/"
 PHONE_NUMBER_ID = "106540352242922"
@@ -62,3 +68,37 @@ def text_message(
 
 def text_body(**kwargs: Any) -> bytes:
     return json.dumps(text_message(**kwargs)).encode()
+
+
+def _pools_reset() -> None:
+    if celery_app._pool is not None:
+        celery_app._pool.force_close_all()
+        celery_app._pool = None
+    if (amqp := celery_app.__dict__.get("amqp")) is not None:
+        amqp._producer_pool = None
+
+
+@contextmanager
+def celery_publishing_to(*, queue_prefix: str, broker_url: str | None = None) -> Iterator[None]:
+    """Make the app publish (as the webhook's wake does) to the queues named with `queue_prefix`,
+    on another SQS server if `broker_url` is given; the app's own settings come back afterwards."""
+    conf = celery_app.conf
+    saved = conf.broker_url, conf.broker_transport_options
+    conf.broker_url = broker_url or saved[0]
+    conf.broker_transport_options = {**saved[1], "queue_name_prefix": queue_prefix}
+    _pools_reset()
+    try:
+        yield
+    finally:
+        conf.broker_url, conf.broker_transport_options = saved
+        _pools_reset()
+
+
+def queue_depth(state: QueueState) -> int:
+    attributes = sqs_client().get_queue_attributes(
+        QueueUrl=state.url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )

@@ -1,0 +1,241 @@
+"""The operators' console for contacts. Saves, deletes, actions and imports call contacts.services."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from contacts.apis import csv_download
+from contacts.models import AuditLog, Contact
+from contacts.selectors import contact_search_q, contact_tags_most_common
+from contacts.services import (
+    CONTACT_FIELDS,
+    PHONE_TAKEN,
+    contact_create,
+    contact_delete,
+    contact_fields_clean,
+    contact_uniques_check,
+    contact_update,
+    contacts_delete,
+    contacts_import_csv,
+    contacts_opt_out,
+    contacts_tag,
+)
+
+SOURCE = AuditLog.Source.ADMIN
+IMPORT_ERRORS_SHOWN = 1000
+
+
+class ContactForm(forms.ModelForm):
+    """Validates with the services' own rules, so that save_model's service call does not refuse."""
+
+    phone = forms.CharField(max_length=64, help_text="International format, e.g. +14155550123.")
+
+    class Meta:
+        model = Contact
+        fields = CONTACT_FIELDS
+        error_messages = {"phone": {"unique": PHONE_TAKEN}}
+
+    def clean(self):
+        cleaned_data = super().clean()
+        for name in CONTACT_FIELDS:
+            if name in cleaned_data:
+                try:
+                    cleaned_data.update(contact_fields_clean(**{name: cleaned_data[name]}))
+                except ValidationError as error:
+                    self.add_error(None, error)
+        try:
+            contact_uniques_check(
+                phone=cleaned_data.get("phone"), wa_id=cleaned_data.get("wa_id"), exclude_id=self.instance.pk
+            )
+        except ValidationError as error:
+            self.add_error(None, error)
+        return cleaned_data
+
+
+class ContactActionForm(helpers.ActionForm):
+    tag = forms.CharField(required=False, max_length=64, label="Tag", help_text="for “Add a tag”")
+
+
+class ContactImportForm(forms.Form):
+    file = forms.FileField(label="CSV file", help_text="UTF-8, with a header line that has a phone column.")
+
+
+class TagFilter(admin.SimpleListFilter):
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request, model_admin):
+        return [(tag, f"{tag} ({count})") for tag, count in contact_tags_most_common(limit=100)]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(tags__contains=[self.value()])
+        return queryset
+
+
+class OptedOutFilter(admin.SimpleListFilter):
+    title = "opted out"
+    parameter_name = "opted_out"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(opted_out_at__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(Contact)
+class ContactAdmin(admin.ModelAdmin):
+    form = ContactForm
+    action_form = ContactActionForm
+    change_list_template = "admin/contacts/contact/change_list.html"
+    list_display = ("phone", "name", "email", "tag_list", "language", "opted_out", "created_at")
+    list_display_links = ("phone", "name")
+    list_filter = (TagFilter, OptedOutFilter, ("created_at", admin.DateFieldListFilter))
+    search_fields = ("name", "phone", "email")
+    search_help_text = "Name, email, or phone digits in any format."
+    show_full_result_count = False
+    actions = ("add_tag", "opt_out", "export_csv")
+    readonly_fields = (
+        "opted_in_at",
+        "opt_in_source",
+        "opted_out_at",
+        "opt_out_source",
+        "last_inbound_at",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("phone", "wa_id", "name", "email", "language", "tags", "attributes")}),
+        ("Consent", {"fields": ("opted_in_at", "opt_in_source", "opted_out_at", "opt_out_source")}),
+        ("Activity", {"fields": ("last_inbound_at", "created_at", "updated_at")}),
+    )
+
+    @admin.display(description="tags")
+    def tag_list(self, contact: Contact) -> str:
+        return ", ".join(contact.tags)
+
+    @admin.display(description="opted out", boolean=True, ordering="opted_out_at")
+    def opted_out(self, contact: Contact) -> bool:
+        return contact.is_opted_out
+
+    def get_search_results(self, request, queryset, search_term):
+        """The API's search (indexed, phone digits in any format) instead of the admin's own."""
+        if not search_term.strip():
+            return queryset, False
+        return queryset.filter(contact_search_q(search_term.strip())), False
+
+    # -- writes go through the services -----------------------------------------------------------
+
+    def save_model(self, request, obj, form, change):
+        fields = {name: form.cleaned_data[name] for name in CONTACT_FIELDS if name in form.cleaned_data}
+        if change:
+            contact = contact_update(
+                contact=Contact.objects.get(pk=obj.pk), actor=request.user, source=SOURCE, **fields
+            )
+        else:
+            contact = contact_create(**fields, actor=request.user, source=SOURCE)
+        # The admin goes on with `obj` (messages, history, redirect): make it the saved row.
+        for field in Contact._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(contact, field.attname))
+        obj._state.adding = False
+
+    def delete_model(self, request, obj):
+        contact_delete(contact=obj, actor=request.user, source=SOURCE)
+
+    def delete_queryset(self, request, queryset):
+        contacts_delete(queryset=queryset, actor=request.user, source=SOURCE)
+
+    @admin.action(description="Add the tag to the selected contacts", permissions=["change"])
+    def add_tag(self, request, queryset):
+        try:
+            count = contacts_tag(
+                queryset=queryset, tags=[request.POST.get("tag", "")], actor=request.user, source=SOURCE
+            )
+        except ValidationError as error:
+            self.message_user(request, f"Not tagged: {' '.join(error.messages)}", messages.ERROR)
+            return
+        self.message_user(request, f"Tagged {count} contact(s).", messages.SUCCESS)
+
+    @admin.action(description="Opt the selected contacts out", permissions=["change"])
+    def opt_out(self, request, queryset):
+        count = contacts_opt_out(queryset=queryset, actor=request.user, source=SOURCE)
+        self.message_user(request, f"Opted out {count} contact(s).", messages.SUCCESS)
+
+    @admin.action(description="Export the selected contacts as CSV", permissions=["view"])
+    def export_csv(self, request, queryset):
+        return csv_download(queryset)
+
+    # -- the import page -------------------------------------------------------------------------
+
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        return self.has_add_permission(request) and self.has_change_permission(request)
+
+    def get_urls(self):
+        import_url = path(
+            "import/", self.admin_site.admin_view(self.import_view), name="contacts_contact_import"
+        )
+        return [import_url, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "has_import_permission": self.has_import_permission(request),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        form = ContactImportForm(request.POST or None, request.FILES or None)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = contacts_import_csv(
+                    file=form.cleaned_data["file"], actor=request.user, source=SOURCE
+                )
+            except ValidationError as error:
+                form.add_error("file", error.messages)
+            else:
+                self.message_user(
+                    request,
+                    f"Imported {form.cleaned_data['file'].name}: {result.created} created, "
+                    f"{result.updated} updated, {len(result.errors)} row(s) refused.",
+                    messages.WARNING if result.errors else messages.SUCCESS,
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Import contacts from CSV",
+            "form": form,
+            "result": result,
+            "errors_shown": result.errors[:IMPORT_ERRORS_SHOWN] if result else [],
+            "errors_hidden": max(0, len(result.errors) - IMPORT_ERRORS_SHOWN) if result else 0,
+        }
+        return TemplateResponse(request, "admin/contacts/contact/import.html", context)
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(admin.ModelAdmin):
+    """Read-only: the log is written by the services and nowhere else."""
+
+    list_display = ("created_at", "action", "target_repr", "actor", "source")
+    list_filter = ("source", "action", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("target_repr",)
+    list_select_related = ("actor", "target_type")
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,72 @@
+from contextlib import suppress
+from datetime import datetime
+
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import Q, QuerySet
+
+from contacts.models import Contact
+from contacts.services import phone_normalise
+
+_PHONE_PUNCTUATION = str.maketrans("", "", " -().\t")
+
+
+def contact_search_q(term: str) -> Q:
+    """Names and emails containing the term, and phones containing its digits.
+
+    Written as the trigram indexes of migration 0002 expect: `icontains` on name and email
+    (UPPER(col) LIKE), `contains` on phone (phone LIKE). A term that is a whole number in the
+    default region's national format ("07400 123456") also finds that number.
+    """
+    q = Q(name__icontains=term) | Q(email__icontains=term)
+    digits = term.translate(_PHONE_PUNCTUATION).removeprefix("+")
+    if digits.isascii() and digits.isdigit():
+        q |= Q(phone__contains=digits)
+        if not term.startswith("+"):
+            with suppress(ValidationError):
+                q |= Q(phone=phone_normalise(term))
+    return q
+
+
+def contact_list(
+    *,
+    search: str | None = None,
+    tag: str | None = None,
+    opted_out: bool | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[Contact]:
+    """Contacts, newest first; every filter left as None is not applied."""
+    queryset = Contact.objects.all()
+    if search and search.strip():
+        queryset = queryset.filter(contact_search_q(search.strip()))
+    if tag:
+        queryset = queryset.filter(tags__contains=[tag])
+    if opted_out is not None:
+        queryset = queryset.filter(opted_out_at__isnull=not opted_out)
+    if created_after is not None:
+        queryset = queryset.filter(created_at__gte=created_after)
+    if created_before is not None:
+        queryset = queryset.filter(created_at__lt=created_before)
+    return queryset
+
+
+def contact_get(*, id: int) -> Contact | None:
+    return Contact.objects.filter(id=id).first()
+
+
+def contact_tags_most_common(*, limit: int = 100, cache_seconds: int = 60) -> list[tuple[str, int]]:
+    """The most used tags with their counts. Counting reads every row, so the answer is cached."""
+    key = f"contacts:tags-most-common:{limit}"
+    tags = cache.get(key)
+    if tags is None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT tag, count(*) FROM contacts_contact, unnest(tags) AS tag"
+                " GROUP BY tag ORDER BY count(*) DESC, tag LIMIT %s",
+                [limit],
+            )
+            tags = [(tag, count) for tag, count in cursor.fetchall()]
+        cache.set(key, tags, cache_seconds)
+    return tags

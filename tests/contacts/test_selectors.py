@@ -1,0 +1,104 @@
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from contacts.models import Contact
+from contacts.selectors import contact_get, contact_list, contact_tags_most_common
+from tests.factories import ContactFactory
+
+
+@pytest.fixture
+def people(db):
+    return {
+        "ana": ContactFactory(name="Ana Silva", email="ana@example.com", phone="+447400123456", tags=["vip"]),
+        "bruno": ContactFactory(name="Bruno Okafor", email="bruno@shop.example", phone="+14155550123"),
+        "chen": ContactFactory(
+            name="Chen Nguyen", email="chen@example.org", phone="+33612345678", tags=["lead"]
+        ),
+    }
+
+
+def names(queryset) -> set[str]:
+    return {contact.name for contact in queryset}
+
+
+@pytest.mark.parametrize(
+    ("term", "expected"),
+    [
+        ("silva", {"Ana Silva"}),
+        ("OKAF", {"Bruno Okafor"}),
+        ("shop.example", {"Bruno Okafor"}),
+        ("7400123", {"Ana Silva"}),
+        ("+44 7400 123", {"Ana Silva"}),
+        ("4155-550", {"Bruno Okafor"}),
+        ("(415) 555 0123", {"Bruno Okafor"}),
+        ("example", {"Ana Silva", "Bruno Okafor", "Chen Nguyen"}),
+        ("nobody", set()),
+    ],
+)
+def test_search_matches_name_email_and_phone_digits(people, term, expected):
+    assert names(contact_list(search=term)) == expected
+
+
+def test_search_finds_a_number_written_in_the_default_regions_format(people, settings):
+    settings.PHONE_DEFAULT_REGION = "GB"
+
+    assert names(contact_list(search="07400 123456")) == {"Ana Silva"}
+
+
+def test_filters_combine(people):
+    people["chen"].opted_out_at = timezone.now()
+    people["chen"].save()
+
+    assert names(contact_list(tag="vip")) == {"Ana Silva"}
+    assert names(contact_list(opted_out=True)) == {"Chen Nguyen"}
+    assert names(contact_list(opted_out=False)) == {"Ana Silva", "Bruno Okafor"}
+    assert names(contact_list(search="example", tag="lead", opted_out=True)) == {"Chen Nguyen"}
+    assert names(contact_list(tag="")) == {"Ana Silva", "Bruno Okafor", "Chen Nguyen"}
+
+
+def test_created_after_and_before(people):
+    old = timezone.now() - timedelta(days=10)
+    Contact.objects.filter(id=people["ana"].id).update(created_at=old)
+
+    assert names(contact_list(created_before=timezone.now() - timedelta(days=1))) == {"Ana Silva"}
+    assert names(contact_list(created_after=timezone.now() - timedelta(days=1))) == {
+        "Bruno Okafor",
+        "Chen Nguyen",
+    }
+    assert names(contact_list(created_after=old, created_before=old + timedelta(seconds=1))) == {"Ana Silva"}
+
+
+def test_list_is_newest_first(people):
+    assert [c.name for c in contact_list()] == ["Chen Nguyen", "Bruno Okafor", "Ana Silva"]
+
+
+def test_search_is_written_the_way_the_trigram_indexes_answer(people):
+    """With sequential scans off, PostgreSQL uses the trigram indexes of migration 0002 if it can."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'contact_%%_trgm'")
+        if cursor.fetchone()[0] != 3:
+            pytest.skip("this PostgreSQL has no pg_trgm")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        sql, params = contact_list(search="4155").order_by().query.sql_with_params()
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "contact_name_trgm" in plan
+    assert "contact_email_trgm" in plan
+    assert "contact_phone_trgm" in plan
+
+
+def test_contact_get(people):
+    assert contact_get(id=people["ana"].id) == people["ana"]
+    assert contact_get(id=0) is None
+
+
+@pytest.mark.django_db
+def test_tags_most_common_counts_each_tag():
+    ContactFactory.create_batch(3, tags=["vip", "lead"])
+    ContactFactory(tags=["lead", "beta"])
+
+    assert contact_tags_most_common(limit=2) == [("lead", 4), ("vip", 3)]
