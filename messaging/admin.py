@@ -11,9 +11,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -27,6 +25,7 @@ from contacts.selectors import contact_search_q
 from messaging.inbound import inbound_events_reprocess
 from messaging.media import media_presigned_url
 from messaging.models import AnalyticsEvent, InboundEvent, Message, PhoneNumber, WebhookEvent
+from messaging.parsing import KNOWN_FIELDS
 from messaging.selectors import CONVERSATION_PAGE_SIZE, conversation, message_media_error
 from messaging.services import (
     PHONE_NUMBER_FIELDS,
@@ -41,6 +40,27 @@ from messaging.services import (
 
 SOURCE = AuditLog.Source.ADMIN
 PHONE_PUNCTUATION = str.maketrans("", "", " -().\t")
+
+MESSAGE_TYPES = (
+    "text",
+    "image",
+    "video",
+    "audio",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "interactive",
+    "button",
+    "template",
+    "reaction",
+    "order",
+    "system",
+    "request_welcome",
+    "edit",
+    "revoke",
+    "unsupported",
+)
 
 # How an outbound message's status reads in the console: a tick mark and its words.
 TICKS = {
@@ -146,6 +166,21 @@ class PhoneNumberAdmin(admin.ModelAdmin):
 # -- messages and conversations -----------------------------------------------------------------------
 
 
+class MessageTypeFilter(admin.SimpleListFilter):
+    """Meta's message types, listed rather than read from a table that grows without end."""
+
+    title = "type"
+    parameter_name = "type"
+
+    def lookups(self, request, model_admin):
+        return [(kind, kind) for kind in MESSAGE_TYPES]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(type=self.value())
+        return queryset
+
+
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
     """Messages are Meta's record: read here, deleted through the service, never edited."""
@@ -162,11 +197,17 @@ class MessageAdmin(admin.ModelAdmin):
         "conversation_link",
     )
     list_display_links = ("timestamp",)
-    list_filter = ("direction", "status", "type", "media_state", "phone_number")
+    list_filter = (
+        "direction",
+        "status",
+        MessageTypeFilter,
+        "media_state",
+        "phone_number",
+        ("timestamp", admin.DateFieldListFilter),
+    )
     list_select_related = ("contact", "phone_number")
     search_fields = ("=wamid", "text", "contact__phone")
     search_help_text = "A wamid, words of the text, or the contact's phone number in any format."
-    date_hierarchy = "timestamp"
     show_full_result_count = False
     ordering = ("-timestamp", "-id")
     conversation_page_size = CONVERSATION_PAGE_SIZE
@@ -305,20 +346,14 @@ class MessageAdmin(admin.ModelAdmin):
 
 
 class FieldListFilter(admin.SimpleListFilter):
-    """The kinds of change an event holds (Meta's `field`: messages, account_update …)."""
+    """The kinds of change an event holds (Meta's `field`), as the parser knows them; the others
+    are under "unknown fields"."""
 
     title = "kind"
     parameter_name = "field"
-    cache_key = "messaging:inbound-event-fields"
 
     def lookups(self, request, model_admin):
-        fields = cache.get(self.cache_key)
-        if fields is None:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT DISTINCT unnest(fields) FROM messaging_inboundevent ORDER BY 1")
-                fields = [field for (field,) in cursor.fetchall()]
-            cache.set(self.cache_key, fields, 60)
-        return [(field, field) for field in fields]
+        return [(field, field) for field in ("messages", *sorted(KNOWN_FIELDS - {"messages"}))]
 
     def queryset(self, request, queryset):
         if self.value():

@@ -7,9 +7,7 @@ from django.db.models import Q, QuerySet
 
 from contacts.models import Contact
 from messaging.models import Message
-
-# Messages that are about another message: shown on it in a conversation, not beside it.
-ANNOTATING_TYPES = frozenset({"reaction", "edit", "revoke"})
+from messaging.parsing import TARGET_KINDS  # reactions, edits, revokes: shown on their message
 
 CONVERSATION_PAGE_SIZE = 200
 
@@ -117,7 +115,7 @@ def conversation(
         entry = entries[message.wamid]
         if message.context_wamid:
             entry.quoted = by_wamid.get(message.context_wamid) or others.get(message.context_wamid)
-        if message.type in ANNOTATING_TYPES and message.target_wamid:
+        if message.type in TARGET_KINDS and message.target_wamid:
             target_entry = entries.get(message.target_wamid)
             if target_entry is not None:
                 if message.type == "reaction":
