@@ -8,10 +8,15 @@ from contacts.validators import validate_email
 
 
 class Contact(models.Model):
-    """A person the business talks to. `phone` is E.164 (normalised with phonenumbers)."""
+    """A person the business talks to. `phone` is E.164 (normalised with phonenumbers).
 
-    phone = models.CharField(max_length=20, unique=True)
+    A contact that wrote to us on WhatsApp may have no phone: its WhatsApp id may not be a number
+    phonenumbers accepts, and newer webhooks may name it only by its business-scoped `user_id`.
+    """
+
+    phone = models.CharField(max_length=20, unique=True, null=True, blank=True)
     wa_id = models.CharField("WhatsApp id", max_length=32, blank=True, default="")
+    user_id = models.CharField("WhatsApp user id", max_length=128, blank=True, default="", db_default="")
     name = models.CharField(max_length=200, blank=True, default="")
     # Not an EmailField: addresses may have UTF-8 before the @ (see ContactEmailValidator).
     email = models.CharField(max_length=254, blank=True, default="", validators=[validate_email])
@@ -34,6 +39,9 @@ class Contact(models.Model):
             models.UniqueConstraint(
                 fields=["wa_id"], condition=~models.Q(wa_id=""), name="contact_wa_id_unique"
             ),
+            models.UniqueConstraint(
+                fields=["user_id"], condition=~models.Q(user_id=""), name="contact_user_id_unique"
+            ),
         ]
         indexes = [
             # Search also has trigram indexes where pg_trgm exists: see migration 0002.
@@ -42,7 +50,8 @@ class Contact(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.phone})" if self.name else self.phone
+        address = self.phone or self.wa_id or self.user_id or f"contact {self.pk}"
+        return f"{self.name} ({address})" if self.name else address
 
     @property
     def is_opted_out(self) -> bool:

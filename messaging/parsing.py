@@ -34,9 +34,8 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce, Lower, Trim
 from django.utils import timezone
 
-from contacts import services as contact_services
 from contacts.models import AuditLog, Contact
-from contacts.services import contact_opt_in, contact_opt_out
+from contacts.services import contact_opt_in, contact_opt_out, contact_upsert_whatsapp
 from messaging.models import AnalyticsEvent, InboundEvent, Message, PendingStatus, PhoneNumber, WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -631,7 +630,7 @@ def _sender(message: dict, value: dict, *, echo: bool, inbound_at: datetime | No
     if not wa_id and not user_id:
         return None
     details = _dict(profile.get("profile"))
-    return contact_services.contact_upsert_whatsapp(
+    return contact_upsert_whatsapp(
         wa_id=wa_id,
         user_id=user_id,
         profile_name=_str(details.get("name"), 200),
@@ -676,7 +675,7 @@ def _user_preferences_apply(value: dict) -> None:
         wa_id = _name(preference.get("wa_id"))
         if choice not in {"stop", "resume"} or not wa_id or len(wa_id) > 32:
             continue
-        contact = contact_services.contact_upsert_whatsapp(wa_id=wa_id, inbound_at=None)
+        contact = contact_upsert_whatsapp(wa_id=wa_id, inbound_at=None)
         contact = Contact.objects.select_for_update().get(pk=contact.pk)
         reason = f"whatsapp {_str(preference.get('category')) or 'marketing'} {choice}"[:64]
         if choice == "stop":
