@@ -50,6 +50,7 @@ from django.utils import timezone
 from config.queues import QUEUES
 from contacts.models import AuditLog
 from contacts.services import Actor, audit_log_record
+from messaging.media import media_fetch_task
 from messaging.models import InboundEvent, WakeUp
 
 logger = logging.getLogger(__name__)
@@ -308,8 +309,6 @@ def _events_apply(events: list[InboundEvent], *, result: DrainResult) -> list[in
 
 
 def _media_fetch_enqueue(message_ids: list[int]) -> None:
-    from messaging.media import media_fetch_task
-
     for message_id in message_ids:
         try:
             media_fetch_task.apply_async((message_id,), retry=False)

@@ -4,6 +4,9 @@
 from celery import shared_task
 
 from messaging.inbound import inbound_events_drain, inbound_events_retry, inbound_events_sweep
+from messaging.media import media_fetch_task
+
+__all__ = ["inbound_events_process_task", "inbound_events_sweep_task", "media_fetch_task"]
 
 
 @shared_task(name="messaging.inbound_events_process")

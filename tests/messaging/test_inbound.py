@@ -27,7 +27,13 @@ from messaging.inbound import (
 from messaging.models import InboundEvent, Message, PhoneNumber, WakeUp
 from messaging.parsing import ApplyResult
 from messaging.tasks import inbound_events_process_task
-from tests.messaging.webhook_helpers import celery_publishing_to, queue_depth, text_body, webhook_post
+from tests.messaging.webhook_helpers import (
+    celery_publishing_to,
+    queue_depth,
+    queued_tasks,
+    text_body,
+    webhook_post,
+)
 from tests.platform.conftest import receive_all
 
 State = InboundEvent.State
@@ -141,6 +147,23 @@ def test_a_failing_event_is_rolled_back_alone_retried_with_backoff_and_failed_af
         {"reason": "retry of failed events", "event_ids": [bad.pk]}
     ]
     assert inbound_events_drain().processed == 0
+
+
+@pytest.mark.django_db
+def test_media_of_processed_events_is_fetched_on_tasks_enqueued_after_the_commit(
+    fake_apply, incoming, django_capture_on_commit_callbacks
+):
+    first, second = record(2)
+    fake_apply.media[first.pk] = [41, 42]
+    fake_apply.media[second.pk] = [43]
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        inbound_events_drain()
+        assert queue_depth(incoming) == 0
+
+    for callback in callbacks:
+        callback()
+    assert sorted(queued_tasks(incoming)) == [("messaging.media_fetch", [id_], {}) for id_ in (41, 42, 43)]
 
 
 @pytest.mark.django_db
@@ -379,7 +402,7 @@ def own_sqs(settings, tmp_path, monkeypatch):
 
 
 def test_sqs_down_while_200_webhooks_arrive_all_200_then_all_processed_once_it_returns(
-    transactional_db, client, own_sqs, monkeypatch
+    transactional_db, client, own_sqs, monkeypatch, caplog
 ):
     own_sqs.stop()
     bodies = [text_body(wamid=f"wamid.down.{index}", text=f"message {index}") for index in range(200)]
@@ -389,12 +412,17 @@ def test_sqs_down_while_200_webhooks_arrive_all_200_then_all_processed_once_it_r
     assert statuses == [200] * 200
     assert InboundEvent.objects.filter(state=State.PENDING).count() == 200
     assert not WakeUp.objects.get(name="incoming").pending  # reset, so a later webhook tries again
+    failures = caplog.text.count("could not enqueue an inbound drain (wake)")
+    assert 1 <= failures < 10  # one request finds SQS down; the others skip it for a while
 
     queues = own_sqs.start()
-    monkeypatch.setattr(inbound._EnqueuePause, "until", 0.0)  # the last failure is long past
+    monkeypatch.setattr(inbound._EnqueuePause, "until", 0.0)  # the pause after the last failure is over
     assert inbound_events_sweep() is True
-    assert queue_depth(queues["incoming"]) == 1
+    assert webhook_post(client, text_body(wamid="wamid.back", text="back")).status_code == 200
+    assert [task for task, _args, _kwargs in queued_tasks(queues["incoming"])] == [
+        "messaging.inbound_events_process"
+    ] * 2  # the sweeper's, and the next webhook's wake
 
-    assert inbound_events_drain().processed == 200
+    assert inbound_events_drain().processed == 201
     assert Message.objects.filter(wamid__startswith="wamid.down.").count() == 200
     assert inbound_events_drain().processed == 0

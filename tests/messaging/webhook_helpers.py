@@ -1,5 +1,6 @@
 """Signed webhook bodies as Meta sends them, for the inbound tests."""
 
+import base64
 import hashlib
 import hmac
 import json
@@ -13,6 +14,7 @@ from django.test import Client
 from config.aws import sqs_client
 from config.celery import app as celery_app
 from config.queues import QueueState
+from tests.platform.conftest import receive_all
 
 WEBHOOK_URL = "/webhooks/whatsapp/"
 PHONE_NUMBER_ID = "106540352242922"
@@ -102,3 +104,13 @@ def queue_depth(state: QueueState) -> int:
     return int(attributes["ApproximateNumberOfMessages"]) + int(
         attributes["ApproximateNumberOfMessagesNotVisible"]
     )
+
+
+def queued_tasks(state: QueueState) -> list[tuple[str, list, dict]]:
+    """(task name, args, kwargs) of every message in a queue, consumed, decoded from kombu's envelope."""
+    tasks = []
+    for message in receive_all(state.url):
+        envelope = json.loads(base64.b64decode(message["Body"]))
+        args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+        tasks.append((envelope["headers"]["task"], args, kwargs))
+    return tasks
