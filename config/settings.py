@@ -173,6 +173,7 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "inbound-events-sweep": {"task": "messaging.inbound_events_sweep", "schedule": 30.0},
+    "media-fetch-sweep": {"task": "messaging.media_fetch_sweep", "schedule": 300.0},
 }
 # Task modules that are not an app's tasks.py, which autodiscovery finds by itself.
 CELERY_IMPORTS = ["messaging.media"]

@@ -152,7 +152,8 @@ class GraphClient:
     def media_download(self, url: str, *, max_bytes: int) -> bytes:
         """The bytes at a media url (it wants the bearer token too), refused past `max_bytes`."""
         try:
-            with self._http.stream("GET", url, headers=self._auth) as response:
+            # A redirect to another host (a CDN) is followed without the token: httpx drops it.
+            with self._http.stream("GET", url, headers=self._auth, follow_redirects=True) as response:
                 if response.is_error:
                     response.read()
                     raise graph_error_from_response(response)

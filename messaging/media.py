@@ -11,6 +11,11 @@ timeout. A permanent error, or the last retry, marks the message "media unavaila
 code and title; media ids expire after 7 days, so waiting longer would not help. Storage and
 database errors are not Meta's answer: they fail the task, so SQS redelivers it and finally moves
 it to `incoming-dlq`.
+
+A fetch that was never enqueued (SQS down when the event was processed) or whose task was lost
+leaves the message pending; a beat sweeper enqueues again every message pending and untouched for
+SWEEP_STALE_AFTER (each retry touches `updated_at`, so messages in a retry cycle are left to it),
+and gives up on those whose media id has expired.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ import logging
 import mimetypes
 import random
 import re
+from datetime import timedelta
+from functools import partial
 from urllib.parse import quote
 
 from celery import shared_task
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from config.aws import s3_client
@@ -36,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 # SQS delays a message by at most 900 s.
 BACKOFF_MAX_S = 600
+# Pending media untouched this long has no task on its way; Meta's media ids last 7 days.
+SWEEP_STALE_AFTER = timedelta(minutes=30)
+SWEEP_BATCH = 500
+MEDIA_ID_TTL = timedelta(days=7)
 
 # Extensions for the types WhatsApp carries; other types take Python's built-in table, never the
 # machine's, so that every worker makes the same key.
@@ -127,6 +139,41 @@ def media_mark_unavailable(*, message_id: int, reason: str) -> bool:
     return bool(updated)
 
 
+def media_fetch_sweep(*, limit: int = SWEEP_BATCH) -> list[int]:
+    """Enqueue the fetch again for media left pending; mark unavailable what Meta no longer has.
+
+    The chosen rows are touched under SKIP LOCKED, so overlapping sweeps never pick the same ones,
+    and their tasks are enqueued after commit. Returns the ids enqueued.
+    """
+    now = timezone.now()
+    pending = Message.objects.filter(media_state=Message.MediaState.PENDING)
+    expired = pending.filter(timestamp__lt=now - MEDIA_ID_TTL).update(
+        media_state=Message.MediaState.UNAVAILABLE,
+        media_error="media unavailable: Meta's media id expired (after 7 days) before it could be fetched",
+        updated_at=now,
+    )
+    if expired:
+        logger.warning("media of %d message(s) unavailable: their media ids expired", expired)
+    with transaction.atomic():
+        message_ids = list(
+            pending.filter(updated_at__lt=now - SWEEP_STALE_AFTER)
+            .order_by("id")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[:limit]
+        )
+        if message_ids:
+            Message.objects.filter(id__in=message_ids).update(updated_at=now)
+            transaction.on_commit(partial(_media_fetch_enqueue, message_ids))
+    if message_ids:
+        logger.info("media fetch enqueued again for %d message(s)", len(message_ids))
+    return message_ids
+
+
+def _media_fetch_enqueue(message_ids: list[int]) -> None:
+    for message_id in message_ids:
+        media_fetch_task.delay(message_id)
+
+
 def media_fetch_backoff_s(*, retries: int) -> int:
     """Exponential backoff with jitter: half to all of base * 2**retries, capped below SQS's limit."""
     ceiling = min(BACKOFF_MAX_S, settings.MEDIA_FETCH_BACKOFF_S * 2**retries)
@@ -144,6 +191,10 @@ def media_fetch_task(self, message_id: int) -> None:
             media_mark_unavailable(message_id=message_id, reason=f"{error.reason} (after {tries} tries)")
             return
         delay_s = media_fetch_backoff_s(retries=self.request.retries)
+        # touched, so that the sweeper leaves a message in a retry cycle to it
+        Message.objects.filter(id=message_id, media_state=Message.MediaState.PENDING).update(
+            updated_at=timezone.now()
+        )
         logger.warning(
             "media of message %s: %s; try %d in %d s", message_id, error.reason, tries + 1, delay_s
         )
@@ -151,6 +202,11 @@ def media_fetch_task(self, message_id: int) -> None:
         raise self.retry(exc=error, countdown=0, delay_seconds=delay_s, max_retries=max_retries) from error
     except GraphError as error:
         media_mark_unavailable(message_id=message_id, reason=error.reason)
+
+
+@shared_task(name="messaging.media_fetch_sweep")
+def media_fetch_sweep_task() -> int:
+    return len(media_fetch_sweep())
 
 
 def media_presigned_url(*, message: Message) -> str | None:

@@ -6,7 +6,7 @@ The sandbox is the session's own process (tests/stack.py); its faults are cleare
 import base64
 import hashlib
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 from urllib.parse import parse_qs, urlsplit
 from uuid import uuid4
@@ -15,6 +15,7 @@ import httpx
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from config.aws import s3_client, storage_ensure_bucket
 from config.queues import queues_ensure
@@ -31,6 +32,7 @@ from messaging.media import (
     MediaIntegrityError,
     media_fetch,
     media_fetch_backoff_s,
+    media_fetch_sweep,
     media_fetch_task,
     media_key,
     media_presigned_url,
@@ -98,10 +100,9 @@ def inbound_media(db, bucket):
             status=Message.Status.RECEIVED,
             contact=contact,
             phone_number=phone_number if number else None,
-            timestamp=datetime.now(UTC),
             media_id=sandbox_media_put(content, mime_type),
             media_mime_type=mime_type,
-            **{"media_state": Message.MediaState.PENDING, **fields},
+            **{"media_state": Message.MediaState.PENDING, "timestamp": datetime.now(UTC), **fields},
         )
 
     return make
@@ -325,6 +326,31 @@ def test_the_backoff_doubles_with_jitter_and_stays_below_sqs_delay_limit(setting
     assert first <= set(range(5, 11)) and len(first) > 1
     assert third <= set(range(20, 41))
     assert late <= set(range(BACKOFF_MAX_S // 2, BACKOFF_MAX_S + 1)) and BACKOFF_MAX_S < 900
+
+
+def test_the_sweeper_enqueues_stale_pending_media_again_and_gives_up_on_expired_ids(
+    inbound_media, django_capture_on_commit_callbacks
+):
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    stale, fresh = inbound_media(), inbound_media()
+    done = inbound_media(media_state=Message.MediaState.STORED)
+    expired = inbound_media(timestamp=timezone.now() - timedelta(days=8))
+    Message.objects.filter(id__in=[stale.id, done.id, expired.id]).update(updated_at=an_hour_ago)
+
+    with django_capture_on_commit_callbacks() as enqueued:
+        swept = media_fetch_sweep()
+    again = media_fetch_sweep()
+
+    assert swept == [stale.id]
+    assert len(enqueued) == 1
+    assert again == []  # touched: the next sweep leaves it to the task just enqueued
+    expired.refresh_from_db()
+    assert expired.media_state == Message.MediaState.UNAVAILABLE
+    assert expired.media_error == (
+        "media unavailable: Meta's media id expired (after 7 days) before it could be fetched"
+    )
+    fresh.refresh_from_db()
+    assert fresh.media_state == Message.MediaState.PENDING
 
 
 # -- the Graph API client -----------------------------------------------------------------------
