@@ -38,6 +38,7 @@ from messaging.media import (
     media_presigned_url,
 )
 from messaging.models import InboundEvent, Message, PhoneNumber
+from messaging.parsing import inbound_payload_apply
 from tests.platform.conftest import broker_connection, wait_for, worker_running
 
 JPEG = b"\xff\xd8\xff\xe0" + hashlib.sha256(b"a picture").digest() * 64 + b"\xff\xd9"
@@ -518,6 +519,18 @@ def test_sandbox_inbound_with_an_image_puts_it_in_the_sandbox_first(live_server,
     info = client.media_info(image["id"])
     assert client.media_download(info["url"], max_bytes=len(JPEG)) == JPEG
     client.close()
+
+
+def test_an_image_sent_with_sandbox_inbound_ends_in_s3_once_parsed(
+    live_server, transactional_db, tmp_path, bucket
+):
+    event = send_image(live_server, tmp_path)
+
+    (message_id,) = inbound_payload_apply(event=event).media_message_ids
+    media_fetch(message_id=message_id)
+    message = Message.objects.get(id=message_id)
+    assert message.media_state == Message.MediaState.STORED
+    assert stored(message.media_key)["body"] == JPEG
 
 
 def test_sandbox_inbound_says_when_the_endpoint_refuses(live_server, transactional_db):
