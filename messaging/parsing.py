@@ -22,7 +22,6 @@ Meta's, so shapes are never trusted: anything unexpected is kept as an unknown W
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -179,24 +178,13 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromtimestamp(value, UTC)
 
 
-def _clean(value: Any) -> Any:
-    """The JSON without NUL characters, which PostgreSQL's text and jsonb cannot hold."""
-    if isinstance(value, str):
-        return value.replace("\x00", "") if "\x00" in value else value
-    if isinstance(value, dict):
-        return {_clean(key): _clean(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_clean(item) for item in value]
-    return value
-
-
 def _payload(event: InboundEvent) -> Any:
+    """The stored payload; for an event stored without one, its body read as the webhook view would."""
     if event.payload is not None:
         return event.payload
-    try:
-        return json.loads(bytes(event.body or b""))
-    except ValueError:
-        return None
+    from messaging.inbound import inbound_payload_parse
+
+    return inbound_payload_parse(bytes(event.body or b""))
 
 
 # -- message content ------------------------------------------------------------------------------
@@ -366,6 +354,7 @@ class _Apply:
         phone_number: PhoneNumber | None = None,
         occurred_at: datetime | None = None,
     ) -> WebhookEvent:
+        # Rows are numbered in the order the walk meets them, the same on every run over a body.
         self.position += 1
         if not known:
             self.result.unknown_fields = True
@@ -378,7 +367,7 @@ class _Apply:
                 "known": known,
                 "waba_id": waba_id,
                 "phone_number": phone_number,
-                "value": {} if value is None else _clean(value),
+                "value": {} if value is None else value,
                 "occurred_at": occurred_at,
             },
         )
@@ -471,7 +460,6 @@ class _Apply:
         echo: bool = False,
     ) -> None:
         field_name = "smb_message_echoes" if echo else "messages"
-        message = _clean(message)
         wamid = _name(message.get("id")) if isinstance(message, dict) else ""
         if not wamid or len(wamid) > 255:
             self.unknown(
@@ -489,7 +477,8 @@ class _Apply:
             )
             return
         context = _dict(message.get("context"))
-        created_message, created = _message_get_or_create(
+        # On the unique wamid: a concurrent insert of the same id waits for the other, then finds it.
+        message, created = Message.objects.get_or_create(
             wamid=wamid,
             defaults={
                 "direction": Message.Direction.OUTBOUND if echo else Message.Direction.INBOUND,
@@ -507,7 +496,6 @@ class _Apply:
                 **(_error(message.get("errors")) or _error(value.get("errors"))),
             },
         )
-        message = created_message
         if message.media_state == Message.MediaState.PENDING and message.contact_id == contact.pk:
             self.result.media_message_ids.append(message.pk)
         if not created:
@@ -539,7 +527,6 @@ class _Apply:
     def status(
         self, status: Any, *, entry_time: datetime | None, phone_number: PhoneNumber | None, waba_id: str
     ) -> None:
-        status = _clean(status)
         wamid = _name(status.get("id")) if isinstance(status, dict) else ""
         name = _name(status.get("status")).lower() if isinstance(status, dict) else ""
         if not wamid or len(wamid) > 255 or name not in STATUS_TIMES:
@@ -718,11 +705,6 @@ def _phone_number_quality_apply(*, value: dict, waba_id: str, phone_number: Phon
 # -- messages -------------------------------------------------------------------------------------
 
 
-def _message_get_or_create(*, wamid: str, defaults: dict[str, Any]) -> tuple[Message, bool]:
-    """get_or_create on the unique wamid: a concurrent insert of the same id waits, then is found."""
-    return Message.objects.get_or_create(wamid=wamid, defaults=defaults)
-
-
 def _target_refresh(wamid: str, *, only_if_targeted: bool = False) -> None:
     """Sets a message's reaction (latest), text and edited_at (latest edit) and revoked_at (first
     revoke) from the rows about it. Only its own contact's rows count, and edits and revokes only
@@ -763,7 +745,12 @@ def _wamid_lock(wamid: str) -> None:
 
 
 def _status_record(*, wamid: str, status: str, at: datetime, payload: dict) -> str:
-    """Applies one status by wamid: "applied", "unchanged", "pending" or "inbound"."""
+    """Applies one status by wamid: "applied", "unchanged", "pending" or "inbound".
+
+    Every status Meta reports for a known outbound message writes its analytics row (once per wamid
+    and status), whether or not it moved the message: a "delivered" that arrives after "read" still
+    says the message was delivered.
+    """
     columns = ("id", "direction", "contact_id", "phone_number_id")
     found = Message.objects.filter(wamid=wamid).values(*columns).first()
     if found is None:

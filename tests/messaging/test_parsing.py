@@ -1,4 +1,5 @@
 import hashlib
+import io
 import itertools
 import json
 import threading
@@ -7,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import close_old_connections, connection, transaction
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -744,6 +746,53 @@ def test_each_inbound_message_writes_one_analytics_row(phone_number):
     assert row.occurred_at == at(1750000000)
 
 
+# -- webhook_replay -------------------------------------------------------------------------------
+
+
+def _replay(*paths) -> dict[str, str]:
+    out = io.StringIO()
+    call_command("webhook_replay", *map(str, paths), stdout=out, stderr=io.StringIO())
+    return dict(line.rsplit(None, 1) for line in out.getvalue().splitlines())
+
+
+def test_webhook_replay_records_processes_and_counts(phone_number, tmp_path):
+    for name in ("text", "image", "status_read", "unknown_field"):
+        (tmp_path / f"{name}.json").write_text(json.dumps(body(name)))
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "reaction.json").write_text(json.dumps(body("reaction")))
+    (tmp_path / "broken.json").write_bytes(b"{not json")
+    (tmp_path / "notes.txt").write_text("not a body")
+
+    counts = _replay(tmp_path)
+
+    assert counts == {
+        "bodies read": "6",
+        "stored": "5",
+        "duplicates": "0",
+        "rejected": "1",
+        "processed": "5",
+        "messages": "3",
+        "statuses received": "1",
+        "statuses applied": "0",
+        "statuses pending": "1",
+        "webhook events": "0",
+        "unknown events": "1",
+        "flagged unknown phone number": "0",
+        "failures": "0",
+    }
+    assert Message.objects.get(type="text").reaction == "\U0001f44d"
+    assert bytes(InboundEvent.objects.get(state="rejected").body) == b"{not json"
+
+    again = _replay(tmp_path / "text.json", tmp_path / "more")
+
+    assert (again["bodies read"], again["duplicates"], again["messages"]) == ("2", "2", "0")
+
+
+def test_webhook_replay_refuses_a_missing_path(db, tmp_path):
+    with pytest.raises(CommandError, match="No such file"):
+        _replay(tmp_path / "missing.json")
+
+
 # -- shapes that must not crash -------------------------------------------------------------------
 
 ENVELOPE = {"object": "whatsapp_business_account"}
@@ -921,15 +970,15 @@ def test_generated_bodies_never_crash(db, payload):
         transaction.set_rollback(True)
 
 
-def test_nul_characters_from_a_body_never_reach_the_database(phone_number):
-    """An event stored without a parsed payload is read from its raw body, which may hold NULs."""
+def test_an_event_without_a_payload_is_read_from_its_body_nuls_and_all(phone_number):
+    """Its raw body may hold NULs, which PostgreSQL's text cannot: they are replaced, as on receipt."""
     raw = json.dumps(text_body("a\u0000b", wamid="wamid.NUL\u0000")).encode()
     event = InboundEvent.objects.create(body=raw, body_sha256=hashlib.sha256(raw).hexdigest(), payload=None)
 
     inbound_payload_apply(event=event)
 
-    assert Message.objects.get().wamid == "wamid.NUL"
-    assert Message.objects.get().text == "ab"
+    message = Message.objects.get()
+    assert (message.wamid, message.text) == ("wamid.NUL\ufffd", "a\ufffdb")
 
 
 # -- concurrency ----------------------------------------------------------------------------------

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count, Q
 
 from messaging.inbound import inbound_event_record, inbound_events_drain
 from messaging.models import AnalyticsEvent, InboundEvent, Message, PendingStatus, WebhookEvent
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _statuses_in(payload: Any) -> int:
+    """How many message statuses a body carries (for the summary; the parser does the real reading)."""
+    count = 0
+    for entry in _list(payload.get("entry")) if isinstance(payload, dict) else []:
+        for change in _list(entry.get("changes")) if isinstance(entry, dict) else []:
+            value = change.get("value") if isinstance(change, dict) else None
+            if isinstance(value, dict) and change.get("field") == "messages":
+                count += len(_list(value.get("statuses")))
+    return count
 
 
 def _bodies(paths: list[str]) -> list[Path]:
@@ -44,11 +60,12 @@ class Command(BaseCommand):
             "statuses": AnalyticsEvent.objects.filter(kind=AnalyticsEvent.Kind.STATUS_CHANGED).count(),
             "pending": PendingStatus.objects.count(),
         }
-        stored = duplicates = rejected = 0
+        stored = duplicates = rejected = statuses = 0
         event_ids: list[int] = []
         for path in files:
             event, created = inbound_event_record(body=path.read_bytes())
             event_ids.append(event.pk)
+            statuses += _statuses_in(event.payload)
             if not created:
                 duplicates += 1
             elif event.state == InboundEvent.State.REJECTED:
@@ -68,6 +85,7 @@ class Command(BaseCommand):
             "rejected": rejected,
             "processed": events.filter(state=InboundEvent.State.PROCESSED).count(),
             "messages": Message.objects.count() - before["messages"],
+            "statuses received": statuses,
             "statuses applied": AnalyticsEvent.objects.filter(kind=AnalyticsEvent.Kind.STATUS_CHANGED).count()
             - before["statuses"],
             "statuses pending": PendingStatus.objects.count() - before["pending"],
