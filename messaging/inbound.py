@@ -130,43 +130,55 @@ def inbound_event_record(*, body: bytes) -> tuple[InboundEvent, bool]:
     state = State.PENDING if payload is not None else State.REJECTED
     digest = hashlib.sha256(body).hexdigest()
     received_at = timezone.now()
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _RECORD_SQL,
-                [body, digest, json.dumps(payload) if payload is not None else None, state, received_at],
-            )
-            row = cursor.fetchone()
-        if row is None:
-            return InboundEvent.objects.defer("body").get(body_sha256=digest), False
-        event = InboundEvent(
-            id=row[0], body=body, body_sha256=digest, payload=payload, state=state, received_at=received_at
+    with connection.cursor() as cursor:  # one statement: in autocommit, it commits by itself
+        cursor.execute(
+            _RECORD_SQL,
+            [body, digest, json.dumps(payload) if payload is not None else None, state, received_at],
         )
-        event._state.adding = False
-        if state == State.PENDING:
-            transaction.on_commit(inbound_events_wake)
+        row = cursor.fetchone()
+    if row is None:
+        return InboundEvent.objects.defer("body").get(body_sha256=digest), False
+    event = InboundEvent(
+        id=row[0], body=body, body_sha256=digest, payload=payload, state=state, received_at=received_at
+    )
+    event._state.adding = False
+    if state == State.PENDING:
+        transaction.on_commit(inbound_events_wake)
     return event, True
 
 
 # -- wake ---------------------------------------------------------------------------------------
 
+# Flip the flag if it is down or stale, or create it raised; one round trip. While it is up (the
+# usual case under load) nothing matches, so nothing is written or locked and nothing waits.
+# Both parts see the same snapshot; ON CONFLICT settles two requests that create it at once.
 _WAKE_SQL = f"""
-    INSERT INTO {WakeUp._meta.db_table} (name, pending, updated_at) VALUES (%s, true, %s)
-    ON CONFLICT (name) DO UPDATE SET pending = true, updated_at = EXCLUDED.updated_at
-    WHERE {WakeUp._meta.db_table}.pending = false OR {WakeUp._meta.db_table}.updated_at < %s
-    RETURNING name
+    WITH flipped AS (
+        UPDATE {WakeUp._meta.db_table} SET pending = true, updated_at = %(now)s
+        WHERE name = %(name)s AND (pending = false OR updated_at < %(stale)s)
+        RETURNING 1
+    ), created AS (
+        INSERT INTO {WakeUp._meta.db_table} (name, pending, updated_at)
+        SELECT %(name)s, true, %(now)s
+        WHERE NOT EXISTS (SELECT 1 FROM {WakeUp._meta.db_table} WHERE name = %(name)s)
+        ON CONFLICT (name) DO NOTHING
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM flipped) + (SELECT count(*) FROM created)
 """
 
 
 def inbound_events_wake() -> None:
-    """Enqueue a drain unless one is already queued (see the module's header)."""
+    """Enqueue a drain unless one is already queued (see the module's header); the enqueue waits
+    for the caller's commit, so the drain sees what the caller wrote."""
     now = timezone.now()
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(_WAKE_SQL, [WAKE_NAME, now, now - timedelta(seconds=WAKE_STALE_S)])
-            flipped = cursor.fetchone() is not None
-        if flipped:
-            transaction.on_commit(_wake_enqueue)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _WAKE_SQL, {"name": WAKE_NAME, "now": now, "stale": now - timedelta(seconds=WAKE_STALE_S)}
+        )
+        (flipped,) = cursor.fetchone()
+    if flipped:
+        transaction.on_commit(_wake_enqueue)
 
 
 def _wake_enqueue() -> None:
@@ -195,7 +207,7 @@ class _EnqueuePause:
 
 def _drain_enqueue(*, reason: str, event_ids: list[int] | None = None) -> bool:
     """Publish a drain (or a retry of `event_ids`) once, failing fast: a webhook must not wait on SQS."""
-    from messaging.tasks import inbound_events_process_task
+    from messaging.tasks import inbound_events_process_task  # messaging.tasks imports this module
 
     if _EnqueuePause.active():
         logger.info("inbound drain not enqueued (%s): SQS failed moments ago", reason)

@@ -331,6 +331,29 @@ def test_wake_ups_coalesce_into_one_message_until_a_drain_clears_the_flag(
     assert queue_depth(incoming) == 2
 
 
+@pytest.mark.parametrize("flag", ["missing", "down"])
+def test_concurrent_wake_ups_enqueue_one_drain(transactional_db, incoming, flag):
+    if flag == "down":
+        WakeUp.objects.create(name="incoming", pending=False)
+    barrier = threading.Barrier(8)
+
+    def wake() -> None:
+        try:
+            barrier.wait(timeout=10)
+            inbound_events_wake()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=wake) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert queue_depth(incoming) == 1
+    assert WakeUp.objects.get(name="incoming").pending
+
+
 @pytest.mark.django_db
 def test_a_stale_flag_is_taken_for_a_lost_wake_up(incoming, django_capture_on_commit_callbacks):
     WakeUp.objects.create(name="incoming", pending=True)

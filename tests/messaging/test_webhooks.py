@@ -8,8 +8,8 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from messaging.inbound import inbound_events_wake
-from messaging.models import InboundEvent
+from messaging.inbound import inbound_events_drain, inbound_events_wake
+from messaging.models import InboundEvent, Message
 from tests.messaging.webhook_helpers import WEBHOOK_URL, sign, text_body, webhook_post
 
 VERIFY = {"hub.mode": "subscribe", "hub.verify_token": "test-verify-token", "hub.challenge": "1158201444"}
@@ -229,3 +229,5 @@ def test_the_same_body_three_times_concurrently_is_stored_once(transactional_db)
 
     assert statuses == [200, 200, 200]
     assert InboundEvent.objects.filter(state=InboundEvent.State.PENDING).count() == 1
+    assert inbound_events_drain().processed == 1
+    assert Message.objects.filter(wamid="wamid.concurrent").count() == 1
