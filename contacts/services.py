@@ -972,10 +972,11 @@ def contact_upsert_whatsapp(
     for _ in range(3):
         contact = _whatsapp_contact_find(wa_id=wa_id, user_id=user_id, phone=phone)
         try:
-            with transaction.atomic():
-                if contact is None:
+            if contact is None:
+                with transaction.atomic():
                     return _whatsapp_contact_create(**ids, inbound_at=inbound_at)
-                if _whatsapp_changes(contact, **ids):
+            if _whatsapp_changes(contact, **ids):
+                with transaction.atomic():
                     contact = _whatsapp_contact_update(contact.pk, **ids)
         except (IntegrityError, Contact.DoesNotExist):
             continue  # another worker took an id or the phone first, or deleted the contact: look again
@@ -993,8 +994,10 @@ def contact_upsert_whatsapp(
 def _whatsapp_contact_update(pk: int, **ids: Any) -> Contact:
     contact = Contact.objects.select_for_update().get(pk=pk)
     changes = _whatsapp_changes(contact, **ids)
-    if "phone" in changes and Contact.objects.filter(phone=changes["phone"]).exists():
-        del changes["phone"]  # another contact holds the number
+    # An id or number another contact holds stays with it (merging two contacts is an operator's call).
+    for name in ("phone", "user_id"):
+        if name in changes and Contact.objects.filter(**{name: changes[name]}).exists():
+            del changes[name]
     if changes:
         audit = {name: [_jsonable(getattr(contact, name)), value] for name, value in changes.items()}
         for name, value in changes.items():
@@ -1015,7 +1018,7 @@ def _whatsapp_contact_create(
     username: str,
     inbound_at: datetime | None,
 ) -> Contact:
-    """A new contact; the phone goes to another contact that holds it already under another wa_id."""
+    """A new contact, without a phone when another contact holds the number under another wa_id."""
     if phone and Contact.objects.filter(phone=phone).exists():
         phone = None
     attributes = {

@@ -112,6 +112,17 @@ def test_a_number_held_under_another_wa_id_stays_with_its_contact():
     assert contact.phone is None
 
 
+def test_a_user_id_held_by_another_contact_stays_with_it():
+    by_user_id = contact_upsert_whatsapp(wa_id="", user_id="GB.77", inbound_at=None)
+    imported = ContactFactory(phone="+447400123456", wa_id="447400123456")
+
+    contact = contact_upsert_whatsapp(wa_id="447400123456", user_id="GB.77", inbound_at=at(100))
+
+    assert contact.pk == imported.pk
+    assert Contact.objects.get(pk=imported.pk).user_id == ""
+    assert Contact.objects.get(pk=by_user_id.pk).user_id == "GB.77"
+
+
 def test_an_id_is_required():
     with pytest.raises(ValueError):
         contact_upsert_whatsapp(wa_id=" ", user_id="", inbound_at=None)
