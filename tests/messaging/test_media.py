@@ -481,6 +481,11 @@ def test_sandbox_inbound_posts_a_signed_webhook_that_is_stored(live_server, tran
     assert "answer: 200" in out.getvalue()
     (event,) = InboundEvent.objects.all()
     value = event.payload["entry"][0]["changes"][0]["value"]
+    (number,) = PhoneNumber.objects.all()  # none existed: the sandbox's own, so that it is routed
+    assert value["metadata"] == {
+        "display_phone_number": number.display_phone_number,
+        "phone_number_id": number.phone_number_id,
+    }
     assert value["contacts"] == [{"profile": {"name": "Ana"}, "wa_id": "447700900123"}]
     assert value["messages"][0]["text"] == {"body": "hello"}
     assert value["messages"][0]["id"] in out.getvalue()

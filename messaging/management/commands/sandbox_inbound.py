@@ -6,8 +6,10 @@ import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from contacts.models import AuditLog
 from messaging.models import PhoneNumber
 from messaging.sandbox import payloads
+from messaging.services import phone_number_create
 
 
 class Command(BaseCommand):
@@ -26,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--image", type=Path, help="an image file to send")
         parser.add_argument(
             "--phone-number-id",
-            help="the receiving number's phone_number_id (default: the first PhoneNumber's)",
+            help="the receiving number's phone_number_id (default: the first sender number's)",
         )
         parser.add_argument("--url", default=settings.SANDBOX_WEBHOOK_URL, help="the webhook endpoint")
 
@@ -38,7 +40,7 @@ class Command(BaseCommand):
             raise CommandError("give --text, --image or both")
         if not settings.WHATSAPP_APP_SECRET:
             raise CommandError("WHATSAPP_APP_SECRET is not set: the webhook could not be signed")
-        number = _receiving_number(phone_number_id)
+        number = self._receiving_number(phone_number_id)
         if image is None:
             message = payloads.text_message(wa_id=wa_id, text=text)
         else:
@@ -54,6 +56,26 @@ class Command(BaseCommand):
         self.stdout.write(f"answer: {response.status_code} {response.text.strip()}")
         if response.is_error:
             raise CommandError(f"the webhook answered {response.status_code}")
+
+    def _receiving_number(self, phone_number_id: str | None) -> tuple[str, str]:
+        """(phone_number_id, display number) of the number written to: the one given, else the first
+        PhoneNumber; with none, the sandbox's own number, made a PhoneNumber so that it is routed."""
+        if phone_number_id:
+            number = PhoneNumber.objects.filter(phone_number_id=phone_number_id).first()
+            display = number.display_phone_number if number else payloads.DEFAULT_DISPLAY_PHONE_NUMBER
+            return phone_number_id, display
+        number = PhoneNumber.objects.order_by("id").first()
+        if number is None:
+            number = phone_number_create(
+                phone_number_id=payloads.DEFAULT_PHONE_NUMBER_ID,
+                display_phone_number=payloads.DEFAULT_DISPLAY_PHONE_NUMBER,
+                verified_name="Wharf sandbox",
+                waba_id=payloads.DEFAULT_WABA_ID,
+                actor=None,
+                source=AuditLog.Source.SYSTEM,
+            )
+            self.stdout.write(f"sender number {number.display_phone_number} (the sandbox's) added")
+        return number.phone_number_id, number.display_phone_number
 
     def _image_message(self, *, wa_id: str, path: Path, caption: str, phone_number_id: str) -> dict:
         try:
@@ -84,20 +106,6 @@ class Command(BaseCommand):
             sha256=payloads.sha256_base64(content),
             caption=caption,
         )
-
-
-def _receiving_number(phone_number_id: str | None) -> tuple[str, str]:
-    """(phone_number_id, display number) of the number the message is addressed to."""
-    if phone_number_id:
-        number = PhoneNumber.objects.filter(phone_number_id=phone_number_id).first()
-        return (
-            phone_number_id,
-            number.display_phone_number if number else payloads.DEFAULT_DISPLAY_PHONE_NUMBER,
-        )
-    number = PhoneNumber.objects.order_by("id").first()
-    if number:
-        return number.phone_number_id, number.display_phone_number
-    return payloads.DEFAULT_PHONE_NUMBER_ID, payloads.DEFAULT_DISPLAY_PHONE_NUMBER
 
 
 def _sandbox_root() -> str:
