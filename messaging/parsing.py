@@ -18,11 +18,17 @@ all of them (latest reaction, latest edit, first revoke) under a row lock, which
 The caller (the inbound drain) runs each event in a savepoint, records the event's state and
 enqueues media fetches after commit: nothing here saves the event or enqueues work. Payloads are
 Meta's, so shapes are never trusted: anything unexpected is kept as an unknown WebhookEvent.
+
+Where Meta leaves the choice to us: an event for a phone_number_id Wharf does not know is applied
+all the same, its rows without a sender number and the event flagged, so nothing waits on an
+operator. Messages the business sent from the WhatsApp Business app (smb_message_echoes) become
+outbound messages, so their statuses apply and the conversation is whole. A user's marketing "stop"
+in user_preferences opts the contact out and "resume" opts it back in, like the STOP and START
+keywords; the latest keyword a contact sent wins, whatever order the bodies arrive in.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,8 +42,6 @@ from django.utils import timezone
 from contacts.models import AuditLog, Contact
 from contacts.services import contact_opt_in, contact_opt_out, contact_upsert_whatsapp
 from messaging.models import AnalyticsEvent, InboundEvent, Message, PendingStatus, PhoneNumber, WebhookEvent
-
-logger = logging.getLogger(__name__)
 
 OBJECT = "whatsapp_business_account"
 MEDIA_KINDS = frozenset({"image", "video", "audio", "document", "sticker"})
@@ -638,6 +642,8 @@ def _keywords_apply(*, message: Message, contact: Contact) -> None:
     opt_in = {_keyword(word) for word in settings.WHATSAPP_OPT_IN_KEYWORDS if word.strip()}
     if said not in opt_out | opt_in:
         return
+    # Locked first, so a concurrent keyword of the same contact has committed before the check.
+    contact = Contact.objects.select_for_update().get(pk=contact.pk)
     later = (
         Message.objects.filter(
             contact=contact, direction=Message.Direction.INBOUND, type="text", timestamp__gt=message.timestamp
@@ -647,7 +653,6 @@ def _keywords_apply(*, message: Message, contact: Contact) -> None:
     )
     if later.exists():
         return
-    contact = Contact.objects.select_for_update().get(pk=contact.pk)
     reason = f"keyword {message.text.strip()}"[:64]
     if said in opt_out:
         contact_opt_out(contact=contact, reason=reason, actor=None, source=AuditLog.Source.WEBHOOK)
@@ -695,8 +700,7 @@ def _phone_number_quality_apply(*, value: dict, waba_id: str, phone_number: Phon
     if phone_number is not None:
         numbers = PhoneNumber.objects.filter(pk=phone_number.pk)
     elif display := _digits(_str(value.get("display_phone_number"))):
-        candidates = PhoneNumber.objects.filter(Q(waba_id=waba_id) | Q(waba_id="")) if waba_id else None
-        candidates = candidates if candidates is not None else PhoneNumber.objects.all()
+        candidates = PhoneNumber.objects.filter(Q(waba_id=waba_id) | Q(waba_id="") if waba_id else Q())
         ids = [number.pk for number in candidates if _digits(number.display_phone_number) == display]
         numbers = PhoneNumber.objects.filter(pk__in=ids)
     numbers.update(**changes, updated_at=timezone.now())
