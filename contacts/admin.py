@@ -39,8 +39,15 @@ class ContactForm(forms.ModelForm):
         fields = CONTACT_FIELDS
         error_messages = {"phone": {"unique": PHONE_TAKEN}}
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and not self.instance.phone:
+            self.fields["phone"].required = False  # known to WhatsApp by its ids only
+
     def clean(self):
         cleaned_data = super().clean()
+        if not cleaned_data.get("phone") and not self.fields["phone"].required:
+            cleaned_data.pop("phone", None)
         for name in CONTACT_FIELDS:
             if name in cleaned_data:
                 try:

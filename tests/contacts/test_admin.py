@@ -112,6 +112,22 @@ def test_change_goes_through_the_service(admin_client):
 
 
 @pytest.mark.django_db
+def test_a_contact_without_a_phone_can_be_changed_without_giving_one(admin_client):
+    contact = ContactFactory(phone=None, wa_id="99912345", name="Old")
+    url = f"{CHANGELIST}{contact.pk}/change/"
+
+    response = admin_client.post(url, form_data(wa_id="99912345", name="New", language="en"))
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    contact.refresh_from_db()
+    assert (contact.phone, contact.name) == (None, "New")
+
+    response = admin_client.post(url, form_data(phone="12", wa_id="99912345", name="New"))
+
+    assert response.context["adminform"].form.errors["phone"][0].startswith("Not a valid phone number")
+
+
+@pytest.mark.django_db
 def test_delete_goes_through_the_service(admin_client):
     contact = ContactFactory()
 

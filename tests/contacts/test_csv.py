@@ -270,3 +270,12 @@ def test_export_writes_the_documented_columns_and_defuses_formulas():
         "created_at",
     ]
     assert rows[1][:7] == ["+447400000001", "", "'=1+1", rows[1][3], "a;b", "en", '{"k":"v"}']
+
+
+@pytest.mark.django_db
+def test_export_writes_a_contact_known_only_to_whatsapp_with_an_empty_phone():
+    ContactFactory(phone=None, wa_id="99912345", name="No number")
+
+    rows = list(csv.DictReader(io.StringIO(export())))
+
+    assert [(r["phone"], r["wa_id"], r["name"]) for r in rows] == [("", "99912345", "No number")]
