@@ -6,7 +6,8 @@ from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from contacts.apis import csv_download
 from contacts.models import AuditLog, Contact
@@ -131,6 +132,16 @@ class ContactAdmin(admin.ModelAdmin):
     @admin.display(description="opted out", boolean=True, ordering="opted_out_at")
     def opted_out(self, contact: Contact) -> bool:
         return contact.is_opted_out
+
+    def get_list_display(self, request):
+        if request.user.has_perm("messaging.view_message"):
+            return (*self.list_display, "conversation_link")
+        return self.list_display
+
+    @admin.display(description="")
+    def conversation_link(self, contact: Contact) -> str:
+        url = reverse("admin:messaging_message_conversation", args=[contact.pk])
+        return format_html('<a href="{}">Conversation</a>', url)
 
     def get_search_results(self, request, queryset, search_term):
         """The API's search (indexed, phone digits in any format) instead of the admin's own."""
