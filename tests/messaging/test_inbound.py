@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from config.aws import sqs_client
+from config.celery import app as celery_app
 from config.queues import dlq_list, queues_ensure
 from config.stack import MotoServer, free_port
 from contacts.models import AuditLog
@@ -449,3 +450,21 @@ def test_sqs_down_while_200_webhooks_arrive_all_200_then_all_processed_once_it_r
     assert inbound_events_drain().processed == 201
     assert Message.objects.filter(wamid__startswith="wamid.down.").count() == 200
     assert inbound_events_drain().processed == 0
+
+
+@pytest.fixture
+def celery_eager():
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = eager
+
+
+def test_with_celery_eager_a_webhook_is_processed_before_it_is_answered(
+    transactional_db, client, celery_eager
+):
+    """CELERY_TASK_ALWAYS_EAGER=1 runs processing inline, for checks without a worker."""
+    assert webhook_post(client, text_body(wamid="wamid.eager", text="inline")).status_code == 200
+
+    assert Message.objects.get(wamid="wamid.eager").text == "inline"
+    assert InboundEvent.objects.get().state == State.PROCESSED

@@ -72,10 +72,10 @@ def text_body(**kwargs: Any) -> bytes:
     return json.dumps(text_message(**kwargs)).encode()
 
 
-def _pools_reset() -> None:
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
-        celery_app._pool = None
+def _pools_forget() -> None:
+    """Drop the app's pools; the next publish looks them up again in kombu's registry, which keys
+    them by broker URL and transport options, so each configuration keeps pools of its own."""
+    celery_app._pool = None
     if (amqp := celery_app.__dict__.get("amqp")) is not None:
         amqp._producer_pool = None
 
@@ -88,12 +88,12 @@ def celery_publishing_to(*, queue_prefix: str, broker_url: str | None = None) ->
     saved = conf.broker_url, conf.broker_transport_options
     conf.broker_url = broker_url or saved[0]
     conf.broker_transport_options = {**saved[1], "queue_name_prefix": queue_prefix}
-    _pools_reset()
+    _pools_forget()
     try:
         yield
     finally:
         conf.broker_url, conf.broker_transport_options = saved
-        _pools_reset()
+        _pools_forget()
 
 
 def queue_depth(state: QueueState) -> int:
