@@ -26,7 +26,7 @@ class MessageErrorSerializer(serializers.Serializer):
 
 # Shared by the list and the detail, so one schema component rather than a nested copy per view.
 class MessageOutputSerializer(serializers.ModelSerializer):
-    contact_phone = serializers.CharField(source="contact.phone", read_only=True)
+    contact_phone = serializers.CharField(source="contact.phone", read_only=True, allow_null=True)
     phone_number_id = serializers.CharField(
         source="phone_number.phone_number_id", read_only=True, allow_null=True, default=None
     )

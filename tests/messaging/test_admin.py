@@ -480,3 +480,15 @@ def test_the_contact_admin_has_no_conversation_link_for_those_who_cannot_read_me
 
     assert "/conversation/" not in client.get(f"/admin/contacts/contact/{contact.pk}/change/").text
     assert "/conversation/" not in client.get("/admin/contacts/contact/").text
+
+
+@pytest.mark.django_db
+def test_conversation_of_a_contact_without_a_phone(admin_client):
+    contact = ContactFactory(phone=None, user_id="US.13491208655302741918")
+    MessageFactory(contact=contact, text="hi from a username")
+
+    response = admin_client.get(conversation(contact))
+
+    assert response.status_code == 200
+    assert "hi from a username" in response.text
+    assert "None" not in response.text

@@ -341,3 +341,13 @@ def test_list_queries_do_not_grow_with_the_page(api_client, django_assert_max_nu
         response = client.get(LIST)
 
     assert response.json()["count"] == 11
+
+
+@pytest.mark.django_db
+def test_a_contact_known_only_by_its_whatsapp_id_has_a_null_phone(api_client):
+    message = MessageFactory(contact=ContactFactory(phone=None, wa_id="447400123456"))
+
+    body = api_client(VIEW).get(detail(message)).json()
+
+    assert body["contact"] == message.contact_id
+    assert body["contact_phone"] is None
