@@ -1,5 +1,7 @@
+import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -10,6 +12,7 @@ from config.aws import s3_client, storage_ensure_bucket
 from contacts.models import AuditLog
 from messaging.admin import MessageAdmin
 from messaging.models import InboundEvent, Message, PhoneNumber, WebhookEvent
+from messaging.parsing import inbound_payload_apply
 from tests.factories import (
     ContactFactory,
     InboundEventFactory,
@@ -19,6 +22,7 @@ from tests.factories import (
 )
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def conversation(contact) -> str:
@@ -492,3 +496,43 @@ def test_conversation_of_a_contact_without_a_phone(admin_client):
     assert response.status_code == 200
     assert "hi from a username" in response.text
     assert "None" not in response.text
+
+
+@pytest.mark.django_db
+def test_conversation_of_webhooks_as_the_parser_stores_them(admin_client):
+    """The fixtures' webhooks, parsed: reactions and edits land on their message, replies quote."""
+    PhoneNumberFactory(phone_number_id="109876543210987")
+    outbound_wamid = "wamid.HBgMNDQ3NDAwMTIzNDU2FQIAEhggOUTBOUND1"
+    for name in ["text", "reaction", "edit", "image", "status_read", "text_reply"]:
+        payload = json.loads((FIXTURES / f"{name}.json").read_text())
+        if name == "status_read":
+            contact = Message.objects.get(wamid="wamid.HBgMNDQ3NDAwMTIzNDU2FQIAEhggTEXT").contact
+            MessageFactory(
+                contact=contact,
+                wamid=outbound_wamid,
+                direction="outbound",
+                status="sent",
+                text="Thursday?",
+                timestamp=T0,
+            )
+        inbound_payload_apply(event=InboundEventFactory(payload=payload))
+    text = Message.objects.get(wamid="wamid.HBgMNDQ3NDAwMTIzNDU2FQIAEhggTEXT")
+
+    html = admin_client.get(conversation(text.contact)).text
+
+    assert re.findall(r'data-wamid="([^"]+)"', html) == [
+        outbound_wamid,
+        text.wamid,
+        "wamid.HBgMNDQ3NDAwMTIzNDU2FQIAEhggIMAGE",
+        "wamid.HBgMNDQ3NDAwMTIzNDU2FQIAEhggREPLY",
+    ]
+    text_bubble = bubble(html, text)
+    assert '<span class="wharf-reaction"' in text_bubble and "👍" in text_bubble
+    assert ">edited<" in text_bubble
+    assert "media pending" in bubble(
+        html, Message.objects.get(wamid="wamid.HBgMNDQ3NDAwMTIzNDU2FQIAEhggIMAGE")
+    )
+    outbound = Message.objects.get(wamid=outbound_wamid)
+    assert 'title="read">✓✓</span>' in bubble(html, outbound)
+    reply = bubble(html, Message.objects.get(wamid="wamid.HBgMNDQ3NDAwMTIzNDU2FQIAEhggREPLY"))
+    assert "Thursday?" in reply.split("</blockquote>")[0]
