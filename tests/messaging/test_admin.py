@@ -536,3 +536,24 @@ def test_conversation_of_webhooks_as_the_parser_stores_them(admin_client):
     assert 'title="read">✓✓</span>' in bubble(html, outbound)
     reply = bubble(html, Message.objects.get(wamid="wamid.HBgMNDQ3NDAwMTIzNDU2FQIAEhggREPLY"))
     assert "Thursday?" in reply.split("</blockquote>")[0]
+
+
+@pytest.mark.django_db
+def test_deleting_selected_messages_removes_their_media_with_one_audit_row(
+    admin_client, django_capture_on_commit_callbacks
+):
+    first, second, kept = MessageFactory(type="image"), MessageFactory(type="image"), MessageFactory()
+    keys = [store_media(first, b"1", "image/png"), store_media(second, b"2", "image/png")]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            "/admin/messaging/message/", {**action("delete_selected", [first, second]), "post": "yes"}
+        )
+
+    assert response.status_code == 302
+    assert list(Message.objects.all()) == [kept]
+    for key in keys:
+        listed = s3_client().list_objects_v2(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Prefix=key)
+        assert listed.get("KeyCount", 0) == 0
+    log = AuditLog.objects.get()
+    assert (log.action, log.changes["ids"]) == ("messages.delete", sorted([first.pk, second.pk]))
