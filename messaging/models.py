@@ -150,6 +150,9 @@ class PendingStatus(models.Model):
             models.UniqueConstraint(fields=["wamid", "status", "timestamp"], name="pendingstatus_unique")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.status} for {self.wamid}"
+
 
 class WebhookEvent(models.Model):
     """A change other than messages and statuses (template, quality, account, calls ...), typed
@@ -198,6 +201,9 @@ class AnalyticsEvent(models.Model):
             models.UniqueConstraint(fields=["kind", "wamid", "status"], name="analyticsevent_unique")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.kind} {self.wamid} {self.status}".strip()
+
 
 class WakeUp(models.Model):
     """Coalesces wake-ups: a queue gets a new SQS message only when none is outstanding.
@@ -211,3 +217,6 @@ class WakeUp(models.Model):
     name = models.CharField(max_length=32, primary_key=True)
     pending = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({'pending' if self.pending else 'idle'})"
