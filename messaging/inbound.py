@@ -17,7 +17,8 @@ The protocol, in the order things happen:
    and its state change commit together or not at all. A worker killed mid-batch commits nothing;
    its events are still pending and are claimed again, and since every parsed write is keyed
    (wamid, ON CONFLICT) a replay makes no duplicates. An event that raises is rolled back alone
-   and retried with exponential backoff; after INBOUND_MAX_ATTEMPTS it is `failed`.
+   and retried with exponential backoff; after INBOUND_MAX_ATTEMPTS it is `failed`. One that lost
+   a lock to a concurrent batch (a deadlock over a shared contact) is only deferred a moment.
 4. Sweep. Beat runs `inbound_events_sweep` every 30 s: if due pending events exist (a lost wake,
    SQS down when they arrived, a retry whose time has come) it enqueues a drain, flag or not.
 5. Dead letters. A drain does not raise for its failing events (their retries are rows, not SQS
@@ -63,6 +64,10 @@ BACKOFF_CAP_S = 3600
 # worker, and wakes a successor if events are left.
 DRAIN_BUDGET_S = QUEUES["incoming"].visibility_timeout / 2
 LAST_ERROR_MAX = 2000
+# Deadlock, serialization failure, lock not available: two batches wrote the same rows (a contact
+# in both, say) in different orders. Not the event's fault, so not an attempt.
+CONTENTION_SQLSTATES = {"40P01", "40001", "55P03"}
+CONTENTION_DELAY_S = 2.0
 
 State = InboundEvent.State
 
@@ -205,7 +210,9 @@ class _EnqueuePause:
         cls.until = time.monotonic() + cls.seconds
 
 
-def _drain_enqueue(*, reason: str, event_ids: list[int] | None = None) -> bool:
+def _drain_enqueue(
+    *, reason: str, event_ids: list[int] | None = None, countdown: float | None = None
+) -> bool:
     """Publish a drain (or a retry of `event_ids`) once, failing fast: a webhook must not wait on SQS."""
     from messaging.tasks import inbound_events_process_task  # messaging.tasks imports this module
 
@@ -214,7 +221,7 @@ def _drain_enqueue(*, reason: str, event_ids: list[int] | None = None) -> bool:
         return False
     kwargs = {"event_ids": event_ids} if event_ids else {}
     try:
-        inbound_events_process_task.apply_async(kwargs=kwargs, retry=False)
+        inbound_events_process_task.apply_async(kwargs=kwargs, countdown=countdown, retry=False)
     except Exception as error:
         _EnqueuePause.start()
         logger.warning(
@@ -234,6 +241,7 @@ def _drain_enqueue(*, reason: str, event_ids: list[int] | None = None) -> bool:
 class DrainResult:
     processed: int = 0
     retrying: int = 0  # failed this time, to be tried again later
+    deferred: int = 0  # lost a lock to a concurrent drain: tried again in seconds, not an attempt
     failed: list[int] = field(default_factory=list)  # failed for good: their retry task is enqueued
     batches: int = 0
     rewoken: bool = False  # stopped by its time budget with events left, and woke a successor
@@ -281,6 +289,12 @@ def _events_apply(events: list[InboundEvent], *, result: DrainResult) -> list[in
             with transaction.atomic():
                 applied = inbound_payload_apply(event=event)
         except Exception as error:
+            if getattr(error.__cause__, "sqlstate", None) in CONTENTION_SQLSTATES:
+                event.next_attempt_at = now + timedelta(seconds=random.uniform(0.5, 1) * CONTENTION_DELAY_S)
+                event.save(update_fields=["next_attempt_at"])
+                result.deferred += 1
+                logger.info("inbound event %s deferred: %s", event.pk, type(error).__name__)
+                continue
             event.attempts += 1
             event.last_error = f"{type(error).__name__}: {error}"[:LAST_ERROR_MAX]
             if event.attempts >= settings.INBOUND_MAX_ATTEMPTS or event.state == State.FAILED:
@@ -346,11 +360,13 @@ def inbound_events_drain(
                         partial(_drain_enqueue, reason="retry of failed events", event_ids=failed)
                     )
         if len(events) < batch_size:
-            return result
+            break
         if timezone.now() >= deadline:
-            _drain_enqueue(reason="drain out of time")
-            result.rewoken = True
-            return result
+            result.rewoken = _drain_enqueue(reason="drain out of time")
+            break
+    if result.deferred:
+        _drain_enqueue(reason="events deferred by lock contention", countdown=CONTENTION_DELAY_S)
+    return result
 
 
 def inbound_events_retry(*, event_ids: list[int]) -> DrainResult:

@@ -208,6 +208,40 @@ def test_a_second_drain_skips_the_events_a_first_one_holds(transactional_db, fak
     assert states(events) == [State.PROCESSED] * 6
 
 
+def test_two_drains_at_once_process_every_event_once_without_retries(transactional_db, incoming):
+    from contacts.models import Contact
+
+    bodies = [
+        text_body(wamid=f"wamid.parallel.{index}", text=f"message {index}", wa_id=f"44770090{index % 4:04d}")
+        for index in range(40)
+    ]
+    events = [inbound_event_record(body=body)[0] for body in bodies]
+    results = []
+    barrier = threading.Barrier(2)
+
+    def drain() -> None:
+        try:
+            barrier.wait(timeout=10)
+            results.append(inbound_events_drain(batch_size=5))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=drain) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    InboundEvent.objects.filter(state=State.PENDING).update(next_attempt_at=timezone.now())  # time passes
+    later = inbound_events_drain()
+
+    assert all(result.processed for result in results)  # both took a share
+    assert sum(result.processed for result in results) + later.processed == 40
+    assert states(events) == [State.PROCESSED] * 40
+    assert not InboundEvent.objects.filter(attempts__gt=0).exists()  # a lost lock defers, it does not fail
+    assert Message.objects.filter(wamid__startswith="wamid.parallel.").count() == 40
+    assert Contact.objects.filter(wa_id__startswith="44770090").count() == 4
+
+
 def test_a_crash_in_the_middle_of_a_batch_leaves_it_pending_and_the_rerun_makes_no_duplicates(
     transactional_db, incoming, monkeypatch
 ):
