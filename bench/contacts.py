@@ -135,10 +135,10 @@ def search_terms(rng: random.Random, count: int) -> list[dict]:
 
 def main() -> int:
     django_on_fresh_database("wharf_bench_contacts")
-    from contacts.selectors import contact_list
     from django.db import connection
 
     from contacts.models import Contact
+    from contacts.selectors import contact_list
     from contacts.services import contacts_import_csv
 
     rng = random.Random(7)
