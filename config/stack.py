@@ -42,7 +42,8 @@ GRAPH_VERSION = "v23.0"
 
 
 def log(message: str) -> None:
-    print(f"stack  | {message}", flush=True)
+    with contextlib.suppress(OSError):  # a closed terminal or pipe must not stop the shutdown
+        print(f"stack  | {message}", flush=True)
 
 
 def free_port() -> int:
@@ -281,8 +282,9 @@ class Child:
 
     def _print_output(self) -> None:
         for line in iter(self.process.stdout.readline, b""):
-            sys.stdout.write(f"{self.name:<6} | {line.decode(errors='replace')}")
-            sys.stdout.flush()
+            with contextlib.suppress(OSError):  # keep draining the pipe even if our output is gone
+                sys.stdout.write(f"{self.name:<6} | {line.decode(errors='replace')}")
+                sys.stdout.flush()
 
     def stop(self, *, terminate: bool = True) -> None:
         stop_process(self.process, terminate=terminate)
