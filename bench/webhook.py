@@ -8,10 +8,12 @@ and how many SQS messages the wake-ups cost per event (drain tasks run / events)
 """
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -23,8 +25,8 @@ from config.stack import BASE_DIR, BIN_DIR, VAR_DIR, MotoServer, free_port, stop
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "20000"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
-WEB_WORKERS = os.environ.get("BENCH_WEB_WORKERS", "3")
-WEB_THREADS = os.environ.get("BENCH_WEB_THREADS", "8")
+WEB_WORKERS = os.environ.get("BENCH_WEB_WORKERS", "4")
+WEB_THREADS = os.environ.get("BENCH_WEB_THREADS", "1")
 CELERY_CONCURRENCY = os.environ.get("BENCH_CELERY_CONCURRENCY", "2")
 APP_SECRET = "bench-app-secret"
 PHONE_NUMBER_ID = "100200300400"
@@ -118,6 +120,31 @@ async def post_all(url: str, bodies: list[bytes]) -> tuple[list[float], float, i
         return timings, time.perf_counter() - started, errors
 
 
+def group_cpu_s(process: subprocess.Popen) -> float:
+    """CPU seconds of a process and its children (gunicorn's and Celery's forks)."""
+    import psutil
+
+    parent = psutil.Process(process.pid)
+    total = 0.0
+    for proc in [parent, *parent.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return round(total, 1)
+
+
+def postgres_cpu_s() -> float:
+    import psutil
+
+    total = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] in ("postgres", "postmaster"):
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+    return total
+
+
 def wait_processed(total: int, timeout_s: float) -> tuple[int, int]:
     from messaging.models import InboundEvent
 
@@ -148,6 +175,7 @@ def main() -> int:
     try:
         database_url = django_on_fresh_database("wharf_bench_webhook")
         from django.core.management import call_command
+        from django.db.models import Max, Min
         from django_celery_results.models import TaskResult
 
         from messaging.models import InboundEvent, Message
@@ -167,8 +195,6 @@ def main() -> int:
                     f"127.0.0.1:{port}",
                     "--workers",
                     WEB_WORKERS,
-                    "--worker-class",
-                    "gthread",
                     "--threads",
                     WEB_THREADS,
                     "--no-control-socket",
@@ -217,14 +243,27 @@ def main() -> int:
                 time.sleep(0.5)
 
         bodies = [body_for(i) for i in range(EVENTS)]
+        postgres_before = postgres_cpu_s()
         started = time.perf_counter()
         timings, send_s, errors = asyncio.run(post_all(url, bodies))
         processed, failed = wait_processed(EVENTS, timeout_s=600)
         end_to_end_s = time.perf_counter() - started
         drains = TaskResult.objects.filter(task_name="messaging.inbound_events_process").count()
+        span = InboundEvent.objects.filter(state=InboundEvent.State.PROCESSED).aggregate(
+            first=Min("processed_at"), last=Max("processed_at")
+        )
+        process_s = (span["last"] - span["first"]).total_seconds() if span["last"] else 0
 
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = {
+            "web": group_cpu_s(processes[0]),
+            "workers": group_cpu_s(processes[1]),
+            "postgres": round(postgres_cpu_s() - postgres_before, 1),
+            "client": round(usage.ru_utime + usage.ru_stime, 1),
+        }
         report(
             {
+                "cpu_s": cpu,
                 "events": EVENTS,
                 "connections": CONNECTIONS,
                 "web": f"gunicorn {WEB_WORKERS} workers x {WEB_THREADS} threads",
@@ -239,6 +278,7 @@ def main() -> int:
                 "ack_p50_ms": round(percentile(timings, 50), 2),
                 "ack_p99_ms": round(percentile(timings, 99), 2),
                 "accepted_per_s": round(EVENTS / send_s),
+                "workers_processed_per_s": round(processed / process_s) if process_s else None,
                 "end_to_end_per_s": round(processed / end_to_end_s),
                 "sqs_messages_per_event": round(drains / EVENTS, 4),
             }
