@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
@@ -14,6 +15,9 @@ class PhoneNumber(models.Model):
     rate_limit_per_s = models.PositiveIntegerField(default=80)
     quality_rating = models.CharField(max_length=16, blank=True, default="")
     messaging_limit = models.CharField(max_length=32, blank=True, default="")
+    # Sending stops while paused (Meta answered 190: the token no longer works for this number).
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_reason = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -74,7 +78,10 @@ class Message(models.Model):
 
     class Status(models.TextChoices):
         RECEIVED = "received"  # inbound
-        QUEUED = "queued"  # outbound, before Meta answers
+        QUEUED = "queued"  # outbound, waiting for its due time and a rate-limit slot
+        SENDING = "sending"  # claimed by a worker; a request to Meta may be under way
+        IN_DOUBT = "in_doubt"  # its worker died after a request may have reached Meta
+        ABANDONED = "abandoned"  # an operator chose not to resend an in-doubt message
         SENT = "sent"
         DELIVERED = "delivered"
         READ = "read"
@@ -120,6 +127,16 @@ class Message(models.Model):
     error_title = models.CharField(max_length=255, blank=True, default="")
     error_details = models.TextField(blank=True, default="")
 
+    # Outbound sending: who asked, with which Idempotency-Key, when it is next due, how often tried.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    due_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=128, blank=True, default="")
+
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
@@ -130,7 +147,21 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["timestamp", "id"]
-        indexes = [models.Index(fields=["contact", "timestamp"], name="message_conversation")]
+        indexes = [
+            models.Index(fields=["contact", "timestamp"], name="message_conversation"),
+            models.Index(
+                fields=["phone_number", "due_at", "id"],
+                condition=models.Q(status="queued"),
+                name="message_outbound_queued",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["created_by", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="message_idempotency_key_unique",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.direction} {self.type} {self.wamid}"
@@ -220,3 +251,101 @@ class WakeUp(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({'pending' if self.pending else 'idle'})"
+
+
+class SendAttempt(models.Model):
+    """One try at handing an outbound message to Meta: when, the answer, how long it took."""
+
+    class Outcome(models.TextChoices):
+        SENT = "sent"
+        RETRY = "retry"
+        FAILED = "failed"
+        IN_DOUBT = "in_doubt"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attempts_made")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=128, blank=True, default="")
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_code = models.IntegerField(null=True, blank=True)
+    error_title = models.CharField(max_length=255, blank=True, default="")
+    error_details = models.TextField(blank=True, default="")
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True, default="")
+
+    class Meta:
+        ordering = ["message", "started_at", "id"]
+
+    def __str__(self) -> str:
+        return f"attempt on {self.message_id} at {self.started_at:%H:%M:%S} ({self.outcome or 'open'})"
+
+
+class Template(models.Model):
+    """A message template of a WABA, as Meta holds it (synced, and kept current by webhooks)."""
+
+    waba_id = models.CharField("WABA id", max_length=64)
+    meta_id = models.CharField(max_length=64, blank=True, default="")
+    name = models.CharField(max_length=512)
+    language = models.CharField(max_length=16)
+    status = models.CharField(max_length=32, blank=True, default="")  # APPROVED, PENDING, PAUSED ...
+    category = models.CharField(max_length=32, blank=True, default="")
+    quality_score = models.CharField(max_length=16, blank=True, default="")
+    components = models.JSONField(default=list, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "language"]
+        constraints = [
+            models.UniqueConstraint(fields=["waba_id", "name", "language"], name="template_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.language})"
+
+
+class SenderPace(models.Model):
+    """The shared rate limiter's state for one sender number (GCRA: its theoretical arrival time)."""
+
+    phone_number = models.OneToOneField(PhoneNumber, on_delete=models.CASCADE, primary_key=True)
+    tat = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"pace of {self.phone_number_id}"
+
+
+class RecipientPace(models.Model):
+    """When a sender may next write to one recipient (Meta's pair limit, error 131056)."""
+
+    phone_number = models.ForeignKey(PhoneNumber, on_delete=models.CASCADE)
+    recipient = models.CharField(max_length=64)
+    next_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["phone_number", "recipient"], name="recipientpace_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.phone_number_id} -> {self.recipient}"
+
+
+class OperatorAlert(models.Model):
+    """Something operators must see (a paused sender, a failed archival): an admin banner until
+    acknowledged, and an email to ADMINS when raised."""
+
+    key = models.CharField(max_length=128, unique=True)  # one open alert per cause
+    level = models.CharField(max_length=16, default="error")
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.text[:80]
