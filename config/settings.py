@@ -174,12 +174,14 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "inbound-events-sweep": {"task": "messaging.inbound_events_sweep", "schedule": 30.0},
     "media-fetch-sweep": {"task": "messaging.media_fetch_sweep", "schedule": 300.0},
+    "templates-sync": {"task": "messaging.templates_sync", "schedule": 3600.0},
 }
 # Task modules that are not an app's tasks.py, which autodiscovery finds by itself.
-CELERY_IMPORTS = ["messaging.media"]
+CELERY_IMPORTS = ["messaging.media", "messaging.templates"]
 CELERY_TASK_ROUTES = {
     "messaging.inbound_*": {"queue": "incoming"},
     "messaging.media_*": {"queue": "incoming"},
+    "messaging.templates_*": {"queue": "default"},
 }
 
 # -- WhatsApp (Meta's Cloud API) ----------------------------------------------------------------

@@ -7,9 +7,13 @@ Writes go through messaging.services and messaging.inbound; raw events and analy
 from __future__ import annotations
 
 import json
+import re
+import uuid
+from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
@@ -17,14 +21,27 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import Truncator
 
+from config.aws import s3_client
 from contacts.models import AuditLog, Contact
 from contacts.selectors import contact_search_q
+from messaging.alerts import operator_alert_acknowledge
 from messaging.inbound import inbound_events_reprocess
 from messaging.media import media_presigned_url
-from messaging.models import AnalyticsEvent, InboundEvent, Message, PhoneNumber, WebhookEvent
+from messaging.models import (
+    AnalyticsEvent,
+    InboundEvent,
+    Message,
+    OperatorAlert,
+    PhoneNumber,
+    SendAttempt,
+    Template,
+    WebhookEvent,
+)
 from messaging.parsing import KNOWN_FIELDS
 from messaging.selectors import CONVERSATION_PAGE_SIZE, conversation, message_media_error
 from messaging.services import (
@@ -36,6 +53,13 @@ from messaging.services import (
     phone_number_fields_clean,
     phone_number_update,
     phone_numbers_delete,
+)
+from messaging.templates import (
+    SENDABLE,
+    template_components_build,
+    template_slots,
+    templates_sync,
+    templates_waba_ids,
 )
 
 SOURCE = AuditLog.Source.ADMIN
@@ -65,6 +89,9 @@ MESSAGE_TYPES = (
 # How an outbound message's status reads in the console: a tick mark and its words.
 TICKS = {
     Message.Status.QUEUED: ("🕓", "queued"),
+    Message.Status.SENDING: ("🕓", "sending"),
+    Message.Status.IN_DOUBT: ("?", "in doubt: may have been sent"),
+    Message.Status.ABANDONED: ("⊘", "abandoned"),
     Message.Status.SENT: ("✓", "sent"),
     Message.Status.DELIVERED: ("✓✓", "delivered"),
     Message.Status.READ: ("✓✓", "read"),
@@ -120,6 +147,19 @@ class PhoneNumberForm(forms.ModelForm):
         return cleaned_data
 
 
+class PausedFilter(admin.SimpleListFilter):
+    title = "sending"
+    parameter_name = "paused"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Paused"), ("no", "Sending")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(paused_at__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(PhoneNumber)
 class PhoneNumberAdmin(admin.ModelAdmin):
     form = PhoneNumberForm
@@ -131,17 +171,55 @@ class PhoneNumberAdmin(admin.ModelAdmin):
         "rate_limit_per_s",
         "quality_rating",
         "messaging_limit",
+        "sending_state",
         "updated_at",
     )
     list_display_links = ("display_phone_number", "phone_number_id")
-    list_filter = ("quality_rating", "waba_id")
+    list_filter = (PausedFilter, "quality_rating", "waba_id")
     search_fields = ("=phone_number_id", "display_phone_number", "verified_name", "=waba_id")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("paused_at", "paused_reason", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("phone_number_id", "display_phone_number", "verified_name", "waba_id")}),
-        ("Sending", {"fields": ("rate_limit_per_s", "quality_rating", "messaging_limit")}),
+        (
+            "Sending",
+            {
+                "fields": (
+                    "rate_limit_per_s",
+                    "quality_rating",
+                    "messaging_limit",
+                    "paused_at",
+                    "paused_reason",
+                )
+            },
+        ),
         ("Activity", {"fields": ("created_at", "updated_at")}),
     )
+    actions = ("resume_sending",)
+
+    def has_resume_permission(self, request) -> bool:
+        return request.user.has_perm("messaging.change_phonenumber")
+
+    @admin.display(description="sending", ordering="paused_at")
+    def sending_state(self, phone_number: PhoneNumber) -> str:
+        if phone_number.paused_at is None:
+            return "sending"
+        return format_html(
+            '<strong class="wharf-paused" title="{}">paused since {}</strong>',
+            phone_number.paused_reason,
+            phone_number.paused_at.strftime("%d %b %Y %H:%M UTC"),
+        )
+
+    @admin.action(description="Resume sending from the selected paused numbers", permissions=["resume"])
+    def resume_sending(self, request, queryset):
+        paused = list(queryset.filter(paused_at__isnull=False))
+        from messaging.outbound import phone_number_resume
+
+        for phone_number in paused:
+            phone_number_resume(phone_number=phone_number, actor=request.user, source=SOURCE)
+        if paused:
+            self.message_user(request, f"Resumed sending from {len(paused)} number(s).", messages.SUCCESS)
+        else:
+            self.message_user(request, "None of the selected numbers was paused.", messages.WARNING)
 
     def save_model(self, request, obj, form, change):
         fields = {name: form.cleaned_data[name] for name in PHONE_NUMBER_FIELDS if name in form.cleaned_data}
@@ -181,6 +259,54 @@ class MessageTypeFilter(admin.SimpleListFilter):
         return queryset
 
 
+class InDoubtFilter(admin.SimpleListFilter):
+    """Messages an operator must decide on: their worker died while Meta may have had them."""
+
+    title = "in doubt"
+    parameter_name = "in_doubt"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "In doubt")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(status=Message.Status.IN_DOUBT)
+        return queryset
+
+
+class SendAttemptInline(admin.TabularInline):
+    model = SendAttempt
+    fields = (
+        "started_at",
+        "finished_at",
+        "worker",
+        "outcome",
+        "http_status",
+        "error_code",
+        "error_title",
+        "error_details",
+        "latency_ms",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "attempts to send"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+def failure_text(message: Message) -> str:
+    """Meta's code and title, the way operators look them up: `131047: Re-engagement message`."""
+    if message.error_code is None and not message.error_title:
+        return ""
+    code = f"{message.error_code}: " if message.error_code is not None else ""
+    return f"{code}{message.error_title}"
+
+
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
     """Messages are Meta's record: read here, deleted through the service, never edited."""
@@ -192,12 +318,14 @@ class MessageAdmin(admin.ModelAdmin):
         "type",
         "text_short",
         "status_ticks",
+        "failure",
         "media_state",
         "phone_number",
         "conversation_link",
     )
     list_display_links = ("timestamp",)
     list_filter = (
+        InDoubtFilter,
         "direction",
         "status",
         MessageTypeFilter,
@@ -236,13 +364,63 @@ class MessageAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        (
+            "Sending",
+            {
+                "fields": (
+                    "created_by",
+                    "idempotency_key",
+                    "due_at",
+                    "attempts",
+                    "claimed_at",
+                    "claimed_by",
+                )
+            },
+        ),
         ("Delivery", {"fields": ("sent_at", "delivered_at", "read_at", "played_at", "failed_at")}),
         ("Error", {"fields": ("error_code", "error_title", "error_details")}),
         ("As Meta sent it", {"fields": ("payload_pretty", "created_at", "updated_at")}),
     )
 
+    inlines = (SendAttemptInline,)
+    actions = ("resend", "abandon")
+
     def get_readonly_fields(self, request, obj=None):
         return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
+
+    def has_send_permission(self, request) -> bool:
+        return request.user.has_perm("messaging.add_message")
+
+    @admin.display(description="failure")
+    def failure(self, message: Message) -> str:
+        return failure_text(message)
+
+    @admin.action(description="Resend the selected in-doubt messages", permissions=["send"])
+    def resend(self, request, queryset):
+        from messaging.outbound import message_resend
+
+        self._in_doubt_apply(request, queryset, message_resend, "Queued {} in-doubt message(s) again.")
+
+    @admin.action(description="Abandon the selected in-doubt messages (do not send)", permissions=["send"])
+    def abandon(self, request, queryset):
+        from messaging.outbound import message_abandon
+
+        self._in_doubt_apply(request, queryset, message_abandon, "Abandoned {} in-doubt message(s).")
+
+    def _in_doubt_apply(self, request: HttpRequest, queryset, service, done: str) -> None:
+        chosen = list(queryset.filter(status=Message.Status.IN_DOUBT))
+        count = 0
+        for message in chosen:
+            try:
+                service(message=message, actor=request.user)
+            except ValidationError as error:
+                self.message_user(request, f"{message.wamid}: {' '.join(error.messages)}", messages.ERROR)
+            else:
+                count += 1
+        if count:
+            self.message_user(request, done.format(count), messages.SUCCESS)
+        elif not chosen:
+            self.message_user(request, "None of the selected messages is in doubt.", messages.WARNING)
 
     def get_search_results(self, request, queryset, search_term):
         """A wamid exactly, a phone number by its digits (the contacts' search), else the text."""
@@ -328,6 +506,14 @@ class MessageAdmin(admin.ModelAdmin):
         page = conversation(
             contact=contact, before_id=int(before) if before else None, limit=self.conversation_page_size
         )
+        reply_errors: list[str] = []
+        if request.method == "POST":
+            if not self.has_send_permission(request):
+                raise PermissionDenied
+            sent, reply_errors = reply_send(request, contact)
+            if sent is not None:
+                self.message_user(request, "Message queued.", messages.SUCCESS)
+                return HttpResponseRedirect(f"{conversation_url(contact.pk)}#message-{sent.pk}")
         for entry in page.entries:
             if entry.message.media_state == Message.MediaState.STORED:
                 entry.media_url = media_presigned_url(message=entry.message)
@@ -338,8 +524,132 @@ class MessageAdmin(admin.ModelAdmin):
             "contact": contact,
             "conversation": page,
             "can_view_contact": request.user.has_perm("contacts.view_contact"),
+            "reply": reply_context(request, contact, errors=reply_errors),
         }
         return TemplateResponse(request, "admin/messaging/conversation.html", context)
+
+
+# -- the conversation's reply box ----------------------------------------------------------------------
+
+REPLY_WINDOW = timedelta(hours=24)
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def reply_window_open(contact: Contact) -> bool:
+    """Free-form messages are allowed for 24 hours after the contact last wrote."""
+    return contact.last_inbound_at is not None and timezone.now() - contact.last_inbound_at < REPLY_WINDOW
+
+
+def reply_sender(request: HttpRequest, contact: Contact) -> PhoneNumber | None:
+    """The number chosen (?sender= or the form's), else the one this conversation last used."""
+    chosen = request.POST.get("phone_number") or request.GET.get("sender")
+    if chosen and chosen.isdigit():
+        found = PhoneNumber.objects.filter(pk=int(chosen)).first()
+        if found is not None:
+            return found
+    last = (
+        Message.objects.filter(contact=contact, phone_number__isnull=False)
+        .order_by("-timestamp", "-id")
+        .select_related("phone_number")
+        .first()
+    )
+    return last.phone_number if last is not None else PhoneNumber.objects.first()
+
+
+def reply_context(request: HttpRequest, contact: Contact, *, errors: list[str]) -> dict[str, Any]:
+    sender = reply_sender(request, contact)
+    templates = []
+    if sender is not None and sender.waba_id:
+        approved = Template.objects.filter(waba_id=sender.waba_id, status=SENDABLE).order_by(
+            "name", "language"
+        )
+        templates = [
+            {"template": template, "slots": template_slots(template=template)} for template in approved
+        ]
+    return {
+        "can_send": request.user.has_perm("messaging.add_message"),
+        "window_open": reply_window_open(contact),
+        "window_closes_at": contact.last_inbound_at + REPLY_WINDOW if contact.last_inbound_at else None,
+        "senders": list(PhoneNumber.objects.all()),
+        "sender": sender,
+        "templates": templates,
+        "chosen_template": request.POST.get("template", ""),
+        "reply_key": request.POST.get("reply_key", "") if errors else uuid.uuid4().hex,
+        "errors": errors,
+        "posted": request.POST if errors else {},
+    }
+
+
+def _media_kind(mime_type: str) -> str:
+    major = mime_type.split("/", 1)[0]
+    return major if major in ("image", "video", "audio") else "document"
+
+
+def _reply_idempotency_key(post) -> str:
+    """One key per form of a rendered page: a double click sends once, and the page's other forms
+    still send their own message."""
+    reply_key = post.get("reply_key", "")
+    if not re.fullmatch(r"[0-9a-f]{32}", reply_key):
+        return ""
+    return f"admin:{reply_key}:{post.get('reply_kind', '')}{post.get('template', '')}"
+
+
+def reply_send(request: HttpRequest, contact: Contact) -> tuple[Message | None, list[str]]:
+    """The reply box's POST through the send service; its refusals come back as lines to show."""
+    from messaging.outbound import message_send
+
+    post = request.POST
+    sender = reply_sender(request, contact)
+    kind, content, key = post.get("reply_kind", ""), {}, ""
+    if kind == "text":
+        content = {"body": post.get("body", ""), "preview_url": bool(post.get("preview_url"))}
+    elif kind == "template":
+        template = Template.objects.filter(
+            pk=int(post["template"]) if post.get("template", "").isdigit() else 0
+        ).first()
+        if template is None:
+            return None, ["template: Choose a template."]
+        values = {slot.key: post.get(f"param-{slot.key}", "") for slot in template_slots(template=template)}
+        content = {
+            "name": template.name,
+            "language": {"code": template.language},
+            "components": template_components_build(template=template, values=values),
+        }
+    elif kind == "media":
+        upload = request.FILES.get("file")
+        if upload is None:
+            return None, ["file: Choose a file to send."]
+        mime_type = upload.content_type or "application/octet-stream"
+        filename = _UNSAFE_FILENAME.sub("_", upload.name or "file").strip("._") or "file"
+        key = f"{settings.MEDIA_OUTGOING_PREFIX}{uuid.uuid4().hex}/{filename}"
+        s3_client().upload_fileobj(
+            upload, settings.AWS_STORAGE_BUCKET_NAME, key, ExtraArgs={"ContentType": mime_type}
+        )
+        kind = _media_kind(mime_type)
+        content = {"s3_key": key}
+        if kind == "document":
+            content["filename"] = (upload.name or filename)[:240]
+        if post.get("caption") and kind != "audio":
+            content["caption"] = post["caption"]
+    else:
+        return None, ["Choose what to send."]
+    try:
+        message = message_send(
+            phone_number=sender,
+            contact=contact,
+            kind=kind,
+            content=content,
+            actor=request.user,
+            source=SOURCE,
+            idempotency_key=_reply_idempotency_key(post),
+        )
+    except ValidationError as error:
+        if key:
+            s3_client().delete_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key)
+        if hasattr(error, "error_dict"):
+            return None, [f"{field}: {text}" for field, texts in error.message_dict.items() for text in texts]
+        return None, list(error.messages)
+    return message, []
 
 
 # -- inbound events ---------------------------------------------------------------------------------
@@ -569,3 +879,128 @@ class AnalyticsEventAdmin(ReadOnlyAdmin):
         "data",
     )
     readonly_fields = fields
+
+
+# -- templates and operator alerts --------------------------------------------------------------------
+
+
+@admin.register(Template)
+class TemplateAdmin(ReadOnlyAdmin):
+    """Meta holds the templates: they are read here and synced, never edited."""
+
+    change_list_template = "admin/messaging/template/change_list.html"
+    list_display = ("name", "language", "status", "category", "quality_score", "waba_id", "synced_at")
+    list_filter = ("status", "category", "quality_score", "waba_id")
+    search_fields = ("name", "=meta_id")
+    actions = ("sync_now",)
+    fields = (
+        "name",
+        "language",
+        "status",
+        "category",
+        "quality_score",
+        "waba_id",
+        "meta_id",
+        "synced_at",
+        "updated_at",
+        "components_pretty",
+    )
+    readonly_fields = fields
+
+    def has_sync_permission(self, request) -> bool:
+        return request.user.has_perm("messaging.change_template")
+
+    @admin.display(description="components")
+    def components_pretty(self, template: Template) -> str:
+        return pretty_json(template.components)
+
+    @admin.action(description="Sync the selected templates' WABAs from Meta now", permissions=["sync"])
+    def sync_now(self, request, queryset):
+        self._sync(request, sorted(set(queryset.values_list("waba_id", flat=True))))
+
+    def _sync(self, request: HttpRequest, waba_ids: list[str]) -> None:
+        from messaging.graph import GraphError
+
+        if not waba_ids:
+            self.message_user(request, "No sender number names a WABA to sync.", messages.WARNING)
+        for waba_id in waba_ids:
+            try:
+                count = templates_sync(waba_id=waba_id)
+            except GraphError as error:
+                self.message_user(request, f"WABA {waba_id}: {error.reason}", messages.ERROR)
+            else:
+                text = f"WABA {waba_id}: {count} template(s) from Meta."
+                self.message_user(request, text, messages.SUCCESS)
+
+    def get_urls(self):
+        sync_path = path("sync/", self.admin_site.admin_view(self.sync_view), name="messaging_template_sync")
+        return [sync_path, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_sync": self.has_sync_permission(request)}
+        return super().changelist_view(request, extra_context)
+
+    def sync_view(self, request: HttpRequest) -> HttpResponse:
+        """The list's "Sync now" button: every WABA of the sender numbers."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_sync_permission(request):
+            raise PermissionDenied
+        self._sync(request, templates_waba_ids())
+        return HttpResponseRedirect(reverse("admin:messaging_template_changelist"))
+
+
+class AlertOpenFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "open"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Open"), ("no", "Acknowledged")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(acknowledged_at__isnull=self.value() == "yes")
+        return queryset
+
+
+@admin.register(OperatorAlert)
+class OperatorAlertAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "level", "text", "key", "acknowledged_at", "acknowledged_by")
+    list_filter = (AlertOpenFilter, "level")
+    search_fields = ("=key", "text")
+    fields = ("key", "level", "text", "created_at", "acknowledged_at", "acknowledged_by")
+    readonly_fields = fields
+    actions = ("acknowledge",)
+
+    def has_acknowledge_permission(self, request) -> bool:
+        return request.user.has_perm("messaging.change_operatoralert")
+
+    @admin.action(description="Acknowledge the selected alerts", permissions=["acknowledge"])
+    def acknowledge(self, request, queryset):
+        alerts = list(queryset.filter(acknowledged_at__isnull=True))
+        for alert in alerts:
+            operator_alert_acknowledge(alert=alert, actor=request.user)
+        self.message_user(request, f"Acknowledged {len(alerts)} alert(s).", messages.SUCCESS)
+
+    def get_urls(self):
+        acknowledge_path = path(
+            "<int:alert_id>/acknowledge/",
+            self.admin_site.admin_view(self.acknowledge_view),
+            name="messaging_operatoralert_acknowledge",
+        )
+        return [acknowledge_path, *super().get_urls()]
+
+    def acknowledge_view(self, request: HttpRequest, alert_id: int) -> HttpResponse:
+        """The banner's "Acknowledge" button; back to the page it was on."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_acknowledge_permission(request):
+            raise PermissionDenied
+        alert = get_object_or_404(OperatorAlert, pk=alert_id)
+        operator_alert_acknowledge(alert=alert, actor=request.user)
+        next_url = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(
+            next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            next_url = reverse("admin:index")
+        return HttpResponseRedirect(next_url)

@@ -42,6 +42,7 @@ from django.utils import timezone
 from contacts.models import AuditLog, Contact
 from contacts.services import contact_opt_in, contact_opt_out, contact_upsert_whatsapp
 from messaging.models import AnalyticsEvent, InboundEvent, Message, PendingStatus, PhoneNumber, WebhookEvent
+from messaging.templates import TEMPLATE_FIELDS, template_webhook_apply
 
 OBJECT = "whatsapp_business_account"
 MEDIA_KINDS = frozenset({"image", "video", "audio", "document", "sticker"})
@@ -423,6 +424,8 @@ class _Apply:
         )
         if field_name == "phone_number_quality_update":
             _phone_number_quality_apply(value=value, waba_id=waba_id, phone_number=phone_number)
+        elif field_name in TEMPLATE_FIELDS:
+            template_webhook_apply(field=field_name, waba_id=waba_id, value=value)
         elif field_name == "user_preferences":
             _user_preferences_apply(value)
         elif field_name in {"smb_message_echoes", "message_echoes"}:

@@ -1,0 +1,315 @@
+"""Message templates as Meta holds them: synced from `GET /{waba_id}/message_templates` and kept
+current between syncs by the template webhooks.
+
+A sync reads every page before it changes anything it did not see: only a complete listing may
+mark a template "DELETED" (Meta no longer lists it). Vanished templates stay as rows with that
+status rather than being deleted, so the console can still say what an old message used.
+Rows are upserted on (waba_id, name, language) with ON CONFLICT, so two syncs of one WABA at once,
+or a sync racing a webhook, end with one row per template; a row a webhook touched after this sync
+began is not marked vanished by it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from celery import shared_task
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from messaging.alerts import operator_alert_raise
+from messaging.graph import GraphAuthError, GraphClient, GraphRetryableError, graph_client
+from messaging.models import PhoneNumber, Template
+
+logger = logging.getLogger(__name__)
+
+FIELDS = "id,name,language,status,category,components,quality_score"
+PAGE_SIZE = 100
+MAX_PAGES = 1000  # 100,000 templates: far beyond Meta's 250 per WABA; stops a paging loop
+SENDABLE = "APPROVED"
+DELETED = "DELETED"
+# Webhook events that are not a status the template keeps: a reinstated template is approved again.
+_STATUS_FOR_EVENT = {"REINSTATED": "APPROVED"}
+TEMPLATE_FIELDS = frozenset(
+    {
+        "message_template_status_update",
+        "message_template_quality_update",
+        "template_category_update",
+        "message_template_components_update",
+    }
+)
+
+
+def _quality(value: Any) -> str:
+    """Meta sends `quality_score` as {"score": "GREEN", "date": ...}; a bare string is accepted too."""
+    if isinstance(value, dict):
+        value = value.get("score")
+    return str(value or "")[:16].upper()
+
+
+def _row(waba_id: str, item: dict, now) -> Template | None:
+    name, language = str(item.get("name") or ""), str(item.get("language") or "")
+    if not name or not language:
+        logger.warning("Template without a name or language in WABA %s: %r", waba_id, item)
+        return None
+    components = item.get("components")
+    return Template(
+        waba_id=waba_id,
+        meta_id=str(item.get("id") or "")[:64],
+        name=name[:512],
+        language=language[:16],
+        status=str(item.get("status") or "").upper()[:32],
+        category=str(item.get("category") or "").upper()[:32],
+        quality_score=_quality(item.get("quality_score")),
+        components=components if isinstance(components, list) else [],
+        synced_at=now,
+    )
+
+
+def _same_origin(url: str, base_url: str) -> bool:
+    """A `paging.next` on another host would receive the bearer token: only ours is followed."""
+    left, right = urlsplit(url), urlsplit(base_url)
+    return (left.scheme, left.netloc) == (right.scheme, right.netloc)
+
+
+def _pages(client: GraphClient, waba_id: str):
+    path = f"{waba_id}/message_templates"
+    params: dict[str, Any] | None = {"fields": FIELDS, "limit": PAGE_SIZE}
+    url = path
+    for _ in range(MAX_PAGES):
+        data = client.request("GET", url, params=params)
+        items = data.get("data")
+        yield [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+        paging = data.get("paging") if isinstance(data.get("paging"), dict) else {}
+        cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
+        after = cursors.get("after")
+        following = paging.get("next")
+        if not following:
+            return
+        if isinstance(following, str) and _same_origin(following, client.base_url):
+            url, params = following, None
+        elif after:
+            url, params = path, {"fields": FIELDS, "limit": PAGE_SIZE, "after": after}
+        else:
+            return
+    raise GraphRetryableError(f"more than {MAX_PAGES} pages of templates for WABA {waba_id}")
+
+
+def templates_sync(*, waba_id: str) -> int:
+    """Reads every template of the WABA from Meta and stores them; returns how many Meta listed."""
+    if not waba_id:
+        raise ValueError("templates_sync needs a WABA id")
+    started = timezone.now()
+    client = graph_client()
+    rows: dict[tuple[str, str], Template] = {}
+    for page in _pages(client, waba_id):
+        for item in page:
+            row = _row(waba_id, item, started)
+            if row is not None:
+                rows[(row.name, row.language)] = row
+    with transaction.atomic():
+        if rows:
+            Template.objects.bulk_create(
+                list(rows.values()),
+                update_conflicts=True,
+                unique_fields=["waba_id", "name", "language"],
+                update_fields=[
+                    "meta_id",
+                    "status",
+                    "category",
+                    "quality_score",
+                    "components",
+                    "synced_at",
+                    "updated_at",
+                ],
+            )
+        vanished = (
+            Template.objects.filter(waba_id=waba_id, updated_at__lt=started)
+            .filter(Q(synced_at__isnull=True) | Q(synced_at__lt=started))
+            .exclude(status=DELETED)
+            .update(status=DELETED, updated_at=timezone.now())
+        )
+    logger.info("Synced %d template(s) of WABA %s; %d no longer listed", len(rows), waba_id, vanished)
+    return len(rows)
+
+
+def template_get_approved(*, waba_id: str, name: str, language: str) -> Template | None:
+    """The template a send may use: Meta must have approved it (paused, disabled ... are refused)."""
+    return Template.objects.filter(waba_id=waba_id, name=name, language=language, status=SENDABLE).first()
+
+
+def template_webhook_apply(*, field: str, waba_id: str, value: dict) -> Template | None:
+    """Applies a template webhook (status, quality, category) to its row, made if unknown; a
+    components update is not detailed enough to rebuild the components, so it syncs the WABA.
+
+    Webhooks carry no time of their own per template: the latest one applied wins.
+    """
+    if field not in TEMPLATE_FIELDS:
+        return None
+    name = str(value.get("message_template_name") or "")[:512]
+    language = str(value.get("message_template_language") or "")[:16]
+    meta_id = str(value.get("message_template_id") or "")[:64]
+    template = None
+    if meta_id:
+        template = Template.objects.filter(meta_id=meta_id).filter(Q(waba_id=waba_id) | Q(waba_id="")).first()
+    if template is None and name and language and waba_id:
+        template, _ = Template.objects.get_or_create(
+            waba_id=waba_id, name=name, language=language, defaults={"meta_id": meta_id}
+        )
+    if template is None:
+        logger.warning("Template webhook %s names no template Wharf can find: %r", field, value)
+        return None
+    changes: dict[str, str] = {}
+    if field == "message_template_status_update" and value.get("event"):
+        event = str(value["event"]).upper()
+        changes["status"] = _STATUS_FOR_EVENT.get(event, event)[:32]
+        if value.get("message_template_category"):
+            changes["category"] = str(value["message_template_category"]).upper()[:32]
+    elif field == "message_template_quality_update" and value.get("new_quality_score"):
+        changes["quality_score"] = _quality(value["new_quality_score"])
+    elif field == "template_category_update" and value.get("new_category"):
+        changes["category"] = str(value["new_category"]).upper()[:32]
+    elif field == "message_template_components_update" and waba_id:
+        transaction.on_commit(lambda: _sync_enqueue(waba_id))
+    if meta_id and not template.meta_id:
+        changes["meta_id"] = meta_id
+    if changes:
+        for name_, new in changes.items():
+            setattr(template, name_, new)
+        template.save(update_fields=[*changes, "updated_at"])
+    return template
+
+
+def _sync_enqueue(waba_id: str) -> None:
+    """After the webhook's commit; a broker that is down loses only this sync (beat runs hourly)."""
+    try:
+        templates_sync_task.delay(waba_id)
+    except Exception:
+        logger.exception("Could not enqueue a template sync of WABA %s", waba_id)
+
+
+def templates_waba_ids() -> list[str]:
+    """Every WABA a sender number belongs to."""
+    return sorted(set(PhoneNumber.objects.exclude(waba_id="").values_list("waba_id", flat=True)))
+
+
+@shared_task(
+    name="messaging.templates_sync",
+    autoretry_for=(GraphRetryableError,),
+    retry_backoff=30,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=5,
+)
+def templates_sync_task(waba_id: str | None = None) -> int:
+    """Without a WABA id (beat), one task per WABA of the sender numbers. A token Meta refuses
+    raises an operator alert instead of retrying: people must fix it."""
+    if not waba_id:
+        waba_ids = templates_waba_ids()
+        for each in waba_ids:
+            templates_sync_task.delay(each)
+        return len(waba_ids)
+    try:
+        return templates_sync(waba_id=waba_id)
+    except GraphAuthError as error:
+        operator_alert_raise(
+            key=f"templates-sync-auth:{waba_id}",
+            text=f"Templates of WABA {waba_id} cannot be synced: Meta refused the access token "
+            f"({error.reason}).",
+        )
+        return 0
+
+
+# -- filling a template in --------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+MEDIA_HEADER_FORMATS = frozenset({"IMAGE", "VIDEO", "DOCUMENT"})
+
+
+@dataclass(frozen=True)
+class TemplateSlot:
+    """One value a template needs at send time: a text placeholder, or a media header's link."""
+
+    component: str  # "header", "body" or "button"
+    placeholder: str  # "1", "customer_name", or the media format for a header link
+    index: int = 0  # the button's position, for URL buttons
+    example: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.component}-{self.index}-{self.placeholder}"
+
+    @property
+    def label(self) -> str:
+        if self.component == "header" and self.placeholder in MEDIA_HEADER_FORMATS:
+            return f"header {self.placeholder.lower()} link"
+        where = f"button {self.index + 1}" if self.component == "button" else self.component
+        return f"{where} {{{{{self.placeholder}}}}}"
+
+
+def template_slots(*, template: Template) -> list[TemplateSlot]:
+    """The values a send of this template must give, in Meta's order (header, body, buttons)."""
+    slots: list[TemplateSlot] = []
+    for component in template.components or []:
+        if not isinstance(component, dict):
+            continue
+        kind = str(component.get("type") or "").upper()
+        if kind == "HEADER":
+            header_format = str(component.get("format") or "TEXT").upper()
+            if header_format in MEDIA_HEADER_FORMATS:
+                slots.append(TemplateSlot("header", header_format))
+            else:
+                slots += [TemplateSlot("header", name) for name in _placeholders(component.get("text"))]
+        elif kind == "BODY":
+            slots += [TemplateSlot("body", name) for name in _placeholders(component.get("text"))]
+        elif kind == "BUTTONS":
+            for index, button in enumerate(component.get("buttons") or []):
+                if isinstance(button, dict) and str(button.get("type") or "").upper() == "URL":
+                    names = _placeholders(button.get("url"))
+                    slots += [TemplateSlot("button", name, index) for name in names]
+    return slots
+
+
+def _placeholders(text: Any) -> list[str]:
+    seen: list[str] = []
+    for name in _PLACEHOLDER.findall(str(text or "")):
+        if name not in seen:
+            seen.append(name)
+    return seen
+
+
+def template_components_build(*, template: Template, values: dict[str, str]) -> list[dict]:
+    """Meta's `components` for a send, from the slots' values keyed by `TemplateSlot.key`."""
+    header: list[dict] = []
+    body: list[dict] = []
+    buttons: dict[int, list[dict]] = {}
+    for slot in template_slots(template=template):
+        value = values.get(slot.key, "")
+        if slot.component == "header" and slot.placeholder in MEDIA_HEADER_FORMATS:
+            kind = slot.placeholder.lower()
+            header.append({"type": kind, kind: {"link": value}})
+            continue
+        parameter = {"type": "text", "text": value}
+        if not slot.placeholder.isdigit():
+            parameter["parameter_name"] = slot.placeholder
+        if slot.component == "header":
+            header.append(parameter)
+        elif slot.component == "body":
+            body.append(parameter)
+        else:
+            buttons.setdefault(slot.index, []).append(parameter)
+    components: list[dict] = []
+    if header:
+        components.append({"type": "header", "parameters": header})
+    if body:
+        components.append({"type": "body", "parameters": body})
+    for index, parameters in sorted(buttons.items()):
+        components.append(
+            {"type": "button", "sub_type": "url", "index": str(index), "parameters": parameters}
+        )
+    return components

@@ -1,0 +1,179 @@
+"""Templates: synced from the sandbox's Graph API over HTTP, kept current by Meta's template
+webhooks (through the parser), and filled in for a send."""
+
+import copy
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+
+from messaging.models import Template
+from messaging.parsing import inbound_payload_apply
+from messaging.templates import (
+    TemplateSlot,
+    template_components_build,
+    template_get_approved,
+    template_slots,
+    template_webhook_apply,
+)
+from tests.factories import InboundEventFactory
+
+pytestmark = pytest.mark.django_db
+
+FIXTURES = Path(__file__).parent / "fixtures"
+WABA = "102938475610293"  # the fixtures' entry id
+
+
+def webhook(name: str, **value) -> dict:
+    payload = json.loads((FIXTURES / f"{name}.json").read_text())
+    payload = copy.deepcopy(payload)
+    payload["entry"][0]["changes"][0]["value"].update(value)
+    return payload
+
+
+def apply(payload: dict) -> None:
+    inbound_payload_apply(event=InboundEventFactory(payload=payload))
+
+
+def order_shipped(**fields) -> Template:
+    values = {
+        "waba_id": WABA,
+        "meta_id": "594425479261596",
+        "name": "order_shipped",
+        "language": "en_GB",
+        "status": "PENDING",
+        "category": "UTILITY",
+        "quality_score": "GREEN",
+        "components": [{"type": "BODY", "text": "Hi {{1}}, order {{2}} is on its way."}],
+    }
+    return Template.objects.create(**(values | fields))
+
+
+# -- webhooks through the parser ------------------------------------------------------------------
+
+
+def test_status_quality_and_category_webhooks_update_the_template():
+    template = order_shipped()
+
+    apply(webhook("message_template_status_update"))
+    template.refresh_from_db()
+    assert template.status == "APPROVED" and template.category == "UTILITY"
+
+    apply(webhook("message_template_quality_update"))
+    template.refresh_from_db()
+    assert template.quality_score == "YELLOW"
+
+    apply(webhook("template_category_update"))
+    template.refresh_from_db()
+    assert template.category == "MARKETING"
+
+    apply(webhook("message_template_status_update", event="PAUSED"))
+    template.refresh_from_db()
+    assert template.status == "PAUSED"
+    assert template_get_approved(waba_id=WABA, name="order_shipped", language="en_GB") is None
+
+    apply(webhook("message_template_status_update", event="REINSTATED"))
+    template.refresh_from_db()
+    assert template.status == "APPROVED"
+    assert template_get_approved(waba_id=WABA, name="order_shipped", language="en_GB") == template
+
+
+def test_a_status_webhook_for_an_unknown_template_makes_its_row():
+    apply(webhook("message_template_status_update", event="REJECTED"))
+    template = Template.objects.get()
+    assert (template.waba_id, template.name, template.language) == (WABA, "order_shipped", "en_GB")
+    assert template.meta_id == "594425479261596" and template.status == "REJECTED"
+
+
+def test_a_webhook_finds_its_template_by_meta_id_after_a_rename():
+    template = order_shipped(name="old_name")
+    apply(webhook("message_template_status_update", event="DISABLED"))
+    template.refresh_from_db()
+    assert template.status == "DISABLED" and Template.objects.count() == 1
+
+
+def test_a_components_update_syncs_the_waba_after_commit(django_capture_on_commit_callbacks, monkeypatch):
+    template = order_shipped(status="APPROVED")
+    queued = []
+    monkeypatch.setattr("messaging.templates.templates_sync_task.delay", queued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        apply(webhook("message_template_components_update"))
+    assert queued == [WABA]
+    template.refresh_from_db()
+    assert template.status == "APPROVED"
+
+
+def test_a_webhook_naming_nothing_is_only_recorded():
+    assert template_webhook_apply(field="message_template_status_update", waba_id=WABA, value={}) is None
+    assert template_webhook_apply(field="account_update", waba_id=WABA, value={"event": "X"}) is None
+    assert not Template.objects.exists()
+
+
+# -- approved templates and their parameters ------------------------------------------------------
+
+
+def test_only_an_approved_template_of_that_waba_and_language_is_sendable():
+    approved = order_shipped(status="APPROVED")
+    order_shipped(language="fr", status="PENDING")
+    order_shipped(waba_id="999", status="APPROVED")
+    assert template_get_approved(waba_id=WABA, name="order_shipped", language="en_GB") == approved
+    assert template_get_approved(waba_id=WABA, name="order_shipped", language="fr") is None
+    assert template_get_approved(waba_id=WABA, name="order_shipped", language="de") is None
+
+
+def test_slots_and_components_for_header_body_and_url_button():
+    template = order_shipped(
+        components=[
+            {"type": "HEADER", "format": "TEXT", "text": "Order {{1}}"},
+            {"type": "BODY", "text": "Hi {{1}}, order {{2}} ships {{2}}."},
+            {"type": "FOOTER", "text": "Reply STOP"},
+            {
+                "type": "BUTTONS",
+                "buttons": [
+                    {"type": "QUICK_REPLY", "text": "OK"},
+                    {"type": "URL", "text": "Track", "url": "https://example.com/t/{{1}}"},
+                ],
+            },
+        ]
+    )
+    slots = template_slots(template=template)
+    assert slots == [
+        TemplateSlot("header", "1"),
+        TemplateSlot("body", "1"),
+        TemplateSlot("body", "2"),
+        TemplateSlot("button", "1", 1),
+    ]
+    values = {"header-0-1": "A1", "body-0-1": "Ann", "body-0-2": "A1", "button-1-1": "A1"}
+    assert template_components_build(template=template, values=values) == [
+        {"type": "header", "parameters": [{"type": "text", "text": "A1"}]},
+        {"type": "body", "parameters": [{"type": "text", "text": "Ann"}, {"type": "text", "text": "A1"}]},
+        {"type": "button", "sub_type": "url", "index": "1", "parameters": [{"type": "text", "text": "A1"}]},
+    ]
+
+
+def test_named_parameters_and_a_media_header():
+    template = order_shipped(
+        components=[
+            {"type": "HEADER", "format": "IMAGE"},
+            {"type": "BODY", "text": "Hi {{customer_name}}"},
+        ]
+    )
+    values = {"header-0-IMAGE": "https://example.com/a.png", "body-0-customer_name": "Ann"}
+    assert template_components_build(template=template, values=values) == [
+        {"type": "header", "parameters": [{"type": "image", "image": {"link": "https://example.com/a.png"}}]},
+        {"type": "body", "parameters": [{"type": "text", "text": "Ann", "parameter_name": "customer_name"}]},
+    ]
+    assert [slot.label for slot in template_slots(template=template)] == [
+        "header image link",
+        "body {{customer_name}}",
+    ]
+
+
+# -- sync from the sandbox over HTTP ------------------------------------------------------------------
+
+
+def sandbox_root() -> str:
+    parts = urlsplit(settings.WHATSAPP_GRAPH_URL)
+    return f"{parts.scheme}://{parts.netloc}"
