@@ -174,6 +174,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "inbound-events-sweep": {"task": "messaging.inbound_events_sweep", "schedule": 30.0},
     "media-fetch-sweep": {"task": "messaging.media_fetch_sweep", "schedule": 300.0},
+    "ratelimit-sweep": {"task": "messaging.ratelimit_sweep", "schedule": 600.0},
     "templates-sync": {"task": "messaging.templates_sync", "schedule": 3600.0},
 }
 # Task modules that are not an app's tasks.py, which autodiscovery finds by itself.
@@ -181,6 +182,7 @@ CELERY_IMPORTS = ["messaging.media", "messaging.templates"]
 CELERY_TASK_ROUTES = {
     "messaging.inbound_*": {"queue": "incoming"},
     "messaging.media_*": {"queue": "incoming"},
+    "messaging.ratelimit_*": {"queue": "outgoing"},
     "messaging.templates_*": {"queue": "default"},
 }
 
@@ -190,6 +192,9 @@ WHATSAPP_VERIFY_TOKEN = env.str("WHATSAPP_VERIFY_TOKEN", default="")
 WHATSAPP_ACCESS_TOKEN = env.str("WHATSAPP_ACCESS_TOKEN", default="")
 WHATSAPP_GRAPH_URL = env.str("WHATSAPP_GRAPH_URL", default="https://graph.facebook.com/v23.0")
 WHATSAPP_HTTP_TIMEOUT_S = env.float("WHATSAPP_HTTP_TIMEOUT_S", default=10.0)
+# Least time between two messages from one sender number to one recipient (Meta answers 131056
+# when a pair goes faster: about one per 6 s sustained, bursts of up to 45 borrowed from later).
+WHATSAPP_RECIPIENT_SPACING_S = env.float("WHATSAPP_RECIPIENT_SPACING_S", default=1.0)
 # Largest media file downloaded from the Graph API (Meta's largest, documents, is 100 MB).
 WHATSAPP_MEDIA_MAX_BYTES = env.int("WHATSAPP_MEDIA_MAX_BYTES", default=100 * 1024 * 1024)
 # Media fetches: tries after the first, and the first backoff in seconds (doubled each time, with

@@ -5,8 +5,14 @@ from celery import shared_task
 
 from messaging.inbound import inbound_events_drain, inbound_events_retry, inbound_events_sweep
 from messaging.media import media_fetch_task
+from messaging.ratelimit import rate_paces_sweep
 
-__all__ = ["inbound_events_process_task", "inbound_events_sweep_task", "media_fetch_task"]
+__all__ = [
+    "inbound_events_process_task",
+    "inbound_events_sweep_task",
+    "media_fetch_task",
+    "rate_paces_sweep_task",
+]
 
 
 @shared_task(name="messaging.inbound_events_process")
@@ -21,3 +27,8 @@ def inbound_events_process_task(event_ids: list[int] | None = None) -> dict:
 @shared_task(name="messaging.inbound_events_sweep")
 def inbound_events_sweep_task() -> bool:
     return inbound_events_sweep()
+
+
+@shared_task(name="messaging.ratelimit_sweep")
+def rate_paces_sweep_task() -> int:
+    return rate_paces_sweep()

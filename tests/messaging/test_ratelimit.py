@@ -1,0 +1,267 @@
+import threading
+from bisect import bisect_right
+from datetime import datetime, timedelta
+from itertools import pairwise
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from messaging.models import PhoneNumber, RecipientPace, SenderPace
+from messaging.ratelimit import rate_clock_now, rate_paces_sweep, rate_slot_wait, rate_slots_take
+from messaging.tasks import rate_paces_sweep_task
+from tests.factories import PhoneNumberFactory
+
+US = timedelta(microseconds=1)
+
+
+def db_now() -> datetime:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]
+
+
+def busiest_second(slots: list[datetime]) -> int:
+    """The most slots in any window [t, t + 1 s) (the busiest starts at a slot)."""
+    ordered = sorted(slots)
+    return max(
+        bisect_right(ordered, start + timedelta(seconds=1) - US) - i for i, start in enumerate(ordered)
+    )
+
+
+def gaps(slots: list[datetime]) -> list[timedelta]:
+    ordered = sorted(slots)
+    return [later - earlier for earlier, later in pairwise(ordered)]
+
+
+@pytest.fixture
+def no_spacing(settings):
+    settings.WHATSAPP_RECIPIENT_SPACING_S = 0
+
+
+@pytest.fixture
+def spacing(settings):
+    settings.WHATSAPP_RECIPIENT_SPACING_S = 1.0
+    return timedelta(seconds=1)
+
+
+def distinct(n: int, prefix: str = "3161") -> list[str]:
+    return [f"{prefix}{i:08d}" for i in range(n)]
+
+
+def test_slots_are_one_step_apart_from_now_and_batches_follow_on(db, spacing):
+    phone_number = PhoneNumberFactory(rate_limit_per_s=80)
+    before = db_now()
+    first = rate_slots_take(phone_number=phone_number, recipients=distinct(50))
+    second = rate_slots_take(phone_number=phone_number, recipients=distinct(50, prefix="3162"))
+    after = db_now()
+
+    assert before <= first[0] <= after
+    assert gaps(first + second) == [timedelta(microseconds=12_500)] * 99
+    assert first + second == sorted(first + second)
+    assert SenderPace.objects.get(phone_number=phone_number).tat == second[-1] + timedelta(
+        microseconds=12_500
+    )
+    assert busiest_second(first + second) == 80
+
+
+def test_a_sender_idle_for_a_while_starts_again_from_now_without_a_burst(db, no_spacing):
+    phone_number = PhoneNumberFactory(rate_limit_per_s=10)
+    SenderPace.objects.create(phone_number=phone_number, tat=db_now() - timedelta(hours=1))
+    before = db_now()
+
+    slots = rate_slots_take(phone_number=phone_number, recipients=distinct(3))
+
+    assert slots[0] >= before
+    assert gaps(slots) == [timedelta(milliseconds=100)] * 2
+
+
+def test_a_step_that_is_no_whole_microsecond_is_rounded_up(db, no_spacing):
+    phone_number = PhoneNumberFactory(rate_limit_per_s=3)
+    slots = rate_slots_take(phone_number=phone_number, recipients=distinct(7))
+    assert gaps(slots) == [timedelta(microseconds=333_334)] * 6
+    assert busiest_second(slots) == 3
+
+
+def test_a_rate_changed_on_the_number_applies_to_the_next_batch(db, no_spacing):
+    phone_number = PhoneNumberFactory(rate_limit_per_s=80)
+    first = rate_slots_take(phone_number=phone_number, recipients=distinct(2))
+    PhoneNumber.objects.filter(pk=phone_number.pk).update(rate_limit_per_s=1000)  # the worker's copy is stale
+
+    second = rate_slots_take(phone_number=phone_number, recipients=distinct(3))
+
+    assert gaps(first) == [timedelta(microseconds=12_500)]
+    assert second[0] == first[-1] + timedelta(microseconds=12_500)  # the old rate's step was taken
+    assert gaps(second) == [timedelta(microseconds=1_000)] * 2
+
+
+def test_a_rate_of_zero_is_read_as_one_per_second(db, no_spacing):
+    phone_number = PhoneNumberFactory(rate_limit_per_s=0)
+    assert gaps(rate_slots_take(phone_number=phone_number, recipients=distinct(2))) == [timedelta(seconds=1)]
+
+
+def test_senders_are_paced_independently(db, no_spacing):
+    slow, fast = PhoneNumberFactory(rate_limit_per_s=1), PhoneNumberFactory(rate_limit_per_s=1000)
+    before = db_now()
+    rate_slots_take(phone_number=slow, recipients=distinct(10))
+
+    slots = rate_slots_take(phone_number=fast, recipients=distinct(10))
+
+    assert before <= slots[0] <= db_now()
+    assert gaps(slots) == [timedelta(milliseconds=1)] * 9
+
+
+def test_a_recipient_written_to_again_waits_for_the_spacing(db, spacing):
+    phone_number = PhoneNumberFactory(rate_limit_per_s=80)
+    [first] = rate_slots_take(phone_number=phone_number, recipients=["31612345678"])
+
+    again, other = rate_slots_take(phone_number=phone_number, recipients=["31612345678", "31687654321"])
+
+    assert again == first + spacing
+    assert other == first + 2 * timedelta(microseconds=12_500)  # its own sender slot: not held back
+    pace = RecipientPace.objects.get(phone_number=phone_number, recipient="31612345678")
+    assert pace.next_at == again + spacing
+
+
+def test_a_recipient_repeated_in_one_batch_is_spaced_within_it(db, spacing):
+    phone_number = PhoneNumberFactory(rate_limit_per_s=80)
+
+    a1, b, a2, a3 = rate_slots_take(phone_number=phone_number, recipients=["a", "b", "a", "a"])
+    [a4] = rate_slots_take(phone_number=phone_number, recipients=["a"])
+
+    assert b == a1 + timedelta(microseconds=12_500)
+    assert a2 == a1 + spacing and a3 == a2 + spacing and a4 == a3 + spacing
+
+
+def test_a_repeated_recipient_already_busy_is_spaced_from_its_turn(db, spacing):
+    phone_number = PhoneNumberFactory(rate_limit_per_s=80)
+    turn = db_now() + timedelta(seconds=5)
+    RecipientPace.objects.create(phone_number=phone_number, recipient="a", next_at=turn)
+
+    a1, a2 = rate_slots_take(phone_number=phone_number, recipients=["a", "a"])
+
+    assert (a1, a2) == (turn, turn + spacing)
+
+
+def test_recipients_are_paced_per_sender(db, spacing):
+    one, two = PhoneNumberFactory(), PhoneNumberFactory()
+    [first] = rate_slots_take(phone_number=one, recipients=["a"])
+    [second] = rate_slots_take(phone_number=two, recipients=["a"])
+    assert second - first < spacing
+
+
+def test_a_recipient_turn_long_past_counts_as_none(db, spacing):
+    phone_number = PhoneNumberFactory()
+    RecipientPace.objects.create(
+        phone_number=phone_number, recipient="a", next_at=db_now() - timedelta(days=1)
+    )
+    before = db_now()
+    a1, a2 = rate_slots_take(phone_number=phone_number, recipients=["a", "a"])
+    assert before <= a1 <= db_now() and a2 == a1 + spacing
+
+
+def test_an_empty_batch_takes_nothing(db):
+    phone_number = PhoneNumberFactory()
+    assert rate_slots_take(phone_number=phone_number, recipients=[]) == []
+    assert not SenderPace.objects.exists()
+
+
+def take_concurrently(
+    phone_number: PhoneNumber, batches: list[list[str]], threads: int
+) -> list[list[datetime]]:
+    """Each thread, on its own database connection, takes its share of the batches, all at once."""
+    barrier = threading.Barrier(threads)
+    results: list[list[datetime]] = [[] for _ in batches]
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            for index in range(offset, len(batches), threads):
+                results[index] = rate_slots_take(phone_number=phone_number, recipients=batches[index])
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=work, args=(offset,)) for offset in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert not errors
+    return results
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+def test_concurrent_workers_never_take_slots_closer_than_one_step(transactional_db, no_spacing, threads):
+    phone_number = PhoneNumberFactory(rate_limit_per_s=80)
+    batches = [distinct(10, prefix=f"31{i:03d}") for i in range(40)]
+
+    results = take_concurrently(phone_number, batches, threads)
+
+    slots = [slot for batch in results for slot in batch]
+    assert len(slots) == len(set(slots)) == 400
+    assert min(gaps(slots)) == timedelta(microseconds=12_500)
+    assert busiest_second(slots) == 80
+    for batch in results:  # each batch is one contiguous run of the schedule
+        assert gaps(batch) == [timedelta(microseconds=12_500)] * 9
+
+
+def test_concurrent_workers_writing_to_the_same_recipients_keep_each_one_spaced(transactional_db, spacing):
+    phone_number = PhoneNumberFactory(rate_limit_per_s=1000)
+    recipients = distinct(5)
+    # The same recipients in different orders, and repeated, in every batch: no deadlock, all spaced.
+    batches = [recipients[i % 5 :] + recipients[: i % 5] + recipients[:2] for i in range(12)]
+
+    results = take_concurrently(phone_number, batches, 4)
+
+    for recipient in recipients:
+        turns = [
+            slot
+            for batch, slots in zip(batches, results, strict=True)
+            for r, slot in zip(batch, slots, strict=True)
+            if r == recipient
+        ]
+        assert min(gaps(turns)) >= spacing
+    sender_slots = [slot for slots in results for slot in slots]
+    assert len(sender_slots) == 12 * 7
+
+
+def test_rate_slot_wait_sleeps_until_the_slot_on_the_database_clock(db, no_spacing):
+    phone_number = PhoneNumberFactory(rate_limit_per_s=20)
+    first, _, third = rate_slots_take(phone_number=phone_number, recipients=distinct(3))
+
+    assert rate_slot_wait(first - timedelta(seconds=1)) == 0.0
+    rate_slot_wait(third)
+
+    assert db_now() >= third
+    assert abs((rate_clock_now() - db_now()).total_seconds()) < 0.05
+
+
+def test_the_sweep_deletes_only_turns_long_past(db, spacing):
+    phone_number = PhoneNumberFactory()
+    now = db_now()
+    RecipientPace.objects.create(phone_number=phone_number, recipient="old", next_at=now - timedelta(hours=1))
+    RecipientPace.objects.create(
+        phone_number=phone_number, recipient="recent", next_at=now - timedelta(seconds=5)
+    )
+    rate_slots_take(phone_number=phone_number, recipients=["coming"])
+
+    assert rate_paces_sweep_task() == 1
+    assert rate_paces_sweep() == 0
+    assert set(RecipientPace.objects.values_list("recipient", flat=True)) == {"recent", "coming"}
+
+
+def test_the_sweep_runs_on_beat_in_the_outgoing_queue():
+    assert {"task": "messaging.ratelimit_sweep", "schedule": 600.0} in settings.CELERY_BEAT_SCHEDULE.values()
+    from config.celery import app
+
+    assert app.amqp.router.route({}, "messaging.ratelimit_sweep")["queue"].name == "outgoing"
+
+
+def test_slots_of_a_number_that_is_gone_are_refused(db):
+    phone_number = PhoneNumberFactory()
+    PhoneNumber.objects.filter(pk=phone_number.pk).delete()
+    with pytest.raises(PhoneNumber.DoesNotExist):
+        rate_slots_take(phone_number=phone_number, recipients=["a"])
