@@ -175,6 +175,7 @@ CELERY_BEAT_SCHEDULE = {
     "inbound-events-sweep": {"task": "messaging.inbound_events_sweep", "schedule": 30.0},
     "media-fetch-sweep": {"task": "messaging.media_fetch_sweep", "schedule": 300.0},
     "ratelimit-sweep": {"task": "messaging.ratelimit_sweep", "schedule": 600.0},
+    "outbound-sweep": {"task": "messaging.outbound_sweep", "schedule": 30.0},
     "templates-sync": {"task": "messaging.templates_sync", "schedule": 3600.0},
 }
 # Task modules that are not an app's tasks.py, which autodiscovery finds by itself.
@@ -183,6 +184,7 @@ CELERY_TASK_ROUTES = {
     "messaging.inbound_*": {"queue": "incoming"},
     "messaging.media_*": {"queue": "incoming"},
     "messaging.ratelimit_*": {"queue": "outgoing"},
+    "messaging.outbound_*": {"queue": "outgoing"},
     "messaging.templates_*": {"queue": "default"},
 }
 

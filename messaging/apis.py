@@ -1,14 +1,19 @@
 """The messages API: each view parses its input, calls one service or selector and answers."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from contacts.models import AuditLog
+from contacts.models import AuditLog, Contact
+from contacts.services import contact_create, phone_normalise
+from messaging.graph import GraphError
 from messaging.media import media_presigned_url
-from messaging.models import Message
+from messaging.models import Message, PhoneNumber
+from messaging.outbound import KINDS, message_mark_read, message_send_or_get
 from messaging.selectors import message_get, message_list, message_media_error, message_quoted
 from messaging.services import message_delete
 
@@ -105,8 +110,119 @@ def _message(id: int) -> Message:
     return message
 
 
+def _recipient(*, contact_id: int | None, to: str) -> Contact:
+    """The contact by id, or by number, made when Wharf does not know it yet."""
+    if contact_id is not None:
+        contact = Contact.objects.filter(pk=contact_id).first()
+        if contact is None:
+            raise serializers.ValidationError({"contact": "No such contact."})
+        return contact
+    try:
+        phone = phone_normalise(to)
+    except DjangoValidationError as error:
+        raise serializers.ValidationError({"to": error.message_dict.get("phone", error.messages)}) from None
+    digits = phone.lstrip("+")
+    contact = Contact.objects.filter(phone=phone).first() or Contact.objects.filter(wa_id=digits).first()
+    return contact or contact_create(phone=phone, actor=None, source=SOURCE)
+
+
+class MessageSendApi(APIView):
+    """POST /api/v1/messages/: shares its path with the list, whose view inherits this one."""
+
+    queryset = Message.objects.all()
+
+    class InputSerializer(serializers.Serializer):
+        contact = serializers.IntegerField(
+            required=False, min_value=1, help_text="The contact's id; or `to`."
+        )
+        to = serializers.CharField(required=False, max_length=32, help_text="A phone number, E.164.")
+        phone_number_id = serializers.CharField(
+            required=False, max_length=64, help_text="The sender; default: the number the contact wrote to."
+        )
+        type = serializers.ChoiceField(choices=KINDS)
+        reply_to = serializers.CharField(required=False, max_length=255, help_text="The wamid replied to.")
+        text = serializers.JSONField(required=False, help_text='{"body", "preview_url"}')
+        template = serializers.JSONField(required=False, help_text='{"name", "language", "components"}')
+        image = serializers.JSONField(required=False, help_text='{"s3_key" or "link", "caption"}')
+        video = serializers.JSONField(required=False)
+        audio = serializers.JSONField(required=False)
+        document = serializers.JSONField(
+            required=False, help_text='{"s3_key" or "link", "caption", "filename"}'
+        )
+        sticker = serializers.JSONField(required=False)
+        interactive = serializers.JSONField(required=False, help_text="Meta's interactive object.")
+        reaction = serializers.JSONField(required=False, help_text='{"message_id", "emoji"}')
+        location = serializers.JSONField(required=False)
+        contacts = serializers.JSONField(required=False, help_text="Meta's contact cards.")
+
+        class Meta:
+            ref_name = "MessageSend"
+
+        def validate(self, attrs):
+            if ("contact" in attrs) == ("to" in attrs):
+                raise serializers.ValidationError({"contact": "Give either contact or to."})
+            if attrs["type"] not in attrs:
+                raise serializers.ValidationError({attrs["type"]: "This field is required."})
+            return attrs
+
+    @extend_schema(
+        tags=["messages"],
+        request=InputSerializer,
+        responses={201: MessageOutputSerializer, 200: MessageOutputSerializer},
+        description="Queue a message. With an Idempotency-Key header, the same key returns the same "
+        "message (200) and sends nothing again.",
+    )
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        phone_number = None
+        if values.get("phone_number_id"):
+            phone_number = PhoneNumber.objects.filter(phone_number_id=values["phone_number_id"]).first()
+            if phone_number is None:
+                raise serializers.ValidationError({"phone_number_id": "No such sender number."})
+        with transaction.atomic():  # a contact made for a send that is refused is not kept
+            message, created = self._send(request, values, phone_number)
+        return Response(
+            MessageOutputSerializer(message).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    def _send(self, request, values: dict, phone_number: PhoneNumber | None) -> tuple[Message, bool]:
+        return message_send_or_get(
+            phone_number=phone_number,
+            contact=_recipient(contact_id=values.get("contact"), to=values.get("to", "")),
+            kind=values["type"],
+            content=values[values["type"]],
+            actor=request.user,
+            source=SOURCE,
+            idempotency_key=request.headers.get("Idempotency-Key", "").strip(),
+            reply_to_wamid=values.get("reply_to", ""),
+        )
+
+
 @extend_schema(tags=["messages"])
-class MessageListApi(APIView):
+class MessageReadApi(APIView):
+    queryset = Message.objects.all()
+
+    @extend_schema(
+        request=None, responses=MessageOutputSerializer, description="Mark an inbound message read."
+    )
+    def post(self, request, id: int):
+        try:
+            message = message_mark_read(message=_message(id), actor=request.user, source=SOURCE)
+        except GraphError as error:
+            raise GraphApiUnavailable(error.reason) from error
+        return Response(MessageOutputSerializer(message).data)
+
+
+class GraphApiUnavailable(exceptions.APIException):
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_code = "graph_api_error"
+
+
+@extend_schema(tags=["messages"])
+class MessageListApi(MessageSendApi):
     queryset = Message.objects.all()
     pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
 

@@ -173,16 +173,20 @@ _WAKE_SQL = f"""
 """
 
 
+def wake_flag_raise(name: str) -> bool:
+    """Raise the WakeUp flag `name` if it is down or stale; True when this call raised it, and so
+    must enqueue the drain it announces. Shared by the `incoming` and `outgoing` queues."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(_WAKE_SQL, {"name": name, "now": now, "stale": now - timedelta(seconds=WAKE_STALE_S)})
+        (flipped,) = cursor.fetchone()
+    return bool(flipped)
+
+
 def inbound_events_wake() -> None:
     """Enqueue a drain unless one is already queued (see the module's header); the enqueue waits
     for the caller's commit, so the drain sees what the caller wrote."""
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _WAKE_SQL, {"name": WAKE_NAME, "now": now, "stale": now - timedelta(seconds=WAKE_STALE_S)}
-        )
-        (flipped,) = cursor.fetchone()
-    if flipped:
+    if wake_flag_raise(WAKE_NAME):
         transaction.on_commit(_wake_enqueue)
 
 

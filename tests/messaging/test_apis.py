@@ -86,10 +86,12 @@ def test_a_user_without_the_model_permission_is_403(api_client, method, path, gr
 
 
 @pytest.mark.django_db
-def test_the_list_is_read_only(api_client):
+def test_a_post_to_the_list_is_a_send_checked_like_one(api_client):
+    """Sending is POST /api/v1/messages/ (tests/messaging/test_outbound.py); this body is not one."""
     response = api_client(VIEW, "messaging.add_message").post(LIST, {"text": "hi"}, format="json")
 
-    assert response.status_code == 405
+    assert response.status_code == 400
+    assert "type" in response.json()
 
 
 # -- list --------------------------------------------------------------------------------------
@@ -307,8 +309,9 @@ def test_schema_has_the_messages_paths(client):
 
     assert schema.status_code == 200
     paths = schema.json()["paths"]
-    assert set(paths["/api/v1/messages/"]) == {"get"}
+    assert set(paths["/api/v1/messages/"]) == {"get", "post"}
     assert set(paths["/api/v1/messages/{id}/"]) == {"get", "delete"}
+    assert set(paths["/api/v1/messages/{id}/read/"]) == {"post"}
 
 
 def test_schema_of_the_messages_views_generates_without_warnings(capsys):

@@ -1,0 +1,356 @@
+"""The send service and its API: Meta's rules checked before queueing, the 24-hour window, paused
+senders, idempotency keys, and the in-doubt actions."""
+
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from config.aws import s3_client, storage_ensure_bucket
+from contacts.models import AuditLog, Contact
+from messaging import outbound
+from messaging.models import Message, Template, WakeUp
+from messaging.outbound import WINDOW_CLOSED, message_abandon, message_resend, message_send
+from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory
+
+LIST = "/api/v1/messages/"
+ADD = "messaging.add_message"
+
+
+@pytest.fixture(autouse=True)
+def no_enqueue(monkeypatch):
+    """The wake's enqueue is recorded, not published: these tests look at rows."""
+    calls = []
+    monkeypatch.setattr(outbound, "_drain_enqueue", lambda *, reason: calls.append(reason) or True)
+    return calls
+
+
+@pytest.fixture
+def sender(db):
+    return PhoneNumberFactory(phone_number_id="106540352242922", waba_id="102290129340398")
+
+
+@pytest.fixture
+def contact(db):
+    return ContactFactory(phone="+447700900123", wa_id="447700900123", last_inbound_at=timezone.now())
+
+
+@pytest.fixture
+def template(db, sender):
+    return Template.objects.create(
+        waba_id=sender.waba_id,
+        name="order_update",
+        language="en_US",
+        status="APPROVED",
+        components=[
+            {"type": "HEADER", "format": "TEXT", "text": "Order {{1}}"},
+            {"type": "BODY", "text": "Hello {{1}}, your order {{2}} ships {{3}}."},
+            {"type": "BUTTONS", "buttons": [{"type": "URL", "url": "https://x.test/o/{{1}}"}]},
+        ],
+    )
+
+
+def send(sender, contact, kind, content, **kwargs):
+    return message_send(
+        phone_number=sender, contact=contact, kind=kind, content=content, actor=None, source="api", **kwargs
+    )
+
+
+def error_of(call) -> dict:
+    with pytest.raises(ValidationError) as caught:
+        call()
+    return caught.value.message_dict
+
+
+# -- the service --------------------------------------------------------------------------------
+
+
+def test_a_text_is_queued_with_meta_s_body_a_placeholder_wamid_an_audit_and_a_wake(
+    sender, contact, no_enqueue, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        message = send(sender, contact, "text", {"body": "Hi", "preview_url": True}, reply_to_wamid="wamid.Q")
+
+    assert message.status == Message.Status.QUEUED
+    assert message.direction == Message.Direction.OUTBOUND
+    assert message.wamid.startswith("wharf-")
+    assert message.payload == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "447700900123",
+        "context": {"message_id": "wamid.Q"},
+        "type": "text",
+        "text": {"body": "Hi", "preview_url": True},
+        "biz_opaque_callback_data": str(message.pk),
+    }
+    assert (message.text, message.context_wamid, message.phone_number) == ("Hi", "wamid.Q", sender)
+    assert AuditLog.objects.filter(action="message.send", target_id=str(message.pk)).exists()
+    assert WakeUp.objects.get(name="outgoing").pending
+    assert no_enqueue == ["wake"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "content", "field"),
+    [
+        ("text", {"body": ""}, "text.body"),
+        ("text", {"body": "x" * 4097}, "text.body"),
+        ("text", {"body": "x", "preview_url": "yes"}, "text.preview_url"),
+        ("image", {"caption": "no media"}, "image.s3_key"),
+        ("image", {"link": "ftp://x.test/a.jpg"}, "image.link"),
+        ("image", {"s3_key": "elsewhere/a.jpg"}, "image.s3_key"),
+        (
+            "interactive",
+            {
+                "type": "button",
+                "body": {"text": "Pick"},
+                "action": {"buttons": [{"reply": {"id": str(i), "title": f"B{i}"}} for i in range(4)]},
+            },
+            "interactive.action.buttons",
+        ),
+        (
+            "interactive",
+            {
+                "type": "button",
+                "body": {"text": "Pick"},
+                "action": {"buttons": [{"reply": {"id": "1", "title": "x" * 21}}]},
+            },
+            "interactive.action.buttons[0].reply.title",
+        ),
+        (
+            "interactive",
+            {
+                "type": "list",
+                "body": {"text": "Pick"},
+                "action": {
+                    "button": "Menu",
+                    "sections": [
+                        {"title": f"S{s}", "rows": [{"id": f"{s}{r}", "title": "row"} for r in range(4)]}
+                        for s in range(3)
+                    ],
+                },
+            },
+            "interactive.action.sections",
+        ),
+        ("interactive", {"type": "button", "action": {}}, "interactive.body"),
+        ("reaction", {"emoji": "👍"}, "reaction.message_id"),
+        ("location", {"latitude": 91, "longitude": 0}, "location.latitude"),
+        ("contacts", [], "contacts"),
+        ("contacts", [{"name": {}}], "contacts[0].name.formatted_name"),
+        ("template", {"name": "nope", "language": "en_US"}, "template.name"),
+        ("carousel", {}, "type"),
+    ],
+)
+def test_meta_s_rules_are_checked_before_queueing_naming_the_field(sender, contact, kind, content, field):
+    storage_ensure_bucket()
+    errors = error_of(lambda: send(sender, contact, kind, content))
+    assert field in errors, errors
+    assert not Message.objects.exists()
+
+
+def test_other_kinds_pass_and_keep_meta_s_shapes(sender, contact):
+    reaction = send(sender, contact, "reaction", {"message_id": "wamid.IN", "emoji": "👍"})
+    assert reaction.payload["reaction"] == {"message_id": "wamid.IN", "emoji": "👍"}
+    assert reaction.target_wamid == "wamid.IN"
+    location = send(sender, contact, "location", {"latitude": 51.5, "longitude": -0.12, "name": "Wharf"})
+    assert location.payload["location"] == {"latitude": 51.5, "longitude": -0.12, "name": "Wharf"}
+    cards = [{"name": {"formatted_name": "Ada"}, "phones": [{"phone": "+447700900999"}]}]
+    assert send(sender, contact, "contacts", cards).payload["contacts"] == cards
+    buttons = {
+        "type": "button",
+        "body": {"text": "Pick"},
+        "action": {
+            "buttons": [{"type": "reply", "reply": {"id": str(i), "title": f"B{i}"}} for i in range(3)]
+        },
+    }
+    assert send(sender, contact, "interactive", buttons).text == "Pick"
+    linked = send(sender, contact, "document", {"link": "https://x.test/a.pdf", "caption": "Invoice"})
+    assert linked.payload["document"] == {"caption": "Invoice", "link": "https://x.test/a.pdf"}
+
+
+def test_media_from_s3_is_checked_for_type_and_size_and_linked_fresh_at_each_attempt(sender, contact):
+    storage_ensure_bucket()
+    bucket, prefix = settings.AWS_STORAGE_BUCKET_NAME, settings.MEDIA_OUTGOING_PREFIX
+    s3_client().put_object(Bucket=bucket, Key=f"{prefix}a.gif", Body=b"GIF89a", ContentType="image/gif")
+    s3_client().put_object(
+        Bucket=bucket, Key=f"{prefix}big.webp", Body=b"x" * 600_000, ContentType="image/webp"
+    )
+    s3_client().put_object(
+        Bucket=bucket, Key=f"{prefix}a.jpg", Body=b"\xff\xd8jpeg", ContentType="image/jpeg"
+    )
+
+    assert (
+        "image/gif"
+        in error_of(lambda: send(sender, contact, "image", {"s3_key": f"{prefix}a.gif"}))["image.s3_key"][0]
+    )
+    assert "512,000" in str(
+        error_of(lambda: send(sender, contact, "sticker", {"s3_key": f"{prefix}big.webp"}))
+    )
+    assert "No object" in str(
+        error_of(lambda: send(sender, contact, "image", {"s3_key": f"{prefix}none.jpg"}))
+    )
+
+    message = send(sender, contact, "image", {"s3_key": f"{prefix}a.jpg", "caption": "Look"})
+    assert message.payload["image"] == {"caption": "Look"}
+    assert (message.media_key, message.media_mime_type, message.media_size) == (
+        f"{prefix}a.jpg",
+        "image/jpeg",
+        6,
+    )
+    body = outbound._request_body(Message.objects.get(pk=message.pk))
+    assert body["image"]["caption"] == "Look"
+    assert body["image"]["link"].startswith(settings.AWS_ENDPOINT_URL)
+    assert "X-Amz-Signature" in body["image"]["link"]
+
+
+def test_templates_must_exist_be_approved_and_get_their_parameters(sender, contact, template):
+    def components(header=1, body=3, button=1):
+        text = [{"type": "text", "text": "x"}]
+        return [
+            {"type": "header", "parameters": text * header},
+            {"type": "body", "parameters": text * body},
+            {"type": "button", "sub_type": "url", "index": 0, "parameters": text * button},
+        ]
+
+    content = {"name": "order_update", "language": {"code": "en_US"}}
+    errors = error_of(
+        lambda: send(sender, contact, "template", {**content, "components": components(body=2)})
+    )
+    assert "wants 3 parameters in its body, got 2" in errors["template.components"][0]
+    errors = error_of(
+        lambda: send(sender, contact, "template", {**content, "components": components(button=0)})
+    )
+    assert "button.0" in errors["template.components"][0]
+    assert "template.language" in error_of(
+        lambda: send(sender, contact, "template", {"name": "order_update"})
+    )
+
+    message = send(sender, contact, "template", {**content, "components": components()})
+    assert message.payload["template"] == {**content, "components": components()}
+    assert message.text == "Hello {{1}}, your order {{2}} ships {{3}}."
+
+    Template.objects.filter(pk=template.pk).update(status="PAUSED")
+    errors = error_of(lambda: send(sender, contact, "template", {**content, "components": components()}))
+    assert "PAUSED" in errors["template.name"][0] or "order_update" in errors["template.name"][0]
+
+
+def test_the_24_hour_window_refuses_free_form_but_not_templates(sender, contact, template):
+    contact.last_inbound_at = timezone.now() - timedelta(hours=24, minutes=1)
+    contact.save()
+    assert error_of(lambda: send(sender, contact, "text", {"body": "Hi"})) == {"type": [WINDOW_CLOSED]}
+    contact.last_inbound_at = None
+    contact.save()
+    assert error_of(lambda: send(sender, contact, "text", {"body": "Hi"})) == {"type": [WINDOW_CLOSED]}
+    parameters = [{"type": "text", "text": "x"}]
+    message = send(
+        sender,
+        contact,
+        "template",
+        {
+            "name": "order_update",
+            "language": "en_US",
+            "components": [
+                {"type": "header", "parameters": parameters},
+                {"type": "body", "parameters": parameters * 3},
+                {"type": "button", "index": 0, "parameters": parameters},
+            ],
+        },
+    )
+    assert message.status == Message.Status.QUEUED
+
+
+def test_opted_out_contacts_and_paused_senders_are_refused(sender, contact):
+    sender.paused_at, sender.paused_reason = timezone.now(), "token expired"
+    sender.save()
+    errors = error_of(lambda: send(sender, contact, "text", {"body": "Hi"}))
+    assert "token expired" in errors["phone_number_id"][0]
+    assert str(sender) in errors["phone_number_id"][0]
+    contact.opted_out_at = timezone.now()
+    contact.save()
+    assert "opted out" in error_of(lambda: send(sender, contact, "text", {"body": "Hi"}))["contact"][0]
+
+
+def test_the_default_sender_is_the_number_the_contact_wrote_to(sender, contact):
+    PhoneNumberFactory()  # first by id is `sender`; the contact wrote to another one
+    other = PhoneNumberFactory()
+    MessageFactory(contact=contact, phone_number=other)
+    assert send(None, contact, "text", {"body": "Hi"}).phone_number == other
+
+
+def test_the_same_idempotency_key_from_the_same_user_returns_the_same_message(sender, contact):
+    user, other = UserFactory(), UserFactory()
+
+    def keyed(actor, key="k-1", body="Hi"):
+        return message_send(
+            phone_number=sender,
+            contact=contact,
+            kind="text",
+            content={"body": body},
+            actor=actor,
+            source="api",
+            idempotency_key=key,
+        )
+
+    first = keyed(user)
+    assert keyed(user, body="changed") == first
+    assert keyed(other) != first
+    assert keyed(user, key="k-2") != first
+    assert Message.objects.count() == 3
+
+
+def test_resend_and_abandon_only_move_messages_in_doubt(sender, contact, no_enqueue):
+    doubtful = send(sender, contact, "text", {"body": "Hi"})
+    with pytest.raises(ValidationError):
+        message_resend(message=doubtful, actor=None)  # queued, not in doubt
+    Message.objects.filter(pk=doubtful.pk).update(status=Message.Status.IN_DOUBT, claimed_by="w")
+    assert message_resend(message=doubtful, actor=None).status == Message.Status.QUEUED
+    Message.objects.filter(pk=doubtful.pk).update(status=Message.Status.IN_DOUBT)
+    assert message_abandon(message=doubtful, actor=None).status == Message.Status.ABANDONED
+    actions = set(AuditLog.objects.filter(target_id=str(doubtful.pk)).values_list("action", flat=True))
+    assert {"message.resend", "message.abandon"} <= actions
+
+
+# -- the API ------------------------------------------------------------------------------------
+
+
+def test_the_api_sends_once_per_idempotency_key(api_client, sender, contact):
+    client = api_client(ADD)
+    body = {"contact": contact.pk, "type": "text", "text": {"body": "Hello"}}
+    first = client.post(LIST, body, format="json", headers={"Idempotency-Key": "abc"})
+    again = client.post(LIST, body, format="json", headers={"Idempotency-Key": "abc"})
+    assert (first.status_code, again.status_code) == (201, 200), first.json()
+    assert first.json()["id"] == again.json()["id"]
+    assert first.json()["status"] == "queued"
+    assert first.json()["phone_number_id"] == sender.phone_number_id
+    assert Message.objects.get().created_by == client.user
+
+
+def test_the_api_answers_400_naming_the_field(api_client, sender, contact):
+    client = api_client(ADD)
+    cases = [
+        ({"contact": contact.pk, "type": "text", "text": {"body": "x" * 4097}}, "text.body"),
+        ({"contact": contact.pk, "type": "text"}, "text"),
+        ({"type": "text", "text": {"body": "x"}}, "contact"),
+        ({"to": "not a number", "type": "text", "text": {"body": "x"}}, "to"),
+        (
+            {"contact": contact.pk, "phone_number_id": "999", "type": "text", "text": {"body": "x"}},
+            "phone_number_id",
+        ),
+    ]
+    for body, field in cases:
+        answer = client.post(LIST, body, format="json")
+        assert answer.status_code == 400, (body, answer.json())
+        assert field in answer.json(), (body, answer.json())
+    answer = client.post(LIST, {"to": "+447400999999", "type": "text", "text": {"body": "x"}}, format="json")
+    assert answer.status_code == 400
+    assert answer.json() == {"type": [WINDOW_CLOSED]}  # a number Wharf did not know: no window yet
+    assert not Message.objects.exists()
+    assert not Contact.objects.filter(phone="+447400999999").exists()
+
+
+def test_the_api_needs_the_add_permission(api_client, contact):
+    answer = api_client("messaging.view_message").post(
+        LIST, {"contact": contact.pk, "type": "text", "text": {"body": "x"}}, format="json"
+    )
+    assert answer.status_code == 403
