@@ -29,7 +29,7 @@ from django.utils.text import Truncator
 from config.aws import s3_client
 from contacts.models import AuditLog, Contact
 from contacts.selectors import contact_search_q
-from messaging.alerts import operator_alert_acknowledge
+from messaging.alerts import operator_alert_acknowledge, operator_alert_acknowledge_key
 from messaging.inbound import inbound_events_reprocess
 from messaging.media import media_presigned_url
 from messaging.models import (
@@ -216,6 +216,8 @@ class PhoneNumberAdmin(admin.ModelAdmin):
 
         for phone_number in paused:
             phone_number_resume(phone_number=phone_number, actor=request.user, source=SOURCE)
+            key = f"sender-paused:{phone_number.phone_number_id}"
+            operator_alert_acknowledge_key(key=key, actor=request.user)
         if paused:
             self.message_user(request, f"Resumed sending from {len(paused)} number(s).", messages.SUCCESS)
         else:
@@ -494,7 +496,33 @@ class MessageAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.conversation_view),
             name="messaging_message_conversation",
         )
-        return [conversation_path, *super().get_urls()]
+        decide_path = path(
+            "<int:message_id>/in-doubt/",
+            self.admin_site.admin_view(self.in_doubt_view),
+            name="messaging_message_in_doubt",
+        )
+        return [conversation_path, decide_path, *super().get_urls()]
+
+    def in_doubt_view(self, request: HttpRequest, message_id: int) -> HttpResponse:
+        """A conversation's "Resend" / "Abandon" buttons on one in-doubt message."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_send_permission(request):
+            raise PermissionDenied
+        from messaging.outbound import message_abandon, message_resend
+
+        message = get_object_or_404(Message, pk=message_id)
+        services = {"resend": (message_resend, "Queued again."), "abandon": (message_abandon, "Abandoned.")}
+        if request.POST.get("decision") not in services:
+            return HttpResponse("decision must be resend or abandon", status=400)
+        service, done = services[request.POST["decision"]]
+        try:
+            service(message=message, actor=request.user)
+        except ValidationError as error:
+            self.message_user(request, " ".join(error.messages), messages.ERROR)
+        else:
+            self.message_user(request, done, messages.SUCCESS)
+        return HttpResponseRedirect(f"{conversation_url(message.contact_id)}#message-{message.pk}")
 
     def conversation_view(self, request: HttpRequest, contact_id: int) -> HttpResponse:
         if not self.has_view_permission(request):

@@ -74,3 +74,13 @@ def operator_alert_acknowledge(
 
 def operator_alerts_open() -> list[OperatorAlert]:
     return list(OperatorAlert.objects.filter(acknowledged_at__isnull=True).order_by("-created_at")[:20])
+
+
+def operator_alert_acknowledge_key(*, key: str, actor: Actor, source: str = AuditLog.Source.ADMIN) -> bool:
+    """Acknowledges the open alert for `key`, if any: the operator fixed its cause (resumed the
+    paused sender). True if one was open."""
+    alert = OperatorAlert.objects.filter(key=key, acknowledged_at__isnull=True).first()
+    if alert is None:
+        return False
+    operator_alert_acknowledge(alert=alert, actor=actor, source=source)
+    return True

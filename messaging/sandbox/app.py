@@ -5,13 +5,15 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from flask import Flask
+from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from messaging.sandbox import control, media
+from messaging.sandbox import control, media, messages, templates
 from messaging.sandbox.errors import GraphApiError, unknown_path
+from messaging.sandbox.outbox import OutboundSettings, Outbox
 from messaging.sandbox.state import SandboxState
+from messaging.sandbox.statuses import StatusDispatcher
 
 
 @dataclass(frozen=True)
@@ -38,11 +40,19 @@ def create_app(config: SandboxConfig) -> Flask:
     app.extensions["sandbox_config"] = config
     app.extensions["sandbox_state"] = SandboxState()
     app.extensions["sandbox_url_key"] = secrets.token_bytes(32)
+    app.extensions["sandbox_outbox"] = Outbox(
+        OutboundSettings(webhook_url=config.webhook_url, app_secret=config.app_secret)
+    )
+    app.extensions["sandbox_statuses"] = StatusDispatcher()
     app.register_blueprint(media.blueprint)
+    app.register_blueprint(messages.blueprint)
+    app.register_blueprint(templates.blueprint)
     app.register_blueprint(control.blueprint)
 
     @app.errorhandler(GraphApiError)
     def graph_api_error(error: GraphApiError):
+        if request.blueprint == "messages":
+            app.extensions["sandbox_outbox"].error_count(error.code)
         return error.response()
 
     @app.errorhandler(HTTPException)

@@ -7,6 +7,14 @@
 - `GET|POST|DELETE /sandbox/faults`: read, add or clear injected faults. A POST takes
   `{"media_5xx": n}` (the next n media calls answer 500), `{"errors": [{"route", "status", "code",
   "message", "details", "times"}]}`, `{"latency_ms": ms}` and `{"corrupt_downloads": n}`.
+- `GET|POST /sandbox/config`: how messages are answered (outbox.OutboundSettings: rate limits,
+  pair spacing, undeliverable and failing recipients, the 24-hour window, the webhook URL and
+  secret, status delays, the 5xx and dropped-connection faults; `latency_ms` too). Each key given
+  replaces that setting; the answer is all of them.
+- `GET /sandbox/stats`: what was sent and refused (`?summary=1` leaves out the per-message maps);
+  `DELETE /sandbox/stats` zeroes the counts only.
+- `POST /sandbox/reset`: settings, counts, limits, templates, faults and scheduled statuses back
+  to how the process started (media stay).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from flask import Blueprint, request
 from messaging.sandbox.calls import sandbox_state
 from messaging.sandbox.errors import invalid_parameter, unknown_object
 from messaging.sandbox.media import mime_base
+from messaging.sandbox.messages import sandbox_outbox, sandbox_statuses
 from messaging.sandbox.state import INBOUND_MEDIA_TTL, ErrorFault
 
 blueprint = Blueprint("control", __name__, url_prefix="/sandbox")
@@ -85,6 +94,56 @@ def faults_add():
 def faults_clear():
     sandbox_state().faults_clear()
     return sandbox_state().faults_snapshot()
+
+
+@blueprint.get("/config")
+def config_show():
+    return _config()
+
+
+@blueprint.post("/config")
+def config_change():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise invalid_parameter("Send the settings as a JSON object.")
+    changes = dict(body)
+    latency_ms = changes.pop("latency_ms", None)
+    if latency_ms is not None:
+        try:
+            latency_ms = int(latency_ms)
+        except (TypeError, ValueError):
+            raise invalid_parameter("Invalid sandbox setting 'latency_ms': an integer") from None
+    sandbox_outbox().configure(changes)
+    if latency_ms is not None:
+        sandbox_state().faults_add(errors=[], latency_ms=latency_ms, corrupt_downloads=0)
+    return _config()
+
+
+def _config() -> dict:
+    """The settings, the app secret only as whether there is one."""
+    settings = sandbox_outbox().settings.as_dict()
+    settings["app_secret"] = "<set>" if settings["app_secret"] else ""
+    return settings | {"latency_ms": sandbox_state().faults.latency_ms}
+
+
+@blueprint.get("/stats")
+def stats_show():
+    stats = sandbox_outbox().stats(summary=request.args.get("summary", "") not in ("", "0", "false"))
+    return stats | {"webhooks": sandbox_statuses().snapshot()}
+
+
+@blueprint.delete("/stats")
+def stats_clear():
+    sandbox_outbox().counters_reset()
+    return stats_show()
+
+
+@blueprint.post("/reset")
+def reset():
+    sandbox_outbox().reset()
+    sandbox_statuses().reset()
+    sandbox_state().faults_clear()
+    return {"success": True}
 
 
 def _error_fault(spec: dict) -> ErrorFault:

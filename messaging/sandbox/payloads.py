@@ -120,6 +120,20 @@ def status(
     return entry
 
 
+def template_status_body(
+    *, waba_id: str, template_id: str, name: str, language: str, event: str, reason: str = "NONE"
+) -> dict:
+    """A `message_template_status_update` webhook: a template approved, rejected, paused ..."""
+    value = {
+        "event": event,
+        "message_template_id": int(template_id) if template_id.isdigit() else template_id,
+        "message_template_name": name,
+        "message_template_language": language,
+        "reason": reason,
+    }
+    return _envelope(waba_id=waba_id, field="message_template_status_update", value=value)
+
+
 def body_encode(body: dict) -> bytes:
     """The bytes to post: compact JSON, as Meta sends it."""
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,143 @@
+"""Meta's send endpoint: `POST /{version}/{phone_number_id}/messages`, a message or a mark-as-read.
+
+The body is checked as Meta checks it (validation.py), then against what the sandbox holds
+(templates, the limits, the window: outbox.py); an accepted message is answered with its wamid and
+its statuses are posted later (statuses.py). A dropped-connection fault closes the socket after the
+message was accepted, so the client never learns the wamid of a message that was sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+
+from flask import Blueprint, current_app, request
+
+from messaging.sandbox.calls import graph_call, sandbox_state
+from messaging.sandbox.errors import GraphApiError, invalid_parameter
+from messaging.sandbox.outbox import ERROR_DOCS, FAILED_TITLES, Outbox
+from messaging.sandbox.statuses import StatusDispatcher, StatusPlan
+from messaging.sandbox.validation import MEDIA_KINDS, message_check, read_check, template_parameters_check
+
+blueprint = Blueprint("messages", __name__)
+
+
+def sandbox_outbox() -> Outbox:
+    return current_app.extensions["sandbox_outbox"]
+
+
+def sandbox_statuses() -> StatusDispatcher:
+    return current_app.extensions["sandbox_statuses"]
+
+
+@blueprint.post("/<version:version>/<phone_number_id>/messages")
+@graph_call("messages")
+def messages_send(version: str, phone_number_id: str):
+    outbox = sandbox_outbox()
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise invalid_parameter("Send the message as a JSON object.")
+    outbox.fault_5xx()
+    if body.get("status") == "read":
+        read_check(body)
+        outbox.read_record()
+        return {"success": True}
+    checked = message_check(body)
+    media_id = body[checked.kind].get("id") if checked.kind in MEDIA_KINDS else None
+    if media_id and sandbox_state().media_get(media_id) is None:
+        raise invalid_parameter(
+            f"Param {checked.kind}['id'] is not a media id this number uploaded (or it expired).",
+            details=f"Unknown media id {media_id}.",
+        )
+    category = "service"
+    if checked.kind == "template":
+        template = outbox.template_find(
+            phone_number_id=phone_number_id, name=checked.template_name, language=checked.template_language
+        )
+        if template is None or template.status not in ("APPROVED", "PAUSED", "DISABLED"):
+            raise GraphApiError(
+                404,
+                132001,
+                "(#132001) Template name does not exist in the translation",
+                details=f"template name ({checked.template_name}) does not exist in "
+                f"{checked.template_language}",
+            )
+        if template.status == "PAUSED":
+            raise GraphApiError(400, 132015, "(#132015) Template is paused", details=template.name)
+        if template.status == "DISABLED":
+            raise GraphApiError(400, 132016, "(#132016) Template is disabled", details=template.name)
+        template_parameters_check(template.components, checked.template_components)
+        category = template.category.lower()
+    accepted = outbox.admit(
+        phone_number_id=phone_number_id,
+        wa_id=checked.wa_id,
+        to=checked.to,
+        kind=checked.kind,
+        callback=checked.callback,
+        category=category,
+    )
+    _statuses_schedule(outbox, phone_number_id, accepted, checked.callback)
+    answer: dict = {
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": checked.to, "wa_id": accepted.wa_id}],
+        "messages": [{"id": accepted.wamid}],
+    }
+    if checked.kind == "template":
+        answer["messages"][0]["message_status"] = "accepted"
+    if accepted.drop:
+        _connection_drop()
+    return answer
+
+
+def _statuses_schedule(outbox: Outbox, phone_number_id: str, accepted, callback: str) -> None:
+    settings = outbox.settings
+    if not settings.statuses or not settings.webhook_url:
+        return
+    delays = settings.status_delays_ms
+    failed_code = settings.fail_after_accept.get(accepted.wa_id)
+    errors = None
+    if failed_code is not None:
+        steps = [("failed", (delays.get("sent") or 0) / 1000)]
+        title = FAILED_TITLES.get(failed_code, "Message failed to send")
+        errors = [
+            {
+                "code": failed_code,
+                "title": title,
+                "message": title,
+                "error_data": {
+                    "details": f"The sandbox fails messages to {accepted.wa_id} with {failed_code}."
+                },
+                "href": ERROR_DOCS,
+            }
+        ]
+    else:
+        steps = []
+        for name in ("sent", "delivered", "read"):
+            if delays.get(name) is None:
+                break
+            steps.append((name, delays[name] / 1000))
+    sandbox_statuses().schedule(
+        StatusPlan(
+            url=settings.webhook_url,
+            app_secret=settings.app_secret,
+            phone_number_id=phone_number_id,
+            display_phone_number=settings.display_phone_number(phone_number_id),
+            waba_id=settings.waba_id(phone_number_id),
+            wamid=accepted.wamid,
+            recipient_id=accepted.wa_id,
+            steps=steps,
+            callback=callback,
+            conversation=accepted.conversation,
+            pricing=accepted.pricing,
+            errors=errors,
+            batch_max=settings.status_batch_max,
+        )
+    )
+
+
+def _connection_drop() -> None:
+    """Shut the client's connection without an answer; werkzeug then finds the pipe broken and moves on."""
+    connection = request.environ.get("werkzeug.socket")
+    if connection is not None:
+        with contextlib.suppress(OSError):
+            connection.shutdown(socket.SHUT_RDWR)

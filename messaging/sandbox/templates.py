@@ -1,0 +1,176 @@
+"""Message templates: Meta's list endpoint and the sandbox's controls that define them.
+
+- `GET /{version}/{waba_id}/message_templates`: Meta's shape, `{"data": [...], "paging": {"cursors":
+  {"before", "after"}, "next"}}`, `limit` (default 25), `after`/`before` cursors, filters `name`
+  (part of it) and `status`; `next` only when there is more.
+- `POST /sandbox/templates`: define one template or `{"templates": [...]}`, each `{"name", "language",
+  "status" (APPROVED), "category" (UTILITY), "components", "waba_id" (the default WABA), "id"}`; one
+  with the same WABA, name and language is replaced. `GET` lists all, `DELETE` removes all (the
+  sandbox starts with Meta's sample `hello_world`, en_US, in the default WABA).
+- `POST /sandbox/templates/<id>/status` `{"status": "PAUSED", "reason": ...}`: changes it and posts
+  Meta's `message_template_status_update` webhook, signed, to the configured webhook URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import threading
+
+import httpx
+from flask import Blueprint, request, url_for
+
+from messaging.sandbox import payloads
+from messaging.sandbox.calls import graph_call
+from messaging.sandbox.errors import invalid_parameter, unknown_object
+from messaging.sandbox.messages import sandbox_outbox
+from messaging.sandbox.outbox import SandboxTemplate, template_id_new
+
+blueprint = Blueprint("templates", __name__)
+logger = logging.getLogger(__name__)
+
+STATUSES = ("APPROVED", "PENDING", "REJECTED", "PAUSED", "DISABLED", "IN_APPEAL", "PENDING_DELETION")
+CATEGORIES = ("MARKETING", "UTILITY", "AUTHENTICATION")
+LIMIT_DEFAULT = 25
+LIMIT_MAX = 1000
+PAGING_ARGUMENTS = ("after", "before", "limit")
+
+
+@blueprint.get("/<version:version>/<waba_id>/message_templates")
+@graph_call("templates")
+def templates_list(version: str, waba_id: str):
+    templates = sandbox_outbox().templates_of(waba_id)
+    if name := request.args.get("name"):
+        templates = [template for template in templates if name.lower() in template.name.lower()]
+    if status := request.args.get("status"):
+        wanted = {part.strip().upper() for part in status.split(",")}
+        templates = [template for template in templates if template.status in wanted]
+    try:
+        limit = min(int(request.args.get("limit", LIMIT_DEFAULT)), LIMIT_MAX)
+    except ValueError:
+        raise invalid_parameter("Param limit must be an integer.") from None
+    if limit < 1:
+        raise invalid_parameter("Param limit must be at least 1.")
+    start = 0
+    if after := request.args.get("after"):
+        start = _cursor_position(after) + 1
+    elif before := request.args.get("before"):
+        start = max(0, _cursor_position(before) - limit)
+    page = templates[start : start + limit]
+    answer: dict = {"data": [template.as_meta() for template in page]}
+    if page:
+        paging: dict = {"cursors": {"before": _cursor(start), "after": _cursor(start + len(page) - 1)}}
+        if start + len(page) < len(templates):
+            kept = {key: value for key, value in request.args.items() if key not in PAGING_ARGUMENTS}
+            paging["next"] = url_for(
+                "templates.templates_list",
+                version=version,
+                waba_id=waba_id,
+                **kept,
+                limit=limit,
+                after=paging["cursors"]["after"],
+                _external=True,
+            )
+        answer["paging"] = paging
+    return answer
+
+
+@blueprint.post("/sandbox/templates")
+def templates_define():
+    body = request.get_json(silent=True)
+    specs = body.get("templates") if isinstance(body, dict) and "templates" in body else [body]
+    if not isinstance(specs, list) or not all(isinstance(spec, dict) for spec in specs):
+        raise invalid_parameter('Send a template object or {"templates": [...]}.')
+    templates = [_template(spec) for spec in specs]
+    sandbox_outbox().templates_define(templates)
+    return {"data": [template.as_meta() | {"waba_id": template.waba_id} for template in templates]}
+
+
+@blueprint.get("/sandbox/templates")
+def templates_show():
+    outbox = sandbox_outbox()
+    wabas = request.args.get("waba_id")
+    templates = outbox.templates_of(wabas) if wabas else outbox.templates_all()
+    return {"data": [template.as_meta() | {"waba_id": template.waba_id} for template in templates]}
+
+
+@blueprint.delete("/sandbox/templates")
+def templates_clear():
+    sandbox_outbox().templates_clear()
+    return {"success": True}
+
+
+@blueprint.post("/sandbox/templates/<template_id>/status")
+def template_status_change(template_id: str):
+    body = request.get_json(silent=True) or {}
+    status = str(body.get("status", "")).upper()
+    if status not in STATUSES:
+        raise invalid_parameter(f"Param status must be one of {', '.join(STATUSES)}.")
+    outbox = sandbox_outbox()
+    template = outbox.template_status_set(template_id, status)
+    if template is None:
+        raise unknown_object(template_id)
+    settings = outbox.settings
+    posted = bool(settings.webhook_url)
+    if posted:
+        webhook = payloads.template_status_body(
+            waba_id=template.waba_id,
+            template_id=template.id,
+            name=template.name,
+            language=template.language,
+            event=status,
+            reason=str(body.get("reason") or "NONE"),
+        )
+        threading.Thread(
+            target=_post_quietly, args=(settings.webhook_url, webhook, settings.app_secret), daemon=True
+        ).start()
+    return {"data": template.as_meta(), "webhook": posted}
+
+
+def _post_quietly(url: str, body: dict, app_secret: str) -> None:
+    try:
+        payloads.webhook_post(url=url, body=body, app_secret=app_secret)
+    except httpx.HTTPError as error:
+        logger.info("template status webhook to %s failed: %r", url, error)
+
+
+def _template(spec: dict) -> SandboxTemplate:
+    name, language = spec.get("name"), spec.get("language")
+    if not isinstance(name, str) or not name:
+        raise invalid_parameter("Param name is required.")
+    if isinstance(language, dict):
+        language = language.get("code")
+    if not isinstance(language, str) or not language:
+        raise invalid_parameter("Param language is required.")
+    status = str(spec.get("status", "APPROVED")).upper()
+    category = str(spec.get("category", "UTILITY")).upper()
+    components = spec.get("components", [])
+    if status not in STATUSES:
+        raise invalid_parameter(f"Param status must be one of {', '.join(STATUSES)}.")
+    if category not in CATEGORIES:
+        raise invalid_parameter(f"Param category must be one of {', '.join(CATEGORIES)}.")
+    if not isinstance(components, list) or not all(isinstance(item, dict) for item in components):
+        raise invalid_parameter("Param components must be a list of objects.")
+    return SandboxTemplate(
+        id=str(spec.get("id") or template_id_new()),
+        waba_id=str(spec.get("waba_id") or payloads.DEFAULT_WABA_ID),
+        name=name,
+        language=language,
+        status=status,
+        category=category,
+        components=components,
+        parameter_format=str(spec.get("parameter_format", "POSITIONAL")).upper(),
+    )
+
+
+def _cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"position:{position}".encode()).decode()
+
+
+def _cursor_position(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        return int(text.removeprefix("position:"))
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise invalid_parameter("Param after/before is not a valid cursor.") from None

@@ -1,0 +1,305 @@
+"""The console's outbound side: the conversation's reply box (text, template picker, media) through
+the send service, in-doubt messages with their actions, sender numbers' paused state, templates."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from config.aws import s3_client, storage_ensure_bucket
+from contacts.models import AuditLog
+from messaging.alerts import operator_alert_raise
+from messaging.models import Message, PhoneNumber, SendAttempt, Template
+from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+def conversation(contact) -> str:
+    return f"/admin/messaging/message/conversation/{contact.pk}/"
+
+
+def action(name: str, objects) -> dict:
+    return {"action": name, "_selected_action": [o.pk for o in objects], "index": 0}
+
+
+def reply_key(page: str) -> str:
+    return re.search(r'name="reply_key" value="([0-9a-f]{32})"', page).group(1)
+
+
+@pytest.fixture
+def sender() -> PhoneNumber:
+    return PhoneNumberFactory(waba_id="555000111")
+
+
+@pytest.fixture
+def contact(sender):
+    contact = ContactFactory(last_inbound_at=timezone.now() - timedelta(hours=2))
+    MessageFactory(contact=contact, phone_number=sender, timestamp=contact.last_inbound_at)
+    return contact
+
+
+@pytest.fixture
+def template(sender) -> Template:
+    return Template.objects.create(
+        waba_id=sender.waba_id,
+        name="order_shipped",
+        language="en_GB",
+        status="APPROVED",
+        category="UTILITY",
+        components=[
+            {"type": "HEADER", "format": "TEXT", "text": "Order {{1}}"},
+            {"type": "BODY", "text": "Hi {{1}}, order {{2}} is on its way."},
+        ],
+    )
+
+
+# -- the reply box ------------------------------------------------------------------------------------
+
+
+def test_an_open_window_offers_text_media_and_templates(admin_client, contact, template):
+    page = admin_client.get(conversation(contact)).content.decode()
+    assert 'name="reply_kind" value="text"' in page
+    assert 'name="reply_kind" value="media"' in page and 'enctype="multipart/form-data"' in page
+    assert "The 24-hour window is open until" in page
+    assert f'id="template-{template.pk}"' in page
+
+
+def test_a_closed_window_offers_only_approved_templates_of_the_senders_waba(admin_client, contact, template):
+    contact.last_inbound_at = timezone.now() - timedelta(hours=25)
+    contact.save()
+    pending = Template.objects.create(waba_id=template.waba_id, name="draft", language="en", status="PENDING")
+    other_waba = Template.objects.create(waba_id="999", name="elsewhere", language="en", status="APPROVED")
+
+    page = admin_client.get(conversation(contact)).content.decode()
+    assert 'name="reply_kind" value="text"' not in page
+    assert 'name="reply_kind" value="media"' not in page
+    assert "WhatsApp allows only an approved template" in page
+    assert f'id="template-{template.pk}"' in page
+    assert 'name="param-header-0-1"' in page and 'name="param-body-0-2"' in page
+    assert f'id="template-{pending.pk}"' not in page and f'id="template-{other_waba.pk}"' not in page
+
+
+def test_no_reply_box_without_the_permission_to_send(client, contact):
+    client.force_login(UserFactory(is_staff=True, permissions=["messaging.view_message"]))
+    page = client.get(conversation(contact))
+    assert page.status_code == 200 and 'name="reply_kind"' not in page.content.decode()
+    assert client.post(conversation(contact), {"reply_kind": "text", "body": "hi"}).status_code == 403
+    assert not Message.objects.filter(direction="outbound").exists()
+
+
+def test_a_text_reply_is_queued_once_through_the_send_service(admin_client, contact, sender, admin_user):
+    key = reply_key(admin_client.get(conversation(contact)).content.decode())
+    form = {
+        "reply_kind": "text",
+        "body": "Your order ships today",
+        "phone_number": sender.pk,
+        "reply_key": key,
+    }
+
+    first = admin_client.post(conversation(contact), form)
+    again = admin_client.post(conversation(contact), form)  # a double click
+
+    sent = Message.objects.get(direction="outbound")
+    assert first.status_code == 302 and first["Location"].endswith(f"#message-{sent.pk}")
+    assert again.status_code == 302 and again["Location"] == first["Location"]
+    assert (sent.status, sent.type, sent.text, sent.phone_number) == ("queued", "text", form["body"], sender)
+    assert sent.created_by == admin_user
+    assert AuditLog.objects.filter(action="message.send", source="admin").count() == 1
+
+
+def test_the_services_refusal_is_shown_and_nothing_is_queued(admin_client, contact, sender):
+    contact.last_inbound_at = timezone.now() - timedelta(days=3)
+    contact.save()
+    response = admin_client.post(
+        conversation(contact), {"reply_kind": "text", "body": "hello", "phone_number": sender.pk}
+    )
+    assert response.status_code == 200
+    errors = re.search(
+        r'<ul class="errorlist wharf-reply-errors">(.*?)</ul>', response.content.decode(), re.S
+    )
+    assert errors and "template" in errors.group(1).lower()
+    assert not Message.objects.filter(direction="outbound").exists()
+
+
+def test_a_template_reply_sends_its_parameters(admin_client, contact, sender, template):
+    contact.last_inbound_at = None
+    contact.save()
+    key = reply_key(admin_client.get(conversation(contact)).content.decode())
+    response = admin_client.post(
+        conversation(contact),
+        {
+            "reply_kind": "template",
+            "template": template.pk,
+            "phone_number": sender.pk,
+            "reply_key": key,
+            "param-header-0-1": "A-17",
+            "param-body-0-1": "Ann",
+            "param-body-0-2": "A-17",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    sent = Message.objects.get(direction="outbound")
+    assert sent.type == "template"
+    assert sent.payload["template"] == {
+        "name": "order_shipped",
+        "language": {"code": "en_GB"},
+        "components": [
+            {"type": "header", "parameters": [{"type": "text", "text": "A-17"}]},
+            {
+                "type": "body",
+                "parameters": [{"type": "text", "text": "Ann"}, {"type": "text", "text": "A-17"}],
+            },
+        ],
+    }
+
+
+def test_a_media_reply_goes_to_s3_under_the_outgoing_prefix(admin_client, contact, sender):
+    storage_ensure_bucket()
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("my photo.png", PNG, content_type="image/png")
+    response = admin_client.post(
+        conversation(contact),
+        {"reply_kind": "media", "phone_number": sender.pk, "file": upload, "caption": "the parcel"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    sent = Message.objects.get(direction="outbound")
+    assert sent.type == "image" and sent.media_key.startswith(settings.MEDIA_OUTGOING_PREFIX)
+    assert sent.media_key.endswith("/my_photo.png")
+    stored = s3_client().get_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=sent.media_key)
+    assert stored["Body"].read() == PNG
+
+
+def test_a_refused_media_reply_leaves_no_object_behind(admin_client, contact, sender):
+    storage_ensure_bucket()
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("run.exe", b"MZ" * 100, content_type="application/x-msdownload")
+    response = admin_client.post(conversation(contact), {"reply_kind": "media", "file": upload})
+    assert response.status_code == 200 and "wharf-reply-errors" in response.content.decode()
+    listed = s3_client().list_objects_v2(
+        Bucket=settings.AWS_STORAGE_BUCKET_NAME, Prefix=settings.MEDIA_OUTGOING_PREFIX
+    )
+    assert not [item for item in listed.get("Contents", []) if item["Key"].endswith("/run.exe")]
+
+
+# -- messages: failures, attempts, in doubt -----------------------------------------------------------
+
+
+def test_failures_in_doubt_filter_and_attempts_are_shown(admin_client, contact, sender):
+    failed = MessageFactory(
+        contact=contact,
+        direction="outbound",
+        status="failed",
+        error_code=131047,
+        error_title="Re-engagement message",
+    )
+    doubtful = MessageFactory(contact=contact, direction="outbound", status="in_doubt", text="doubtful one")
+    SendAttempt.objects.create(
+        message=failed,
+        started_at=timezone.now(),
+        http_status=400,
+        error_code=131047,
+        error_title="Re-engagement message",
+        latency_ms=42,
+        outcome="failed",
+    )
+
+    listing = admin_client.get("/admin/messaging/message/").content.decode()
+    assert "131047: Re-engagement message" in listing
+    in_doubt = admin_client.get("/admin/messaging/message/?in_doubt=yes").content.decode()
+    assert "doubtful one" in in_doubt and failed.text not in in_doubt
+    detail = admin_client.get(f"/admin/messaging/message/{failed.pk}/change/").content.decode()
+    assert "attempts to send" in detail.lower() and "42" in detail
+    assert admin_client.get(f"/admin/messaging/message/{doubtful.pk}/change/").status_code == 200
+
+
+def test_resend_and_abandon_in_doubt_messages(admin_client, contact):
+    resend = MessageFactory(contact=contact, direction="outbound", status="in_doubt")
+    abandon = MessageFactory(contact=contact, direction="outbound", status="in_doubt")
+    delivered = MessageFactory(contact=contact, direction="outbound", status="delivered")
+
+    admin_client.post("/admin/messaging/message/", action("resend", [resend, delivered]))
+    admin_client.post("/admin/messaging/message/", action("abandon", [abandon]))
+
+    resend.refresh_from_db(), abandon.refresh_from_db(), delivered.refresh_from_db()
+    assert (resend.status, abandon.status, delivered.status) == ("queued", "abandoned", "delivered")
+    assert AuditLog.objects.filter(action="message.resend").count() == 1
+    assert AuditLog.objects.filter(action="message.abandon").count() == 1
+
+
+def test_in_doubt_actions_need_the_permission_to_send(client, contact):
+    doubtful = MessageFactory(contact=contact, direction="outbound", status="in_doubt")
+    client.force_login(UserFactory(is_staff=True, permissions=["messaging.view_message"]))
+    assert 'value="resend"' not in client.get("/admin/messaging/message/").content.decode()
+    client.post("/admin/messaging/message/", action("resend", [doubtful]))
+    doubtful.refresh_from_db()
+    assert doubtful.status == "in_doubt"
+
+
+# -- sender numbers -------------------------------------------------------------------------------------
+
+
+def test_paused_numbers_are_shown_and_resumed(admin_client, sender):
+    running = PhoneNumberFactory()
+    PhoneNumber.objects.filter(pk=sender.pk).update(
+        paused_at=timezone.now(), paused_reason="(#190) Error validating access token"
+    )
+
+    listing = admin_client.get("/admin/messaging/phonenumber/?paused=yes").content.decode()
+    assert "paused since" in listing and "Error validating access token" in listing
+    assert str(running.phone_number_id) not in listing
+    detail = admin_client.get(f"/admin/messaging/phonenumber/{sender.pk}/change/").content.decode()
+    assert "Error validating access token" in detail
+
+    alert = operator_alert_raise(key=f"sender-paused:{sender.phone_number_id}", text="Sending is paused.")
+    assert "Sending is paused." in admin_client.get("/admin/").content.decode()
+
+    admin_client.post("/admin/messaging/phonenumber/", action("resume_sending", [sender, running]))
+
+    sender.refresh_from_db()
+    assert sender.paused_at is None and sender.paused_reason == ""
+    alert.refresh_from_db()
+    assert alert.acknowledged_at is not None  # the banner goes with the pause
+    assert AuditLog.objects.filter(action="phone_number.resume").count() == 1
+
+
+# -- templates ------------------------------------------------------------------------------------------
+
+
+def test_template_list_filters_and_detail(admin_client, template):
+    Template.objects.create(waba_id="999", name="promo", language="en", status="PAUSED", category="MARKETING")
+    for query in ("", "?status=APPROVED", "?category__exact=MARKETING", "?waba_id=999", "?q=order"):
+        assert admin_client.get(f"/admin/messaging/template/{query}").status_code == 200, query
+    approved = admin_client.get("/admin/messaging/template/?status=APPROVED").content.decode()
+    assert "order_shipped" in approved and "promo" not in approved
+    detail = admin_client.get(f"/admin/messaging/template/{template.pk}/change/").content.decode()
+    assert "Hi {{1}}, order {{2}} is on its way." in detail
+    assert (
+        'action="/admin/messaging/template/sync/"'
+        in admin_client.get("/admin/messaging/template/").content.decode()
+    )
+
+
+def test_the_conversation_offers_resend_and_abandon_on_an_in_doubt_message(admin_client, contact):
+    doubtful = MessageFactory(contact=contact, direction="outbound", status="in_doubt")
+    url = f"/admin/messaging/message/{doubtful.pk}/in-doubt/"
+    page = admin_client.get(conversation(contact)).content.decode()
+    assert f'action="{url}"' in page and "may or may not have arrived" in page
+
+    response = admin_client.post(url, {"decision": "resend"})
+    assert response["Location"].endswith(f"#message-{doubtful.pk}")
+    doubtful.refresh_from_db()
+    assert doubtful.status == "queued"
+
+    again = admin_client.post(url, {"decision": "abandon"}, follow=True)  # no longer in doubt
+    assert "Only a message in doubt" in again.content.decode()
+    doubtful.refresh_from_db()
+    assert doubtful.status == "queued"
+    assert admin_client.post(url, {"decision": "delete"}).status_code == 400
+    assert admin_client.get(url).status_code == 405

@@ -1,0 +1,758 @@
+"""The sandbox's send endpoint, counters, templates and status webhooks, over real HTTP.
+
+The sandbox is the process the test session started (tests/stack.py); every test here leaves it
+as it started (`POST /sandbox/reset`).
+"""
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from django.conf import settings
+
+from config.celery import app as celery_app
+from messaging.models import Message
+from messaging.sandbox import payloads
+from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory
+from tests.messaging.test_sandbox import assert_graph_error, sandbox_root, upload
+
+NUMBER = "100000000000002"
+TO = "+447700900123"
+WA_ID = "447700900123"
+
+
+@pytest.fixture(autouse=True)
+def sandbox_reset():
+    httpx.post(f"{sandbox_root()}/sandbox/reset").raise_for_status()
+    yield
+    httpx.post(f"{sandbox_root()}/sandbox/reset").raise_for_status()
+
+
+@pytest.fixture
+def graph() -> httpx.Client:
+    with httpx.Client(
+        base_url=settings.WHATSAPP_GRAPH_URL + "/",
+        headers={"Authorization": f"Bearer {settings.WHATSAPP_ACCESS_TOKEN}"},
+        timeout=10,
+    ) as client:
+        yield client
+
+
+def configure(**changes) -> dict:
+    response = httpx.post(f"{sandbox_root()}/sandbox/config", json=changes)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def stats() -> dict:
+    return httpx.get(f"{sandbox_root()}/sandbox/stats").json()
+
+
+def text(body: str = "hello", to: str = TO, **extra) -> dict:
+    return {"messaging_product": "whatsapp", "to": to, "type": "text", "text": {"body": body}, **extra}
+
+
+def send(graph: httpx.Client, message: dict, number: str = NUMBER) -> httpx.Response:
+    return graph.post(f"{number}/messages", json=message)
+
+
+class Receiver:
+    """A small HTTP server standing in for Wharf's webhook: it keeps what it is posted."""
+
+    def __init__(self):
+        self.posts: list[tuple[dict, bytes]] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver._lock:
+                    receiver.posts.append((dict(self.headers), raw))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/webhooks/whatsapp/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def statuses(self) -> list[dict]:
+        with self._lock:
+            bodies = [json.loads(raw) for _, raw in self.posts]
+        return [
+            status
+            for body in bodies
+            for entry in body["entry"]
+            for change in entry["changes"]
+            for status in change["value"].get("statuses", [])
+        ]
+
+    def wait(self, count: int, timeout_s: float = 10) -> list[dict]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and len(self.statuses()) < count:
+            time.sleep(0.02)
+        return self.statuses()
+
+
+@pytest.fixture
+def receiver():
+    receiver = Receiver()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+def test_a_text_is_answered_in_metas_shape_with_a_new_wamid(graph):
+    response = send(graph, text(biz_opaque_callback_data="wharf-1"))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert list(body) == ["messaging_product", "contacts", "messages"]
+    assert body["messaging_product"] == "whatsapp"
+    assert body["contacts"] == [{"input": TO, "wa_id": WA_ID}]
+    (message,) = body["messages"]
+    assert list(message) == ["id"] and message["id"].startswith("wamid.")
+    counted = stats()
+    assert counted["messages"] == {NUMBER: 1}
+    assert counted["sends_by_callback"] == {"wharf-1": 1}
+    assert counted["by_wamid"][message["id"]] == {
+        "phone_number_id": NUMBER,
+        "to": WA_ID,
+        "type": "text",
+        "biz_opaque_callback_data": "wharf-1",
+        "dropped": False,
+    }
+    assert send(graph, text()).json()["messages"][0]["id"] != message["id"]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        text(body="x" * 4096, context={"message_id": "wamid.inbound"}),
+        {
+            "messaging_product": "whatsapp",
+            "to": TO,
+            "text": {"body": "type defaults to text", "preview_url": True},
+        },
+        {
+            "messaging_product": "whatsapp",
+            "to": TO,
+            "type": "image",
+            "image": {"link": "https://e.x/a.png", "caption": "c"},
+        },
+        {"messaging_product": "whatsapp", "to": TO, "type": "video", "video": {"link": "https://e.x/a.mp4"}},
+        {"messaging_product": "whatsapp", "to": TO, "type": "audio", "audio": {"link": "https://e.x/a.ogg"}},
+        {
+            "messaging_product": "whatsapp",
+            "to": TO,
+            "type": "sticker",
+            "sticker": {"link": "https://e.x/a.webp"},
+        },
+        {
+            "messaging_product": "whatsapp",
+            "to": TO,
+            "type": "document",
+            "document": {"link": "https://e.x/a.pdf", "filename": "a.pdf", "caption": "the file"},
+        },
+        {
+            "messaging_product": "whatsapp",
+            "to": TO,
+            "type": "interactive",
+            "interactive": {
+                "type": "button",
+                "body": {"text": "Choose"},
+                "action": {
+                    "buttons": [
+                        {"type": "reply", "reply": {"id": f"b{i}", "title": f"Option {i}"}} for i in range(3)
+                    ]
+                },
+            },
+        },
+        {
+            "messaging_product": "whatsapp",
+            "to": TO,
+            "type": "interactive",
+            "interactive": {
+                "type": "list",
+                "body": {"text": "Choose"},
+                "action": {
+                    "button": "Options",
+                    "sections": [
+                        {"title": "A", "rows": [{"id": f"a{i}", "title": f"Row {i}"} for i in range(5)]},
+                        {"title": "B", "rows": [{"id": f"b{i}", "title": f"Row {i}"} for i in range(5)]},
+                    ],
+                },
+            },
+        },
+        {
+            "messaging_product": "whatsapp",
+            "to": TO,
+            "type": "reaction",
+            "reaction": {"message_id": "wamid.x", "emoji": "👍"},
+        },
+        {
+            "messaging_product": "whatsapp",
+            "to": TO,
+            "type": "location",
+            "location": {"latitude": 51.5, "longitude": -0.12},
+        },
+        {
+            "messaging_product": "whatsapp",
+            "to": TO,
+            "type": "contacts",
+            "contacts": [{"name": {"formatted_name": "Ana"}}],
+        },
+        {
+            "messaging_product": "whatsapp",
+            "to": TO,
+            "type": "template",
+            "template": {"name": "hello_world", "language": {"code": "en_US"}},
+        },
+    ],
+    ids=lambda message: message.get("type", "text-default"),
+)
+def test_every_kind_of_message_is_accepted(graph, message):
+    response = send(graph, message)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["messages"][0]["id"].startswith("wamid.")
+
+
+def test_uploaded_media_is_sent_by_id_and_an_unknown_id_is_not(graph):
+    media_id = upload(graph)
+    image = {"messaging_product": "whatsapp", "to": TO, "type": "image", "image": {"id": media_id}}
+
+    assert send(graph, image).status_code == 200
+    unknown = send(graph, {**image, "image": {"id": "999000111222333"}})
+    error = assert_graph_error(unknown, status=400, code=100)
+    assert "image['id']" in error["message"]
+
+
+def buttons(count: int) -> dict:
+    return {
+        "type": "button",
+        "body": {"text": "Choose"},
+        "action": {
+            "buttons": [{"type": "reply", "reply": {"id": f"b{i}", "title": f"B{i}"}} for i in range(count)]
+        },
+    }
+
+
+def list_rows(count: int) -> dict:
+    rows = [{"id": f"r{i}", "title": f"Row {i}"} for i in range(count)]
+    return {
+        "type": "list",
+        "body": {"text": "Choose"},
+        "action": {"button": "Options", "sections": [{"rows": rows}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("message", "named"),
+    [
+        ({"to": TO, "type": "text", "text": {"body": "hi"}}, "messaging_product"),
+        (text(to=""), "to"),
+        (text(to="not a number"), "to"),
+        ({**text(), "type": "fax"}, "type"),
+        (text(body="x" * 4097), "text['body']"),
+        (text(body=""), "text['body']"),
+        ({**text(), "context": {}}, "context['message_id']"),
+        (
+            {"messaging_product": "whatsapp", "to": TO, "type": "interactive", "interactive": buttons(4)},
+            "buttons",
+        ),
+        (
+            {"messaging_product": "whatsapp", "to": TO, "type": "interactive", "interactive": list_rows(11)},
+            "rows",
+        ),
+        (
+            {
+                "messaging_product": "whatsapp",
+                "to": TO,
+                "type": "image",
+                "image": {"id": "1", "link": "https://e.x/a"},
+            },
+            "image['id'] or image['link']",
+        ),
+        (
+            {
+                "messaging_product": "whatsapp",
+                "to": TO,
+                "type": "audio",
+                "audio": {"link": "https://e.x/a", "caption": "c"},
+            },
+            "audio['caption']",
+        ),
+        (
+            {
+                "messaging_product": "whatsapp",
+                "to": TO,
+                "type": "location",
+                "location": {"latitude": 91, "longitude": 0},
+            },
+            "location['latitude']",
+        ),
+        (
+            {
+                "messaging_product": "whatsapp",
+                "to": TO,
+                "type": "template",
+                "template": {"language": {"code": "en_US"}},
+            },
+            "template['name']",
+        ),
+        (
+            {
+                "messaging_product": "whatsapp",
+                "to": TO,
+                "type": "template",
+                "template": {"name": "hello_world"},
+            },
+            "template['language']",
+        ),
+        ({"messaging_product": "whatsapp", "status": "read", "message_id": "not-a-wamid"}, "message_id"),
+    ],
+)
+def test_an_invalid_message_is_100_naming_the_parameter(graph, message, named):
+    response = send(graph, message)
+
+    error = assert_graph_error(response, status=400, code=100)
+    assert named in error["message"]
+    assert error["error_data"]["details"]
+    assert stats()["accepted"] == 0
+    assert stats()["errors"] == {"100": 1}
+
+
+def test_mark_as_read_is_success_and_counted_apart(graph):
+    response = send(
+        graph, {"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.inbound1"}
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {"success": True}
+    assert stats()["reads"] == 1
+    assert stats()["accepted"] == 0
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong-token"])
+def test_a_send_with_a_wrong_token_is_190_and_counted(header):
+    headers = {"Authorization": header} if header else {}
+
+    response = httpx.post(f"{settings.WHATSAPP_GRAPH_URL}/{NUMBER}/messages", json=text(), headers=headers)
+
+    assert_graph_error(response, status=401, code=190)
+    assert stats()["errors"] == {"190": 1}
+    assert stats()["accepted"] == 0
+
+
+# -- the window, undeliverable recipients, templates ---------------------------------------------
+
+
+def test_outside_the_24_hour_window_a_free_form_message_is_131047_and_a_template_goes(graph):
+    configure(window_closed=[TO])
+    template = {"name": "hello_world", "language": {"code": "en_US"}}
+
+    refused = send(graph, text())
+    accepted = send(
+        graph, {"messaging_product": "whatsapp", "to": TO, "type": "template", "template": template}
+    )
+
+    error = assert_graph_error(refused, status=400, code=131047)
+    assert "24 hours" in error["error_data"]["details"]
+    assert accepted.status_code == 200
+    assert send(graph, text(to="+447700900999")).status_code == 200  # others' windows stay open
+
+
+def test_the_window_follows_the_last_inbound_time(graph):
+    configure(last_inbound={WA_ID: time.time() - 25 * 3600, "447700900999": time.time() - 23 * 3600})
+
+    assert_graph_error(send(graph, text()), status=400, code=131047)
+    assert send(graph, text(to="+447700900999")).status_code == 200
+
+    configure(window_open_by_default=False, last_inbound={})
+    assert_graph_error(send(graph, text(to="+447700900999")), status=400, code=131047)
+
+
+def test_an_undeliverable_recipient_is_131026(graph):
+    configure(undeliverable=[WA_ID])
+
+    error = assert_graph_error(send(graph, text()), status=400, code=131026)
+
+    assert "Undeliverable" in error["message"]
+    assert stats()["errors"] == {"131026": 1}
+
+
+def template_message(name: str, language: str = "en_US", components: list | None = None) -> dict:
+    template = {"name": name, "language": {"code": language}}
+    if components is not None:
+        template["components"] = components
+    return {"messaging_product": "whatsapp", "to": TO, "type": "template", "template": template}
+
+
+def define(*templates: dict) -> list[dict]:
+    response = httpx.post(f"{sandbox_root()}/sandbox/templates", json={"templates": list(templates)})
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+ORDER_SHIPPED = {
+    "name": "order_shipped",
+    "language": "en_GB",
+    "category": "UTILITY",
+    "components": [{"type": "BODY", "text": "Hello {{1}}, order {{2}} has shipped."}],
+}
+
+
+def test_an_unknown_template_is_132001_until_it_is_defined(graph):
+    parameters = [
+        {"type": "body", "parameters": [{"type": "text", "text": "Ana"}, {"type": "text", "text": "42"}]}
+    ]
+    message = template_message("order_shipped", "en_GB", parameters)
+
+    unknown = send(graph, message)
+    define(ORDER_SHIPPED)
+    known = send(graph, message)
+    other_language = send(graph, template_message("order_shipped", "pt_BR", parameters))
+
+    assert_graph_error(unknown, status=404, code=132001)
+    assert known.status_code == 200
+    assert known.json()["messages"][0]["message_status"] == "accepted"
+    assert_graph_error(other_language, status=404, code=132001)
+
+
+def test_a_template_with_the_wrong_number_of_parameters_is_132000(graph):
+    define(ORDER_SHIPPED)
+    one = [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]
+
+    error = assert_graph_error(
+        send(graph, template_message("order_shipped", "en_GB", one)), status=400, code=132000
+    )
+
+    assert "(1)" in error["error_data"]["details"] and "(2)" in error["error_data"]["details"]
+
+
+def test_a_paused_or_pending_template_is_refused(graph):
+    (paused,) = define({**ORDER_SHIPPED, "name": "paused_one", "components": [], "status": "PAUSED"})
+    define({**ORDER_SHIPPED, "name": "pending_one", "components": [], "status": "PENDING"})
+
+    assert_graph_error(send(graph, template_message("paused_one", "en_GB")), status=400, code=132015)
+    assert_graph_error(send(graph, template_message("pending_one", "en_GB")), status=404, code=132001)
+    assert paused["status"] == "PAUSED"
+
+
+def test_templates_are_listed_by_waba_in_pages_like_meta(graph):
+    waba = "200000000000001"
+    define(*[{**ORDER_SHIPPED, "name": f"template_{i}", "waba_id": waba} for i in range(5)])
+
+    names, pages, url = [], 0, f"{waba}/message_templates?limit=2"
+    while url:
+        response = graph.get(url)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        names += [template["name"] for template in body["data"]]
+        assert set(body["paging"]["cursors"]) == {"before", "after"}
+        url = body["paging"].get("next")
+        pages += 1
+
+    assert names == [f"template_{i}" for i in range(5)]
+    assert pages == 3
+    template = graph.get(f"{waba}/message_templates", params={"name": "template_3"}).json()["data"][0]
+    assert set(template) == {"name", "parameter_format", "components", "language", "status", "category", "id"}
+    assert template["status"] == "APPROVED" and template["language"] == "en_GB"
+    default_waba = graph.get(f"{payloads.DEFAULT_WABA_ID}/message_templates").json()
+    assert [template["name"] for template in default_waba["data"]] == ["hello_world"]
+    assert "next" not in default_waba["paging"]
+    assert graph.get("300000000000001/message_templates").json() == {"data": []}
+
+
+# -- limits --------------------------------------------------------------------------------------
+
+
+def test_a_number_over_its_own_rate_is_answered_130429_and_counted_exactly(graph):
+    configure(rate_limits={NUMBER: 20})
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        codes = list(pool.map(lambda i: send(graph, text(f"m{i}")).status_code, range(100)))
+    elapsed = time.monotonic() - started
+
+    counted = stats()
+    assert codes.count(200) == counted["messages"][NUMBER]
+    assert counted["rate_limited"] == codes.count(400) == counted["errors"]["130429"]
+    assert codes.count(200) + codes.count(400) == 100
+    if elapsed < 1:  # all inside one second: exactly the limit went through
+        assert counted["messages"][NUMBER] == 20
+        assert counted["rate_limited"] == 80
+    else:
+        assert 20 <= counted["messages"][NUMBER] <= 20 * (int(elapsed) + 1)
+    other = send(graph, text(), number="100000000000003")  # another number has its own window
+    assert other.status_code == 200
+
+
+def test_the_rate_window_slides_and_a_paced_sender_is_never_refused(graph):
+    configure(rate_limits={NUMBER: 20})
+    for i in range(20):
+        assert send(graph, text(f"burst {i}")).status_code == 200
+    error = assert_graph_error(send(graph, text("one too many")), status=400, code=130429)
+    assert "20/s" in error["error_data"]["details"]
+    time.sleep(1.05)
+
+    started = time.monotonic()
+    for i in range(36):  # 18/s for two seconds
+        time.sleep(max(0.0, started + i / 18 - time.monotonic()))
+        response = send(graph, text(f"paced {i}"))
+        assert response.status_code == 200, response.text
+
+    assert stats()["rate_limited"] == 1
+
+
+def test_one_recipient_too_often_is_131056_while_others_go(graph):
+    configure(pair_spacing_ms=500)
+
+    first, second = send(graph, text()), send(graph, text())
+    other = send(graph, text(to="+447700900999"))
+
+    assert first.status_code == 200
+    assert_graph_error(second, status=400, code=131056)
+    assert other.status_code == 200
+    time.sleep(0.55)
+    assert send(graph, text()).status_code == 200
+    assert stats()["pair_limited"] == 1
+
+
+# -- faults and counters -------------------------------------------------------------------------
+
+
+def test_a_5xx_fault_answers_500_and_sends_nothing(graph):
+    configure(messages_5xx_rate=1.0)
+
+    response = send(graph, text())
+
+    assert_graph_error(response, status=500, code=131000)
+    assert stats()["accepted"] == 0
+    configure(messages_5xx_rate=0.0)
+    assert send(graph, text()).status_code == 200
+
+
+def test_a_dropped_connection_is_a_message_sent_whose_answer_was_lost(graph):
+    configure(messages_drop_next=1)
+
+    with pytest.raises(httpx.RemoteProtocolError):
+        send(graph, text(biz_opaque_callback_data="wharf-7"))
+    again = send(graph, text(biz_opaque_callback_data="wharf-7"))
+
+    assert again.status_code == 200
+    counted = stats()
+    assert counted["messages"] == {NUMBER: 2}
+    assert counted["dropped"] == 1
+    assert counted["duplicates"] == 1
+    assert counted["sends_by_callback"] == {"wharf-7": 2}
+    assert [sent["dropped"] for sent in counted["by_wamid"].values()] == [True, False]
+
+
+def test_duplicates_count_only_callback_data_seen_before(graph):
+    for callback in ("a", "b", "a", "", ""):
+        assert send(graph, text("same", biz_opaque_callback_data=callback)).status_code == 200
+
+    counted = stats()
+    assert counted["duplicates"] == 1
+    assert counted["sends_by_callback"] == {"a": 2, "b": 1}
+    assert counted["accepted"] == 5
+
+
+def test_stats_can_be_zeroed_and_reset_restores_the_start(graph):
+    configure(rate_limits={NUMBER: 1}, undeliverable=[WA_ID], latency_ms=5)
+    send(graph, text())
+    assert stats()["errors"] == {"131026": 1}
+
+    zeroed = httpx.delete(f"{sandbox_root()}/sandbox/stats").json()
+    assert zeroed["errors"] == {} and zeroed["messages"] == {}
+    assert configure()["rate_limits"] == {NUMBER: 1}  # settings stay
+
+    httpx.post(f"{sandbox_root()}/sandbox/reset").raise_for_status()
+    config = configure()
+    assert config["rate_limits"] == {} and config["undeliverable"] == [] and config["latency_ms"] == 0
+    assert config["app_secret"] == "<set>"
+    assert send(graph, text()).status_code == 200
+
+
+def test_an_unknown_setting_is_refused_naming_it():
+    response = httpx.post(f"{sandbox_root()}/sandbox/config", json={"rate_limit": 5})
+
+    error = assert_graph_error(response, status=400, code=100)
+    assert "'rate_limit'" in error["message"]
+
+
+# -- status webhooks -----------------------------------------------------------------------------
+
+
+def assert_signed(receiver: Receiver) -> None:
+    for headers, raw in receiver.posts:
+        assert headers["X-Hub-Signature-256"] == payloads.body_signature(raw, settings.WHATSAPP_APP_SECRET)
+        assert headers["Content-Type"] == "application/json"
+
+
+def test_statuses_are_posted_signed_in_order_in_metas_shape(graph, receiver):
+    configure(webhook_url=receiver.url, status_delays_ms={"sent": 0, "delivered": 50, "read": 100})
+
+    wamid = send(graph, text(biz_opaque_callback_data="wharf-9")).json()["messages"][0]["id"]
+    statuses = receiver.wait(3)
+
+    assert [status["status"] for status in statuses] == ["sent", "delivered", "read"]
+    assert_signed(receiver)
+    body = json.loads(receiver.posts[0][1])
+    assert body["object"] == "whatsapp_business_account"
+    (entry,) = body["entry"]
+    assert entry["id"] == payloads.DEFAULT_WABA_ID
+    (change,) = entry["changes"]
+    assert change["field"] == "messages"
+    assert change["value"]["messaging_product"] == "whatsapp"
+    assert change["value"]["metadata"]["phone_number_id"] == NUMBER
+    sent, delivered, read = statuses
+    for status in statuses:
+        assert status["id"] == wamid
+        assert status["recipient_id"] == WA_ID
+        assert isinstance(status["timestamp"], str) and status["timestamp"].isdigit()
+        assert status["biz_opaque_callback_data"] == "wharf-9"
+    assert sent["conversation"]["origin"] == {"type": "service"}
+    assert sent["conversation"] == delivered["conversation"]
+    assert sent["pricing"] == {
+        "billable": False,
+        "pricing_model": "PMP",
+        "category": "service",
+        "type": "free_customer_service",
+    }
+    assert "conversation" not in read and "pricing" not in read
+    webhooks = stats()["webhooks"]
+    assert webhooks["posted"] == 3 and webhooks["failed"] == 0
+
+
+def test_a_recipient_set_to_fail_after_accept_gets_a_failed_status(graph, receiver):
+    configure(webhook_url=receiver.url, status_delays_ms={"sent": 0}, fail_after_accept={TO: 131026})
+
+    response = send(graph, text())
+    (failed,) = receiver.wait(1)
+
+    assert response.status_code == 200
+    assert failed["status"] == "failed"
+    assert failed["id"] == response.json()["messages"][0]["id"]
+    (error,) = failed["errors"]
+    assert error["code"] == 131026
+    assert error["title"] == "Message undeliverable"
+    assert error["error_data"]["details"]
+    time.sleep(0.2)
+    assert len(receiver.statuses()) == 1
+
+
+def test_statuses_never_hold_up_the_answer_and_come_at_their_delay(graph, receiver):
+    configure(webhook_url=receiver.url, status_delays_ms={"sent": 400, "delivered": None, "read": 1000})
+
+    started = time.monotonic()
+    assert send(graph, text()).status_code == 200
+    answered = time.monotonic() - started
+    assert receiver.statuses() == []
+    (sent,) = receiver.wait(1)
+    arrived = time.monotonic() - started
+    time.sleep(0.3)
+
+    assert answered < 0.3
+    assert 0.35 < arrived < 3
+    assert sent["status"] == "sent"
+    assert [status["status"] for status in receiver.statuses()] == ["sent"]  # None stops the sequence
+
+
+def test_statuses_due_together_share_a_webhook_up_to_the_batch_size(graph, receiver):
+    configure(webhook_url=receiver.url, status_delays_ms={"sent": 300}, status_batch_max=4)
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        wamids = list(pool.map(lambda i: send(graph, text(f"m{i}")).json()["messages"][0]["id"], range(10)))
+    statuses = receiver.wait(10)
+
+    assert sorted(status["id"] for status in statuses) == sorted(wamids)
+    assert 3 <= len(receiver.posts) < 10
+    assert all(
+        len(json.loads(raw)["entry"][0]["changes"][0]["value"]["statuses"]) <= 4 for _, raw in receiver.posts
+    )
+    assert_signed(receiver)
+
+
+def test_no_webhook_url_or_statuses_off_posts_nothing(graph, receiver):
+    configure(webhook_url=receiver.url, statuses=False, status_delays_ms={"sent": 0})
+    send(graph, text())
+    configure(webhook_url="", statuses=True)
+    send(graph, text())
+    time.sleep(0.3)
+
+    assert receiver.posts == []
+
+
+def test_a_template_status_change_posts_metas_template_webhook(receiver):
+    configure(webhook_url=receiver.url)
+    (template,) = define(ORDER_SHIPPED)
+
+    response = httpx.post(
+        f"{sandbox_root()}/sandbox/templates/{template['id']}/status",
+        json={"status": "paused", "reason": "LOW"},
+    )
+
+    assert response.status_code == 200 and response.json()["webhook"] is True
+    deadline = time.monotonic() + 5
+    while not receiver.posts and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert_signed(receiver)
+    change = json.loads(receiver.posts[0][1])["entry"][0]["changes"][0]
+    assert change["field"] == "message_template_status_update"
+    assert change["value"] == {
+        "event": "PAUSED",
+        "message_template_id": int(template["id"]),
+        "message_template_name": "order_shipped",
+        "message_template_language": "en_GB",
+        "reason": "LOW",
+    }
+
+
+@pytest.fixture
+def celery_eager():
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = eager
+
+
+def test_statuses_reach_our_webhook_and_move_the_message_to_read(
+    graph, live_server, transactional_db, celery_eager
+):
+    """Through Wharf's real webhook (processed inline): the sandbox's signature and shapes are Meta's."""
+    number = PhoneNumberFactory(phone_number_id=NUMBER)
+    configure(
+        webhook_url=f"{live_server.url}/webhooks/whatsapp/",
+        status_delays_ms={"sent": 300, "delivered": 400, "read": 500},
+    )
+    wamid = send(graph, text()).json()["messages"][0]["id"]
+    message = MessageFactory(
+        wamid=wamid,
+        direction=Message.Direction.OUTBOUND,
+        status=Message.Status.SENT,
+        phone_number=number,
+        contact=ContactFactory(),
+    )
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        message.refresh_from_db()
+        if message.status == Message.Status.READ:
+            break
+        time.sleep(0.05)
+
+    assert message.status == Message.Status.READ
+    assert stats()["webhooks"]["posted"] == 3
