@@ -119,8 +119,9 @@ def rate_slots_take(*, phone_number: PhoneNumber, recipients: list[str]) -> list
                 "spacing": spacing,
             },
         )
-        # The row's old turn is not returned; its new one is. When the batch's own chain set it,
-        # the old turn was earlier still, and the chain is only aligned to end where it ends.
+        # RETURNING gives the turn after the batch, not the one before. Counting back one spacing
+        # per occurrence gives that old turn where it decided the new one, else a later time, so
+        # each occurrence stays a spacing after the old turn and after its previous occurrence.
         for recipient, next_at in cursor.fetchall():
             chain = chains[recipient]
             first = next_at - len(chain) * spacing

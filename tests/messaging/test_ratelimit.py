@@ -1,11 +1,12 @@
 import threading
+import time
 from bisect import bisect_right
 from datetime import datetime, timedelta
 from itertools import pairwise
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from messaging.models import PhoneNumber, RecipientPace, SenderPace
 from messaging.ratelimit import rate_clock_now, rate_paces_sweep, rate_slot_wait, rate_slots_take
@@ -265,3 +266,32 @@ def test_slots_of_a_number_that_is_gone_are_refused(db):
     PhoneNumber.objects.filter(pk=phone_number.pk).delete()
     with pytest.raises(PhoneNumber.DoesNotExist):
         rate_slots_take(phone_number=phone_number, recipients=["a"])
+
+
+def test_a_worker_kept_waiting_for_the_row_gets_slots_from_when_it_got_it(transactional_db, no_spacing):
+    """The clock is read once the row is locked: slots from when the statement began would be in
+    the past by the time the worker has them, and it would send them all at once."""
+    phone_number = PhoneNumberFactory(rate_limit_per_s=80)
+    locked, released_at, taken = threading.Event(), [], []
+
+    def hold() -> None:
+        with transaction.atomic():
+            rate_slots_take(phone_number=phone_number, recipients=["a"])
+            locked.set()
+            time.sleep(0.5)
+            released_at.append(db_now())
+        connection.close()
+
+    def wait() -> None:
+        locked.wait(timeout=10)
+        taken.extend(rate_slots_take(phone_number=phone_number, recipients=["b", "c"]))
+        connection.close()
+
+    threads = [threading.Thread(target=hold), threading.Thread(target=wait)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert taken[0] >= released_at[0]
+    assert taken[1] - taken[0] == timedelta(microseconds=12_500)
