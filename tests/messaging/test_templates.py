@@ -3,13 +3,15 @@ webhooks (through the parser), and filled in for a send."""
 
 import copy
 import json
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from django.conf import settings
 
-from messaging.models import Template
+from messaging.models import OperatorAlert, Template
 from messaging.parsing import inbound_payload_apply
 from messaging.templates import (
     TemplateSlot,
@@ -17,8 +19,10 @@ from messaging.templates import (
     template_get_approved,
     template_slots,
     template_webhook_apply,
+    templates_sync,
+    templates_sync_task,
 )
-from tests.factories import InboundEventFactory
+from tests.factories import InboundEventFactory, PhoneNumberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -177,3 +181,99 @@ def test_named_parameters_and_a_media_header():
 def sandbox_root() -> str:
     parts = urlsplit(settings.WHATSAPP_GRAPH_URL)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def sandbox_templates(*templates: dict) -> str:
+    """Defines templates in a WABA of their own at the sandbox; returns its id."""
+    waba_id = str(uuid.uuid4().int)[:15]
+    response = httpx.post(
+        f"{sandbox_root()}/sandbox/templates",
+        json={"templates": [template | {"waba_id": waba_id} for template in templates]},
+    )
+    assert response.status_code == 200, response.text
+    return waba_id
+
+
+def sandbox_templates_remove(waba_id: str, name: str) -> None:
+    """The sandbox clears templates only all at once: put back every other one."""
+    kept = httpx.get(f"{sandbox_root()}/sandbox/templates").json()["data"]
+    kept = [t for t in kept if not (t["waba_id"] == waba_id and t["name"] == name)]
+    assert httpx.delete(f"{sandbox_root()}/sandbox/templates").status_code == 200
+    assert httpx.post(f"{sandbox_root()}/sandbox/templates", json={"templates": kept}).status_code == 200
+
+
+BODY = [{"type": "BODY", "text": "Hi {{1}}"}]
+
+
+def test_sync_reads_every_page_and_marks_vanished_templates_deleted(monkeypatch):
+    monkeypatch.setattr("messaging.templates.PAGE_SIZE", 2)
+    waba_id = sandbox_templates(
+        {"name": "alpha", "language": "en_US", "components": BODY},
+        {"name": "alpha", "language": "de", "status": "PENDING"},
+        {"name": "beta", "language": "en_US", "category": "MARKETING"},
+        {"name": "gamma", "language": "en_US", "status": "PAUSED"},
+        {"name": "delta", "language": "en_US"},
+    )
+    Template.objects.create(waba_id="other", name="alpha", language="en_US", status="APPROVED")
+
+    assert templates_sync(waba_id=waba_id) == 5
+    rows = {(t.name, t.language): t for t in Template.objects.filter(waba_id=waba_id)}
+    assert len(rows) == 5
+    alpha = rows[("alpha", "en_US")]
+    assert (alpha.status, alpha.category, alpha.components) == ("APPROVED", "UTILITY", BODY)
+    assert alpha.meta_id and alpha.synced_at is not None
+    assert rows[("beta", "en_US")].category == "MARKETING"
+    assert template_get_approved(waba_id=waba_id, name="alpha", language="en_US") == alpha
+    assert template_get_approved(waba_id=waba_id, name="gamma", language="en_US") is None
+
+    sandbox_templates_remove(waba_id, "beta")
+    assert templates_sync(waba_id=waba_id) == 4
+    assert templates_sync(waba_id=waba_id) == 4  # twice changes nothing more
+    assert Template.objects.filter(waba_id=waba_id).count() == 5
+    assert Template.objects.get(waba_id=waba_id, name="beta").status == "DELETED"
+    assert Template.objects.get(waba_id="other").status == "APPROVED"  # another WABA is not touched
+
+
+def test_sync_picks_up_status_changes_made_at_meta():
+    waba_id = sandbox_templates({"name": "alpha", "language": "en_US"})
+    templates_sync(waba_id=waba_id)
+    template = Template.objects.get(waba_id=waba_id)
+    response = httpx.post(
+        f"{sandbox_root()}/sandbox/templates/{template.meta_id}/status", json={"status": "PAUSED"}
+    )
+    assert response.status_code == 200, response.text
+
+    templates_sync(waba_id=waba_id)
+    template.refresh_from_db()
+    assert template.status == "PAUSED"
+
+
+def test_the_beat_task_syncs_every_waba_of_the_sender_numbers(monkeypatch):
+    PhoneNumberFactory(waba_id="111"), PhoneNumberFactory(waba_id="111"), PhoneNumberFactory(waba_id="222")
+    PhoneNumberFactory(waba_id="")
+    queued = []
+    monkeypatch.setattr("messaging.templates.templates_sync_task.delay", queued.append)
+    assert templates_sync_task() == 2
+    assert sorted(queued) == ["111", "222"]
+
+    waba_id = sandbox_templates({"name": "alpha", "language": "en_US"})
+    assert templates_sync_task(waba_id) == 1
+    assert Template.objects.filter(waba_id=waba_id).count() == 1
+
+
+def test_a_refused_token_raises_an_operator_alert_instead_of_retrying(settings):
+    settings.WHATSAPP_ACCESS_TOKEN = "not-the-sandbox-token"
+    waba_id = sandbox_templates({"name": "alpha", "language": "en_US"})
+    assert templates_sync_task(waba_id) == 0
+    alert = OperatorAlert.objects.get()
+    assert alert.key == f"templates-sync-auth:{waba_id}" and "(#190)" in alert.text
+    assert not Template.objects.exists()
+
+
+def test_the_admins_sync_now_button(admin_client):
+    waba_id = sandbox_templates({"name": "alpha", "language": "en_US"}, {"name": "beta", "language": "en_US"})
+    PhoneNumberFactory(waba_id=waba_id)
+    response = admin_client.post("/admin/messaging/template/sync/", follow=True)
+    assert f"WABA {waba_id}: 2 template(s) from Meta." in response.content.decode()
+    assert Template.objects.filter(waba_id=waba_id).count() == 2
+    assert admin_client.get("/admin/messaging/template/sync/").status_code == 405
