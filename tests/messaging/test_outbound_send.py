@@ -1,0 +1,300 @@
+"""The outgoing drain against the sandbox Graph API over HTTP: what each of Meta's answers does to a
+message and its attempts, dead workers' claims, and concurrent drains that never send twice."""
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import httpx
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from messaging import outbound
+from messaging.models import Message, OperatorAlert, PendingStatus, SendAttempt
+from messaging.outbound import (
+    message_resend,
+    message_send,
+    outgoing_drain,
+    outgoing_message_send,
+    outgoing_sweep,
+)
+from tests.factories import ContactFactory, PhoneNumberFactory
+
+S = Message.Status
+
+
+@pytest.fixture(autouse=True)
+def no_enqueue(monkeypatch, settings):
+    calls = []
+    monkeypatch.setattr(outbound, "_drain_enqueue", lambda *, reason: calls.append(reason) or True)
+    settings.WHATSAPP_RECIPIENT_SPACING_S = 0
+    return calls
+
+
+class Sandbox:
+    def __init__(self, graph_url: str):
+        self.http = httpx.Client(base_url=graph_url.rsplit("/", 1)[0] + "/sandbox/", timeout=10)
+
+    def post(self, path: str, body: dict | None = None) -> dict:
+        answer = self.http.post(path, json=body)
+        answer.raise_for_status()
+        return answer.json()
+
+    def config(self, **changes) -> dict:
+        return self.post("config", changes)
+
+    def fault(self, *, status: int, code: int, message: str = "An error", times: int = 1) -> None:
+        spec = {"route": "messages", "status": status, "code": code, "message": message, "times": times}
+        self.post("faults", {"errors": [spec]})
+
+    def stats(self) -> dict:
+        return self.http.get("stats").json()
+
+
+@pytest.fixture
+def sandbox(settings):
+    sandbox = Sandbox(settings.WHATSAPP_GRAPH_URL)
+    sandbox.post("reset")
+    sandbox.config(statuses=False)
+    yield sandbox
+    sandbox.post("reset")
+
+
+@pytest.fixture
+def sender(db):
+    return PhoneNumberFactory(phone_number_id="106540352242922", rate_limit_per_s=80)
+
+
+def queued(sender, n: int = 1, *, contact=None) -> list[Message]:
+    messages = []
+    for i in range(n):
+        recipient = contact or ContactFactory(last_inbound_at=timezone.now())
+        messages.append(
+            message_send(
+                phone_number=sender,
+                contact=recipient,
+                kind="text",
+                content={"body": f"hello {i}"},
+                actor=None,
+                source="api",
+            )
+        )
+    return messages
+
+
+def fresh(message: Message) -> Message:
+    return Message.objects.get(pk=message.pk)
+
+
+def test_a_drain_sends_records_meta_s_wamid_and_its_attempt_and_sends_nothing_twice(sandbox, sender):
+    (message,) = queued(sender)
+    PendingStatus.objects.create(wamid="unknown", status="sent", timestamp=timezone.now())
+
+    result = outgoing_drain()
+
+    message = fresh(message)
+    assert result.sent == 1
+    assert message.status == S.SENT
+    assert message.wamid.startswith("wamid.")
+    assert message.sent_at is not None
+    assert (message.claimed_by, message.claimed_at) == ("", None)
+    (attempt,) = SendAttempt.objects.filter(message=message)
+    assert (attempt.outcome, attempt.http_status) == ("sent", 200)
+    assert attempt.latency_ms is not None and attempt.finished_at is not None
+    stats = sandbox.stats()
+    assert stats["messages"] == {sender.phone_number_id: 1}
+    assert stats["sends_by_callback"] == {str(message.pk): 1}
+
+    assert outgoing_drain().sent == 0  # a redelivered task finds nothing queued
+    assert sandbox.stats()["accepted"] == 1
+
+
+def test_statuses_that_arrived_before_the_wamid_are_applied_when_it_is_recorded(sandbox, sender):
+    (message,) = queued(sender)
+    claimed = outbound.outgoing_claim(phone_number=sender, batch_size=10, worker="w1")
+    real_request = outbound.graph_client().request
+
+    def answered_then_status(*args, **kwargs):
+        answer = real_request(*args, **kwargs)
+        PendingStatus.objects.create(
+            wamid=answer["messages"][0]["id"], status="delivered", timestamp=timezone.now()
+        )
+        return answer
+
+    client = outbound.graph_client()
+    client.request = answered_then_status
+    try:
+        assert outgoing_message_send(claimed[0], phone_number=sender, worker="w1") == "sent"
+    finally:
+        del client.request
+    message = fresh(message)
+    assert message.status == S.DELIVERED
+    assert not PendingStatus.objects.filter(wamid=message.wamid).exists()
+
+
+def test_a_retryable_error_backs_off_through_a_due_time_then_sends(sandbox, sender):
+    (message,) = queued(sender)
+    sandbox.fault(status=503, code=131000, message="Something went wrong")
+
+    assert outgoing_drain().retrying == 1
+
+    message = fresh(message)
+    assert (message.status, message.attempts, message.error_code) == (S.QUEUED, 1, 131000)
+    assert timezone.now() + timedelta(seconds=1) < message.due_at < timezone.now() + timedelta(seconds=10)
+    (attempt,) = message.attempts_made.all()
+    assert (attempt.outcome, attempt.http_status, attempt.error_code) == ("retry", 503, 131000)
+    assert outgoing_drain().sent == 0  # not due yet
+
+    Message.objects.filter(pk=message.pk).update(due_at=timezone.now())
+    assert outgoing_drain().sent == 1
+    assert [a.outcome for a in fresh(message).attempts_made.all()] == ["retry", "sent"]
+
+
+def test_retries_end_in_failure_after_max_attempts(sandbox, sender, monkeypatch):
+    monkeypatch.setattr(outbound, "MAX_ATTEMPTS", 2)
+    (message,) = queued(sender)
+    sandbox.fault(status=429, code=130429, message="Rate limit hit", times=2)
+    outgoing_drain()
+    Message.objects.filter(pk=message.pk).update(due_at=timezone.now())
+    assert outgoing_drain().failed == 1
+    message = fresh(message)
+    assert (message.status, message.attempts, message.error_code) == (S.FAILED, 2, 130429)
+    assert message.failed_at is not None
+
+
+def test_a_permanent_error_fails_the_message_with_meta_s_code_title_and_details(sandbox, sender):
+    contact = ContactFactory(last_inbound_at=timezone.now())
+    sandbox.config(undeliverable=[contact.phone.lstrip("+")])
+    (message,) = queued(sender, contact=contact)
+
+    assert outgoing_drain().failed == 1
+
+    message = fresh(message)
+    assert (message.status, message.error_code, message.attempts) == (S.FAILED, 131026, 1)
+    assert message.error_title and message.error_details
+    assert fresh(message).attempts_made.get().outcome == "failed"
+
+
+def test_error_190_pauses_the_sender_alerts_operators_and_keeps_the_messages(sandbox, sender):
+    messages = queued(sender, 3)
+    sandbox.fault(status=401, code=190, message="Error validating access token: Session has expired")
+
+    result = outgoing_drain()
+
+    assert result.released == 3
+    sender.refresh_from_db()
+    assert sender.paused_at is not None
+    assert "190" in sender.paused_reason
+    assert [fresh(m).status for m in messages] == [S.QUEUED] * 3
+    alert = OperatorAlert.objects.get(key=f"sender-paused:{sender.phone_number_id}")
+    assert str(sender) in alert.text
+    assert SendAttempt.objects.count() == 1  # the rest of the batch was not tried
+    assert outgoing_drain().sent == 0  # paused
+
+    outbound.phone_number_resume(phone_number=sender, actor=None)
+    assert outgoing_drain().sent == 3
+    assert sandbox.stats()["duplicates"] == 0
+
+
+def test_a_dropped_connection_after_the_request_leaves_the_message_in_doubt_until_an_operator_resends(
+    sandbox, sender
+):
+    (message,) = queued(sender)
+    sandbox.config(messages_drop_next=1)
+
+    assert outgoing_drain().in_doubt == 1
+
+    message = fresh(message)
+    assert message.status == S.IN_DOUBT
+    assert message.wamid.startswith("wharf-")
+    assert message.attempts_made.get().outcome == "in_doubt"
+    assert sandbox.stats()["accepted"] == 1  # it did reach "Meta"
+    assert outgoing_drain().sent == 0
+    assert outgoing_sweep()["requeued"] == 0
+    assert fresh(message).status == S.IN_DOUBT
+
+    message_resend(message=message, actor=None)
+    assert outgoing_drain().sent == 1
+    assert sandbox.stats()["duplicates"] == 1  # the operator's choice, counted as such
+
+
+def test_a_refused_connection_never_reached_meta_and_is_retried(sandbox, sender, settings):
+    with socket_closed_port() as port:
+        settings.WHATSAPP_GRAPH_URL = f"http://127.0.0.1:{port}/v23.0"
+        (message,) = queued(sender)
+        assert outgoing_drain().retrying == 1
+    message = fresh(message)
+    assert (message.status, message.attempts) == (S.QUEUED, 1)
+    assert message.attempts_made.get().outcome == "retry"
+
+
+@contextmanager
+def socket_closed_port() -> Iterator[int]:
+    """A loopback port nothing listens on (bound, never listening, so no one else takes it)."""
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        yield bound.getsockname()[1]
+
+
+def test_the_sweeper_requeues_claims_without_attempts_and_doubts_those_with_one(sandbox, sender):
+    unsent, doubtful, recent = queued(sender, 3)
+    long_ago = timezone.now() - timedelta(seconds=outbound.CLAIM_STALE_S() + 1)
+    Message.objects.filter(pk__in=[unsent.pk, doubtful.pk]).update(
+        status=S.SENDING, claimed_by="dead", claimed_at=long_ago
+    )
+    Message.objects.filter(pk=recent.pk).update(
+        status=S.SENDING, claimed_by="alive", claimed_at=timezone.now()
+    )
+    SendAttempt.objects.create(message=doubtful, started_at=long_ago, worker="dead")
+
+    assert outgoing_sweep() == {"requeued": 1, "in_doubt": 1, "woken": 1}
+
+    assert fresh(unsent).status == S.QUEUED
+    assert fresh(doubtful).status == S.IN_DOUBT
+    assert doubtful.attempts_made.get().outcome == "in_doubt"
+    assert fresh(recent).status == S.SENDING
+    assert outgoing_drain().sent == 1  # only the requeued one
+    assert sandbox.stats()["sends_by_callback"] == {str(unsent.pk): 1}
+
+
+def test_a_slow_worker_whose_claim_was_swept_does_not_send(sandbox, sender):
+    (message,) = queued(sender)
+    (claimed,) = outbound.outgoing_claim(phone_number=sender, batch_size=10, worker="slow")
+    Message.objects.filter(pk=message.pk).update(claimed_at=timezone.now() - timedelta(hours=1))
+    outgoing_sweep()  # requeued: no attempt had started
+    outbound.outgoing_claim(phone_number=sender, batch_size=10, worker="other")
+
+    assert outgoing_message_send(claimed, phone_number=sender, worker="slow") == ""
+    assert outgoing_message_send(claimed, phone_number=sender, worker="other") == "sent"
+    assert sandbox.stats()["accepted"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_drains_at_once_send_every_message_once(sandbox, sender):
+    messages = queued(sender, 40)
+    results, errors = [], []
+
+    def drain():
+        try:
+            results.append(outgoing_drain(batch_size=5))
+        except Exception as error:  # surfaced below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=drain) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert errors == []
+    assert sum(result.sent for result in results) == 40
+    assert all(result.sent for result in results), "both drains took part"
+    stats = sandbox.stats()
+    assert (stats["accepted"], stats["duplicates"], stats["rate_limited"]) == (40, 0, 0)
+    assert SendAttempt.objects.count() == 40
+    assert Message.objects.filter(pk__in=[m.pk for m in messages], status=S.SENT).count() == 40
