@@ -3,12 +3,17 @@
 The throughput rule is Meta's limit as a sliding window per phone number id: at most `limit`
 requests are admitted in any one-second span, timed on arrival under one lock, so that
 concurrent requests are counted exactly; the request that would be the `limit + 1`-th answers
-130429 and takes no place in the window. Every request that passes validation is counted against
-its number's window first (a refused 131047 or 131026 still used Meta's throughput); only then
-come the pair spacing (131056: one recipient from one number, no closer than `pair_spacing_ms`),
-the undeliverable recipients (131026) and the 24-hour window (131047, free-form messages only).
-A request that passes all of them is accepted: counted, given a wamid, and — when a fault says so —
-its answer lost on the way back, as if Meta sent it and the connection broke.
+130429 and takes no place in the window. Arrival times carry the network's and the threads'
+jitter: a client that sends exactly `limit` a second, evenly, will see some pairs `limit` apart
+arrive a little under a second apart. `rate_window_ms` shortens the span for tests that want
+to forgive that jitter; by default it is the full second.
+
+Every request that passes validation is counted against its number's window first (a refused
+131047 or 131026 still used Meta's throughput); only then come the pair spacing (131056: one
+recipient from one number, no closer than `pair_spacing_ms`), the undeliverable recipients
+(131026) and the 24-hour window (131047, free-form messages only). A request that passes all of
+them is accepted: counted, given a wamid, and — when a fault says so — its answer lost on the
+way back, as if Meta sent it and the connection broke.
 
 "Never twice" is provable from `sends_by_callback`: every accepted send is counted by its
 `biz_opaque_callback_data` (Wharf puts its own message id there), and `duplicates` counts the
@@ -53,6 +58,7 @@ class OutboundSettings:
     app_secret: str = ""  # signs them (X-Hub-Signature-256)
     rate_limit_per_s: int = DEFAULT_RATE_LIMIT_PER_S  # for numbers not in rate_limits
     rate_limits: dict[str, int] = field(default_factory=dict)  # phone_number_id → messages/s
+    rate_window_ms: int = 1000  # the span the limit counts over; shorter forgives arrival jitter
     pair_spacing_ms: int = 0  # 0: no pair limit (131056)
     waba_ids: dict[str, str] = field(default_factory=dict)  # phone_number_id → WABA (templates, webhooks)
     display_phone_numbers: dict[str, str] = field(default_factory=dict)
@@ -112,9 +118,15 @@ def _digits(value: Any) -> str:
 def _setting_value(key: str, value: Any) -> Any:
     if key in ("webhook_url", "app_secret"):
         return str(value or "")
-    if key in ("rate_limit_per_s", "pair_spacing_ms", "status_batch_max", "messages_drop_next"):
+    if key in (
+        "rate_limit_per_s",
+        "rate_window_ms",
+        "pair_spacing_ms",
+        "status_batch_max",
+        "messages_drop_next",
+    ):
         number = int(value)
-        if number < (1 if key in ("rate_limit_per_s", "status_batch_max") else 0):
+        if number < (1 if key in ("rate_limit_per_s", "rate_window_ms", "status_batch_max") else 0):
             raise ValueError(f"{number} is too small")
         return number
     if key in ("messages_5xx_rate", "messages_drop_rate"):
@@ -271,7 +283,7 @@ class Outbox:
             now = time.monotonic()
             settings = self.settings
             window = self._windows.setdefault(phone_number_id, deque())
-            while window and window[0] <= now - 1.0:
+            while window and window[0] <= now - settings.rate_window_ms / 1000:
                 window.popleft()
             if len(window) >= settings.rate_limit(phone_number_id):
                 self.counters.rate_limited += 1
@@ -407,6 +419,10 @@ class Outbox:
     def template_get(self, template_id: str) -> SandboxTemplate | None:
         with self._lock:
             return self._templates.get(template_id)
+
+    def template_delete(self, template_id: str) -> bool:
+        with self._lock:
+            return self._templates.pop(template_id, None) is not None
 
     def template_status_set(self, template_id: str, status: str) -> SandboxTemplate | None:
         with self._lock:

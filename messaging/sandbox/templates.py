@@ -5,8 +5,9 @@
   (part of it) and `status`; `next` only when there is more.
 - `POST /sandbox/templates`: define one template or `{"templates": [...]}`, each `{"name", "language",
   "status" (APPROVED), "category" (UTILITY), "components", "waba_id" (the default WABA), "id"}`; one
-  with the same WABA, name and language is replaced. `GET` lists all, `DELETE` removes all (the
-  sandbox starts with Meta's sample `hello_world`, en_US, in the default WABA).
+  with the same WABA, name and language is replaced. `GET` lists all (`?waba_id=` one WABA's),
+  `DELETE` removes all, `DELETE /sandbox/templates/<id>` one (the sandbox starts with Meta's
+  sample `hello_world`, en_US, in the default WABA).
 - `POST /sandbox/templates/<id>/status` `{"status": "PAUSED", "reason": ...}`: changes it and posts
   Meta's `message_template_status_update` webhook, signed, to the configured webhook URL.
 """
@@ -98,6 +99,13 @@ def templates_show():
 @blueprint.delete("/sandbox/templates")
 def templates_clear():
     sandbox_outbox().templates_clear()
+    return {"success": True}
+
+
+@blueprint.delete("/sandbox/templates/<template_id>")
+def template_delete(template_id: str):
+    if not sandbox_outbox().template_delete(template_id):
+        raise unknown_object(template_id)
     return {"success": True}
 
 

@@ -475,6 +475,18 @@ def test_templates_are_listed_by_waba_in_pages_like_meta(graph):
     assert graph.get("300000000000001/message_templates").json() == {"data": []}
 
 
+def test_one_template_can_be_removed(graph):
+    first, _ = define({**ORDER_SHIPPED, "name": "first"}, {**ORDER_SHIPPED, "name": "second"})
+
+    assert httpx.delete(f"{sandbox_root()}/sandbox/templates/{first['id']}").json() == {"success": True}
+    assert httpx.delete(f"{sandbox_root()}/sandbox/templates/{first['id']}").status_code == 400
+
+    kept = httpx.get(
+        f"{sandbox_root()}/sandbox/templates", params={"waba_id": payloads.DEFAULT_WABA_ID}
+    ).json()
+    assert [template["name"] for template in kept["data"]] == ["hello_world", "second"]
+
+
 # -- limits --------------------------------------------------------------------------------------
 
 
@@ -514,6 +526,15 @@ def test_the_rate_window_slides_and_a_paced_sender_is_never_refused(graph):
         assert response.status_code == 200, response.text
 
     assert stats()["rate_limited"] == 1
+
+
+def test_a_shorter_rate_window_counts_the_limit_over_that_span(graph):
+    configure(rate_limits={NUMBER: 5}, rate_window_ms=300)
+    codes = [send(graph, text(f"first {i}")).status_code for i in range(6)]
+    time.sleep(0.35)
+
+    assert codes == [200] * 5 + [400]
+    assert send(graph, text("next span")).status_code == 200
 
 
 def test_one_recipient_too_often_is_131056_while_others_go(graph):
