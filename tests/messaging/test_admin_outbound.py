@@ -303,3 +303,25 @@ def test_the_conversation_offers_resend_and_abandon_on_an_in_doubt_message(admin
     assert doubtful.status == "queued"
     assert admin_client.post(url, {"decision": "delete"}).status_code == 400
     assert admin_client.get(url).status_code == 405
+
+
+def test_the_reply_box_says_what_is_missing(admin_client):
+    lonely = ContactFactory(last_inbound_at=timezone.now())
+    page = admin_client.get(conversation(lonely)).content.decode()
+    assert "No sender number yet" in page
+
+    number = PhoneNumberFactory(waba_id="777")
+    PhoneNumber.objects.filter(pk=number.pk).update(paused_at=timezone.now(), paused_reason="token expired")
+    page = admin_client.get(conversation(lonely)).content.decode()
+    assert "This number is paused: token expired" in page
+    assert "No approved templates for this number's WABA (777)" in page
+
+
+def test_the_sender_can_be_switched(admin_client, contact, sender, template):
+    other = PhoneNumberFactory(waba_id="888")
+    page = admin_client.get(conversation(contact)).content.decode()
+    assert f'<option value="{sender.pk}" selected>' in page and f'id="template-{template.pk}"' in page
+
+    page = admin_client.get(f"{conversation(contact)}?sender={other.pk}").content.decode()
+    assert f'<option value="{other.pk}" selected>' in page and f'id="template-{template.pk}"' not in page
+    assert f'name="phone_number" value="{other.pk}"' in page

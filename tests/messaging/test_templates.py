@@ -277,3 +277,42 @@ def test_the_admins_sync_now_button(admin_client):
     assert f"WABA {waba_id}: 2 template(s) from Meta." in response.content.decode()
     assert Template.objects.filter(waba_id=waba_id).count() == 2
     assert admin_client.get("/admin/messaging/template/sync/").status_code == 405
+
+
+# -- the beat's task on a real worker ---------------------------------------------------------------
+
+
+def test_templates_sync_routes_to_the_default_queue_hourly():
+    from config.celery import app
+
+    assert app.amqp.router.route({}, "messaging.templates_sync")["queue"].name == "default"
+    assert settings.CELERY_BEAT_SCHEDULE["templates-sync"] == {
+        "task": "messaging.templates_sync",
+        "schedule": 3600.0,
+    }
+
+
+@pytest.mark.e2e
+def test_the_beat_task_on_a_real_worker_syncs_every_waba(transactional_db, settings, tmp_path):
+    from config.queues import queues_ensure
+    from tests.messaging.webhook_helpers import celery_publishing_to
+    from tests.platform.conftest import wait_for, worker_running
+
+    first = sandbox_templates({"name": "alpha", "language": "en_US"}, {"name": "beta", "language": "en_US"})
+    second = sandbox_templates({"name": "gamma", "language": "pt_BR"})
+    PhoneNumberFactory(waba_id=first), PhoneNumberFactory(waba_id=second)
+    prefix = f"wharf-test-{uuid.uuid4().hex[:10]}-"
+    settings.SQS_QUEUE_PREFIX = prefix
+    queues_ensure(visibility_timeout_override=10)
+    with (
+        celery_publishing_to(queue_prefix=prefix),
+        worker_running(queues=["default"], queue_prefix=prefix, log_path=tmp_path / "worker.log") as worker,
+    ):
+        templates_sync_task.delay()  # as beat sends it: no WABA
+        wait_for(
+            lambda: Template.objects.filter(waba_id__in=[first, second]).count() == 3,
+            timeout_s=60,
+            worker=worker,
+            what="the templates of both WABAs",
+        )
+    assert worker.log().count("Task messaging.templates_sync[") >= 3
