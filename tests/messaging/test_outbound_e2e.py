@@ -1,0 +1,150 @@
+"""End to end with real worker processes on moto's SQS: a message sent through the API leaves through
+the `outgoing` worker to the sandbox Graph API, whose signed status webhooks come back to this
+test's live server and are applied by the `incoming` worker; and a worker killed with SIGKILL in
+the middle of a batch sends no message twice and loses none."""
+
+import os
+import signal
+from uuid import uuid4
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from config.queues import queues_ensure
+from messaging import inbound, outbound
+from messaging.models import Message, SendAttempt
+from messaging.outbound import message_send, outgoing_drain, outgoing_sweep
+from tests.factories import ContactFactory, PhoneNumberFactory
+from tests.messaging.test_outbound_send import Sandbox
+from tests.messaging.webhook_helpers import celery_publishing_to
+from tests.platform.conftest import wait_for, worker_running
+
+pytestmark = pytest.mark.e2e
+
+S = Message.Status
+
+
+@pytest.fixture
+def sandbox(settings):
+    sandbox = Sandbox(settings.WHATSAPP_GRAPH_URL)
+    sandbox.post("reset")
+    yield sandbox
+    sandbox.post("reset")
+
+
+@pytest.fixture
+def queue_prefix(transactional_db, settings, monkeypatch):
+    """Queues of this test's own, where the app publishes (the API's and the webhook's wakes)."""
+    monkeypatch.setattr(inbound._EnqueuePause, "until", 0.0)
+    prefix = f"wharf-test-{uuid4().hex[:10]}-"
+    settings.SQS_QUEUE_PREFIX = prefix
+    queues_ensure(visibility_timeout_override=30)
+    with celery_publishing_to(queue_prefix=prefix):
+        yield prefix
+
+
+def test_an_api_send_is_sent_by_a_real_worker_and_turns_delivered_then_read(
+    api_client, live_server, sandbox, queue_prefix, tmp_path
+):
+    sender = PhoneNumberFactory(phone_number_id="106540352242922")
+    contact = ContactFactory(last_inbound_at=timezone.now())
+    sandbox.config(
+        webhook_url=f"{live_server.url}/webhooks/whatsapp/",
+        app_secret=settings.WHATSAPP_APP_SECRET,
+        status_delays_ms={"sent": 100, "delivered": 300, "read": 600},
+    )
+    client = api_client("messaging.add_message")
+    with worker_running(
+        queues=["outgoing", "incoming"], queue_prefix=queue_prefix, log_path=tmp_path / "worker.log"
+    ) as worker:
+        answer = client.post(
+            "/api/v1/messages/",
+            {"contact": contact.pk, "type": "text", "text": {"body": "Your order shipped"}},
+            format="json",
+            headers={"Idempotency-Key": "order-1"},
+        )
+        assert answer.status_code == 201, answer.json()
+        message = Message.objects.get(pk=answer.json()["id"])
+
+        read = wait_for(
+            lambda: Message.objects.filter(pk=message.pk, status=S.READ).first(),
+            timeout_s=60,
+            worker=worker,
+            what="the message read",
+        )
+        again = client.post(
+            "/api/v1/messages/",
+            {"contact": contact.pk, "type": "text", "text": {"body": "Your order shipped"}},
+            format="json",
+            headers={"Idempotency-Key": "order-1"},
+        )
+    assert (again.status_code, again.json()["id"]) == (200, message.pk)
+    assert read.wamid.startswith("wamid.")
+    assert read.phone_number == sender
+    # sent_at is when the API answered; Meta's status times are whole seconds.
+    assert read.sent_at.replace(microsecond=0) <= read.delivered_at <= read.read_at
+    assert "Task messaging.outbound_send" in worker.log()
+    stats = sandbox.stats()
+    assert (stats["accepted"], stats["duplicates"]) == (1, 0)
+    assert stats["sends_by_callback"] == {str(message.pk): 1}
+
+
+def test_a_worker_killed_mid_batch_sends_nothing_twice_and_loses_nothing(
+    sandbox, queue_prefix, tmp_path, monkeypatch
+):
+    sender = PhoneNumberFactory(phone_number_id="106540352242922")
+    sandbox.config(statuses=False, latency_ms=150)  # a batch takes seconds: time to kill it mid-way
+    count = 20
+    messages = [
+        message_send(
+            phone_number=sender,
+            contact=ContactFactory(last_inbound_at=timezone.now()),
+            kind="text",
+            content={"body": f"hello {i}"},
+            actor=None,
+            source="api",
+        )
+        for i in range(count)
+    ]
+    ids = [m.pk for m in messages]
+    with worker_running(
+        queues=["outgoing"], queue_prefix=queue_prefix, log_path=tmp_path / "worker.log"
+    ) as worker:
+        outbound.outgoing_wake()  # the sends above were woken too; this one is coalesced into theirs
+        wait_for(
+            lambda: sandbox.stats()["accepted"] >= 5,
+            timeout_s=60,
+            interval_s=0.05,
+            worker=worker,
+            what="sends",
+        )
+        os.killpg(worker.process.pid, signal.SIGKILL)
+        worker.process.wait()
+
+    sent_before = set(Message.objects.filter(pk__in=ids, status=S.SENT).values_list("pk", flat=True))
+    claimed = Message.objects.filter(pk__in=ids, status=S.SENDING).count()
+    assert 4 <= len(sent_before) < count  # the fifth may have been accepted, its answer lost
+    assert claimed > 0, "the kill left a batch claimed"
+
+    # The sweeper, once the claims are old enough; then a drain sends what was requeued.
+    monkeypatch.setattr(outbound, "CLAIM_STALE_S", lambda: 0)
+    monkeypatch.setattr(outbound, "_drain_enqueue", lambda *, reason: True)
+    swept = outgoing_sweep()
+    assert swept["requeued"] + swept["in_doubt"] == claimed
+    assert swept["in_doubt"] <= 1  # at most the one whose request was in flight
+    sandbox.config(latency_ms=0)
+    outgoing_drain()
+
+    statuses = dict(Message.objects.filter(pk__in=ids).values_list("pk", "status"))
+    in_doubt = [pk for pk, status in statuses.items() if status == S.IN_DOUBT]
+    assert all(status in (S.SENT, S.IN_DOUBT) for status in statuses.values()), statuses  # none lost
+    stats = sandbox.stats()
+    assert stats["duplicates"] == 0  # none twice
+    by_callback = stats["sends_by_callback"]
+    for pk, status in statuses.items():
+        if status == S.SENT:
+            assert by_callback.get(str(pk)) == 1
+    assert set(by_callback) <= {str(pk) for pk in ids}
+    for pk in in_doubt:  # an operator decides; its attempt says a request was under way
+        assert SendAttempt.objects.filter(message_id=pk, outcome="in_doubt").exists()
