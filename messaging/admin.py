@@ -1,7 +1,10 @@
-"""The operators' console for messaging: sender numbers, messages and conversations, the raw
-inbound events with their reprocessing, typed webhook events and analytics rows.
+"""The operators' console for messaging: sender numbers (paused ones resumed), messages and
+conversations (with a reply box, and in-doubt messages resent or abandoned), templates (synced from
+Meta), operator alerts, the raw inbound events with their reprocessing, typed webhook events and
+analytics rows.
 
-Writes go through messaging.services and messaging.inbound; raw events and analytics are read-only.
+Writes go through the services (messaging.services, .inbound, .outbound, .templates, .alerts);
+raw events, templates and analytics are read-only.
 """
 
 from __future__ import annotations

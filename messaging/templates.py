@@ -23,7 +23,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from messaging.alerts import operator_alert_raise
-from messaging.graph import GraphAuthError, GraphClient, GraphRetryableError, graph_client
+from messaging.graph import (
+    GraphAuthError,
+    GraphClient,
+    GraphPermanentError,
+    GraphRetryableError,
+    graph_client,
+)
 from messaging.models import PhoneNumber, Template
 
 logger = logging.getLogger(__name__)
@@ -97,7 +103,7 @@ def _pages(client: GraphClient, waba_id: str):
             url, params = path, {"fields": FIELDS, "limit": PAGE_SIZE, "after": after}
         else:
             return
-    raise GraphRetryableError(f"more than {MAX_PAGES} pages of templates for WABA {waba_id}")
+    raise GraphPermanentError(f"more than {MAX_PAGES} pages of templates for WABA {waba_id}")
 
 
 def templates_sync(*, waba_id: str) -> int:

@@ -3,6 +3,7 @@ webhooks (through the parser), and filled in for a send."""
 
 import copy
 import json
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -316,3 +317,37 @@ def test_the_beat_task_on_a_real_worker_syncs_every_waba(transactional_db, setti
             what="the templates of both WABAs",
         )
     assert worker.log().count("Task messaging.templates_sync[") >= 3
+
+
+@pytest.fixture
+def celery_eager():
+    from config.celery import app
+
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = eager
+
+
+def test_a_status_change_at_meta_reaches_the_template_through_our_webhook(
+    live_server, transactional_db, celery_eager
+):
+    """The sandbox posts Meta's signed webhook to Wharf's real endpoint (processed inline)."""
+    waba_id = sandbox_templates({"name": "alpha", "language": "en_US"})
+    templates_sync(waba_id=waba_id)
+    template = Template.objects.get(waba_id=waba_id)
+    configured = httpx.post(
+        f"{sandbox_root()}/sandbox/config", json={"webhook_url": f"{live_server.url}/webhooks/whatsapp/"}
+    )
+    assert configured.status_code == 200, configured.text
+    try:
+        url = f"{sandbox_root()}/sandbox/templates/{template.meta_id}/status"
+        assert httpx.post(url, json={"status": "DISABLED", "reason": "LOW"}).json()["webhook"] is True
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and template.status != "DISABLED":
+            time.sleep(0.05)
+            template.refresh_from_db()
+    finally:
+        httpx.post(f"{sandbox_root()}/sandbox/reset")
+    assert template.status == "DISABLED"
+    assert template_get_approved(waba_id=waba_id, name="alpha", language="en_US") is None
