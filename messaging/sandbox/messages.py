@@ -136,8 +136,8 @@ def _statuses_schedule(outbox: Outbox, phone_number_id: str, accepted, callback:
 
 
 def _connection_drop() -> None:
-    """Shut the client's connection without an answer; werkzeug then finds the pipe broken and moves on."""
-    connection = request.environ.get("werkzeug.socket")
+    """Shut the client's connection without an answer; the server then finds the pipe broken and moves on."""
+    connection = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
     if connection is not None:
         with contextlib.suppress(OSError):
             connection.shutdown(socket.SHUT_RDWR)
