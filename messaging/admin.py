@@ -597,7 +597,9 @@ def reply_context(request: HttpRequest, contact: Contact, *, errors: list[str]) 
         templates = [
             {"template": template, "slots": template_slots(template=template)} for template in approved
         ]
+    quoting = request.POST.get("reply_to") or request.GET.get("reply_to") or ""
     return {
+        "quoted": Message.objects.filter(contact=contact, wamid=quoting).first() if quoting else None,
         "can_send": request.user.has_perm("messaging.add_message"),
         "window_open": reply_window_open(contact),
         "window_closes_at": contact.last_inbound_at + REPLY_WINDOW if contact.last_inbound_at else None,
@@ -623,6 +625,14 @@ def _reply_idempotency_key(post) -> str:
     if not re.fullmatch(r"[0-9a-f]{32}", reply_key):
         return ""
     return f"admin:{reply_key}:{post.get('reply_kind', '')}{post.get('template', '')}"
+
+
+def _reply_to(post, contact: Contact) -> str:
+    """The quoted message's wamid, if it is one of this conversation's delivered messages."""
+    wamid = post.get("reply_to", "")
+    if not wamid or not Message.objects.filter(contact=contact, wamid=wamid).exists():
+        return ""
+    return wamid
 
 
 def reply_send(request: HttpRequest, contact: Contact) -> tuple[Message | None, list[str]]:
@@ -673,6 +683,7 @@ def reply_send(request: HttpRequest, contact: Contact) -> tuple[Message | None, 
             actor=request.user,
             source=SOURCE,
             idempotency_key=_reply_idempotency_key(post),
+            reply_to_wamid=_reply_to(post, contact),
         )
     except ValidationError as error:
         if key:

@@ -325,3 +325,25 @@ def test_the_sender_can_be_switched(admin_client, contact, sender, template):
     page = admin_client.get(f"{conversation(contact)}?sender={other.pk}").content.decode()
     assert f'<option value="{other.pk}" selected>' in page and f'id="template-{template.pk}"' not in page
     assert f'name="phone_number" value="{other.pk}"' in page
+
+
+def test_a_reply_quotes_the_message_it_answers(admin_client, contact, sender):
+    inbound = Message.objects.get(contact=contact)
+    page = admin_client.get(conversation(contact)).content.decode()
+    assert f'href="?reply_to={inbound.wamid}#reply"' in page
+
+    page = admin_client.get(f"{conversation(contact)}?reply_to={inbound.wamid}").content.decode()
+    assert f'name="reply_to" value="{inbound.wamid}"' in page and "Replying to: " + inbound.text in page
+    form = {"reply_kind": "text", "body": "Yes", "phone_number": sender.pk, "reply_to": inbound.wamid}
+    assert admin_client.post(conversation(contact), form).status_code == 302
+
+    sent = Message.objects.get(direction="outbound")
+    assert sent.context_wamid == inbound.wamid
+    assert sent.payload["context"] == {"message_id": inbound.wamid}
+
+
+def test_a_reply_cannot_quote_another_conversations_message(admin_client, contact, sender):
+    elsewhere = MessageFactory()
+    form = {"reply_kind": "text", "body": "Yes", "phone_number": sender.pk, "reply_to": elsewhere.wamid}
+    assert admin_client.post(conversation(contact), form).status_code == 302
+    assert Message.objects.get(direction="outbound").context_wamid == ""
