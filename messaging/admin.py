@@ -614,6 +614,10 @@ def reply_context(request: HttpRequest, contact: Contact, *, errors: list[str]) 
 
 
 def _media_kind(mime_type: str) -> str:
+    """WhatsApp's kind for a file: WebP images are stickers; what is not image, video or audio is a
+    document."""
+    if mime_type == "image/webp":
+        return "sticker"
     major = mime_type.split("/", 1)[0]
     return major if major in ("image", "video", "audio") else "document"
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from config.aws import s3_client, storage_ensure_bucket
@@ -160,8 +161,6 @@ def test_a_template_reply_sends_its_parameters(admin_client, contact, sender, te
 
 def test_a_media_reply_goes_to_s3_under_the_outgoing_prefix(admin_client, contact, sender):
     storage_ensure_bucket()
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
     upload = SimpleUploadedFile("my photo.png", PNG, content_type="image/png")
     response = admin_client.post(
         conversation(contact),
@@ -177,8 +176,6 @@ def test_a_media_reply_goes_to_s3_under_the_outgoing_prefix(admin_client, contac
 
 def test_a_refused_media_reply_leaves_no_object_behind(admin_client, contact, sender):
     storage_ensure_bucket()
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
     upload = SimpleUploadedFile("run.exe", b"MZ" * 100, content_type="application/x-msdownload")
     response = admin_client.post(conversation(contact), {"reply_kind": "media", "file": upload})
     assert response.status_code == 200 and "wharf-reply-errors" in response.content.decode()
@@ -347,3 +344,18 @@ def test_a_reply_cannot_quote_another_conversations_message(admin_client, contac
     form = {"reply_kind": "text", "body": "Yes", "phone_number": sender.pk, "reply_to": elsewhere.wamid}
     assert admin_client.post(conversation(contact), form).status_code == 302
     assert Message.objects.get(direction="outbound").context_wamid == ""
+
+
+@pytest.mark.parametrize(
+    ("filename", "mime_type", "kind"),
+    [("note.pdf", "application/pdf", "document"), ("sticker.webp", "image/webp", "sticker")],
+)
+def test_a_file_is_sent_as_the_kind_whatsapp_has_for_it(admin_client, contact, filename, mime_type, kind):
+    storage_ensure_bucket()
+    upload = SimpleUploadedFile(filename, b"RIFF0000WEBPVP8 " + bytes(200), content_type=mime_type)
+    response = admin_client.post(conversation(contact), {"reply_kind": "media", "file": upload})
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    sent = Message.objects.get(direction="outbound")
+    assert sent.type == kind
+    if kind == "document":
+        assert sent.payload["document"]["filename"] == filename
