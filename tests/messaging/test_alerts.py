@@ -132,3 +132,21 @@ def test_alert_admin_lists_and_acknowledges(admin_client):
     )
     assert response.status_code == 302
     assert not OperatorAlert.objects.filter(acknowledged_at__isnull=True).exists()
+
+
+def test_the_banners_button_carries_a_working_csrf_token(admin_user):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(admin_user)
+    alert = operator_alert_raise(key="k", text="t")
+    page = browser.get("/admin/").content.decode()
+    form = page.split(f'id="operator-alert-{alert.pk}"', 1)[1]
+    token = form.split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
+    assert token
+
+    url = f"/admin/messaging/operatoralert/{alert.pk}/acknowledge/"
+    assert browser.post(url, {"next": "/admin/"}).status_code == 403  # without the token
+    assert browser.post(url, {"next": "/admin/", "csrfmiddlewaretoken": token}).status_code == 302
+    alert.refresh_from_db()
+    assert alert.acknowledged_at is not None
