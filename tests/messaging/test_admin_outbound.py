@@ -359,3 +359,35 @@ def test_a_file_is_sent_as_the_kind_whatsapp_has_for_it(admin_client, contact, f
     assert sent.type == kind
     if kind == "document":
         assert sent.payload["document"]["filename"] == filename
+
+
+def test_a_template_with_a_url_button_and_named_body_passes_the_send_services_checks(
+    admin_client, contact, sender
+):
+    template = Template.objects.create(
+        waba_id=sender.waba_id,
+        name="track",
+        language="en",
+        status="APPROVED",
+        components=[
+            {"type": "BODY", "text": "Hi {{name}}"},
+            {
+                "type": "BUTTONS",
+                "buttons": [
+                    {"type": "QUICK_REPLY", "text": "Stop"},
+                    {"type": "URL", "text": "Track", "url": "https://example.com/t/{{1}}"},
+                ],
+            },
+        ],
+    )
+    form = {"reply_kind": "template", "template": template.pk, "phone_number": sender.pk}
+    form |= {"param-body-0-name": "Ann", "param-button-1-1": "A-17"}
+    response = admin_client.post(conversation(contact), form)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    components = Message.objects.get(direction="outbound").payload["template"]["components"]
+    assert components[1] == {
+        "type": "button",
+        "sub_type": "url",
+        "index": "1",
+        "parameters": [{"type": "text", "text": "A-17"}],
+    }
