@@ -39,8 +39,26 @@ PAGE_SIZE = 100
 MAX_PAGES = 1000  # 100,000 templates: far beyond Meta's 250 per WABA; stops a paging loop
 SENDABLE = "APPROVED"
 DELETED = "DELETED"
-# Webhook events that are not a status the template keeps: a reinstated template is approved again.
+# Template statuses Meta lists; a status webhook's `event` is one of them, or one of the events
+# below, which are not statuses: a reinstated template is approved again, a flagged one stays
+# approved (with a date it will be disabled unless its quality improves), and for the others
+# (UNARCHIVED, LOCKED, UNLOCKED ...) the status is read again from Meta.
+STATUSES = frozenset(
+    {
+        "APPROVED",
+        "ARCHIVED",
+        "DELETED",
+        "DISABLED",
+        "IN_APPEAL",
+        "LIMIT_EXCEEDED",
+        "PAUSED",
+        "PENDING",
+        "PENDING_DELETION",
+        "REJECTED",
+    }
+)
 _STATUS_FOR_EVENT = {"REINSTATED": "APPROVED"}
+_EVENTS_KEEPING_STATUS = frozenset({"FLAGGED"})
 TEMPLATE_FIELDS = frozenset(
     {
         "message_template_status_update",
@@ -173,7 +191,11 @@ def template_webhook_apply(*, field: str, waba_id: str, value: dict) -> Template
     changes: dict[str, str] = {}
     if field == "message_template_status_update" and value.get("event"):
         event = str(value["event"]).upper()
-        changes["status"] = _STATUS_FOR_EVENT.get(event, event)[:32]
+        status = _STATUS_FOR_EVENT.get(event, event)
+        if status in STATUSES:
+            changes["status"] = status
+        elif event not in _EVENTS_KEEPING_STATUS and waba_id:
+            transaction.on_commit(lambda: _sync_enqueue(waba_id))
         if value.get("message_template_category"):
             changes["category"] = str(value["message_template_category"]).upper()[:32]
     elif field == "message_template_quality_update" and value.get("new_quality_score"):

@@ -85,6 +85,22 @@ def test_status_quality_and_category_webhooks_update_the_template():
     assert template_get_approved(waba_id=WABA, name="order_shipped", language="en_GB") == template
 
 
+def test_events_that_are_not_statuses(django_capture_on_commit_callbacks, monkeypatch):
+    template = order_shipped(status="APPROVED")
+    queued = []
+    monkeypatch.setattr("messaging.templates.templates_sync_task.delay", queued.append)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        apply(webhook("message_template_status_update", event="FLAGGED"))
+    template.refresh_from_db()
+    assert template.status == "APPROVED" and queued == []  # flagged templates stay approved
+
+    with django_capture_on_commit_callbacks(execute=True):
+        apply(webhook("message_template_status_update", event="UNARCHIVED"))
+    template.refresh_from_db()
+    assert template.status == "APPROVED" and queued == [WABA]  # Meta is asked what it is now
+
+
 def test_a_status_webhook_for_an_unknown_template_makes_its_row():
     apply(webhook("message_template_status_update", event="REJECTED"))
     template = Template.objects.get()
