@@ -79,6 +79,7 @@ BACKOFF_BASE_S = 5.0
 BACKOFF_CAP_S = 900.0
 SLOT_WAIT_MAX_S = 5.0  # a slot further off than this sends the message back to the queue, due then
 DRAIN_BUDGET_S = QUEUES["outgoing"].visibility_timeout / 2
+SQS_DELAY_MAX_S = 900
 # Meta fetches a linked medium when it sends the message, which may be after our retries.
 MEDIA_LINK_EXPIRY_S = 24 * 3600
 
@@ -689,11 +690,11 @@ def _wake_enqueue() -> None:
             logger.warning("could not reset the outgoing wake-up flag: %s", type(error).__name__)
 
 
-def _drain_enqueue(*, reason: str) -> bool:
+def _drain_enqueue(*, reason: str, countdown: float | None = None) -> bool:
     from messaging.tasks import outbound_send_task  # messaging.tasks imports this module
 
     try:
-        outbound_send_task.apply_async(retry=False)
+        outbound_send_task.apply_async(countdown=countdown, retry=False)
     except Exception as error:
         logger.warning("could not enqueue an outgoing drain (%s); the sweeper will: %s", reason, error)
         return False
@@ -840,13 +841,25 @@ def _error_fields(error: GraphError) -> dict[str, Any]:
     }
 
 
-def outgoing_message_send(message: Message, *, phone_number: PhoneNumber, worker: str) -> str:
-    """Send one claimed message; returns the attempt's outcome ("" when the claim was lost, "auth"
-    when Meta refused the sender's token: the sender is paused and the message queued again)."""
+def outgoing_message_send(
+    message: Message, *, phone_number: PhoneNumber, worker: str, slot: datetime | None = None
+) -> str:
+    """Send one claimed message, at its `slot` from the limiter; returns the attempt's outcome (""
+    when the claim was lost, "auth" when Meta refused the sender's token: the sender is paused and
+    the message queued again).
+
+    The wait for the slot comes after the attempt's commit, right before the request, so that the
+    commit's variable time does not make requests arrive at Meta closer together than their slots.
+    A worker killed while waiting leaves an open attempt: the message becomes in doubt though
+    nothing left, which errs on the safe side."""
     attempt = _attempt_start(message, worker=worker)
     if attempt is None:
         return ""
     body = _request_body(message)
+    if slot is not None:
+        from messaging.ratelimit import rate_slot_wait
+
+        rate_slot_wait(slot)
     started = time.monotonic()
     error: GraphError | None = None
     try:
@@ -928,7 +941,7 @@ def _round_send(
     """Send one round: every sender's batch, merged in the order of their slots (which are on the
     database's clock). A slot too far off to sleep for sends its message back to the queue, due
     then; the limiter's header says why only beyond the recipient spacing."""
-    from messaging.ratelimit import rate_clock_now, rate_slot_wait, rate_slots_take
+    from messaging.ratelimit import rate_clock_now, rate_slots_take
 
     plan: list[tuple[datetime, int, PhoneNumber, Message]] = []
     for phone_number, messages in claimed:
@@ -946,8 +959,7 @@ def _round_send(
             elif (slot - rate_clock_now()).total_seconds() > wait_max_s:
                 result.deferred += _release(message, worker=worker, due_at=slot)
             else:
-                rate_slot_wait(slot)
-                outcome = outgoing_message_send(message, phone_number=phone_number, worker=worker)
+                outcome = outgoing_message_send(message, phone_number=phone_number, worker=worker, slot=slot)
                 if outcome == "auth":
                     paused.add(phone_number.pk)
                     result.released += 1
@@ -986,7 +998,24 @@ def outgoing_drain(*, batch_size: int | None = None, time_budget_s: float = DRAI
         if time.monotonic() >= deadline:
             _drain_enqueue(reason="drain out of time")
             break
+    if result.retrying or result.deferred:
+        _next_due_wake()
     return result
+
+
+def _next_due_wake() -> None:
+    """A drain for when the next retry or deferred slot is due, sooner than the sweeper's next round
+    (SQS delays at most 15 minutes; the sweeper covers what is later)."""
+    earliest = (
+        Message.objects.filter(status=_S.QUEUED, due_at__isnull=False, phone_number__paused_at__isnull=True)
+        .order_by("due_at")
+        .values_list("due_at", flat=True)
+        .first()
+    )
+    if earliest is not None:
+        delay_s = (earliest - timezone.now()).total_seconds()
+        if delay_s < SQS_DELAY_MAX_S:
+            _drain_enqueue(reason="next due", countdown=max(0.0, delay_s))
 
 
 def outgoing_sweep() -> dict[str, int]:

@@ -23,7 +23,7 @@ ADD = "messaging.add_message"
 def no_enqueue(monkeypatch):
     """The wake's enqueue is recorded, not published: these tests look at rows."""
     calls = []
-    monkeypatch.setattr(outbound, "_drain_enqueue", lambda *, reason: calls.append(reason) or True)
+    monkeypatch.setattr(outbound, "_drain_enqueue", lambda **kwargs: calls.append(kwargs["reason"]) or True)
     return calls
 
 

@@ -129,7 +129,7 @@ def test_a_worker_killed_mid_batch_sends_nothing_twice_and_loses_nothing(
 
     # The sweeper, once the claims are old enough; then a drain sends what was requeued.
     monkeypatch.setattr(outbound, "CLAIM_STALE_S", lambda: 0)
-    monkeypatch.setattr(outbound, "_drain_enqueue", lambda *, reason: True)
+    monkeypatch.setattr(outbound, "_drain_enqueue", lambda **kwargs: True)
     swept = outgoing_sweep()
     assert swept["requeued"] + swept["in_doubt"] == claimed
     assert swept["in_doubt"] <= 1  # at most the one whose request was in flight

@@ -3,6 +3,7 @@ message and its attempts, dead workers' claims, and concurrent drains that never
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -21,7 +22,7 @@ from messaging.outbound import (
     outgoing_message_send,
     outgoing_sweep,
 )
-from tests.factories import ContactFactory, PhoneNumberFactory
+from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory
 
 S = Message.Status
 
@@ -29,7 +30,7 @@ S = Message.Status
 @pytest.fixture(autouse=True)
 def no_enqueue(monkeypatch, settings):
     calls = []
-    monkeypatch.setattr(outbound, "_drain_enqueue", lambda *, reason: calls.append(reason) or True)
+    monkeypatch.setattr(outbound, "_drain_enqueue", lambda **kwargs: calls.append(kwargs["reason"]) or True)
     settings.WHATSAPP_RECIPIENT_SPACING_S = 0
     return calls
 
@@ -135,11 +136,12 @@ def test_statuses_that_arrived_before_the_wamid_are_applied_when_it_is_recorded(
     assert not PendingStatus.objects.filter(wamid=message.wamid).exists()
 
 
-def test_a_retryable_error_backs_off_through_a_due_time_then_sends(sandbox, sender):
+def test_a_retryable_error_backs_off_through_a_due_time_then_sends(sandbox, sender, no_enqueue):
     (message,) = queued(sender)
     sandbox.fault(status=503, code=131000, message="Something went wrong")
 
     assert outgoing_drain().retrying == 1
+    assert no_enqueue == ["next due"]  # a drain delayed until the retry is due
 
     message = fresh(message)
     assert (message.status, message.attempts, message.error_code) == (S.QUEUED, 1, 131000)
@@ -298,3 +300,52 @@ def test_two_drains_at_once_send_every_message_once(sandbox, sender):
     assert (stats["accepted"], stats["duplicates"], stats["rate_limited"]) == (40, 0, 0)
     assert SendAttempt.objects.count() == 40
     assert Message.objects.filter(pk__in=[m.pk for m in messages], status=S.SENT).count() == 40
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_drains_sharing_a_sender_keep_to_its_rate_as_the_sandbox_counts_it(sandbox, sender):
+    sender.rate_limit_per_s = 5
+    sender.save()
+    # The slots are exactly 1/rate apart, but requests arrive with the threads' and the machine's
+    # jitter, which an exact one-second window counts against them (messaging/sandbox/outbox.py):
+    # the window forgives 200 ms of it. Two drains pacing apart (10/s) would still be refused.
+    sandbox.config(statuses=False, rate_limits={sender.phone_number_id: 5}, rate_window_ms=800)
+    queued(sender, 20)
+    results = []
+
+    def drain():
+        try:
+            results.append(outgoing_drain(batch_size=2))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=drain) for _ in range(2)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert time.monotonic() - started >= 3.8  # 20 sends at 5/s: the first at once, the last 3.8 s on
+    stats = sandbox.stats()
+    assert (stats["accepted"], stats["rate_limited"], stats["duplicates"]) == (20, 0, 0)
+    assert sum(result.sent for result in results) == 20
+    assert all(result.sent for result in results), "both drains took part"
+
+
+def test_mark_as_read_tells_meta_for_inbound_messages_only(api_client, sandbox, sender):
+    client = api_client("messaging.add_message")
+    inbound = MessageFactory(phone_number=sender)
+    answer = client.post(f"/api/v1/messages/{inbound.pk}/read/")
+    assert answer.status_code == 200, answer.json()
+    assert answer.json()["read_at"] is not None
+    assert sandbox.stats()["reads"] == 1
+
+    outbound_message = MessageFactory(phone_number=sender, direction="outbound")
+    answer = client.post(f"/api/v1/messages/{outbound_message.pk}/read/")
+    assert answer.status_code == 400
+    assert "message" in answer.json()
+
+    unknown = MessageFactory(phone_number=PhoneNumberFactory(phone_number_id="999"), wamid="wamid.nope")
+    sandbox.fault(status=400, code=100, message="Invalid parameter")
+    assert client.post(f"/api/v1/messages/{unknown.pk}/read/").status_code == 502
