@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 
 from flask import Blueprint, current_app, request
 
@@ -33,6 +34,7 @@ def sandbox_statuses() -> StatusDispatcher:
 @blueprint.post("/<version:version>/<phone_number_id>/messages")
 @graph_call("messages")
 def messages_send(version: str, phone_number_id: str):
+    arrived = time.monotonic()
     outbox = sandbox_outbox()
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -75,6 +77,7 @@ def messages_send(version: str, phone_number_id: str):
         kind=checked.kind,
         callback=checked.callback,
         category=category,
+        arrived=arrived,
     )
     _statuses_schedule(outbox, phone_number_id, accepted, checked.callback)
     answer: dict = {

@@ -23,6 +23,7 @@ as duplicates: two identical texts to one person can both be meant.
 
 from __future__ import annotations
 
+import bisect
 import random
 import re
 import secrets
@@ -116,7 +117,12 @@ def _digits(value: Any) -> str:
 
 
 def _setting_value(key: str, value: Any) -> Any:
-    if key in ("webhook_url", "app_secret"):
+    if key == "webhook_url":
+        url = str(value or "")
+        if url and not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError("an http or https URL, or empty for no webhooks")
+        return url
+    if key == "app_secret":
         return str(value or "")
     if key in (
         "rate_limit_per_s",
@@ -232,6 +238,9 @@ class Counters:
     duplicates: int = 0
     sends_by_callback: Counter = field(default_factory=Counter)
     by_wamid: dict[str, dict] = field(default_factory=dict)
+    # phone_number_id → {"first", "last": Unix times of its first and last accepted send,
+    # "per_second": accepted sends by whole Unix second}: the achieved rate, for benchmarks.
+    accepts: dict[str, dict] = field(default_factory=dict)
 
 
 class Outbox:
@@ -276,16 +285,31 @@ class Outbox:
             )
 
     def admit(
-        self, *, phone_number_id: str, wa_id: str, to: str, kind: str, callback: str, category: str
+        self,
+        *,
+        phone_number_id: str,
+        wa_id: str,
+        to: str,
+        kind: str,
+        callback: str,
+        category: str,
+        arrived: float,
     ) -> Accepted:
-        """Accept one send or raise Meta's error for it, counting either way (see the module's header)."""
+        """Accept one send or raise Meta's error for it, counting either way (see the module's header).
+
+        `arrived` is time.monotonic() when the view began, before parsing: what is timed is the
+        request's arrival, not how long this process took to reach the lock. Concurrent requests
+        may so reach it out of order by a little; the window keeps its times sorted.
+        """
         with self._lock:
-            now = time.monotonic()
+            now = arrived
             settings = self.settings
+            span = settings.rate_window_ms / 1000
             window = self._windows.setdefault(phone_number_id, deque())
-            while window and window[0] <= now - settings.rate_window_ms / 1000:
+            while window and window[0] <= now - 2 * span:
                 window.popleft()
-            if len(window) >= settings.rate_limit(phone_number_id):
+            in_span = len(window) - bisect.bisect_right(window, now - span)
+            if in_span >= settings.rate_limit(phone_number_id):
                 self.counters.rate_limited += 1
                 raise GraphApiError(
                     400,
@@ -294,7 +318,7 @@ class Outbox:
                     details=f"Cloud API message throughput of {settings.rate_limit(phone_number_id)}/s "
                     f"has been reached for phone number {phone_number_id}.",
                 )
-            window.append(now)
+            bisect.insort(window, now)
             pair = (phone_number_id, wa_id)
             last = self._pair_last.get(pair)
             if settings.pair_spacing_ms and last is not None and now - last < settings.pair_spacing_ms / 1000:
@@ -332,6 +356,10 @@ class Outbox:
             counters = self.counters
             counters.messages[phone_number_id] += 1
             counters.dropped += drop
+            at = time.time()
+            timing = counters.accepts.setdefault(phone_number_id, {"first": at, "per_second": Counter()})
+            timing["last"] = at
+            timing["per_second"][int(at)] += 1
             if callback:
                 counters.duplicates += callback in counters.sends_by_callback
                 counters.sends_by_callback[callback] += 1
@@ -381,6 +409,14 @@ class Outbox:
                 "errors": {str(code): count for code, count in counters.errors.items()},
                 "dropped": counters.dropped,
                 "duplicates": counters.duplicates,
+                "accepts": {
+                    number: {
+                        "first": timing["first"],
+                        "last": timing["last"],
+                        "per_second": {str(second): n for second, n in sorted(timing["per_second"].items())},
+                    }
+                    for number, timing in counters.accepts.items()
+                },
             }
             if not summary:
                 answer["sends_by_callback"] = dict(counters.sends_by_callback)

@@ -142,13 +142,17 @@ class StatusDispatcher:
         while True:
             generation, chunk = self._posts.get()
             first: StatusPlan = chunk[0][0]
-            body = payloads.statuses_body(
-                statuses=[plan.status(step) for plan, step in chunk],
-                phone_number_id=first.phone_number_id,
-                display_phone_number=first.display_phone_number,
-                waba_id=first.waba_id,
-            )
-            delivered = self._post(first.url, body, first.app_secret)
+            try:
+                body = payloads.statuses_body(
+                    statuses=[plan.status(step) for plan, step in chunk],
+                    phone_number_id=first.phone_number_id,
+                    display_phone_number=first.display_phone_number,
+                    waba_id=first.waba_id,
+                )
+                delivered = self._post(first.url, body, first.app_secret)
+            except Exception:  # a poster that dies would leave its statuses in flight for ever
+                logger.exception("status webhook to %s could not be posted", first.url)
+                delivered = False
             with self._condition:
                 self._in_flight -= len(chunk)
                 if generation != self._generation:
@@ -173,7 +177,7 @@ class StatusDispatcher:
                 if response.status_code < 300:
                     return True
                 problem = f"HTTP {response.status_code}"
-            except httpx.HTTPError as error:
+            except (httpx.HTTPError, httpx.InvalidURL) as error:
                 problem = repr(error)
             logger.info("status webhook to %s failed (%s), attempt %d", url, problem, attempt + 1)
             time.sleep(0.2 * (attempt + 1))

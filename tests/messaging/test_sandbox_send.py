@@ -17,6 +17,8 @@ from django.conf import settings
 from config.celery import app as celery_app
 from messaging.models import Message
 from messaging.sandbox import payloads
+from messaging.sandbox.errors import GraphApiError
+from messaging.sandbox.outbox import OutboundSettings, Outbox
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory
 from tests.messaging.test_sandbox import assert_graph_error, sandbox_root, upload
 
@@ -528,6 +530,31 @@ def test_the_rate_window_slides_and_a_paced_sender_is_never_refused(graph):
     assert stats()["rate_limited"] == 1
 
 
+def test_the_window_counts_by_arrival_even_when_requests_reach_the_lock_out_of_order():
+    outbox = Outbox(OutboundSettings(rate_limits={"1": 2}))
+
+    def admit(arrived: float) -> int:
+        try:
+            outbox.admit(
+                phone_number_id="1",
+                wa_id=WA_ID,
+                to=TO,
+                kind="text",
+                callback="",
+                category="service",
+                arrived=arrived,
+            )
+        except GraphApiError as error:
+            return error.code
+        return 200
+
+    assert [admit(10.0), admit(10.5), admit(10.4)] == [200, 200, 130429]  # the third arrived between
+    assert admit(11.01) == 200  # 10.0 has left the second that ends here
+    assert admit(11.2) == 130429  # 10.5 and 11.01 are in it
+    assert admit(11.51) == 200
+    assert outbox.stats()["rate_limited"] == 2
+
+
 def test_a_shorter_rate_window_counts_the_limit_over_that_span(graph):
     configure(rate_limits={NUMBER: 5}, rate_window_ms=300)
     codes = [send(graph, text(f"first {i}")).status_code for i in range(6)]
@@ -581,6 +608,25 @@ def test_a_dropped_connection_is_a_message_sent_whose_answer_was_lost(graph):
     assert [sent["dropped"] for sent in counted["by_wamid"].values()] == [True, False]
 
 
+def test_fault_rates_hit_about_their_share_of_sends(graph):
+    configure(messages_5xx_rate=0.5, rate_limit_per_s=10_000)
+    failed = sum(send(graph, text(f"m{i}")).status_code == 500 for i in range(200))
+    configure(messages_5xx_rate=0.0, messages_drop_rate=0.5)
+    dropped = 0
+    for i in range(200):
+        try:
+            send(graph, text(f"d{i}"))
+        except httpx.RemoteProtocolError:
+            dropped += 1
+
+    counted = stats()
+    assert 50 < failed < 150
+    assert counted["errors"] == {"131000": failed}
+    assert 50 < dropped < 150
+    assert counted["dropped"] == dropped
+    assert counted["accepted"] == 400 - failed
+
+
 def test_duplicates_count_only_callback_data_seen_before(graph):
     for callback in ("a", "b", "a", "", ""):
         assert send(graph, text("same", biz_opaque_callback_data=callback)).status_code == 200
@@ -607,11 +653,24 @@ def test_stats_can_be_zeroed_and_reset_restores_the_start(graph):
     assert send(graph, text()).status_code == 200
 
 
-def test_an_unknown_setting_is_refused_naming_it():
-    response = httpx.post(f"{sandbox_root()}/sandbox/config", json={"rate_limit": 5})
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ({"rate_limit": 5}, "'rate_limit'"),
+        ({"rate_limits": {NUMBER: 0}}, "'rate_limits'"),
+        ({"webhook_url": "localhost:8000/webhooks"}, "'webhook_url'"),
+        ({"status_delays_ms": {"seen": 5}}, "'status_delays_ms'"),
+        ({"messages_drop_rate": 2}, "'messages_drop_rate'"),
+        ({"statuses": "yes"}, "'statuses'"),
+    ],
+)
+def test_a_setting_that_does_not_fit_is_refused_naming_it(setting, named):
+    response = httpx.post(f"{sandbox_root()}/sandbox/config", json=setting)
 
     error = assert_graph_error(response, status=400, code=100)
-    assert "'rate_limit'" in error["message"]
+    assert named in error["message"]
+    assert configure() == configure()  # nothing changed
+    assert configure()["rate_limits"] == {} and configure()["webhook_url"] == ""
 
 
 # -- status webhooks -----------------------------------------------------------------------------
