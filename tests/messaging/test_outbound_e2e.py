@@ -9,6 +9,7 @@ from uuid import uuid4
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from config.queues import queues_ensure
@@ -45,8 +46,11 @@ def queue_prefix(transactional_db, settings, monkeypatch):
 
 
 def test_an_api_send_is_sent_by_a_real_worker_and_turns_delivered_then_read(
-    api_client, live_server, sandbox, queue_prefix, tmp_path
+    api_client, live_server, sandbox, queue_prefix, tmp_path, monkeypatch
 ):
+    # The sandbox keeps its HTTP connection to the live server alive, and with it the handler
+    # thread's database connection, which would outlive the test database: close it per request.
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
     sender = PhoneNumberFactory(phone_number_id="106540352242922")
     contact = ContactFactory(last_inbound_at=timezone.now())
     sandbox.config(
