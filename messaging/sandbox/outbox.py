@@ -238,7 +238,7 @@ class Counters:
     duplicates: int = 0
     sends_by_callback: Counter = field(default_factory=Counter)
     by_wamid: dict[str, dict] = field(default_factory=dict)
-    # phone_number_id → {"first", "last": Unix times of its first and last accepted send,
+    # phone_number_id → {"first", "last": Unix times of its first and last accepted arrival,
     # "per_second": accepted sends by whole Unix second}: the achieved rate, for benchmarks.
     accepts: dict[str, dict] = field(default_factory=dict)
 
@@ -356,9 +356,11 @@ class Outbox:
             counters = self.counters
             counters.messages[phone_number_id] += 1
             counters.dropped += drop
-            at = time.time()
-            timing = counters.accepts.setdefault(phone_number_id, {"first": at, "per_second": Counter()})
-            timing["last"] = at
+            at = time.time() - (time.monotonic() - arrived)  # the arrival, as the window times it
+            timing = counters.accepts.setdefault(
+                phone_number_id, {"first": at, "last": at, "per_second": Counter()}
+            )
+            timing["first"], timing["last"] = min(timing["first"], at), max(timing["last"], at)
             timing["per_second"][int(at)] += 1
             if callback:
                 counters.duplicates += callback in counters.sends_by_callback

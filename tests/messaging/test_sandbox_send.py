@@ -511,6 +511,13 @@ def test_a_number_over_its_own_rate_is_answered_130429_and_counted_exactly(graph
         assert 20 <= counted["messages"][NUMBER] <= 20 * (int(elapsed) + 1)
     other = send(graph, text(), number="100000000000003")  # another number has its own window
     assert other.status_code == 200
+    timing = stats()["accepts"][NUMBER]
+    assert timing["first"] <= timing["last"] <= time.time()
+    assert timing["last"] - timing["first"] <= elapsed
+    assert sum(timing["per_second"].values()) == counted["messages"][NUMBER]
+    assert {int(second) for second in timing["per_second"]} <= set(
+        range(int(timing["first"]), int(timing["last"]) + 1)
+    )
 
 
 def test_the_rate_window_slides_and_a_paced_sender_is_never_refused(graph):
