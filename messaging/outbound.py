@@ -50,7 +50,7 @@ from urllib.parse import urlsplit
 import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -66,7 +66,7 @@ from messaging.graph import (
     graph_client,
 )
 from messaging.inbound import wake_flag_raise
-from messaging.models import Message, PhoneNumber, SendAttempt, Template, WakeUp
+from messaging.models import Message, PendingStatus, PhoneNumber, SendAttempt, Template, WakeUp
 
 logger = logging.getLogger(__name__)
 
@@ -762,15 +762,29 @@ def _release(message: Message, *, worker: str, due_at: datetime | None = None) -
     )
 
 
-def _attempt_start(message: Message, *, worker: str) -> SendAttempt | None:
-    """The attempt row, committed before the request; None when the claim is no longer ours."""
-    with transaction.atomic():
-        now = timezone.now()
-        if not Message.objects.filter(pk=message.pk, status=_S.SENDING, claimed_by=worker).update(
-            claimed_at=now
-        ):
-            return None
-        return SendAttempt.objects.create(message_id=message.pk, started_at=now, worker=worker[:128])
+_MESSAGE = Message._meta.db_table
+_ATTEMPT = SendAttempt._meta.db_table
+
+# One statement, so one round trip that commits by itself: the claim is checked and refreshed
+# and the attempt inserted together, or nothing happens (the claim is gone).
+_ATTEMPT_START_SQL = f"""
+    WITH owned AS (
+        UPDATE {_MESSAGE} SET claimed_at = %(now)s
+        WHERE id = %(id)s AND status = 'sending' AND claimed_by = %(worker)s
+        RETURNING id
+    )
+    INSERT INTO {_ATTEMPT} (message_id, started_at, worker, error_title, error_details, outcome)
+    SELECT id, %(now)s, %(worker)s, '', '', '' FROM owned
+    RETURNING id
+"""
+
+
+def _attempt_start(message: Message, *, worker: str) -> int | None:
+    """The attempt row's id, committed before the request; None when the claim is no longer ours."""
+    with connection.cursor() as cursor:
+        cursor.execute(_ATTEMPT_START_SQL, {"now": timezone.now(), "id": message.pk, "worker": worker})
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def _request_body(message: Message) -> dict:
@@ -797,9 +811,28 @@ def _request_left(error: GraphRetryableError) -> bool:
     )
 
 
+# The attempt's answer and the message's new state in one statement. A message given Meta's wamid
+# also takes the lock parsing takes on that wamid (messaging/parsing.py), within the caller's
+# transaction, so that a status stored meanwhile as pending is seen by the statement after it.
+_OUTCOME_SQL = f"""
+    WITH attempt AS (
+        UPDATE {_ATTEMPT} SET finished_at = %(now)s, http_status = %(http_status)s,
+            error_code = %(error_code)s, error_title = %(error_title)s,
+            error_details = %(error_details)s, latency_ms = %(latency_ms)s, outcome = %(outcome)s
+        WHERE id = %(attempt)s
+    ), locked AS (
+        SELECT pg_advisory_xact_lock(%(lock)s, hashtext(%(wamid)s)) WHERE %(wamid)s <> ''
+    )
+    UPDATE {_MESSAGE} SET {{assignments}}, updated_at = %(now)s
+    WHERE id = %(id)s AND status IN ('sending', 'in_doubt') AND claimed_by = %(worker)s
+        AND (%(wamid)s = '' OR EXISTS (SELECT 1 FROM locked))
+    RETURNING id
+"""
+
+
 def _outcome_record(
     message: Message,
-    attempt: SendAttempt,
+    attempt: int,
     *,
     worker: str,
     outcome: str,
@@ -810,27 +843,37 @@ def _outcome_record(
 ) -> bool:
     """The attempt's answer and the message's new state, together. The message may have been made
     in doubt meanwhile by the sweeper (this worker was slow): the answer settles that doubt."""
-    now = timezone.now()
-    with transaction.atomic():
-        SendAttempt.objects.filter(pk=attempt.pk).update(
-            finished_at=now,
-            http_status=http_status,
-            error_code=error.code if error else None,
-            error_title=(error.title if error else "")[:255],
-            error_details=error.details if error else "",
-            latency_ms=latency_ms,
-            outcome=outcome,
-        )
-        moved = Message.objects.filter(
-            pk=message.pk, status__in=[_S.SENDING, _S.IN_DOUBT], claimed_by=worker
-        ).update(**changes, updated_at=now)
-        if moved and changes.get("status") == _S.SENT and "wamid" in changes:
-            from messaging.parsing import message_pending_statuses_apply
+    from messaging.parsing import _WAMID_LOCK, message_pending_statuses_apply
 
-            message.wamid = changes["wamid"]
-            message.direction = Message.Direction.OUTBOUND
-            message_pending_statuses_apply(message=message)
-    return bool(moved)
+    wamid = changes.get("wamid", "")
+    columns = sorted(changes)
+    sql = _OUTCOME_SQL.replace("{assignments}", ", ".join(f"{column} = %(c_{column})s" for column in columns))
+    params = {
+        "now": timezone.now(),
+        "http_status": http_status,
+        "error_code": error.code if error else None,
+        "error_title": (error.title if error else "")[:255],
+        "error_details": error.details if error else "",
+        "latency_ms": latency_ms,
+        "outcome": outcome,
+        "attempt": attempt,
+        "lock": _WAMID_LOCK,
+        "wamid": wamid,
+        "id": message.pk,
+        "worker": worker,
+        **{f"c_{column}": changes[column] for column in columns},
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        moved = cursor.fetchone() is not None
+        if moved and wamid:
+            cursor.execute(
+                f"SELECT EXISTS (SELECT 1 FROM {PendingStatus._meta.db_table} WHERE wamid = %s)", [wamid]
+            )
+            if cursor.fetchone()[0]:
+                message.wamid, message.direction = wamid, Message.Direction.OUTBOUND
+                message_pending_statuses_apply(message=message)
+    return moved
 
 
 def _error_fields(error: GraphError) -> dict[str, Any]:
@@ -901,7 +944,7 @@ def outgoing_message_send(
             **record,
             outcome=_O.IN_DOUBT,
             http_status=None,
-            changes={"status": _S.IN_DOUBT, "attempts": F("attempts") + 1, **_error_fields(error)},
+            changes={"status": _S.IN_DOUBT, "attempts": message.attempts + 1, **_error_fields(error)},
         )
         return _O.IN_DOUBT
     attempts = message.attempts + 1
