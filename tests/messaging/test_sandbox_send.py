@@ -724,6 +724,19 @@ def test_statuses_are_posted_signed_in_order_in_metas_shape(graph, receiver):
     assert webhooks["posted"] == 3 and webhooks["failed"] == 0
 
 
+def test_a_message_whose_answer_was_dropped_still_gets_its_statuses_with_our_callback_data(graph, receiver):
+    configure(webhook_url=receiver.url, status_delays_ms={"sent": 0}, messages_drop_next=1)
+
+    with pytest.raises(httpx.RemoteProtocolError):
+        send(graph, text(biz_opaque_callback_data="wharf-11"))
+    (sent,) = receiver.wait(1)
+
+    (wamid,) = stats()["by_wamid"]
+    assert sent["id"] == wamid
+    assert sent["status"] == "sent"
+    assert sent["biz_opaque_callback_data"] == "wharf-11"  # how Wharf can learn the wamid it never got
+
+
 def test_a_recipient_set_to_fail_after_accept_gets_a_failed_status(graph, receiver):
     configure(webhook_url=receiver.url, status_delays_ms={"sent": 0}, fail_after_accept={TO: 131026})
 
