@@ -5,16 +5,19 @@ The protocol, in the order things happen:
 1. Queue. `message_send` checks Meta's rules and the 24-hour window, then writes the message as
    `queued` (a local placeholder `wamid`, `wharf-<uuid>`, until Meta names it; `payload` is the Graph
    request body) with its audit row in one transaction, and after commit raises the `outgoing`
-   WakeUp flag, coalesced as inbound's (messaging/inbound.py), which enqueues one drain.
+   WakeUp flag, coalesced as inbound's (messaging/inbound.py), which enqueues one drain. A medium
+   in S3 (under MEDIA_OUTGOING_PREFIX) is sent by a link presigned at each attempt, valid for
+   MEDIA_LINK_EXPIRY_S, rather than uploaded to Meta: no second copy, no media id to expire.
 2. Claim. `outgoing_drain` takes, per sender that is not paused, a batch of due queued messages with
    SELECT ... FOR UPDATE SKIP LOCKED and marks them `sending` with `claimed_by` (a token of this
    drain) and `claimed_at`, and commits. Concurrent drains take disjoint batches; a redelivered
    task finds the messages no longer queued. Only the claim's holder may send a message.
-3. Pace. The batch takes its slots from the shared limiter (messaging/ratelimit.py); the drain
-   sleeps until each slot, or puts a message whose slot is far off back in the queue, due then.
-4. Attempt. Before each request, one transaction checks the claim is still this drain's (refreshing
-   `claimed_at`) and inserts a SendAttempt without outcome; it commits BEFORE the request leaves.
-   After the answer one transaction records the attempt's outcome and the message's new state:
+3. Pace. The batch takes its slots from the shared limiter (messaging/ratelimit.py); a message
+   whose slot is far off goes back to the queue, due then; the others are sent in slot order.
+4. Attempt. Before each request, one statement checks the claim is still this drain's (refreshing
+   `claimed_at`) and inserts a SendAttempt without outcome; it commits BEFORE the request leaves,
+   which waits for its slot only then. After the answer one statement records the attempt's
+   outcome and the message's new state:
    sent (Meta's wamid; statuses that arrived first are applied), queued again with a due time
    (retryable errors, exponential backoff with jitter, failed after MAX_ATTEMPTS), failed (Meta's
    code, title and details), queued again with its sender paused (190, operators alerted), or
@@ -876,6 +879,9 @@ def _outcome_record(
     return moved
 
 
+_NO_ERROR = {"error_code": None, "error_title": "", "error_details": ""}  # a retry's error, settled
+
+
 def _error_fields(error: GraphError) -> dict[str, Any]:
     return {
         "error_code": error.code,
@@ -915,7 +921,7 @@ def outgoing_message_send(
     record = dict(message=message, attempt=attempt, worker=worker, latency_ms=latency_ms, error=error)
     if error is None:
         wamids = [item.get("id") for item in answer.get("messages", []) if isinstance(item, dict)]
-        changes = {"status": _S.SENT, "sent_at": now, "due_at": None, **released}
+        changes = {"status": _S.SENT, "sent_at": now, "due_at": None, **released, **_NO_ERROR}
         if wamids and isinstance(wamids[0], str) and wamids[0]:
             changes["wamid"] = wamids[0]
         try:

@@ -152,7 +152,9 @@ def test_a_retryable_error_backs_off_through_a_due_time_then_sends(sandbox, send
 
     Message.objects.filter(pk=message.pk).update(due_at=timezone.now())
     assert outgoing_drain().sent == 1
-    assert [a.outcome for a in fresh(message).attempts_made.all()] == ["retry", "sent"]
+    message = fresh(message)
+    assert [a.outcome for a in message.attempts_made.all()] == ["retry", "sent"]
+    assert (message.error_code, message.error_title) == (None, "")  # the retry's error is settled
 
 
 def test_retries_end_in_failure_after_max_attempts(sandbox, sender, monkeypatch):
