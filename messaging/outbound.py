@@ -24,16 +24,17 @@ The protocol, in the order things happen:
    in doubt (the request left but no answer came: a read timeout, a dropped connection).
 5. Sweep. Beat runs `outgoing_sweep`: a message `sending` under a claim older than CLAIM_STALE_S()
    lost its worker. Without an open attempt no request left for it: it is queued again. With one,
-   a request may have reached Meta: it becomes `in_doubt`, which nothing resends automatically; an
-   operator resends it (`message_resend`) or abandons it (`message_abandon`). The claim check in
+   a request may have reached Meta: it becomes `in_doubt`, which nothing resends automatically. If
+   it did reach Meta, Meta's statuses for it carry its id as `biz_opaque_callback_data` and the
+   sweep settles it as sent with their wamid (`outgoing_doubts_resolve`); else an operator resends
+   it (`message_resend`) or abandons it (`message_abandon`). The claim check in
    step 4 and the sweep's UPDATE lock the same row, so a worker that is only slow either keeps its
    claim (its refresh came first) or finds it gone and skips the message.
 
 Why never twice: a request for a message leaves only from the drain whose claim is on the row,
 after an attempt row says so; every path back to `queued` either proves no request left (the
 claim was released before an attempt, or the request failed to connect, or Meta answered an
-error) or is an operator's decision. An in-doubt message whose answer was lost has no wamid, so
-Meta's later status webhooks for it stay PendingStatus rows: the doubt is left to the operator.
+error) or is an operator's decision, taken only while no status has shown that it was sent.
 """
 
 from __future__ import annotations
@@ -633,7 +634,11 @@ def _in_doubt_move(*, message: Message, actor: Actor, source: str, action: str, 
 
 
 def message_resend(*, message: Message, actor: Actor, source: str = AuditLog.Source.ADMIN) -> Message:
-    """An operator decided an in-doubt message did not reach the user: queue it again."""
+    """An operator decided an in-doubt message did not reach the user: queue it again, unless Meta's
+    statuses have shown meanwhile that it did (then it is sent, and nothing is sent again)."""
+    if outgoing_doubts_resolve(message_ids=[message.pk]):
+        message.refresh_from_db()
+        return message
     return _in_doubt_move(
         message=message, actor=actor, source=source, action="message.resend", status=_S.QUEUED
     )
@@ -1067,6 +1072,45 @@ def _next_due_wake() -> None:
             _drain_enqueue(reason="next due", countdown=max(0.0, delay_s))
 
 
+def outgoing_doubts_resolve(*, message_ids: list[int] | None = None) -> int:
+    """Settle in-doubt messages that did reach Meta: the statuses Meta posts for a message carry
+    our message id as `biz_opaque_callback_data`, and wait as PendingStatus rows for a wamid we
+    never learnt. The message takes that wamid and is sent, and its statuses are applied."""
+    from messaging.parsing import message_pending_statuses_apply
+
+    doubtful = Message.objects.filter(status=_S.IN_DOUBT, wamid__startswith=PLACEHOLDER_PREFIX)
+    if message_ids is not None:
+        doubtful = doubtful.filter(pk__in=message_ids)
+    ids = [str(pk) for pk in doubtful.values_list("pk", flat=True)[:1000]]
+    if not ids:
+        return 0
+    found = dict(
+        PendingStatus.objects.filter(payload__biz_opaque_callback_data__in=ids)
+        .order_by("-timestamp")
+        .values_list("payload__biz_opaque_callback_data", "wamid")
+    )
+    resolved = 0
+    for message_id, wamid in found.items():
+        with transaction.atomic():
+            moved = Message.objects.filter(
+                pk=int(message_id), status=_S.IN_DOUBT, wamid__startswith=PLACEHOLDER_PREFIX
+            ).update(
+                wamid=wamid,
+                status=_S.SENT,
+                claimed_at=None,
+                claimed_by="",
+                updated_at=timezone.now(),
+                **_NO_ERROR,
+            )
+            if moved:
+                message = Message.objects.get(pk=int(message_id))
+                message_pending_statuses_apply(message=message)
+                resolved += 1
+    if resolved:
+        logger.info("in-doubt messages shown sent by Meta's statuses: %s", sorted(found))
+    return resolved
+
+
 def outgoing_sweep() -> dict[str, int]:
     """Settle the claims of dead workers (see the module's header) and wake a drain for due messages."""
     now = timezone.now()
@@ -1086,7 +1130,8 @@ def outgoing_sweep() -> dict[str, int]:
             SendAttempt.objects.filter(message_id__in=doubted, outcome="").update(outcome=_O.IN_DOUBT)
     if doubted:
         logger.warning("outgoing messages in doubt (their worker died mid-request): %s", doubted)
+    resolved = outgoing_doubts_resolve()
     woken = False
     if Message.objects.filter(_due(now), phone_number__paused_at__isnull=True).exists():
         woken = _drain_enqueue(reason="sweep")
-    return {"requeued": requeued, "in_doubt": len(doubted), "woken": int(woken)}
+    return {"requeued": requeued, "in_doubt": len(doubted), "resolved": resolved, "woken": int(woken)}

@@ -54,6 +54,11 @@ class Sandbox:
     def stats(self) -> dict:
         return self.http.get("stats").json()
 
+    def wamid_of(self, message: Message) -> str:
+        """The wamid the sandbox gave a message it accepted (found by our callback data)."""
+        sent = self.stats()["by_wamid"].items()
+        return next(w for w, s in sent if s["biz_opaque_callback_data"] == str(message.pk))
+
 
 @pytest.fixture
 def sandbox(settings):
@@ -225,6 +230,35 @@ def test_a_dropped_connection_after_the_request_leaves_the_message_in_doubt_unti
     assert sandbox.stats()["duplicates"] == 1  # the operator's choice, counted as such
 
 
+def test_meta_s_statuses_carrying_our_id_settle_a_doubt_as_sent_and_nothing_is_resent(sandbox, sender):
+    doubtful, unanswered = queued(sender, 2)
+    sandbox.config(messages_drop_next=2)
+    assert outgoing_drain().in_doubt == 2
+    wamid = sandbox.wamid_of(doubtful)
+    for name, seconds in (("sent", 0), ("delivered", 1)):
+        status = {"id": wamid, "status": name, "biz_opaque_callback_data": str(doubtful.pk)}
+        PendingStatus.objects.create(
+            wamid=wamid, status=name, timestamp=timezone.now() + timedelta(seconds=seconds), payload=status
+        )
+
+    assert outgoing_sweep()["resolved"] == 1
+
+    doubtful = fresh(doubtful)
+    assert (doubtful.wamid, doubtful.status) == (wamid, S.DELIVERED)
+    assert doubtful.sent_at is not None and doubtful.delivered_at is not None
+    assert not PendingStatus.objects.exists()
+    assert fresh(unanswered).status == S.IN_DOUBT  # no status named it: the operator decides
+
+    # An operator's resend looks for such statuses first.
+    other = sandbox.wamid_of(unanswered)
+    status = {"id": other, "status": "sent", "biz_opaque_callback_data": str(unanswered.pk)}
+    PendingStatus.objects.create(wamid=other, status="sent", timestamp=timezone.now(), payload=status)
+    assert message_resend(message=unanswered, actor=None).status == S.SENT
+    assert fresh(unanswered).wamid == other
+    assert outgoing_drain().sent == 0
+    assert sandbox.stats()["duplicates"] == 0
+
+
 def test_a_refused_connection_never_reached_meta_and_is_retried(sandbox, sender, settings):
     with socket_closed_port() as port:
         settings.WHATSAPP_GRAPH_URL = f"http://127.0.0.1:{port}/v23.0"
@@ -254,7 +288,7 @@ def test_the_sweeper_requeues_claims_without_attempts_and_doubts_those_with_one(
     )
     SendAttempt.objects.create(message=doubtful, started_at=long_ago, worker="dead")
 
-    assert outgoing_sweep() == {"requeued": 1, "in_doubt": 1, "woken": 1}
+    assert outgoing_sweep() == {"requeued": 1, "in_doubt": 1, "resolved": 0, "woken": 1}
 
     assert fresh(unsent).status == S.QUEUED
     assert fresh(doubtful).status == S.IN_DOUBT
