@@ -1004,12 +1004,15 @@ def _round_send(
         plan += [(slot, m.pk, phone_number, m) for slot, m in zip(slots, messages, strict=True)]
     plan.sort(key=lambda item: (item[0], item[1]))
     wait_max_s = max(SLOT_WAIT_MAX_S, settings.WHATSAPP_RECIPIENT_SPACING_S)
-    paused: set[int] = set()
+    paused: set[int] = set()  # Meta refused the sender's token
+    silent: dict[int, datetime] = {}  # Meta left a request unanswered: the rest waits until then
     done = 0
     try:
         for slot, _, phone_number, message in plan:
             if phone_number.pk in paused:
                 result.released += _release(message, worker=worker)
+            elif phone_number.pk in silent:
+                result.released += _release(message, worker=worker, due_at=silent[phone_number.pk])
             elif (slot - rate_clock_now()).total_seconds() > wait_max_s:
                 result.deferred += _release(message, worker=worker, due_at=slot)
             else:
@@ -1017,7 +1020,10 @@ def _round_send(
                 if outcome == "auth":
                     paused.add(phone_number.pk)
                     result.released += 1
-                elif outcome:
+                elif outcome == _O.IN_DOUBT:
+                    # More requests into silence would only make more messages in doubt.
+                    silent[phone_number.pk] = timezone.now() + timedelta(seconds=_backoff_s(1))
+                if outcome and outcome != "auth":
                     counter = _COUNTERS[outcome]
                     setattr(result, counter, getattr(result, counter) + 1)
             done += 1
@@ -1052,7 +1058,7 @@ def outgoing_drain(*, batch_size: int | None = None, time_budget_s: float = DRAI
         if time.monotonic() >= deadline:
             _drain_enqueue(reason="drain out of time")
             break
-    if result.retrying or result.deferred:
+    if result.retrying or result.deferred or result.released:
         _next_due_wake()
     return result
 

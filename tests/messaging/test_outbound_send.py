@@ -230,10 +230,29 @@ def test_a_dropped_connection_after_the_request_leaves_the_message_in_doubt_unti
     assert sandbox.stats()["duplicates"] == 1  # the operator's choice, counted as such
 
 
+def test_after_a_request_left_unanswered_the_rest_of_the_sender_s_batch_waits(sandbox, sender, no_enqueue):
+    first, *rest = queued(sender, 3)
+    sandbox.config(messages_drop_next=1)
+
+    result = outgoing_drain()
+
+    assert (result.in_doubt, result.released, result.sent) == (1, 2, 0)
+    assert fresh(first).status == S.IN_DOUBT
+    for message in rest:
+        message = fresh(message)
+        assert (message.status, message.attempts) == (S.QUEUED, 0)  # no attempt: nothing left
+        assert message.due_at > timezone.now()
+    assert not SendAttempt.objects.filter(message__in=rest).exists()
+    assert sandbox.stats()["accepted"] == 1
+    assert no_enqueue == ["next due"]
+
+
 def test_meta_s_statuses_carrying_our_id_settle_a_doubt_as_sent_and_nothing_is_resent(sandbox, sender):
     doubtful, unanswered = queued(sender, 2)
     sandbox.config(messages_drop_next=2)
-    assert outgoing_drain().in_doubt == 2
+    assert outgoing_drain().in_doubt == 1
+    Message.objects.filter(pk=unanswered.pk).update(due_at=timezone.now())  # held back after the first
+    assert outgoing_drain().in_doubt == 1
     wamid = sandbox.wamid_of(doubtful)
     for name, seconds in (("sent", 0), ("delivered", 1)):
         status = {"id": wamid, "status": name, "biz_opaque_callback_data": str(doubtful.pk)}
