@@ -197,6 +197,8 @@ WHATSAPP_HTTP_TIMEOUT_S = env.float("WHATSAPP_HTTP_TIMEOUT_S", default=10.0)
 # Least time between two messages from one sender number to one recipient (Meta answers 131056
 # when a pair goes faster: about one per 6 s sustained, bursts of up to 45 borrowed from later).
 WHATSAPP_RECIPIENT_SPACING_S = env.float("WHATSAPP_RECIPIENT_SPACING_S", default=1.0)
+# Pace each sender this many percent under its limit, so late sends never crowd one of Meta's seconds.
+WHATSAPP_RATE_HEADROOM_PCT = env.float("WHATSAPP_RATE_HEADROOM_PCT", default=2.0)
 # Largest media file downloaded from the Graph API (Meta's largest, documents, is 100 MB).
 WHATSAPP_MEDIA_MAX_BYTES = env.int("WHATSAPP_MEDIA_MAX_BYTES", default=100 * 1024 * 1024)
 # Media fetches: tries after the first, and the first backoff in seconds (doubled each time, with

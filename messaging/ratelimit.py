@@ -9,8 +9,11 @@ keeps to both itself, in PostgreSQL, so that workers on any machine share one sc
   for that statement only, moves `tat` to greatest(tat, clock) + n * step and returns it; the slots
   are base + i * step, base being the returned tat less n steps. Step is 1/rate rounded UP to a
   whole microsecond and read from the PhoneNumber row in the same statement, so a changed rate
-  applies to the next batch. With slots exactly one step apart and no burst, any one-second window
-  holds at most `rate` of them; a burst allowance, however small, would let a window hold more.
+  applies to the next batch. With slots exactly one step apart and no burst, any one-second
+  window holds at most `rate` of them; a burst allowance, however small, would let a window hold
+  more. The rate is first cut by WHATSAPP_RATE_HEADROOM_PCT: sends leave a little after their
+  slots (a busy CPU, the network), and at exactly the limit a late send followed by an on-time one
+  can put rate + 1 requests into one of Meta's seconds.
 - Recipient: `RecipientPace.next_at` is when the number may next write to that recipient. One
   more statement upserts the batch's recipients (in a fixed order, so concurrent batches cannot
   deadlock) and moves each one's `next_at` past its last slot of the batch plus the spacing
@@ -45,7 +48,7 @@ _clock_offset_s = 0.0  # the database's clock minus this host's, measured at the
 
 _SENDER_SQL = """
 WITH pace AS (
-    SELECT ceil(1000000.0 / greatest(rate_limit_per_s, 1))::bigint AS step_us
+    SELECT ceil(1000000.0 / (greatest(rate_limit_per_s, 1) * %(share)s))::bigint AS step_us
     FROM messaging_phonenumber WHERE id = %(phone_number_id)s
 )
 INSERT INTO messaging_senderpace AS s (phone_number_id, tat)
@@ -88,7 +91,8 @@ def rate_slots_take(*, phone_number: PhoneNumber, recipients: list[str]) -> list
     n = len(recipients)
     with connection.cursor() as cursor:
         before = time.time()
-        cursor.execute(_SENDER_SQL, {"phone_number_id": phone_number.pk, "n": n})
+        share = 1 - settings.WHATSAPP_RATE_HEADROOM_PCT / 100
+        cursor.execute(_SENDER_SQL, {"phone_number_id": phone_number.pk, "n": n, "share": share})
         after = time.time()
         row = cursor.fetchone()
         if row is None:

@@ -36,6 +36,12 @@ def gaps(slots: list[datetime]) -> list[timedelta]:
     return [later - earlier for earlier, later in pairwise(ordered)]
 
 
+@pytest.fixture(autouse=True)
+def exact_rate(settings):
+    """The schedule's arithmetic at the limit itself; the headroom has its own test."""
+    settings.WHATSAPP_RATE_HEADROOM_PCT = 0
+
+
 @pytest.fixture
 def no_spacing(settings):
     settings.WHATSAPP_RECIPIENT_SPACING_S = 0
@@ -313,3 +319,14 @@ def test_a_worker_kept_waiting_for_the_row_gets_slots_from_when_it_got_it(transa
 
     assert taken[0] >= released_at[0]
     assert taken[1] - taken[0] == timedelta(microseconds=12_500)
+
+
+@pytest.mark.django_db
+def test_the_headroom_paces_a_sender_that_many_percent_under_its_limit(settings, no_spacing):
+    settings.WHATSAPP_RATE_HEADROOM_PCT = 2
+    number = PhoneNumberFactory(rate_limit_per_s=80)
+
+    slots = rate_slots_take(phone_number=number, recipients=[f"4477009{i:05d}" for i in range(50)])
+
+    assert set(gaps(slots)) == {timedelta(microseconds=12756)}  # 1 / (80 * 0.98), rounded up
+    assert busiest_second(slots) <= 79
