@@ -40,6 +40,7 @@ error) or is an operator's decision, taken only while no status has shown that i
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import re
@@ -77,7 +78,10 @@ logger = logging.getLogger(__name__)
 WAKE_NAME = "outgoing"
 PLACEHOLDER_PREFIX = "wharf-"
 WINDOW = timedelta(hours=24)
-BATCH_SIZE = 50
+# A round claims about ROUND_S worth of each sender's rate, so every batch in it lasts about as
+# long and a fast sender never idles while a slow one finishes its batch.
+ROUND_S = 1.0
+BATCH_MAX = 1000
 MAX_ATTEMPTS = 6
 BACKOFF_BASE_S = 5.0
 BACKOFF_CAP_S = 900.0
@@ -1035,7 +1039,7 @@ def _round_send(
 def outgoing_drain(*, batch_size: int | None = None, time_budget_s: float = DRAIN_BUDGET_S) -> DrainResult:
     """Send due queued messages, a round of one batch per sender at a time, until none is left or
     time is up. A round of full batches wakes another drain, so idle workers join in."""
-    batch_size = batch_size or BATCH_SIZE
+    batch_size = batch_size or BATCH_MAX
     worker = _worker_token()
     WakeUp.objects.filter(name=WAKE_NAME, pending=True).update(pending=False, updated_at=timezone.now())
     result = DrainResult()
@@ -1044,7 +1048,7 @@ def outgoing_drain(*, batch_size: int | None = None, time_budget_s: float = DRAI
         claimed = []
         full = False
         for phone_number in _senders_due(timezone.now()):
-            size = min(batch_size, max(1, phone_number.rate_limit_per_s))
+            size = min(batch_size, max(1, math.ceil(phone_number.rate_limit_per_s * ROUND_S)))
             messages = outgoing_claim(phone_number=phone_number, batch_size=size, worker=worker)
             if messages:
                 claimed.append((phone_number, messages))
