@@ -95,7 +95,7 @@ def cpu_snapshot(worker: subprocess.Popen, sandbox: SandboxServer, moto: MotoSer
 
 def cpu_split(before: dict, after: dict) -> dict:
     """CPU seconds per process group over a phase; `others` is the machine's busy time that none of
-    ours explains (other engineers' processes on the shared cores, and our exited ones)."""
+    ours explains (other processes on the machine, and our exited ones)."""
     split = {key: round(after[key] - before[key], 1) for key in before}
     ours = sum(value for key, value in split.items() if key != "machine_busy")
     split["others"] = round(max(0.0, split["machine_busy"] - ours), 1)
