@@ -3,10 +3,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import healthz
+from messaging.apis import MediaUploadApi
 
 api_v1 = [
     path("contacts/", include("contacts.urls")),
     path("messages/", include("messaging.urls")),
+    path("media/", MediaUploadApi.as_view(), name="media-upload"),
 ]
 
 urlpatterns = [

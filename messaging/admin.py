@@ -16,7 +16,6 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
@@ -29,12 +28,11 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import Truncator
 
-from config.aws import s3_client
 from contacts.models import AuditLog, Contact
 from contacts.selectors import contact_search_q
 from messaging.alerts import operator_alert_acknowledge, operator_alert_acknowledge_key
 from messaging.inbound import inbound_events_reprocess
-from messaging.media import media_presigned_url
+from messaging.media import media_outgoing_discard, media_outgoing_upload, media_presigned_url
 from messaging.models import (
     AnalyticsEvent,
     InboundEvent,
@@ -563,7 +561,6 @@ class MessageAdmin(admin.ModelAdmin):
 # -- the conversation's reply box ----------------------------------------------------------------------
 
 REPLY_WINDOW = timedelta(hours=24)
-_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def reply_window_open(contact: Contact) -> bool:
@@ -665,15 +662,11 @@ def reply_send(request: HttpRequest, contact: Contact) -> tuple[Message | None, 
         if upload is None:
             return None, ["file: Choose a file to send."]
         mime_type = upload.content_type or "application/octet-stream"
-        filename = _UNSAFE_FILENAME.sub("_", upload.name or "file").strip("._") or "file"
-        key = f"{settings.MEDIA_OUTGOING_PREFIX}{uuid.uuid4().hex}/{filename}"
-        s3_client().upload_fileobj(
-            upload, settings.AWS_STORAGE_BUCKET_NAME, key, ExtraArgs={"ContentType": mime_type}
-        )
+        key = media_outgoing_upload(file=upload, filename=upload.name or "file", content_type=mime_type)
         kind = _media_kind(mime_type)
         content = {"s3_key": key}
         if kind == "document":
-            content["filename"] = (upload.name or filename)[:240]
+            content["filename"] = (upload.name or "file")[:240]
         if post.get("caption") and kind != "audio":
             content["caption"] = post["caption"]
     else:
@@ -691,7 +684,7 @@ def reply_send(request: HttpRequest, contact: Contact) -> tuple[Message | None, 
         )
     except ValidationError as error:
         if key:
-            s3_client().delete_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key)
+            media_outgoing_discard(key=key)
         if hasattr(error, "error_dict"):
             return None, [f"{field}: {text}" for field, texts in error.message_dict.items() for text in texts]
         return None, list(error.messages)

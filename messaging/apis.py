@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
@@ -11,7 +12,7 @@ from rest_framework.views import APIView
 from contacts.models import AuditLog, Contact
 from contacts.services import contact_create, phone_normalise
 from messaging.graph import GraphError
-from messaging.media import media_presigned_url
+from messaging.media import media_outgoing_upload, media_presigned_url
 from messaging.models import Message, PhoneNumber
 from messaging.outbound import KINDS, message_mark_read, message_send_or_get
 from messaging.selectors import message_get, message_list, message_media_error, message_quoted
@@ -214,6 +215,38 @@ class MessageReadApi(APIView):
         except GraphError as error:
             raise GraphApiUnavailable(error.reason) from error
         return Response(MessageOutputSerializer(message).data)
+
+
+@extend_schema(tags=["messages"])
+class MediaUploadApi(APIView):
+    """POST /api/v1/media/: a file to send, stored in S3; its `s3_key` then goes in a media message."""
+
+    queryset = Message.objects.all()  # uploading is part of sending: messaging.add_message
+    parser_classes = [MultiPartParser]
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField()
+
+        class Meta:
+            ref_name = "MediaUpload"
+
+    class OutputSerializer(serializers.Serializer):
+        s3_key = serializers.CharField()
+        mime_type = serializers.CharField()
+        size = serializers.IntegerField()
+
+        class Meta:
+            ref_name = "MediaUploaded"
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["file"]
+        mime_type = upload.content_type or "application/octet-stream"
+        key = media_outgoing_upload(file=upload, filename=upload.name, content_type=mime_type)
+        data = {"s3_key": key, "mime_type": mime_type, "size": upload.size}
+        return Response(self.OutputSerializer(data).data, status=status.HTTP_201_CREATED)
 
 
 class GraphApiUnavailable(exceptions.APIException):

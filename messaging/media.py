@@ -27,8 +27,10 @@ import logging
 import mimetypes
 import random
 import re
+import uuid
 from datetime import timedelta
 from functools import partial
+from typing import IO
 from urllib.parse import quote
 
 from celery import shared_task
@@ -262,3 +264,26 @@ def _hash_bytes(text: str) -> bytes | None:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return None
+
+
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def media_outgoing_upload(*, file: IO[bytes], filename: str, content_type: str) -> str:
+    """Store a file to send under MEDIA_OUTGOING_PREFIX; returns its key for `message_send`'s s3_key.
+
+    The key is new for every upload (a random folder keeps the sender's file name readable)."""
+    safe_name = _UNSAFE_FILENAME.sub("_", filename or "file").strip("._") or "file"
+    key = f"{settings.MEDIA_OUTGOING_PREFIX}{uuid.uuid4().hex}/{safe_name[:200]}"
+    s3_client().upload_fileobj(
+        file,
+        settings.AWS_STORAGE_BUCKET_NAME,
+        key,
+        ExtraArgs={"ContentType": content_type or "application/octet-stream"},
+    )
+    return key
+
+
+def media_outgoing_discard(*, key: str) -> None:
+    """Remove an uploaded file that will not be sent after all."""
+    s3_client().delete_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key)

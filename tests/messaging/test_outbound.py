@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from config.aws import s3_client, storage_ensure_bucket
@@ -354,3 +355,32 @@ def test_the_api_needs_the_add_permission(api_client, contact):
         LIST, {"contact": contact.pk, "type": "text", "text": {"body": "x"}}, format="json"
     )
     assert answer.status_code == 403
+
+
+def test_api_clients_upload_a_file_then_send_it_by_its_key(api_client, sender, contact):
+    storage_ensure_bucket()
+    client = api_client(ADD, "messaging.view_message")
+    picture = SimpleUploadedFile("shop front.png", b"\x89PNG\r\n\x1a\n" + b"0" * 64, content_type="image/png")
+
+    uploaded = client.post("/api/v1/media/", {"file": picture}, format="multipart")
+    sent = client.post(
+        "/api/v1/messages/",
+        {"contact": contact.pk, "type": "image", "image": {"s3_key": uploaded.json()["s3_key"]}},
+        format="json",
+    )
+
+    assert uploaded.status_code == 201, uploaded.json()
+    key = uploaded.json()["s3_key"]
+    assert key.startswith(settings.MEDIA_OUTGOING_PREFIX) and key.endswith("/shop_front.png")
+    assert uploaded.json()["mime_type"] == "image/png" and uploaded.json()["size"] == 72
+    stored = s3_client().get_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key)
+    assert stored["ContentType"] == "image/png" and stored["Body"].read().startswith(b"\x89PNG")
+    assert sent.status_code == 201, sent.json()
+    assert Message.objects.get(pk=sent.json()["id"]).payload["type"] == "image"
+
+
+def test_an_upload_needs_a_file_a_token_and_the_send_permission(api_client, client):
+    assert client.post("/api/v1/media/", {}).status_code == 401
+    assert api_client("messaging.view_message").post("/api/v1/media/", {}).status_code == 403
+    answer = api_client(ADD).post("/api/v1/media/", {}, format="multipart")
+    assert answer.status_code == 400 and "file" in answer.json()
