@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from config.admin_filters import set_or_unset_filter
 from contacts.apis import csv_download
 from contacts.models import AuditLog, Contact
 from contacts.selectors import contact_search_q, contact_tags_most_common
@@ -85,17 +86,9 @@ class TagFilter(admin.SimpleListFilter):
         return queryset
 
 
-class OptedOutFilter(admin.SimpleListFilter):
-    title = "opted out"
-    parameter_name = "opted_out"
-
-    def lookups(self, request, model_admin):
-        return [("yes", "Yes"), ("no", "No")]
-
-    def queryset(self, request, queryset):
-        if self.value() in ("yes", "no"):
-            return queryset.filter(opted_out_at__isnull=self.value() == "no")
-        return queryset
+OptedOutFilter = set_or_unset_filter(
+    title="opted out", parameter_name="opted_out", field="opted_out_at", yes="Yes", no="No"
+)
 
 
 @admin.register(Contact)

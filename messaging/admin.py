@@ -28,6 +28,7 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import Truncator
 
+from config.admin_filters import set_or_unset_filter
 from contacts.models import AuditLog, Contact
 from contacts.selectors import contact_search_q
 from messaging.alerts import operator_alert_acknowledge, operator_alert_acknowledge_key
@@ -148,17 +149,9 @@ class PhoneNumberForm(forms.ModelForm):
         return cleaned_data
 
 
-class PausedFilter(admin.SimpleListFilter):
-    title = "sending"
-    parameter_name = "paused"
-
-    def lookups(self, request, model_admin):
-        return [("yes", "Paused"), ("no", "Sending")]
-
-    def queryset(self, request, queryset):
-        if self.value() in ("yes", "no"):
-            return queryset.filter(paused_at__isnull=self.value() == "no")
-        return queryset
+PausedFilter = set_or_unset_filter(
+    title="sending", parameter_name="paused", field="paused_at", yes="Paused", no="Sending"
+)
 
 
 @admin.register(PhoneNumber)
@@ -989,17 +982,14 @@ class TemplateAdmin(ReadOnlyAdmin):
         return HttpResponseRedirect(reverse("admin:messaging_template_changelist"))
 
 
-class AlertOpenFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "open"
-
-    def lookups(self, request, model_admin):
-        return [("yes", "Open"), ("no", "Acknowledged")]
-
-    def queryset(self, request, queryset):
-        if self.value() in ("yes", "no"):
-            return queryset.filter(acknowledged_at__isnull=self.value() == "yes")
-        return queryset
+AlertOpenFilter = set_or_unset_filter(
+    title="state",
+    parameter_name="open",
+    field="acknowledged_at",
+    yes="Open",
+    no="Acknowledged",
+    yes_when_set=False,
+)
 
 
 @admin.register(OperatorAlert)

@@ -1,0 +1,23 @@
+"""List filters the operators' console shares across apps."""
+
+from django.contrib import admin
+
+
+def set_or_unset_filter(
+    *, title: str, parameter_name: str, field: str, yes: str, no: str, yes_when_set: bool = True
+) -> type[admin.SimpleListFilter]:
+    """A two-choice list filter on whether a nullable `field` is set (opted out, paused, acknowledged)."""
+
+    class SetOrUnsetFilter(admin.SimpleListFilter):
+        def lookups(self, request, model_admin):
+            return [("yes", yes), ("no", no)]
+
+        def queryset(self, request, queryset):
+            if self.value() not in ("yes", "no"):
+                return queryset
+            is_set = (self.value() == "yes") == yes_when_set
+            return queryset.filter(**{f"{field}__isnull": not is_set})
+
+    SetOrUnsetFilter.title = title
+    SetOrUnsetFilter.parameter_name = parameter_name
+    return SetOrUnsetFilter
