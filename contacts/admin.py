@@ -9,7 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from config.admin_filters import set_or_unset_filter
+from config.console import admin_object_take, set_or_unset_filter
 from contacts.apis import csv_download
 from contacts.models import AuditLog, Contact
 from contacts.selectors import contact_search_q, contact_tags_most_common
@@ -152,10 +152,7 @@ class ContactAdmin(admin.ModelAdmin):
             )
         else:
             contact = contact_create(**fields, actor=request.user, source=SOURCE)
-        # The admin goes on with `obj` (messages, history, redirect): make it the saved row.
-        for field in Contact._meta.concrete_fields:
-            setattr(obj, field.attname, getattr(contact, field.attname))
-        obj._state.adding = False
+        admin_object_take(obj, contact)
 
     def delete_model(self, request, obj):
         contact_delete(contact=obj, actor=request.user, source=SOURCE)

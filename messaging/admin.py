@@ -28,7 +28,7 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import Truncator
 
-from config.admin_filters import set_or_unset_filter
+from config.console import admin_object_take, set_or_unset_filter
 from contacts.models import AuditLog, Contact
 from contacts.selectors import contact_search_q
 from messaging.alerts import operator_alert_acknowledge, operator_alert_acknowledge_key
@@ -225,10 +225,7 @@ class PhoneNumberAdmin(admin.ModelAdmin):
             )
         else:
             saved = phone_number_create(**fields, actor=request.user, source=SOURCE)
-        # The admin goes on with `obj` (messages, history, redirect): make it the saved row.
-        for field in PhoneNumber._meta.concrete_fields:
-            setattr(obj, field.attname, getattr(saved, field.attname))
-        obj._state.adding = False
+        admin_object_take(obj, saved)
 
     def delete_model(self, request, obj):
         phone_numbers_delete(phone_numbers=[obj], actor=request.user, source=SOURCE)

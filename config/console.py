@@ -1,6 +1,7 @@
-"""List filters the operators' console shares across apps."""
+"""What the operators' console (the Django admin) shares across apps."""
 
 from django.contrib import admin
+from django.db import models
 
 
 def set_or_unset_filter(
@@ -21,3 +22,11 @@ def set_or_unset_filter(
     SetOrUnsetFilter.title = title
     SetOrUnsetFilter.parameter_name = parameter_name
     return SetOrUnsetFilter
+
+
+def admin_object_take(obj: models.Model, saved: models.Model) -> None:
+    """After a service saved the row, make the admin's `obj` that row: the admin goes on with `obj`
+    (its messages, history and redirect)."""
+    for field in type(saved)._meta.concrete_fields:
+        setattr(obj, field.attname, getattr(saved, field.attname))
+    obj._state.adding = False
