@@ -4,18 +4,26 @@ The body is checked as Meta checks it (validation.py), then against what the san
 (templates, the limits, the window: outbox.py); an accepted message is answered with its wamid and
 its statuses are posted later (statuses.py). A dropped-connection fault closes the socket after the
 message was accepted, so the client never learns the wamid of a message that was sent.
+
+A medium given by `link` is fetched over HTTP before the message is accepted, as Meta fetches it to
+deliver it; a link that does not answer 200 with a type and size WhatsApp takes for that kind is
+answered 131053 (Media upload error), and what was fetched (type, size, sha256) is kept with the
+accepted send in the stats.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
 import time
 
+import httpx
 from flask import Blueprint, current_app, request
 
 from messaging.sandbox.calls import graph_call, sandbox_state
 from messaging.sandbox.errors import GraphApiError, invalid_parameter
+from messaging.sandbox.media import UPLOAD_LIMITS, mime_base
 from messaging.sandbox.outbox import ERROR_DOCS, FAILED_TITLES, Outbox
 from messaging.sandbox.statuses import StatusDispatcher, StatusPlan
 from messaging.sandbox.validation import MEDIA_KINDS, message_check, read_check, template_parameters_check
@@ -51,6 +59,8 @@ def messages_send(version: str, phone_number_id: str):
             f"Param {checked.kind}['id'] is not a media id this number uploaded (or it expired).",
             details=f"Unknown media id {media_id}.",
         )
+    link = body[checked.kind].get("link") if checked.kind in MEDIA_KINDS else None
+    media = _media_fetch(checked.kind, link) if link else None
     category = "service"
     if checked.kind == "template":
         template = outbox.template_find(
@@ -78,6 +88,7 @@ def messages_send(version: str, phone_number_id: str):
         callback=checked.callback,
         category=category,
         arrived=arrived,
+        media=media,
     )
     _statuses_schedule(outbox, phone_number_id, accepted, checked.callback)
     answer: dict = {
@@ -90,6 +101,44 @@ def messages_send(version: str, phone_number_id: str):
     if accepted.drop:
         _connection_drop()
     return answer
+
+
+LINK_FETCH_TIMEOUT_S = 20
+# The types each kind takes (sticker: webp only); sizes are UPLOAD_LIMITS'.
+_LINK_TYPES = {
+    "image": ("image/jpeg", "image/png"),
+    "video": ("video/",),
+    "audio": ("audio/",),
+    "document": ("text/", "application/"),
+    "sticker": ("image/webp",),
+}
+
+
+def _media_fetch(kind: str, link: str) -> dict:
+    """GET a medium's link as Meta would; 131053 when it cannot be used."""
+
+    def refused(details: str) -> GraphApiError:
+        return GraphApiError(400, 131053, "(#131053) Media upload error", details=details)
+
+    digest, size = hashlib.sha256(), 0
+    try:
+        with httpx.stream("GET", link, timeout=LINK_FETCH_TIMEOUT_S, follow_redirects=True) as answer:
+            if answer.status_code != 200:
+                raise refused(
+                    f"Downloading the media from {link.split('?')[0]} answered {answer.status_code}."
+                )
+            mime_type = mime_base(answer.headers.get("content-type", ""))
+            limit = UPLOAD_LIMITS.get(mime_type)
+            if limit is None or not mime_type.startswith(_LINK_TYPES[kind]):
+                raise refused(f"Media of type {mime_type or 'unknown'} cannot be sent as {kind}.")
+            for chunk in answer.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise refused(f"The media is over the {limit} bytes allowed for {mime_type}.")
+                digest.update(chunk)
+    except httpx.HTTPError as error:
+        raise refused(f"Downloading the media failed: {type(error).__name__}.") from None
+    return {"mime_type": mime_type, "size": size, "sha256": digest.hexdigest()}
 
 
 def _statuses_schedule(outbox: Outbox, phone_number_id: str, accepted, callback: str) -> None:

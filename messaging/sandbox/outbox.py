@@ -294,6 +294,7 @@ class Outbox:
         callback: str,
         category: str,
         arrived: float,
+        media: dict | None = None,
     ) -> Accepted:
         """Accept one send or raise Meta's error for it, counting either way (see the module's header).
 
@@ -371,6 +372,7 @@ class Outbox:
                 "type": kind,
                 "biz_opaque_callback_data": callback,
                 "dropped": drop,
+                **({"media": media} if media else {}),
             }
             conversation = self._conversation(phone_number_id, wa_id, category)
             return Accepted(

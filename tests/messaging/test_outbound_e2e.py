@@ -3,17 +3,22 @@ the `outgoing` worker to the sandbox Graph API, whose signed status webhooks com
 test's live server and are applied by the `incoming` worker; and a worker killed with SIGKILL in
 the middle of a batch sends no message twice and loses none."""
 
+import hashlib
+import io
 import os
 import signal
 from uuid import uuid4
 
 import pytest
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.utils import timezone
 
+from config.aws import s3_client, storage_ensure_bucket
 from config.queues import queues_ensure
 from messaging import inbound, outbound
+from messaging.media import media_outgoing_upload
 from messaging.models import Message, SendAttempt
 from messaging.outbound import message_send, outgoing_drain, outgoing_sweep
 from tests.factories import ContactFactory, PhoneNumberFactory
@@ -92,6 +97,84 @@ def test_an_api_send_is_sent_by_a_real_worker_and_turns_delivered_then_read(
     stats = sandbox.stats()
     assert (stats["accepted"], stats["duplicates"]) == (1, 0)
     assert stats["sends_by_callback"] == {str(message.pk): 1}
+
+
+def test_an_uploaded_image_is_fetched_by_meta_from_its_presigned_link_and_turns_read(
+    api_client, live_server, sandbox, queue_prefix, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    storage_ensure_bucket()
+    PhoneNumberFactory(phone_number_id="106540352242922")
+    contact = ContactFactory(last_inbound_at=timezone.now())
+    sandbox.config(
+        webhook_url=f"{live_server.url}/webhooks/whatsapp/",
+        app_secret=settings.WHATSAPP_APP_SECRET,
+        status_delays_ms={"sent": 100, "delivered": 300, "read": 600},
+    )
+    client = api_client("messaging.add_message")
+    content = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+    picture = SimpleUploadedFile("shop front.png", content, content_type="image/png")
+    uploaded = client.post("/api/v1/media/", {"file": picture}, format="multipart")
+    assert uploaded.status_code == 201, uploaded.json()
+    with worker_running(
+        queues=["outgoing", "incoming"], queue_prefix=queue_prefix, log_path=tmp_path / "worker.log"
+    ) as worker:
+        answer = client.post(
+            "/api/v1/messages/",
+            {
+                "contact": contact.pk,
+                "type": "image",
+                "image": {"s3_key": uploaded.json()["s3_key"], "caption": "Our new shop"},
+            },
+            format="json",
+        )
+        assert answer.status_code == 201, answer.json()
+        read = wait_for(
+            lambda: Message.objects.filter(pk=answer.json()["id"], status=S.READ).first(),
+            timeout_s=60,
+            worker=worker,
+            what="the image read",
+        )
+    stats = sandbox.stats()
+    assert (stats["accepted"], stats["duplicates"]) == (1, 0)
+    sent = stats["by_wamid"][read.wamid]
+    assert (sent["type"], sent["biz_opaque_callback_data"]) == ("image", str(read.pk))
+    assert sent["media"] == {
+        "mime_type": "image/png",
+        "size": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+    }
+    assert read.delivered_at is not None and read.text == "Our new shop"
+
+
+def test_a_medium_gone_from_the_bucket_fails_with_meta_s_media_error(sandbox, queue_prefix, tmp_path):
+    storage_ensure_bucket()
+    sender = PhoneNumberFactory(phone_number_id="106540352242922")
+    key = media_outgoing_upload(
+        file=io.BytesIO(b"%PDF-1.4\n"), filename="invoice.pdf", content_type="application/pdf"
+    )
+    message = message_send(
+        phone_number=sender,
+        contact=ContactFactory(last_inbound_at=timezone.now()),
+        kind="document",
+        content={"s3_key": key},
+        actor=None,
+        source="api",
+    )
+    s3_client().delete_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key)
+    with worker_running(
+        queues=["outgoing"], queue_prefix=queue_prefix, log_path=tmp_path / "worker.log"
+    ) as worker:
+        outbound.outgoing_wake()
+        failed = wait_for(
+            lambda: Message.objects.filter(pk=message.pk, status=S.FAILED).first(),
+            timeout_s=60,
+            worker=worker,
+            what="the message failed",
+        )
+    assert failed.error_code == 131053
+    assert "403" in failed.error_details or "404" in failed.error_details
+    assert sandbox.stats()["accepted"] == 0
 
 
 def test_a_worker_killed_mid_batch_sends_nothing_twice_and_loses_nothing(

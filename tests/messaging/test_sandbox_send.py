@@ -4,6 +4,7 @@ The sandbox is the process the test session started (tests/stack.py); every test
 as it started (`POST /sandbox/reset`).
 """
 
+import hashlib
 import json
 import threading
 import time
@@ -101,6 +102,40 @@ class Receiver:
         while time.monotonic() < deadline and len(self.statuses()) < count:
             time.sleep(0.02)
         return self.statuses()
+
+
+FILES = {
+    "/a.png": ("image/png", b"\x89PNG\r\n\x1a\n" + b"0" * 100),
+    "/a.mp4": ("video/mp4", b"\x00\x00\x00\x18ftypmp42" + b"0" * 100),
+    "/a.ogg": ("audio/ogg; codecs=opus", b"OggS" + b"0" * 100),
+    "/a.webp": ("image/webp", b"RIFF\x00\x00\x00\x00WEBP" + b"0" * 100),
+    "/a.pdf": ("application/pdf", b"%PDF-1.4\n" + b"0" * 100),
+}
+
+
+@pytest.fixture(scope="module")
+def files() -> str:
+    """A small HTTP server for media links (the sandbox fetches them): FILES by path, else 404."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            found = FILES.get(self.path.split("?")[0])
+            self.send_response(200 if found else 404)
+            if found:
+                self.send_header("Content-Type", found[0])
+                self.send_header("Content-Length", str(len(found[1])))
+            self.end_headers()
+            if found:
+                self.wfile.write(found[1])
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture
@@ -223,11 +258,36 @@ def test_a_text_is_answered_in_metas_shape_with_a_new_wamid(graph):
     ],
     ids=lambda message: message.get("type", "text-default"),
 )
-def test_every_kind_of_message_is_accepted(graph, message):
+def test_every_kind_of_message_is_accepted(graph, files, message):
+    message = json.loads(json.dumps(message).replace("https://e.x", files))  # links the sandbox fetches
     response = send(graph, message)
 
     assert response.status_code == 200, response.text
     assert response.json()["messages"][0]["id"].startswith("wamid.")
+
+
+def test_a_linked_medium_is_fetched_and_one_that_cannot_be_is_answered_131053(graph, files):
+    image = {"messaging_product": "whatsapp", "to": TO, "type": "image", "image": {"link": f"{files}/a.png"}}
+
+    accepted = send(graph, image)
+
+    assert accepted.status_code == 200, accepted.text
+    wamid = accepted.json()["messages"][0]["id"]
+    content = FILES["/a.png"][1]
+    assert stats()["by_wamid"][wamid]["media"] == {
+        "mime_type": "image/png",
+        "size": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+    }
+    for link, details in (
+        (f"{files}/missing.png", "answered 404"),
+        (f"{files}/a.pdf", "application/pdf cannot be sent as image"),
+        ("http://127.0.0.1:9/a.png", "ConnectError"),
+    ):
+        refused = send(graph, {**image, "image": {"link": link}})
+        error = assert_graph_error(refused, status=400, code=131053)
+        assert details in error["error_data"]["details"]
+    assert stats()["accepted"] == 1
 
 
 def test_uploaded_media_is_sent_by_id_and_an_unknown_id_is_not(graph):
