@@ -13,20 +13,24 @@ The protocol, in the order things happen:
    drain) and `claimed_at`, and commits. Concurrent drains take disjoint batches; a redelivered
    task finds the messages no longer queued. Only the claim's holder may send a message.
 3. Pace. The batch takes its slots from the shared limiter (messaging/ratelimit.py); a message
-   whose slot is far off goes back to the queue, due then; the others are sent in slot order.
+   whose slot is far off, or whose recipient's turn comes after its slot, goes back to the queue,
+   due then (where it takes a new slot); the others are sent in slot order.
 4. Attempt. Before each request, one statement checks the claim is still this drain's (refreshing
    `claimed_at`) and inserts a SendAttempt without outcome; it commits BEFORE the request leaves,
    which waits for its slot only then. After the answer one statement records the attempt's
    outcome and the message's new state:
-   sent (Meta's wamid; statuses that arrived first are applied), queued again with a due time
+   sent (Meta's wamid; statuses that arrived first, kept pending by wamid, are applied), queued
+   again with a due time
    (retryable errors, exponential backoff with jitter, failed after MAX_ATTEMPTS), failed (Meta's
    code, title and details), queued again with its sender paused (190, operators alerted), or
-   in doubt (the request left but no answer came: a read timeout, a dropped connection).
+   in doubt (the request left but no answer came: a read timeout, a dropped connection), settled
+   at once as sent when a status that came first carries its id (see step 5).
 5. Sweep. Beat runs `outgoing_sweep`: a message `sending` under a claim older than CLAIM_STALE_S()
    lost its worker. Without an open attempt no request left for it: it is queued again. With one,
    a request may have reached Meta: it becomes `in_doubt`, which nothing resends automatically. If
-   it did reach Meta, Meta's statuses for it carry its id as `biz_opaque_callback_data` and the
-   sweep settles it as sent with their wamid (`outgoing_doubts_resolve`); else an operator resends
+   it did reach Meta, Meta's statuses for it carry its id as `biz_opaque_callback_data`, which
+   settles it as sent with their wamid (`outgoing_doubts_resolve`: when the status is parsed, when
+   the worker records the silence, and at each sweep, whichever comes last); else an operator resends
    it (`message_resend`) or abandons it (`message_abandon`). The claim check in
    step 4 and the sweep's UPDATE lock the same row, so a worker that is only slow either keeps its
    claim (its refresh came first) or finds it gone and skips the message.
@@ -722,7 +726,7 @@ class DrainResult:
     retrying: int = 0
     failed: int = 0
     in_doubt: int = 0
-    deferred: int = 0  # their slot was far off: queued again, due then
+    deferred: int = 0  # their slot was far off, or their recipient's turn later: queued again, due then
     released: int = 0  # their sender was paused mid-batch: queued again
     batches: int = 0
 
@@ -961,6 +965,8 @@ def outgoing_message_send(
             http_status=None,
             changes={"status": _S.IN_DOUBT, "attempts": message.attempts + 1, **_error_fields(error)},
         )
+        if outgoing_doubts_resolve(message_ids=[message.pk]):  # a status of it came before the silence
+            return _O.SENT
         return _O.IN_DOUBT
     attempts = message.attempts + 1
     if isinstance(error, GraphRetryableError) and attempts < MAX_ATTEMPTS:
@@ -997,17 +1003,21 @@ def _round_send(
     claimed: list[tuple[PhoneNumber, list[Message]]], *, worker: str, result: DrainResult
 ) -> None:
     """Send one round: every sender's batch, merged in the order of their slots (which are on the
-    database's clock). A slot too far off to sleep for sends its message back to the queue, due
-    then; the limiter's header says why only beyond the recipient spacing."""
+    database's clock). A slot too far off to sleep for, or a recipient's turn after the slot,
+    sends its message back to the queue, due then."""
     from messaging.ratelimit import rate_clock_now, rate_slots_take
 
     plan: list[tuple[datetime, int, PhoneNumber, Message]] = []
     for phone_number, messages in claimed:
         recipients = [str(message.payload.get("to", "")) for message in messages]
         slots = rate_slots_take(phone_number=phone_number, recipients=recipients)
-        plan += [(slot, m.pk, phone_number, m) for slot, m in zip(slots, messages, strict=True)]
+        for index, (slot, message) in enumerate(zip(slots, messages, strict=True)):
+            if index in slots.held:  # its recipient's turn is later: a new slot then
+                result.deferred += _release(message, worker=worker, due_at=slots.held[index])
+            else:
+                plan.append((slot, message.pk, phone_number, message))
     plan.sort(key=lambda item: (item[0], item[1]))
-    wait_max_s = max(SLOT_WAIT_MAX_S, settings.WHATSAPP_RECIPIENT_SPACING_S)
+    wait_max_s = SLOT_WAIT_MAX_S
     paused: set[int] = set()  # Meta refused the sender's token
     silent: dict[int, datetime] = {}  # Meta left a request unanswered: the rest waits until then
     done = 0

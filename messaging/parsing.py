@@ -10,7 +10,10 @@ may leave, and PostgreSQL evaluates that WHERE again on a row that another trans
 first, so two workers applying "read" and a late "delivered" at once cannot move a message back.
 A status for a `wamid` not stored yet becomes a PendingStatus. That path and the creation of a
 message (`message_pending_statuses_apply`) take the same transaction-level advisory lock on the
-`wamid` before they look for each other's rows, so one of them always sees the other.
+`wamid` before they look for each other's rows, so one of them always sees the other. An outbound
+message learns its wamid from Meta's answer to its send, which a status may beat: it waits as
+pending until the sending worker records the answer, and if the answer never came (the message is
+in doubt) the status's `biz_opaque_callback_data`, our message id, settles the message at once.
 
 Reactions, edits and revokes are rows of their own; the message they are about is recomputed from
 all of them (latest reaction, latest edit, first revoke) under a row lock, whichever arrives first.
@@ -767,6 +770,11 @@ def _status_record(*, wamid: str, status: str, at: datetime, payload: dict) -> s
         PendingStatus.objects.bulk_create(
             [PendingStatus(wamid=wamid, status=status, timestamp=at, payload=payload)], ignore_conflicts=True
         )
+        callback = payload.get("biz_opaque_callback_data")
+        if isinstance(callback, str) and callback.isdigit():
+            from messaging.outbound import outgoing_doubts_resolve  # it imports this module
+
+            outgoing_doubts_resolve(message_ids=[int(callback)])
         return "pending"
     if found["direction"] != Message.Direction.OUTBOUND:
         return "inbound"

@@ -16,10 +16,14 @@ keeps to both itself, in PostgreSQL, so that workers on any machine share one sc
   can put rate + 1 requests into one of Meta's seconds.
 - Recipient: `RecipientPace.next_at` is when the number may next write to that recipient. One
   more statement upserts the batch's recipients (in a fixed order, so concurrent batches cannot
-  deadlock) and moves each one's `next_at` past its last slot of the batch plus the spacing
-  (WHATSAPP_RECIPIENT_SPACING_S), computed from the row as locked, so concurrent batches for the
-  same recipient see each other. An entry's time is max(its sender slot, its recipient's turn); a
-  recipient repeated in a batch is spaced too.
+  deadlock) with the sender slot of each one's first entry: a recipient whose turn has come by
+  that slot takes it, and its `next_at` moves to the slot plus the spacing
+  (WHATSAPP_RECIPIENT_SPACING_S); one whose turn is later keeps it, computed from the row as
+  locked, so concurrent batches for the same recipient see each other. The entries that did not
+  take a turn (a later turn, or the recipient's second entry in the batch) are held: their sender
+  slots go unused and the caller defers them to the recipient's turn, where they take a new
+  sender slot. So every request leaves at a sender slot, and the sender's rate holds even for a
+  busy recipient, who never loses a turn to a message that was not sent at it.
 - Clock: every time is read from the database (clock_timestamp(), taken after the row lock is
   granted, not when the statement began), so workers with skewed clocks agree; `rate_slot_wait`
   sleeps against the offset between the local clock and the database's measured at each batch.
@@ -28,10 +32,8 @@ What callers must know. Call it in autocommit, outside transaction.atomic(): in 
 sender's row stays locked until commit and every other worker waits. A slot is a moment, not a
 permit to spend later: send at it (sleep until it with `rate_slot_wait`), and if it is far, defer
 the message to it and take a slot again then, which is safe but spends a slot and the recipient's
-turn; so defer only times more than the recipient spacing away, or a message to a busy recipient
-keeps being pushed back. An entry held back by its recipient is sent off the sender's schedule, at
-its recipient's turn: rare (the same recipient again within the spacing), each such message one
-more in its second. A crash loses nothing: unused slots are idle time, never a send.
+turn. A held entry is never sent at its slot: defer it to its recipient's turn. A crash loses
+nothing: unused slots are idle time, never a send.
 """
 
 from __future__ import annotations
@@ -60,15 +62,12 @@ RETURNING s.tat, clock_timestamp(), (SELECT step_us FROM pace)
 
 _RECIPIENT_SQL = """
 WITH input AS (
-    SELECT * FROM unnest(%(recipients)s::text[], %(last_slots)s::timestamptz[], %(counts)s::int[])
-        AS t(recipient, last_slot, n)
+    SELECT * FROM unnest(%(recipients)s::text[], %(slots)s::timestamptz[]) AS t(recipient, slot)
 )
 INSERT INTO messaging_recipientpace AS p (phone_number_id, recipient, next_at)
-SELECT %(phone_number_id)s, recipient, last_slot + %(spacing)s FROM input ORDER BY recipient
-ON CONFLICT (phone_number_id, recipient) DO UPDATE SET next_at = greatest(
-    p.next_at + (SELECT n FROM input WHERE input.recipient = EXCLUDED.recipient) * %(spacing)s,
-    EXCLUDED.next_at
-)
+SELECT %(phone_number_id)s, recipient, slot + %(spacing)s FROM input ORDER BY recipient
+ON CONFLICT (phone_number_id, recipient) DO UPDATE SET next_at = CASE
+    WHEN p.next_at <= EXCLUDED.next_at - %(spacing)s THEN EXCLUDED.next_at ELSE p.next_at END
 RETURNING recipient, next_at
 """
 
@@ -82,12 +81,21 @@ RECIPIENT_PACE_KEEP = timedelta(minutes=10)
 SWEEP_BATCH = 10_000
 
 
-def rate_slots_take(*, phone_number: PhoneNumber, recipients: list[str]) -> list[datetime]:
-    """The earliest time each entry may be sent, in order, each slot reserved: see the module's
-    header for the protocol and for what callers must do with the times."""
+class Slots(list):
+    """The sender slots of a batch, in order; `held` maps the index of each entry that must not go
+    at its slot to its recipient's turn: send it no earlier, with a sender slot taken then."""
+
+    def __init__(self, slots: list[datetime], held: dict[int, datetime] | None = None):
+        super().__init__(slots)
+        self.held = held or {}
+
+
+def rate_slots_take(*, phone_number: PhoneNumber, recipients: list[str]) -> Slots:
+    """A sender slot for each entry, in order, each reserved, and the entries their recipients hold
+    back: see the module's header for the protocol and for what callers must do with them."""
     global _clock_offset_s
     if not recipients:
-        return []
+        return Slots([])
     n = len(recipients)
     with connection.cursor() as cursor:
         before = time.time()
@@ -101,36 +109,30 @@ def rate_slots_take(*, phone_number: PhoneNumber, recipients: list[str]) -> list
         _clock_offset_s = db_now.timestamp() - (before + after) / 2
         step = timedelta(microseconds=step_us)
         base = tat - n * step
-        slots = [base + i * step for i in range(n)]
+        slots = Slots([base + i * step for i in range(n)])
 
         spacing = timedelta(microseconds=round(settings.WHATSAPP_RECIPIENT_SPACING_S * 1_000_000))
         if spacing <= timedelta(0):
             return slots
-        # Within the batch: each occurrence of a recipient at least `spacing` after its previous one.
-        chains: dict[str, list[int]] = {}
+        first: dict[str, int] = {}  # each recipient's first entry, the only one that may take its turn
         for i, recipient in enumerate(recipients):
-            chain = chains.setdefault(recipient, [])
-            if chain:
-                slots[i] = max(slots[i], slots[chain[-1]] + spacing)
-            chain.append(i)
+            first.setdefault(recipient, i)
         cursor.execute(
             _RECIPIENT_SQL,
             {
                 "phone_number_id": phone_number.pk,
-                "recipients": list(chains),
-                "last_slots": [slots[chain[-1]] for chain in chains.values()],
-                "counts": [len(chain) for chain in chains.values()],
+                "recipients": list(first),
+                "slots": [slots[i] for i in first.values()],
                 "spacing": spacing,
             },
         )
-        # RETURNING gives the turn after the batch, not the one before. Counting back one spacing
-        # per occurrence gives that old turn where it decided the new one, else a later time, so
-        # each occurrence stays a spacing after the old turn and after its previous occurrence.
-        for recipient, next_at in cursor.fetchall():
-            chain = chains[recipient]
-            first = next_at - len(chain) * spacing
-            for k, i in enumerate(chain):
-                slots[i] = max(slots[i], first + k * spacing)
+        # A recipient's first entry took its turn when next_at is now its slot plus the spacing
+        # (two slots of one sender are never equal, so an older turn cannot look like it).
+        turns = dict(cursor.fetchall())
+        for i, recipient in enumerate(recipients):
+            taken = i == first[recipient] and turns[recipient] == slots[i] + spacing
+            if not taken:
+                slots.held[i] = turns[recipient]
     return slots
 
 

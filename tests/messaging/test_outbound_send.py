@@ -1,6 +1,8 @@
 """The outgoing drain against the sandbox Graph API over HTTP: what each of Meta's answers does to a
 message and its attempts, dead workers' claims, and concurrent drains that never send twice."""
 
+import hashlib
+import json
 import socket
 import threading
 import time
@@ -14,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from messaging import outbound
-from messaging.models import Message, OperatorAlert, PendingStatus, SendAttempt
+from messaging.models import AnalyticsEvent, InboundEvent, Message, OperatorAlert, PendingStatus, SendAttempt
 from messaging.outbound import (
     message_resend,
     message_send,
@@ -22,7 +24,9 @@ from messaging.outbound import (
     outgoing_message_send,
     outgoing_sweep,
 )
+from messaging.parsing import inbound_payload_apply
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory
+from tests.messaging.webhook_helpers import envelope
 
 S = Message.Status
 
@@ -139,6 +143,105 @@ def test_statuses_that_arrived_before_the_wamid_are_applied_when_it_is_recorded(
     message = fresh(message)
     assert message.status == S.DELIVERED
     assert not PendingStatus.objects.filter(wamid=message.wamid).exists()
+
+
+def status_arrives(message: Message, wamid: str, name: str, *, timestamp: int) -> None:
+    """Meta's status webhook for `wamid`, stored and parsed as the incoming worker does."""
+    status = {
+        "id": wamid,
+        "status": name,
+        "timestamp": str(timestamp),
+        "recipient_id": message.payload["to"],
+        "biz_opaque_callback_data": str(message.pk),
+    }
+    payload = envelope(
+        {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "statuses": [status],
+        }
+    )
+    raw = json.dumps(payload).encode()
+    event = InboundEvent.objects.create(
+        body=raw, body_sha256=hashlib.sha256(raw).hexdigest(), payload=payload
+    )
+    inbound_payload_apply(event=event)
+
+
+@contextmanager
+def during_the_request(action) -> Iterator[None]:
+    """Runs `action(error_or_answer)` once the sandbox has the request, before the worker goes on."""
+    client = outbound.graph_client()
+    real_request = client.request
+
+    def request(*args, **kwargs):
+        try:
+            answer = real_request(*args, **kwargs)
+        except Exception as error:
+            action(error)
+            raise
+        action(answer)
+        return answer
+
+    client.request = request
+    try:
+        yield
+    finally:
+        del client.request
+
+
+@pytest.mark.parametrize("first", ["status", "answer"])
+def test_a_sent_status_applies_whether_it_comes_before_or_after_the_worker_records_meta_s_answer(
+    sandbox, sender, first
+):
+    (message,) = queued(sender)
+    (claimed,) = outbound.outgoing_claim(phone_number=sender, batch_size=10, worker="w1")
+    at = int(time.time())
+
+    def status_first(answer):
+        assert fresh(message).status == S.SENDING
+        status_arrives(message, answer["messages"][0]["id"], "sent", timestamp=at)
+
+    with during_the_request(status_first if first == "status" else lambda answer: None):
+        assert outgoing_message_send(claimed, phone_number=sender, worker="w1") == "sent"
+    wamid = sandbox.wamid_of(message)
+    if first == "answer":
+        status_arrives(message, wamid, "sent", timestamp=at)
+    status_arrives(message, wamid, "delivered", timestamp=at + 1)
+
+    message = fresh(message)
+    assert (message.wamid, message.status) == (wamid, S.DELIVERED)
+    assert message.sent_at is not None and message.delivered_at is not None
+    assert not PendingStatus.objects.exists()
+    statuses = AnalyticsEvent.objects.filter(message=message).values_list("status", flat=True)
+    assert sorted(statuses) == ["delivered", "sent"]
+
+
+@pytest.mark.parametrize("first", ["status", "silence"])
+def test_a_status_settles_a_send_left_unanswered_whether_it_comes_before_or_after_the_silence(
+    sandbox, sender, first
+):
+    (message,) = queued(sender)
+    sandbox.config(messages_drop_next=1)
+
+    def status_first(error):
+        assert fresh(message).status == S.SENDING
+        status_arrives(message, sandbox.wamid_of(message), "sent", timestamp=int(time.time()))
+
+    with during_the_request(status_first if first == "status" else lambda error: None):
+        result = outgoing_drain()
+    if first == "silence":
+        assert (result.in_doubt, fresh(message).status) == (1, S.IN_DOUBT)
+        status_arrives(message, sandbox.wamid_of(message), "sent", timestamp=int(time.time()))
+    else:
+        assert result.sent == 1
+
+    message = fresh(message)
+    assert (message.wamid, message.status) == (sandbox.wamid_of(message), S.SENT)
+    assert (message.claimed_by, message.error_code) == ("", None)
+    assert not PendingStatus.objects.exists()
+    assert outgoing_drain().sent == 0
+    assert sandbox.stats()["duplicates"] == 0
 
 
 def test_a_retryable_error_backs_off_through_a_due_time_then_sends(sandbox, sender, no_enqueue):
@@ -386,6 +489,41 @@ def test_two_drains_sharing_a_sender_keep_to_its_rate_as_the_sandbox_counts_it(s
     assert (stats["accepted"], stats["rate_limited"], stats["duplicates"]) == (20, 0, 0)
     assert sum(result.sent for result in results) == 20
     assert all(result.sent for result in results), "both drains took part"
+
+
+def test_a_message_held_back_by_its_recipient_s_spacing_waits_in_the_queue_for_a_slot_of_its_own(
+    sandbox, sender, settings
+):
+    settings.WHATSAPP_RECIPIENT_SPACING_S = 0.5
+    sandbox.config(pair_spacing_ms=400)  # ours less the jitter of arrivals
+    busy = ContactFactory(last_inbound_at=timezone.now())
+    first, second, third = queued(sender, 3, contact=busy)
+    others = queued(sender, 5)
+
+    result = outgoing_drain()
+
+    assert (result.sent, result.deferred) == (6, 2)
+    assert fresh(first).status == S.SENT
+    for message in (second, third):  # back in the queue, due at the recipient's turn, untried
+        message = fresh(message)
+        assert (message.status, message.attempts, message.claimed_by) == (S.QUEUED, 0, "")
+        assert message.due_at > fresh(first).sent_at
+        assert not message.attempts_made.exists()
+    sent = 6
+    while sent < 8:
+        time.sleep(
+            max(
+                0.0,
+                (
+                    Message.objects.filter(status=S.QUEUED).earliest("due_at").due_at - timezone.now()
+                ).total_seconds(),
+            )
+        )
+        sent += outgoing_drain().sent
+    stats = sandbox.stats()
+    assert (stats["accepted"], stats["pair_limited"], stats["duplicates"]) == (8, 0, 0)
+    assert all(fresh(m).status == S.SENT for m in (first, second, third, *others))
+    assert SendAttempt.objects.count() == 8  # one each: the held ones were never tried at a slot
 
 
 def test_mark_as_read_tells_meta_for_inbound_messages_only(api_client, sandbox, sender):

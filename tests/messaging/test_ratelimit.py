@@ -119,36 +119,54 @@ def test_senders_are_paced_independently(db, no_spacing):
     assert gaps(slots) == [timedelta(milliseconds=1)] * 9
 
 
-def test_a_recipient_written_to_again_waits_for_the_spacing(db, spacing):
+def test_a_recipient_written_to_again_within_the_spacing_is_held_until_its_turn(db, spacing):
     phone_number = PhoneNumberFactory(rate_limit_per_s=80)
-    [first] = rate_slots_take(phone_number=phone_number, recipients=["31612345678"])
+    first = rate_slots_take(phone_number=phone_number, recipients=["31612345678"])
+    assert first.held == {}
 
-    again, other = rate_slots_take(phone_number=phone_number, recipients=["31612345678", "31687654321"])
+    again = rate_slots_take(phone_number=phone_number, recipients=["31612345678", "31687654321"])
 
-    assert again == first + spacing
-    assert other == first + 2 * timedelta(microseconds=12_500)  # its own sender slot: not held back
+    step = timedelta(microseconds=12_500)
+    assert list(again) == [first[0] + step, first[0] + 2 * step]  # the sender's schedule, unchanged
+    assert again.held == {0: first[0] + spacing}  # not to be sent at its slot; the other one is
     pace = RecipientPace.objects.get(phone_number=phone_number, recipient="31612345678")
-    assert pace.next_at == again + spacing
+    assert pace.next_at == first[0] + spacing  # the held entry took no turn
 
 
-def test_a_recipient_repeated_in_one_batch_is_spaced_within_it(db, spacing):
+def test_a_recipient_repeated_in_one_batch_takes_one_turn_and_the_rest_are_held(db, spacing):
     phone_number = PhoneNumberFactory(rate_limit_per_s=80)
 
-    a1, b, a2, a3 = rate_slots_take(phone_number=phone_number, recipients=["a", "b", "a", "a"])
-    [a4] = rate_slots_take(phone_number=phone_number, recipients=["a"])
+    slots = rate_slots_take(phone_number=phone_number, recipients=["a", "b", "a", "a"])
+    later = rate_slots_take(phone_number=phone_number, recipients=["a"])
 
+    a1, b = slots[0], slots[1]
     assert b == a1 + timedelta(microseconds=12_500)
-    assert a2 == a1 + spacing and a3 == a2 + spacing and a4 == a3 + spacing
+    assert slots.held == {2: a1 + spacing, 3: a1 + spacing}
+    assert later.held == {0: a1 + spacing}
 
 
-def test_a_repeated_recipient_already_busy_is_spaced_from_its_turn(db, spacing):
+def test_a_recipient_whose_turn_comes_later_holds_all_its_entries_until_then(db, spacing):
     phone_number = PhoneNumberFactory(rate_limit_per_s=80)
     turn = db_now() + timedelta(seconds=5)
     RecipientPace.objects.create(phone_number=phone_number, recipient="a", next_at=turn)
 
-    a1, a2 = rate_slots_take(phone_number=phone_number, recipients=["a", "a"])
+    slots = rate_slots_take(phone_number=phone_number, recipients=["a", "a", "b"])
 
-    assert (a1, a2) == (turn, turn + spacing)
+    assert slots.held == {0: turn, 1: turn}
+    assert RecipientPace.objects.get(phone_number=phone_number, recipient="a").next_at == turn
+
+
+def test_a_held_entry_taken_again_at_its_recipient_s_turn_gets_a_sender_slot_from_then(db, spacing):
+    phone_number = PhoneNumberFactory(rate_limit_per_s=80)
+    turn = db_now() + timedelta(milliseconds=300)
+    RecipientPace.objects.create(phone_number=phone_number, recipient="a", next_at=turn)
+    assert rate_slots_take(phone_number=phone_number, recipients=["a"]).held == {0: turn}
+
+    time.sleep((turn - db_now()).total_seconds())
+    again = rate_slots_take(phone_number=phone_number, recipients=["a"])
+
+    assert again.held == {} and again[0] >= turn
+    assert RecipientPace.objects.get(phone_number=phone_number, recipient="a").next_at == again[0] + spacing
 
 
 def test_recipients_are_paced_per_sender(db, spacing):
@@ -164,8 +182,8 @@ def test_a_recipient_turn_long_past_counts_as_none(db, spacing):
         phone_number=phone_number, recipient="a", next_at=db_now() - timedelta(days=1)
     )
     before = db_now()
-    a1, a2 = rate_slots_take(phone_number=phone_number, recipients=["a", "a"])
-    assert before <= a1 <= db_now() and a2 == a1 + spacing
+    slots = rate_slots_take(phone_number=phone_number, recipients=["a", "a"])
+    assert before <= slots[0] <= db_now() and slots.held == {1: slots[0] + spacing}
 
 
 def test_an_empty_batch_takes_nothing(db):
@@ -228,10 +246,10 @@ def test_concurrent_workers_writing_to_the_same_recipients_keep_each_one_spaced(
         turns = [
             slot
             for batch, slots in zip(batches, results, strict=True)
-            for r, slot in zip(batch, slots, strict=True)
-            if r == recipient
+            for i, (r, slot) in enumerate(zip(batch, slots, strict=True))
+            if r == recipient and i not in slots.held
         ]
-        assert min(gaps(turns)) >= spacing
+        assert turns and min(gaps(turns), default=spacing) >= spacing
     sender_slots = [slot for slots in results for slot in slots]
     assert len(sender_slots) == 12 * 7
 
