@@ -170,6 +170,27 @@ CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
 CELERY_RESULT_BACKEND_MAX_RETRIES = 10
 CELERY_RESULT_EXPIRES = 7 * 24 * 3600
 CELERY_TIMEZONE = TIME_ZONE
+
+
+def _crontab(expression: str):
+    """A beat schedule from five cron fields (minute hour day-of-month month day-of-week), in UTC."""
+    from celery.schedules import crontab
+
+    fields = expression.split()
+    if len(fields) != 5:
+        raise environ.ImproperlyConfigured(
+            f"{expression!r} is not five cron fields (minute hour dom month dow)"
+        )
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    return crontab(
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month_of_year=month_of_year,
+        day_of_week=day_of_week,
+    )
+
+
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "inbound-events-sweep": {"task": "messaging.inbound_events_sweep", "schedule": 30.0},
@@ -186,6 +207,7 @@ CELERY_TASK_ROUTES = {
     "messaging.ratelimit_*": {"queue": "outgoing"},
     "messaging.outbound_*": {"queue": "outgoing"},
     "messaging.templates_*": {"queue": "default"},
+    "archival.*": {"queue": "archival"},
 }
 
 # -- WhatsApp (Meta's Cloud API) ----------------------------------------------------------------
@@ -222,6 +244,16 @@ MEDIA_INCOMING_PREFIX = env.str("MEDIA_INCOMING_PREFIX", default="whatsapp-media
 MEDIA_OUTGOING_PREFIX = env.str("MEDIA_OUTGOING_PREFIX", default="whatsapp-media/whatsapp-media-outgoing/")
 REPORTS_PREFIX = env.str("REPORTS_PREFIX", default="reports/")
 ARCHIVE_PREFIX = env.str("ARCHIVE_PREFIX", default="archive/")
+# Archival: messages and media older than these many days move to the archive prefix, on these
+# schedules (cron fields, UTC; "*/2" in the day of month: every other day).
+ARCHIVE_MESSAGES_AFTER_DAYS = env.int("ARCHIVE_MESSAGES_AFTER_DAYS", default=90)
+ARCHIVE_MEDIA_AFTER_DAYS = env.int("ARCHIVE_MEDIA_AFTER_DAYS", default=30)
+ARCHIVE_MESSAGES_SCHEDULE = env.str("ARCHIVE_MESSAGES_SCHEDULE", default="0 2 */2 * *")
+ARCHIVE_MEDIA_SCHEDULE = env.str("ARCHIVE_MEDIA_SCHEDULE", default="0 3 */2 * *")
+CELERY_BEAT_SCHEDULE["archive-messages"] = {
+    "task": "archival.messages_archive",
+    "schedule": _crontab(ARCHIVE_MESSAGES_SCHEDULE),
+}
 # Presigned URLs for media and reports expire after this many seconds.
 PRESIGNED_URL_EXPIRY_S = env.int("PRESIGNED_URL_EXPIRY_S", default=300)
 

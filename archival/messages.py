@@ -1,0 +1,547 @@
+"""Message archival: a day of old messages → one gzipped JSON Lines object in S3 → verified → deleted.
+
+A day's batch moves through states, each reached by one commit, and a run first finishes every
+batch left unfinished before it opens a new one:
+
+1. open (one transaction): the ArchiveBatch row is written with the day, the highest message id
+   (`max_id`) and `snapshot_at`; its key contains the row's id, so every rerun writes the same
+   object. A crash here leaves either no row or an open one.
+2. upload (no transaction held by us; the COPY reads one snapshot): the day's messages with
+   id ≤ max_id are streamed by `COPY (SELECT … to_jsonb …) TO STDOUT`, gzipped and sent as an S3
+   multipart upload in PART_SIZE parts; then the row becomes `uploaded` with its count, size,
+   sha256 and ETag. A crash before that commit leaves an open batch and perhaps an incomplete
+   upload, which the rerun aborts before it writes the object again under the same key.
+3. verify: S3 is asked for the object's size and ETag (its MD5 of the parts, computed by S3 on
+   receipt) and both must equal what was sent; then the row becomes `verified`. A mismatch puts
+   the batch back to open (it is written again); a crash before the commit verifies again.
+4. delete (one transaction): the batch row is locked, the rows to delete are chosen (the day's,
+   id ≤ max_id, unchanged since `snapshot_at`), their send attempts (nested in the record) are
+   deleted, every nullable reference to them is cleared, the conversations' counts are recorded,
+   the messages are deleted and the row becomes `deleted`. All of it commits together or not at
+   all, so a crash anywhere in it leaves the rows and a verified batch that the rerun deletes.
+
+Nothing is deleted before its object is verified, and only rows that the object holds are deleted:
+a message changed after the snapshot stays live and goes into a later batch. Runs and restores take
+one PostgreSQL advisory lock, so no restore puts rows back while a batch of theirs is between its
+snapshot and its delete. A message reaching 90 days is no longer written by anything else.
+
+Restore reads a batch's object back (streamed, gunzipped into a temporary table by COPY FROM),
+checks its sha256 and schema version, and inserts every message whose wamid and id are not in the
+table already (ON CONFLICT DO NOTHING), with its send attempts, in one transaction: running it
+twice changes nothing. Batches are restored newest first, so a message archived twice (restored,
+then archived again) comes back as its latest copy. A message whose contact was deleted since is
+not restored; a reference to a deleted sender number or user comes back empty.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
+
+from django.conf import settings
+from django.db import connection, models, transaction
+from django.db.models import Max, Min
+from django.utils import timezone
+from psycopg import sql
+
+from archival.models import ArchiveBatch
+from config.aws import s3_client
+from messaging.models import Message, SendAttempt
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+PART_SIZE = 8 * 1024 * 1024  # S3's parts are at least 5 MiB, the last excepted
+GZIP_LEVEL = 3
+LOCK_ID = 0x77686172_61726368 & 0x7FFFFFFFFFFFFFFF  # pg_advisory_lock's key for runs and restores
+# COPY's CSV mode with a quote and a delimiter that JSON text never holds raw: lines pass verbatim.
+_COPY_JSON = "FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02'"
+
+Progress = Callable[[int], None]
+
+
+class ArchivalError(Exception):
+    """An archival step that must not go on (S3 holds something else, a reference it cannot keep)."""
+
+
+class ArchivalBusy(ArchivalError):
+    """Another archival run or restore holds the lock."""
+
+
+def archival_crash_point(point: str) -> None:
+    """Called at each named step between commits; tests replace it to crash there."""
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    batch: ArchiveBatch
+    records: int
+    inserted: int
+    skipped_contact_gone: int
+
+
+# -- the lock -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def archival_lock() -> Iterator[None]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_ID])
+        if not cursor.fetchone()[0]:
+            raise ArchivalBusy("another archival run or restore is in progress")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_ID])
+
+
+# -- archive ------------------------------------------------------------------------------------
+
+
+def messages_cutoff(*, older_than_days: int, now: datetime | None = None) -> datetime:
+    """Midnight UTC at the start of the day `older_than_days` ago: the days before it are archived."""
+    today = (now or timezone.now()).astimezone(UTC).date()
+    return datetime.combine(today - timedelta(days=older_than_days), dt_time.min, tzinfo=UTC)
+
+
+def messages_archivable_count(*, older_than_days: int) -> int:
+    return Message.objects.filter(timestamp__lt=messages_cutoff(older_than_days=older_than_days)).count()
+
+
+def messages_archive(
+    *, older_than_days: int | None = None, progress: Progress | None = None
+) -> list[ArchiveBatch]:
+    """Archive every whole day of messages older than `older_than_days` (ARCHIVE_MESSAGES_AFTER_DAYS);
+    returns the batches it finished. Raises ArchivalBusy when another run holds the lock."""
+    days = settings.ARCHIVE_MESSAGES_AFTER_DAYS if older_than_days is None else older_than_days
+    cutoff = messages_cutoff(older_than_days=days)
+    message_references()  # refuses before anything is written when a reference could not be kept
+    done: list[ArchiveBatch] = []
+    with archival_lock():
+        unfinished = ArchiveBatch.objects.filter(
+            kind=ArchiveBatch.Kind.MESSAGES,
+            state__in=[ArchiveBatch.State.OPEN, ArchiveBatch.State.UPLOADED, ArchiveBatch.State.VERIFIED],
+        ).order_by("id")
+        for batch in unfinished:
+            done.append(archive_batch_finish(batch=batch, progress=progress))
+        opened: set[date] = {batch.day for batch in done}
+        while (day := _oldest_day(cutoff=cutoff, skip=opened)) is not None:
+            opened.add(day)
+            done.append(archive_batch_finish(batch=_batch_open(day=day), progress=progress))
+    return done
+
+
+def _oldest_day(*, cutoff: datetime, skip: set[date]) -> date | None:
+    """The first day before `cutoff` with messages, other than the days in `skip` (done in this run:
+    what is left of them changed after their snapshot and waits for the next run)."""
+    start = None
+    while True:
+        queryset = Message.objects.filter(timestamp__lt=cutoff)
+        if start is not None:
+            queryset = queryset.filter(timestamp__gte=start)
+        oldest = queryset.aggregate(oldest=Min("timestamp"))["oldest"]
+        if oldest is None:
+            return None
+        day = oldest.astimezone(UTC).date()
+        if day not in skip:
+            return day
+        start = _day_bounds(day)[1]
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, dt_time.min, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def messages_archive_key(*, day: date, batch_id: int) -> str:
+    return f"{settings.ARCHIVE_PREFIX}messages/{day:%Y/%m/%d}/messages-{day:%Y%m%d}-{batch_id}.jsonl.gz"
+
+
+@transaction.atomic
+def _batch_open(*, day: date) -> ArchiveBatch:
+    max_id = Message.objects.aggregate(max_id=Max("id"))["max_id"] or 0
+    batch = ArchiveBatch.objects.create(
+        kind=ArchiveBatch.Kind.MESSAGES,
+        day=day,
+        max_id=max_id,
+        snapshot_at=timezone.now(),
+        schema_version=SCHEMA_VERSION,
+    )
+    batch.key = messages_archive_key(day=day, batch_id=batch.pk)
+    batch.save(update_fields=["key"])
+    return batch
+
+
+def archive_batch_finish(*, batch: ArchiveBatch, progress: Progress | None = None) -> ArchiveBatch:
+    """Take a batch from wherever it stopped to deleted (or empty). Failures are recorded on the
+    row and raised."""
+    try:
+        if batch.state == ArchiveBatch.State.OPEN:
+            batch = _batch_upload(batch=batch, progress=progress)
+            archival_crash_point("uploaded")
+        if batch.state == ArchiveBatch.State.UPLOADED:
+            batch = _batch_verify(batch=batch)
+            archival_crash_point("verified")
+        if batch.state == ArchiveBatch.State.VERIFIED:
+            batch = _batch_delete(batch=batch)
+    except Exception as error:
+        ArchiveBatch.objects.filter(pk=batch.pk).update(
+            error=f"{type(error).__name__}: {error}"[:2000], attempts=models.F("attempts") + 1
+        )
+        raise
+    logger.info(
+        "archive batch %s: %s, %d record(s), %d byte(s), %d row(s) deleted",
+        batch.pk,
+        batch.state,
+        batch.record_count,
+        batch.bytes,
+        batch.deleted_count,
+    )
+    return batch
+
+
+def _records_query(*, batch: ArchiveBatch) -> sql.Composed:
+    """One JSON object per message: every column, the schema version, its send attempts nested."""
+    start, end = _day_bounds(batch.day)
+    return sql.SQL(
+        "COPY (SELECT (to_jsonb(m) || jsonb_build_object("
+        "'schema_version', {version}, 'send_attempts', COALESCE(a.attempts, '[]'::jsonb)))::text"
+        " FROM {messages} m LEFT JOIN LATERAL ("
+        "SELECT jsonb_agg(to_jsonb(s) ORDER BY s.id) AS attempts FROM {attempts} s WHERE s.message_id = m.id"
+        ") a ON true WHERE m.timestamp >= {start} AND m.timestamp < {end} AND m.id <= {max_id}"
+        " ORDER BY m.id) TO STDOUT WITH (" + _COPY_JSON + ")"
+    ).format(
+        version=sql.Literal(SCHEMA_VERSION),
+        messages=sql.Identifier(Message._meta.db_table),
+        attempts=sql.Identifier(SendAttempt._meta.db_table),
+        start=sql.Literal(start),
+        end=sql.Literal(end),
+        max_id=sql.Literal(batch.max_id),
+    )
+
+
+class _MultipartWriter:
+    """Gzip and upload in parts, one part in flight beside the one being filled: memory stays at
+    about two parts whatever the size of the day."""
+
+    def __init__(self, *, key: str, metadata: dict[str, str]):
+        self.client = s3_client()
+        self.bucket = settings.AWS_STORAGE_BUCKET_NAME
+        self.key = key
+        self.compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: a gzip stream
+        self.buffer = bytearray()
+        self.sha256 = hashlib.sha256()
+        self.md5s: list[bytes] = []
+        self.parts: list[Future] = []
+        self.size = 0
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        _uploads_abort(key=key)
+        self.upload_id = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=key, ContentType="application/gzip", Metadata=metadata
+        )["UploadId"]
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.buffer += self.compressor.compress(data)
+        if len(self.buffer) >= PART_SIZE:
+            self._part()
+
+    def _part(self) -> None:
+        body = bytes(self.buffer)
+        self.buffer.clear()
+        self.sha256.update(body)
+        self.md5s.append(_md5(body))
+        self.size += len(body)
+        number = len(self.md5s)
+        if len(self.parts) >= 1:
+            self.parts[-1].result()  # at most one part uploading while the next is filled
+        self.parts.append(self.pool.submit(self._upload_part, number, body))
+
+    def _upload_part(self, number: int, body: bytes) -> dict:
+        answer = self.client.upload_part(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=body,
+            ContentMD5=base64.b64encode(_md5(body)).decode(),
+        )
+        return {"PartNumber": number, "ETag": answer["ETag"]}
+
+    def close(self) -> str:
+        """Completes the upload; returns the ETag S3 will report for the object."""
+        self.buffer += self.compressor.flush()
+        self._part()
+        parts = [future.result() for future in self.parts]
+        self.pool.shutdown()
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}
+        )
+        return f"{_md5(b''.join(self.md5s)).hex()}-{len(self.md5s)}"
+
+    def abort(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+        except Exception:
+            logger.warning("could not abort the upload of %s; a rerun aborts it", self.key)
+
+
+def _md5(data: bytes) -> bytes:
+    """S3's ETag is an MD5: an integrity check of what it received, not a security measure."""
+    return hashlib.md5(data, usedforsecurity=False).digest()
+
+
+def _uploads_abort(*, key: str) -> None:
+    """Abort what an earlier, interrupted run left of an upload to `key`."""
+    client = s3_client()
+    answer = client.list_multipart_uploads(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Prefix=key)
+    for upload in answer.get("Uploads", []):
+        if upload["Key"] == key:
+            client.abort_multipart_upload(
+                Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key, UploadId=upload["UploadId"]
+            )
+
+
+def _batch_upload(*, batch: ArchiveBatch, progress: Progress | None) -> ArchiveBatch:
+    started = time.monotonic()
+    writer = _MultipartWriter(
+        key=batch.key,
+        metadata={
+            "schema-version": str(SCHEMA_VERSION),
+            "day": batch.day.isoformat(),
+            "batch": str(batch.pk),
+        },
+    )
+    records = 0
+    try:
+        with connection.cursor() as cursor, cursor.copy(_records_query(batch=batch)) as copy:
+            for block in copy:
+                lines = bytes(block).count(b"\n")
+                records += lines
+                writer.write(block)
+                if progress is not None and lines:
+                    progress(lines)
+        if not records:
+            writer.abort()
+            batch.state = ArchiveBatch.State.EMPTY
+            batch.save(update_fields=["state"])
+            return batch
+        etag = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    batch.record_count, batch.bytes = records, writer.size
+    batch.sha256, batch.etag = writer.sha256.hexdigest(), etag
+    batch.state, batch.uploaded_at = ArchiveBatch.State.UPLOADED, timezone.now()
+    batch.upload_s = round(time.monotonic() - started, 3)
+    batch.error = ""
+    batch.save(
+        update_fields=["record_count", "bytes", "sha256", "etag", "state", "uploaded_at", "upload_s", "error"]
+    )
+    return batch
+
+
+def _batch_verify(*, batch: ArchiveBatch) -> ArchiveBatch:
+    head = s3_client().head_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=batch.key)
+    etag = head.get("ETag", "").strip('"')
+    if head.get("ContentLength") != batch.bytes or etag != batch.etag:
+        ArchiveBatch.objects.filter(pk=batch.pk).update(state=ArchiveBatch.State.OPEN)
+        raise ArchivalError(
+            f"batch {batch.pk}: S3 holds {head.get('ContentLength')} bytes with ETag {etag} at {batch.key},"
+            f" not the {batch.bytes} bytes with ETag {batch.etag} written; it will be written again"
+        )
+    batch.state, batch.verified_at = ArchiveBatch.State.VERIFIED, timezone.now()
+    batch.save(update_fields=["state", "verified_at"])
+    return batch
+
+
+def message_references() -> list[tuple[str, str, str]]:
+    """(table, column, what to do) for every foreign key to Message: the send attempts go with
+    their message (they are in its record), nullable references are cleared. Any other kind would
+    lose rows the archive does not hold, so archival refuses to run."""
+    references = []
+    for relation in Message._meta.related_objects:
+        if not relation.one_to_many and not relation.one_to_one:
+            raise ArchivalError(f"archival cannot delete messages referenced by {relation.name}")
+        model, field = relation.related_model, relation.field
+        if model is SendAttempt:
+            action = "delete"
+        elif relation.on_delete is models.SET_NULL:
+            action = "set_null"
+        elif relation.on_delete is models.DO_NOTHING:
+            continue
+        else:
+            raise ArchivalError(
+                f"archival cannot delete messages referenced by {model._meta.label}.{field.name}"
+                f" ({relation.on_delete.__name__}): make it SET_NULL or nest it in the archive record"
+            )
+        references.append((model._meta.db_table, field.column, action))
+    return references
+
+
+def _batch_delete(*, batch: ArchiveBatch) -> ArchiveBatch:
+    started = time.monotonic()
+    references = message_references()
+    start, end = _day_bounds(batch.day)
+    with transaction.atomic():
+        batch = ArchiveBatch.objects.select_for_update().get(pk=batch.pk)
+        if batch.state != ArchiveBatch.State.VERIFIED:
+            return batch
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE archival_doomed ON COMMIT DROP AS SELECT id, contact_id FROM {}"
+                    " WHERE timestamp >= %s AND timestamp < %s AND id <= %s AND updated_at <= %s"
+                ).format(sql.Identifier(Message._meta.db_table)),
+                [start, end, batch.max_id, batch.snapshot_at],
+            )
+            doomed = cursor.rowcount
+            if doomed > batch.record_count:
+                raise ArchivalError(
+                    f"batch {batch.pk}: {doomed} rows to delete but the archive holds {batch.record_count}"
+                )
+            cursor.execute("ALTER TABLE archival_doomed ADD PRIMARY KEY (id)")
+            cursor.execute(
+                "INSERT INTO archival_archivedconversation (batch_id, contact_id, messages)"
+                " SELECT %s, contact_id, count(*) FROM archival_doomed GROUP BY contact_id",
+                [batch.pk],
+            )
+            for table, column, action in references:
+                change = "DELETE FROM {table}" if action == "delete" else "UPDATE {table} SET {column} = NULL"
+                statement = change + " WHERE {column} IN (SELECT id FROM archival_doomed)"
+                cursor.execute(
+                    sql.SQL(statement).format(table=sql.Identifier(table), column=sql.Identifier(column))
+                )
+            archival_crash_point("deleting")
+            cursor.execute(
+                sql.SQL("DELETE FROM {} WHERE id IN (SELECT id FROM archival_doomed)").format(
+                    sql.Identifier(Message._meta.db_table)
+                )
+            )
+            deleted = cursor.rowcount
+            cursor.execute("DROP TABLE archival_doomed")
+        batch.state, batch.deleted_count, batch.deleted_at = (
+            ArchiveBatch.State.DELETED,
+            deleted,
+            timezone.now(),
+        )
+        batch.delete_s = round(time.monotonic() - started, 3)
+        batch.error = ""
+        batch.save(update_fields=["state", "deleted_count", "deleted_at", "delete_s", "error"])
+    return batch
+
+
+# -- restore ------------------------------------------------------------------------------------
+
+
+def messages_restore(
+    *, day_from: date, day_to: date, progress: Progress | None = None
+) -> list[RestoreResult]:
+    """Put back the archived messages of the days from `day_from` to `day_to` (inclusive)."""
+    batches = ArchiveBatch.objects.filter(
+        kind=ArchiveBatch.Kind.MESSAGES, state=ArchiveBatch.State.DELETED, day__gte=day_from, day__lte=day_to
+    )
+    return archive_batches_restore(batch_ids=list(batches.values_list("id", flat=True)), progress=progress)
+
+
+def archive_batches_restore(*, batch_ids: list[int], progress: Progress | None = None) -> list[RestoreResult]:
+    """Restore the given message batches, newest first; idempotent."""
+    batches = ArchiveBatch.objects.filter(
+        pk__in=batch_ids, kind=ArchiveBatch.Kind.MESSAGES, state=ArchiveBatch.State.DELETED
+    ).order_by("-id")
+    with archival_lock():
+        return [archive_batch_restore(batch=batch, progress=progress) for batch in batches]
+
+
+def _fk_fixups(model: type[models.Model]) -> tuple[list[str], list[sql.Composable]]:
+    """For a restored row of `model`: conditions that its required references exist, and updates
+    that clear its optional references to rows that are gone."""
+    required, clear = [], []
+    for field in model._meta.concrete_fields:
+        if not field.is_relation or not field.many_to_one:
+            continue
+        target = field.related_model
+        exists = sql.SQL("EXISTS (SELECT 1 FROM {table} x WHERE x.{pk} = (t.doc->>{column})::bigint)").format(
+            table=sql.Identifier(target._meta.db_table),
+            pk=sql.Identifier(target._meta.pk.column),
+            column=sql.Literal(field.column),
+        )
+        if field.null:
+            clear.append(
+                sql.SQL(
+                    "UPDATE archival_restore t SET doc = jsonb_set(doc, ARRAY[{column}], 'null')"
+                    " WHERE t.doc->>{column} IS NOT NULL AND NOT {exists}"
+                ).format(column=sql.Literal(field.column), exists=exists)
+            )
+        elif target is not Message:
+            required.append(exists)
+    return required, clear
+
+
+def archive_batch_restore(*, batch: ArchiveBatch, progress: Progress | None = None) -> RestoreResult:
+    """Re-import one batch in one transaction: rows already present are left as they are."""
+    messages_table = sql.Identifier(Message._meta.db_table)
+    attempts_table = sql.Identifier(SendAttempt._meta.db_table)
+    required, clear = _fk_fixups(Message)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE archival_restore (doc jsonb NOT NULL) ON COMMIT DROP")
+        body = s3_client().get_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=batch.key)["Body"]
+        digest, decompressor = hashlib.sha256(), zlib.decompressobj(31)
+        with cursor.copy(sql.SQL("COPY archival_restore (doc) FROM STDIN WITH (" + _COPY_JSON + ")")) as copy:
+            for chunk in body.iter_chunks(chunk_size=1024 * 1024):
+                digest.update(chunk)
+                data = decompressor.decompress(chunk)
+                copy.write(data)
+                if progress is not None:
+                    progress(data.count(b"\n"))
+            copy.write(decompressor.flush())
+        if batch.sha256 and digest.hexdigest() != batch.sha256:
+            raise ArchivalError(
+                f"batch {batch.pk}: {batch.key} does not have the sha256 recorded when it was written"
+            )
+        cursor.execute(
+            "SELECT count(*), count(*) FILTER (WHERE (doc->>'schema_version')::int IS DISTINCT FROM %s)"
+            " FROM archival_restore",
+            [SCHEMA_VERSION],
+        )
+        records, unknown = cursor.fetchone()
+        if unknown:
+            raise ArchivalError(
+                f"batch {batch.pk}: {unknown} record(s) of a schema version other than {SCHEMA_VERSION}"
+            )
+        for statement in clear:
+            cursor.execute(statement)
+        where = sql.SQL(" AND ").join(required) if required else sql.SQL("true")
+        cursor.execute(
+            sql.SQL(
+                "WITH inserted AS ("
+                " INSERT INTO {messages} SELECT r.* FROM archival_restore t"
+                " CROSS JOIN LATERAL jsonb_populate_record(NULL::{messages}, t.doc) r WHERE {where}"
+                " ON CONFLICT DO NOTHING RETURNING id),"
+                " attempts AS ("
+                " INSERT INTO {attempts} SELECT s.* FROM archival_restore t JOIN inserted i"
+                " ON i.id = (t.doc->>'id')::bigint"
+                " CROSS JOIN LATERAL jsonb_populate_recordset(NULL::{attempts}, t.doc->'send_attempts') s"
+                " ON CONFLICT DO NOTHING RETURNING 1)"
+                " SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM attempts),"
+                " (SELECT count(*) FROM archival_restore t WHERE NOT ({where}))"
+            ).format(messages=messages_table, attempts=attempts_table, where=where)
+        )
+        inserted, _attempts, contact_gone = cursor.fetchone()
+        cursor.execute("DROP TABLE archival_restore")
+        ArchiveBatch.objects.filter(pk=batch.pk).update(
+            restored_at=timezone.now(), restored_count=models.F("restored_count") + inserted
+        )
+    batch.refresh_from_db()
+    logger.info("archive batch %s restored: %d of %d record(s) inserted", batch.pk, inserted, records)
+    return RestoreResult(batch=batch, records=records, inserted=inserted, skipped_contact_gone=contact_gone)
