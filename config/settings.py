@@ -303,8 +303,28 @@ EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT_S", default=10.0)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="wharf@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# -- email and SMS channels (messaging/channels) --------------------------------------------------
+# This site's public address, for links in messages (unsubscribe): https in production.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Pace of each channel across every worker, in messages per second.
+EMAIL_RATE_PER_S = env.float("EMAIL_RATE_PER_S", default=14.0)
+SMS_RATE_PER_S = env.float("SMS_RATE_PER_S", default=1.0)
+# AWS End User Messaging SMS (pinpoint-sms-voice-v2); the endpoint is the sandbox's under `make run`.
+SMS_ENDPOINT_URL = env.str("SMS_ENDPOINT_URL", default="") or None
+SMS_ORIGINATION_IDENTITY = env.str("SMS_ORIGINATION_IDENTITY", default="")
+SMS_MESSAGE_TYPE = env.str("SMS_MESSAGE_TYPE", default="PROMOTIONAL")
+SMS_CONFIGURATION_SET = env.str("SMS_CONFIGURATION_SET", default="")
+SMS_HTTP_TIMEOUT_S = env.float("SMS_HTTP_TIMEOUT_S", default=10.0)
+# Inbound SMS (through SNS) reach /webhooks/sms/<SMS_WEBHOOK_TOKEN>/; unset, that endpoint answers 404.
+SMS_WEBHOOK_TOKEN = env.str("SMS_WEBHOOK_TOKEN", default="")
+SMS_OPT_OUT_KEYWORDS = env.list(
+    "SMS_OPT_OUT_KEYWORDS", default=["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"]
+)
 
 # -- logging: to stdout, secrets never formatted into messages -----------------------------------
 LOGGING = {

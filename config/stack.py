@@ -8,6 +8,8 @@ unset, then supervises the platform's processes:
   bucket, every queue and every dead-letter queue are created;
 - no WHATSAPP_ACCESS_TOKEN: the sandbox Graph API (messaging/sandbox) on a loopback port, with a
   token kept in var/; the webhook's app secret and verify token are kept there too when unset;
+- no SMS_ENDPOINT_URL and no SMS_ORIGINATION_IDENTITY: the same sandbox stands in for AWS End User
+  Messaging SMS, posting inbound SMS to /webhooks/sms/; email goes to the console backend;
 - then migrations, queues, bucket, static files and a first admin user; then gunicorn, one
   Celery worker on every queue and Celery beat, their output prefixed with their names.
 
@@ -130,10 +132,20 @@ class SandboxServer:
     Its token and the app secret reach it through the environment, not its command line.
     """
 
-    def __init__(self, port: int, *, access_token: str, app_secret: str, webhook_url: str, log_path: Path):
+    def __init__(
+        self,
+        port: int,
+        *,
+        access_token: str,
+        app_secret: str,
+        webhook_url: str,
+        log_path: Path,
+        sms_webhook_url: str = "",
+    ):
         self.port = port
         self.root = f"http://127.0.0.1:{port}"
         self.graph_url = f"{self.root}/{GRAPH_VERSION}"
+        self.sms_url = f"{self.root}/sms"
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         env = {
@@ -141,6 +153,7 @@ class SandboxServer:
             "SANDBOX_ACCESS_TOKEN": access_token,
             "SANDBOX_APP_SECRET": app_secret,
             "SANDBOX_WEBHOOK_URL": webhook_url,
+            "SANDBOX_SMS_WEBHOOK_URL": sms_webhook_url,
             "PYTHONUNBUFFERED": "1",
         }
         self.process = subprocess.Popen(
@@ -214,10 +227,14 @@ class Services:
         sandbox_port: int | None = None,
         app_secret: str = "",
         webhook_url: str = "",
+        sandbox_whatsapp: bool = True,
+        sandbox_sms: bool = True,
+        sms_webhook_url: str = "",
     ) -> dict[str, str]:
         """Start what is missing; returns the environment variables that point at it.
 
-        The sandbox Graph API starts when `sandbox_token` is given: the token it will accept.
+        The sandbox starts when `sandbox_token` is given: the token it will accept. It stands in
+        for the Graph API when `sandbox_whatsapp`, for AWS End User Messaging SMS when `sandbox_sms`.
         """
         VAR_DIR.mkdir(exist_ok=True)
         values: dict[str, str] = {}
@@ -240,9 +257,13 @@ class Services:
                 access_token=sandbox_token,
                 app_secret=app_secret,
                 webhook_url=webhook_url,
+                sms_webhook_url=sms_webhook_url,
                 log_path=VAR_DIR / f"sandbox-{port}.log",
             )
-            values.update(WHATSAPP_GRAPH_URL=self.sandbox.graph_url, WHATSAPP_ACCESS_TOKEN=sandbox_token)
+            if sandbox_whatsapp:
+                values.update(WHATSAPP_GRAPH_URL=self.sandbox.graph_url, WHATSAPP_ACCESS_TOKEN=sandbox_token)
+            if sandbox_sms:
+                values.update(SMS_ENDPOINT_URL=self.sandbox.sms_url)
         return values
 
     def processes(self) -> list[tuple[str, subprocess.Popen]]:
@@ -318,6 +339,24 @@ def whatsapp_defaults(port: int) -> dict[str, str]:
     return values
 
 
+def channel_defaults(port: int) -> dict[str, str]:
+    """The email and SMS settings `make run` fills in: the console email backend, this stack's own
+    address for links, and the token of the inbound SMS webhook (generated into var/)."""
+    values = {}
+    if not os.environ.get("EMAIL_BACKEND"):
+        values["EMAIL_BACKEND"] = "django.core.mail.backends.console.EmailBackend"
+    if not os.environ.get("PUBLIC_BASE_URL"):
+        values["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
+    if not os.environ.get("SMS_WEBHOOK_TOKEN"):
+        values["SMS_WEBHOOK_TOKEN"] = var_secret("sms_webhook_token")
+    return values
+
+
+def sms_configured() -> bool:
+    """AWS End User Messaging SMS is set up: an endpoint or an origination identity is named."""
+    return bool(os.environ.get("SMS_ENDPOINT_URL") or os.environ.get("SMS_ORIGINATION_IDENTITY"))
+
+
 def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True)
 
@@ -353,23 +392,35 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
         log("starting embedded services where none are configured")
         VAR_DIR.mkdir(exist_ok=True)
         whatsapp = whatsapp_defaults(port)
+        channels = channel_defaults(port)
         graph_configured = bool(os.environ.get("WHATSAPP_ACCESS_TOKEN"))
+        sms_token = os.environ.get("SMS_WEBHOOK_TOKEN") or channels["SMS_WEBHOOK_TOKEN"]
         values = services.start(
             database="wharf",
             moto_port=moto_port if port_is_free(moto_port) else None,
-            sandbox_token=None if graph_configured else var_secret("sandbox_access_token"),
+            sandbox_token=None
+            if graph_configured and sms_configured()
+            else var_secret("sandbox_access_token"),
             sandbox_port=sandbox_port if port_is_free(sandbox_port) else None,
             app_secret=os.environ.get("WHATSAPP_APP_SECRET") or whatsapp.get("WHATSAPP_APP_SECRET", ""),
             webhook_url=os.environ.get("SANDBOX_WEBHOOK_URL") or whatsapp.get("SANDBOX_WEBHOOK_URL", ""),
+            sandbox_whatsapp=not graph_configured,
+            sandbox_sms=not sms_configured(),
+            sms_webhook_url=f"http://127.0.0.1:{port}/webhooks/sms/{sms_token}/",
         )
         values.update(whatsapp)
+        values.update(channels)
         if services.postgres:
             log(f"PostgreSQL (embedded) in var/pg, socket {services.postgres.socket_dir}")
         if services.moto:
             log(f"S3 and SQS (moto's server) at {services.moto.endpoint}")
         if services.sandbox:
             sandbox = services.sandbox
-            log(f"Graph API (the sandbox) at {sandbox.graph_url}, its log in var/{sandbox.log_path.name}")
+            log(f"the sandbox at {sandbox.root}, its log in var/{sandbox.log_path.name}")
+            if "WHATSAPP_GRAPH_URL" in values:
+                log(f"Graph API (the sandbox) at {sandbox.graph_url}")
+            if "SMS_ENDPOINT_URL" in values:
+                log(f"SMS (the sandbox) at {sandbox.sms_url}")
         values.setdefault("SECRET_KEY", os.environ.get("SECRET_KEY") or secret_key())
         stack_env = write_stack_env(values)
         env = {**os.environ, **values, "PYTHONUNBUFFERED": "1"}

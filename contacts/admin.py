@@ -108,13 +108,28 @@ class ContactAdmin(admin.ModelAdmin):
         "opt_in_source",
         "opted_out_at",
         "opt_out_source",
+        "email_opted_out_at",
+        "email_opt_out_source",
+        "sms_opted_out_at",
+        "sms_opt_out_source",
         "last_inbound_at",
         "created_at",
         "updated_at",
     )
     fieldsets = (
         (None, {"fields": ("phone", "wa_id", "name", "email", "language", "tags", "attributes")}),
-        ("Consent", {"fields": ("opted_in_at", "opt_in_source", "opted_out_at", "opt_out_source")}),
+        (
+            "Consent",
+            {
+                "fields": (
+                    "opted_in_at",
+                    "opt_in_source",
+                    ("opted_out_at", "opt_out_source"),
+                    ("email_opted_out_at", "email_opt_out_source"),
+                    ("sms_opted_out_at", "sms_opt_out_source"),
+                )
+            },
+        ),
         ("Activity", {"fields": ("last_inbound_at", "created_at", "updated_at")}),
     )
 

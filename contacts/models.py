@@ -7,6 +7,14 @@ from django.db import models
 from contacts.validators import validate_email
 
 
+class Channel(models.TextChoices):
+    """The channels a contact can be written to, each with its own opt-out."""
+
+    WHATSAPP = "whatsapp", "WhatsApp"
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+
+
 class Contact(models.Model):
     """A person the business talks to. `phone` is E.164 (normalised with phonenumbers).
 
@@ -28,6 +36,15 @@ class Contact(models.Model):
     opt_in_source = models.CharField(max_length=64, blank=True, default="")
     opted_out_at = models.DateTimeField(null=True, blank=True)
     opt_out_source = models.CharField(max_length=64, blank=True, default="")
+    # opted_out_at above is WhatsApp's; email and SMS have their own (an unsubscribe link, a STOP).
+    email_opted_out_at = models.DateTimeField("email opted out at", null=True, blank=True)
+    email_opt_out_source = models.CharField(
+        "email opt-out source", max_length=64, blank=True, default="", db_default=""
+    )
+    sms_opted_out_at = models.DateTimeField("SMS opted out at", null=True, blank=True)
+    sms_opt_out_source = models.CharField(
+        "SMS opt-out source", max_length=64, blank=True, default="", db_default=""
+    )
 
     last_inbound_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -57,6 +74,17 @@ class Contact(models.Model):
     def is_opted_out(self) -> bool:
         return self.opted_out_at is not None
 
+    def is_opted_out_of(self, channel: str) -> bool:
+        return getattr(self, OPT_OUT_FIELDS[Channel(channel)][0]) is not None
+
+
+# Each channel's opt-out time and source on Contact.
+OPT_OUT_FIELDS: dict[Channel, tuple[str, str]] = {
+    Channel.WHATSAPP: ("opted_out_at", "opt_out_source"),
+    Channel.EMAIL: ("email_opted_out_at", "email_opt_out_source"),
+    Channel.SMS: ("sms_opted_out_at", "sms_opt_out_source"),
+}
+
 
 class AuditLog(models.Model):
     """Who changed what, through which door. Written by services, read-only everywhere else."""
@@ -66,6 +94,7 @@ class AuditLog(models.Model):
         API = "api"
         CSV = "csv"
         WEBHOOK = "webhook"
+        UNSUBSCRIBE = "unsubscribe"  # a contact's own click on an email's unsubscribe link
         SYSTEM = "system"
 
     actor = models.ForeignKey(

@@ -27,7 +27,7 @@ from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from contacts.models import AuditLog, Contact
+from contacts.models import OPT_OUT_FIELDS, AuditLog, Channel, Contact
 from contacts.validators import validate_email
 
 Actor = AbstractBaseUser | None
@@ -350,6 +350,71 @@ def contact_opt_in(*, contact: Contact, reason: str = "", actor: Actor, source: 
         update_fields=["opted_in_at", "opt_in_source", "opted_out_at", "opt_out_source", "updated_at"]
     )
     audit_log_record(actor=actor, source=source, action="contact.opt_in", target=contact, changes=changes)
+    return contact
+
+
+def _channel_fields(channel: str) -> tuple[str, str]:
+    try:
+        return OPT_OUT_FIELDS[Channel(channel)]
+    except ValueError:
+        raise ValidationError({"channel": f"Unknown channel {channel!r}."}) from None
+
+
+@transaction.atomic
+def contact_channel_opt_out(
+    *, contact: Contact, channel: str, reason: str = "", actor: Actor, source: str
+) -> Contact:
+    """Stops one channel's messages to the contact (WhatsApp's is contact_opt_out's).
+
+    Claimed like contact_opt_out, with a conditional UPDATE: the first opt-out is the one kept and
+    audited, and a repeat (a second click of the link, SNS delivering a STOP twice) writes nothing.
+    """
+    if Channel(channel) == Channel.WHATSAPP:
+        return contact_opt_out(contact=contact, reason=reason, actor=actor, source=source)
+    at_field, source_field = _channel_fields(channel)
+    opt_out_source = _opt_source(reason, source)
+    now = timezone.now()
+    claimed = Contact.objects.filter(pk=contact.pk, **{f"{at_field}__isnull": True}).update(
+        **{at_field: now, source_field: opt_out_source, "updated_at": now}
+    )
+    if not claimed:
+        contact.refresh_from_db(fields=[at_field, source_field, "updated_at"])
+        return contact
+    setattr(contact, at_field, now)
+    setattr(contact, source_field, opt_out_source)
+    contact.updated_at = now
+    audit_log_record(
+        actor=actor,
+        source=source,
+        action=f"contact.{channel}_opt_out",
+        target=contact,
+        changes={at_field: [None, _jsonable(now)], source_field: ["", opt_out_source]},
+    )
+    return contact
+
+
+@transaction.atomic
+def contact_channel_opt_in(
+    *, contact: Contact, channel: str, reason: str = "", actor: Actor, source: str
+) -> Contact:
+    """Lifts one channel's opt-out: only call it when the contact asked for that channel's messages."""
+    if Channel(channel) == Channel.WHATSAPP:
+        return contact_opt_in(contact=contact, reason=reason, actor=actor, source=source)
+    at_field, source_field = _channel_fields(channel)
+    _opt_source(reason, source)
+    contact = Contact.objects.select_for_update().get(pk=contact.pk)
+    if getattr(contact, at_field) is None:
+        return contact
+    changes = {
+        at_field: [_jsonable(getattr(contact, at_field)), None],
+        source_field: [getattr(contact, source_field), ""],
+    }
+    setattr(contact, at_field, None)
+    setattr(contact, source_field, "")
+    contact.save(update_fields=[at_field, source_field, "updated_at"])
+    audit_log_record(
+        actor=actor, source=source, action=f"contact.{channel}_opt_in", target=contact, changes=changes
+    )
     return contact
 
 

@@ -331,6 +331,17 @@ class RecipientPace(models.Model):
         return f"{self.phone_number_id} -> {self.recipient}"
 
 
+class ChannelPace(models.Model):
+    """The shared limiter's state for one channel other than WhatsApp (email, SMS): its GCRA
+    theoretical arrival time, as SenderPace's (see messaging/channels/pacing.py)."""
+
+    channel = models.CharField(max_length=32, primary_key=True)
+    tat = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"pace of {self.channel}"
+
+
 class OperatorAlert(models.Model):
     """Something operators must see (a paused sender, a failed archival): an admin banner until
     acknowledged, and an email to ADMINS when raised."""

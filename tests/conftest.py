@@ -4,6 +4,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.factories import UserFactory
+from tests.smtp import smtp_server  # noqa: F401 - a fixture for every test package
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 PostgreSQL comes from DATABASE_URL when it is set, else the embedded server in var/pg; S3 and
 SQS always come from a moto server started for this test session over HTTP on loopback, and the
-Graph API from a sandbox process (messaging/sandbox) started for it too.
+Graph API and AWS End User Messaging SMS from a sandbox process (messaging/sandbox) started for it
+too. Email goes to Django's memory backend unless a test takes the `smtp_server` fixture, a real
+SMTP server on loopback.
 The hook wraps pytest-django's own, which reads the settings, so the environment is ready first.
 """
 
@@ -14,6 +16,7 @@ from config.stack import Services
 
 ACCESS_TOKEN = "test-access-token"
 APP_SECRET = "test-app-secret"
+SMS_WEBHOOK_TOKEN = "test-sms-webhook-token"
 
 
 @pytest.hookimpl(wrapper=True)
@@ -41,5 +44,10 @@ def pytest_load_initial_conftests(early_config, parser, args):
         WHATSAPP_APP_SECRET=APP_SECRET,
         WHATSAPP_VERIFY_TOKEN="test-verify-token",
         WHATSAPP_ACCESS_TOKEN=ACCESS_TOKEN,
+        PUBLIC_BASE_URL="https://wharf.test",
+        SMS_WEBHOOK_TOKEN=SMS_WEBHOOK_TOKEN,
+        SMS_ORIGINATION_IDENTITY="+15550100000",
+        EMAIL_RATE_PER_S="100",
+        SMS_RATE_PER_S="100",
     )
     return (yield)

@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--access-token", default=os.environ.get("SANDBOX_ACCESS_TOKEN", ""))
     parser.add_argument("--app-secret", default=os.environ.get("SANDBOX_APP_SECRET", ""))
     parser.add_argument("--webhook-url", default=os.environ.get("SANDBOX_WEBHOOK_URL", ""))
+    parser.add_argument("--sms-webhook-url", default=os.environ.get("SANDBOX_SMS_WEBHOOK_URL", ""))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("SANDBOX_THREADS", "64")))
     parser.add_argument(
         "--no-access-log",
@@ -54,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("set SANDBOX_ACCESS_TOKEN (or --access-token): the token Graph API calls must carry")
     app = create_app(
         SandboxConfig(
-            access_token=args.access_token, app_secret=args.app_secret, webhook_url=args.webhook_url
+            access_token=args.access_token,
+            app_secret=args.app_secret,
+            webhook_url=args.webhook_url,
+            sms_webhook_url=args.sms_webhook_url,
         )
     )
     print(f"sandbox Graph API on http://{args.host}:{args.port}/v23.0", flush=True)

@@ -9,7 +9,7 @@ from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from messaging.sandbox import control, media, messages, templates
+from messaging.sandbox import control, media, messages, sms, templates
 from messaging.sandbox.errors import GraphApiError, unknown_path
 from messaging.sandbox.outbox import OutboundSettings, Outbox
 from messaging.sandbox.state import SandboxState
@@ -21,6 +21,7 @@ class SandboxConfig:
     access_token: str  # the bearer token every Graph API call must carry
     app_secret: str = ""  # signs the webhooks the sandbox posts (X-Hub-Signature-256)
     webhook_url: str = ""  # where it posts them: Wharf's /webhooks/whatsapp/
+    sms_webhook_url: str = ""  # where inbound SMS go, as SNS would post them: Wharf's /webhooks/sms/
     max_upload_bytes: int = 110 * 1024 * 1024
 
 
@@ -44,10 +45,12 @@ def create_app(config: SandboxConfig) -> Flask:
         OutboundSettings(webhook_url=config.webhook_url, app_secret=config.app_secret)
     )
     app.extensions["sandbox_statuses"] = StatusDispatcher()
+    app.extensions["sandbox_sms"] = sms.SmsOutbox(webhook_url=config.sms_webhook_url)
     app.register_blueprint(media.blueprint)
     app.register_blueprint(messages.blueprint)
     app.register_blueprint(templates.blueprint)
     app.register_blueprint(control.blueprint)
+    app.register_blueprint(sms.blueprint)
 
     @app.errorhandler(GraphApiError)
     def graph_api_error(error: GraphApiError):

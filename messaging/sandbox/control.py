@@ -14,7 +14,8 @@
 - `GET /sandbox/stats`: what was sent and refused (`?summary=1` leaves out the per-message maps);
   `DELETE /sandbox/stats` zeroes the counts only.
 - `POST /sandbox/reset`: settings, counts, limits, templates, faults and scheduled statuses back
-  to how the process started (media stay).
+  to how the process started (media stay); the SMS service's too.
+- `/sandbox/sms/...`: the SMS service's controls (messaging/sandbox/sms.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from messaging.sandbox.calls import sandbox_state
 from messaging.sandbox.errors import invalid_parameter, unknown_object
 from messaging.sandbox.media import mime_base
 from messaging.sandbox.messages import sandbox_outbox, sandbox_statuses
+from messaging.sandbox.sms import sms_outbox
 from messaging.sandbox.state import INBOUND_MEDIA_TTL, ErrorFault
 
 blueprint = Blueprint("control", __name__, url_prefix="/sandbox")
@@ -128,13 +130,15 @@ def _config() -> dict:
 
 @blueprint.get("/stats")
 def stats_show():
-    stats = sandbox_outbox().stats(summary=request.args.get("summary", "") not in ("", "0", "false"))
-    return stats | {"webhooks": sandbox_statuses().snapshot()}
+    summary = request.args.get("summary", "") not in ("", "0", "false")
+    stats = sandbox_outbox().stats(summary=summary)
+    return stats | {"webhooks": sandbox_statuses().snapshot(), "sms": sms_outbox().stats(summary=summary)}
 
 
 @blueprint.delete("/stats")
 def stats_clear():
     sandbox_outbox().counters_reset()
+    sms_outbox().counters_reset()
     return stats_show()
 
 
@@ -143,6 +147,7 @@ def reset():
     sandbox_outbox().reset()
     sandbox_statuses().reset()
     sandbox_state().faults_clear()
+    sms_outbox().reset()
     return {"success": True}
 
 
