@@ -7,6 +7,7 @@ import logging
 
 from celery import shared_task
 
+from archival.media import media_archive
 from archival.messages import ArchivalBusy, archive_batches_restore, messages_archive
 from messaging.alerts import operator_alert_raise
 
@@ -31,6 +32,18 @@ def messages_archive_task() -> int:
         return 0
     except Exception as error:
         archival_failure_alert(what="messages", error=error)
+        raise
+
+
+@shared_task(name="archival.media_archive")
+def media_archive_task() -> int:
+    try:
+        return media_archive().record_count
+    except ArchivalBusy as busy:
+        logger.info("media archival skipped: %s", busy)
+        return 0
+    except Exception as error:
+        archival_failure_alert(what="media", error=error)
         raise
 
 

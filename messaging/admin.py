@@ -33,7 +33,7 @@ from contacts.models import AuditLog, Contact
 from contacts.selectors import contact_search_q
 from messaging.alerts import operator_alert_acknowledge, operator_alert_acknowledge_key
 from messaging.inbound import inbound_events_reprocess
-from messaging.media import media_outgoing_discard, media_outgoing_upload, media_presigned_url
+from messaging.media import media_access, media_outgoing_discard, media_outgoing_upload
 from messaging.models import (
     AnalyticsEvent,
     InboundEvent,
@@ -462,9 +462,9 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.display(description="media")
     def media_link(self, message: Message) -> str:
-        url = media_presigned_url(message=message)
+        url, note = media_access(message=message)
         if not url:
-            return "—"
+            return note or "—"
         return format_html(
             '<a href="{}" target="_blank" rel="noopener">open {}</a> (link valid for a few minutes)',
             url,
@@ -535,7 +535,7 @@ class MessageAdmin(admin.ModelAdmin):
                 return HttpResponseRedirect(f"{conversation_url(contact.pk)}#message-{sent.pk}")
         for entry in page.entries:
             if entry.message.media_state == Message.MediaState.STORED:
-                entry.media_url = media_presigned_url(message=entry.message)
+                entry.media_url, entry.media_note = media_access(message=entry.message)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,

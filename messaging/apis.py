@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from contacts.models import AuditLog, Contact
 from contacts.services import contact_create, phone_normalise
 from messaging.graph import GraphError
-from messaging.media import media_outgoing_upload, media_presigned_url
+from messaging.media import media_access, media_outgoing_upload
 from messaging.models import Message, PhoneNumber
 from messaging.outbound import KINDS, message_mark_read, message_send_or_get
 from messaging.selectors import message_get, message_list, message_media_error, message_quoted
@@ -290,17 +290,29 @@ class MessageDetailApi(APIView):
         media_url = serializers.SerializerMethodField(
             help_text="A presigned URL to the stored media, valid for a few minutes; null when none."
         )
+        media_note = serializers.SerializerMethodField(
+            help_text='Why media_url is null for stored media: "archived, restore requested" while'
+            " archived media are brought back from cold storage; empty otherwise."
+        )
         context = serializers.SerializerMethodField(help_text="The message this one replies to, or null.")
         payload = serializers.JSONField(read_only=True, help_text="The message as Meta sent it.")
 
         class Meta(MessageOutputSerializer.Meta):
             ref_name = "MessageDetail"
-            fields = (*MessageOutputSerializer.Meta.fields, "media_url", "context", "payload")
+            fields = (*MessageOutputSerializer.Meta.fields, "media_url", "media_note", "context", "payload")
             read_only_fields = fields
 
         @extend_schema_field(serializers.URLField(allow_null=True))
         def get_media_url(self, message: Message) -> str | None:
-            return media_presigned_url(message=message)
+            return self._media_access(message)[0]
+
+        def get_media_note(self, message: Message) -> str:
+            return self._media_access(message)[1]
+
+        def _media_access(self, message: Message) -> tuple[str | None, str]:
+            if not hasattr(message, "_media_access"):
+                message._media_access = media_access(message=message)
+            return message._media_access
 
         @extend_schema_field(ContextSerializer(allow_null=True))
         def get_context(self, message: Message) -> dict | None:

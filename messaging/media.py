@@ -212,9 +212,26 @@ def media_fetch_sweep_task() -> int:
 
 
 def media_presigned_url(*, message: Message) -> str | None:
-    """A short-lived GET URL for the message's stored media; None when nothing is stored."""
+    """A short-lived GET URL for the message's stored media; None when nothing is stored or it is
+    archived in a cold storage class (see media_access)."""
+    return media_access(message=message)[0]
+
+
+def media_access(*, message: Message) -> tuple[str | None, str]:
+    """(presigned URL or None, note): the note says why there is no link for archived media in a
+    cold class ("archived, restore requested"; asking requests the restore)."""
     if message.media_state != Message.MediaState.STORED or not message.media_key:
-        return None
+        return None, ""
+    from archival.media import archived_media_note, media_archive_prefix
+
+    if message.media_key.startswith(media_archive_prefix()):
+        note = archived_media_note(key=message.media_key)
+        if note:
+            return None, note
+    return _media_presign(message=message), ""
+
+
+def _media_presign(*, message: Message) -> str:
     params = {"Bucket": settings.AWS_STORAGE_BUCKET_NAME, "Key": message.media_key}
     if message.media_mime_type:
         params["ResponseContentType"] = message.media_mime_type

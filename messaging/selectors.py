@@ -64,6 +64,7 @@ class ConversationEntry:
     target: Message | None = None  # for a reaction, edit or revoke shown alone: what it is about
     reactions: list[Message] = field(default_factory=list)
     media_url: str | None = None  # presigned by the view that shows the entry
+    media_note: str = ""  # why there is no link (archived media being restored)
 
     @property
     def media_error(self) -> str:
