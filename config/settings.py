@@ -324,8 +324,10 @@ SMS_ORIGINATION_IDENTITY = env.str("SMS_ORIGINATION_IDENTITY", default="")
 SMS_MESSAGE_TYPE = env.str("SMS_MESSAGE_TYPE", default="PROMOTIONAL")
 SMS_CONFIGURATION_SET = env.str("SMS_CONFIGURATION_SET", default="")
 SMS_HTTP_TIMEOUT_S = env.float("SMS_HTTP_TIMEOUT_S", default=10.0)
-# Inbound SMS (through SNS) reach /webhooks/sms/<SMS_WEBHOOK_TOKEN>/; unset, that endpoint answers 404.
+# Inbound SMS (through SNS) reach /webhooks/sms/ with this as basic auth's password; unset: 404.
 SMS_WEBHOOK_TOKEN = env.str("SMS_WEBHOOK_TOKEN", default="")
+# SNS topics whose inbound SMS the webhook accepts; empty: any (the path's token still guards it).
+SMS_SNS_TOPIC_ARNS = env.list("SMS_SNS_TOPIC_ARNS", default=[])
 SMS_OPT_OUT_KEYWORDS = env.list(
     "SMS_OPT_OUT_KEYWORDS", default=["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"]
 )

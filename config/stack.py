@@ -406,7 +406,7 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
             webhook_url=os.environ.get("SANDBOX_WEBHOOK_URL") or whatsapp.get("SANDBOX_WEBHOOK_URL", ""),
             sandbox_whatsapp=not graph_configured,
             sandbox_sms=not sms_configured(),
-            sms_webhook_url=f"http://127.0.0.1:{port}/webhooks/sms/{sms_token}/",
+            sms_webhook_url=f"http://sns:{sms_token}@127.0.0.1:{port}/webhooks/sms/",
         )
         values.update(whatsapp)
         values.update(channels)

@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import healthz
 from messaging.apis import MediaUploadApi
-from messaging.channels.views import unsubscribe
+from messaging.channels.views import sms_webhook, unsubscribe
 
 api_v1 = [
     path("contacts/", include("contacts.urls")),
@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("webhooks/whatsapp/", include("messaging.webhook_urls")),
+    path("webhooks/sms/", sms_webhook, name="sms-webhook"),
     path("unsubscribe/<str:token>/", unsubscribe, name="unsubscribe"),
     path("healthz", healthz, name="healthz"),
 ]

@@ -12,9 +12,10 @@ gets ConflictException with reason DESTINATION_PHONE_NUMBER_OPTED_OUT, as at AWS
 - `GET|POST /sandbox/sms/config`: `{"webhook_url", "failing": {number: error code},
   "opted_out": [numbers], "keywords": [opt-out keywords]}`; each key given replaces that setting.
 - `POST /sandbox/sms/reset`: settings, counts and the opt-out list as the process started.
-- `POST /sandbox/sms/inbound` `{"from", "to", "text"}`: an SMS from a phone, posted to the webhook URL
-  as SNS posts inbound SMS (a Notification whose Message is AWS's inbound SMS JSON); an opt-out
-  keyword also puts the number on the opt-out list. Answers the post's HTTP status.
+- `POST /sandbox/sms/inbound` `{"from", "to", "text"}`: an SMS from a phone, posted to the webhook
+  URL as SNS posts inbound SMS (a Notification whose Message is AWS's inbound SMS JSON; basic auth
+  when the URL holds credentials); an opt-out keyword also puts the number on the opt-out list.
+  Answers the post's HTTP status.
 Counts show in `GET /sandbox/stats` under "sms"; `DELETE /sandbox/stats` and `/sandbox/reset` clear them.
 """
 
@@ -81,7 +82,7 @@ class SmsOutbox:
         with self._lock:
             self.accepted: Counter[str] = Counter()
             self.refused: Counter[str] = Counter()
-            self.inbound = 0
+            self.inbound_count = 0
             self.messages: deque[dict] = deque(maxlen=MESSAGES_KEPT)
 
     def configure(self, changes: dict) -> None:
@@ -104,9 +105,10 @@ class SmsOutbox:
                     raise AwsError("ValidationException", f"Invalid SMS sandbox setting {key!r}.")
 
     def settings(self) -> dict:
+        """The settings, a password in the webhook URL shown only as being there."""
         with self._lock:
             return {
-                "webhook_url": self.webhook_url,
+                "webhook_url": re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1<set>@", self.webhook_url),
                 "failing": dict(self.failing),
                 "opted_out": sorted(self.opted_out),
                 "keywords": sorted(self.keywords),
@@ -160,7 +162,7 @@ class SmsOutbox:
         """The SNS notification for an SMS from `origin`; an opt-out keyword opts the number out."""
         keyword = text.strip().upper()
         with self._lock:
-            self.inbound += 1
+            self.inbound_count += 1
             if keyword in self.keywords:
                 self.opted_out.add(origin)
         message = {
@@ -189,7 +191,7 @@ class SmsOutbox:
                 "accepted": sum(self.accepted.values()),
                 "by_destination": dict(self.accepted),
                 "refused": dict(self.refused),
-                "inbound": self.inbound,
+                "inbound": self.inbound_count,
             }
             if not summary:
                 stats["messages"] = list(self.messages)
@@ -258,7 +260,7 @@ def sms_inbound():
         return AwsError("ValidationException", 'Send {"from": "+...", "text": "..."} as JSON.').response()
     outbox = sms_outbox()
     notification = outbox.inbound(origin=body["from"], destination=str(body.get("to", "")), text=body["text"])
-    url = outbox.settings()["webhook_url"]
+    url = outbox.webhook_url
     if not url:
         return {"posted": False, "notification": notification}
     headers = {

@@ -187,3 +187,24 @@ def test_unknown_channels_and_empty_batches(autocommit):
         channel_slots_take(channel="fax", n=1)
     with pytest.raises(ValueError, match="above 0"):
         channel_slots_take(channel="sms", n=1, rate_per_s=0)
+
+
+# -- the sandbox's SMS controls ------------------------------------------------------------------
+
+
+def test_the_sandbox_sms_controls(sms_sandbox):
+    refused = sms_sandbox.http.post("sms/config", json={"failing": {"+447700900001": "NoSuchError"}})
+    unknown = sms_sandbox.http.post("sms/config", json={"colour": "blue"})
+    assert (refused.status_code, refused.json()["__type"]) == (400, "ValidationException")
+    assert unknown.status_code == 400
+
+    answer = sms_sandbox.http.post("sms/inbound", json={"from": "+447700900002", "text": " quit "}).json()
+    sms_sandbox.http.post("sms/inbound", json={"from": "+447700900003", "text": "hello"})
+
+    assert answer["posted"] is False  # no webhook URL configured
+    assert answer["notification"]["Type"] == "Notification"
+    assert '"messageBody": " quit "' in answer["notification"]["Message"]
+    assert sms_sandbox.config()["opted_out"] == ["+447700900002"]
+    assert sms_sandbox.stats()["inbound"] == 2
+    sms_sandbox.http.post("sms/reset")
+    assert sms_sandbox.config()["opted_out"] == [] and sms_sandbox.stats()["inbound"] == 0

@@ -1,0 +1,103 @@
+"""Inbound SMS, as AWS End User Messaging SMS publishes them to an SNS topic that posts to
+/webhooks/sms/: a reply that is an opt-out keyword opts the sender out of SMS.
+
+SNS is authenticated by HTTP basic auth, which SNS supports for HTTPS subscriptions: subscribe
+`https://sns:<SMS_WEBHOOK_TOKEN>@<host>/webhooks/sms/`; the password is compared in constant time.
+The secret travels in the Authorization header, never in a path or query string that access logs
+keep. SNS also signs its messages, but checking that signature means fetching AWS's signing
+certificate at run time; basic auth needs nothing outside this process and works the same against
+the sandbox. SMS_SNS_TOPIC_ARNS, when set, also limits the topics accepted.
+
+SNS delivers at least once and opting out twice records one opt-out, so a repeat is harmless. A
+subscription's confirmation is not followed automatically: operators get an alert with its link.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import suppress
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from contacts.models import AuditLog, Channel, Contact
+from contacts.services import contact_channel_opt_out, phone_normalise
+from messaging.alerts import operator_alert_raise
+
+logger = logging.getLogger(__name__)
+
+
+class SnsMessageError(ValueError):
+    """The body is not an SNS message this endpoint takes; the text names what is wrong."""
+
+
+@dataclass(frozen=True)
+class SmsInboundResult:
+    kind: str  # the SNS message type
+    opted_out: Contact | None = None
+
+
+def sms_keyword_is_opt_out(text: str) -> bool:
+    return text.strip().upper() in {word.strip().upper() for word in settings.SMS_OPT_OUT_KEYWORDS}
+
+
+def sns_message_handle(*, body: bytes, message_type: str = "") -> SmsInboundResult:
+    """Handles one SNS post: a subscription confirmation, or a notification of an inbound SMS
+    (raw message delivery on or off)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise SnsMessageError("The body is not JSON.") from None
+    if not isinstance(payload, dict):
+        raise SnsMessageError("The body is not a JSON object.")
+    if "originationNumber" in payload:  # raw message delivery: the body is the inbound SMS itself
+        return SmsInboundResult(kind="Notification", opted_out=sms_inbound_record(message=payload))
+    kind = str(payload.get("Type") or message_type)
+    allowed = settings.SMS_SNS_TOPIC_ARNS
+    if allowed and payload.get("TopicArn") not in allowed:
+        raise SnsMessageError(f"TopicArn: {payload.get('TopicArn')!r} is not one of SMS_SNS_TOPIC_ARNS.")
+    if kind == "SubscriptionConfirmation":
+        topic, url = str(payload.get("TopicArn", "")), str(payload.get("SubscribeURL", ""))
+        operator_alert_raise(
+            key=f"sns-subscription:{topic}"[:128],
+            level="warning",
+            text=f"Confirm the SNS subscription of {topic} to Wharf's inbound SMS webhook: open {url}",
+        )
+        return SmsInboundResult(kind=kind)
+    if kind == "UnsubscribeConfirmation":
+        logger.warning("SNS unsubscribed the inbound SMS webhook from %s", payload.get("TopicArn"))
+        return SmsInboundResult(kind=kind)
+    if kind != "Notification":
+        raise SnsMessageError(f"Type: {kind!r} is not an SNS message type.")
+    try:
+        message = json.loads(payload.get("Message") or "")
+    except (TypeError, ValueError):
+        raise SnsMessageError("Message: not the JSON of an inbound SMS.") from None
+    if not isinstance(message, dict):
+        raise SnsMessageError("Message: not the JSON of an inbound SMS.")
+    return SmsInboundResult(kind=kind, opted_out=sms_inbound_record(message=message))
+
+
+def sms_inbound_record(*, message: dict) -> Contact | None:
+    """An inbound SMS ({"originationNumber", "messageBody", ...}): the contact it opted out, if any."""
+    origin, text = message.get("originationNumber"), message.get("messageBody")
+    if not isinstance(origin, str) or not isinstance(text, str):
+        raise SnsMessageError("Message: originationNumber and messageBody must be strings.")
+    if not sms_keyword_is_opt_out(text):
+        return None
+    phones = {origin.strip()}  # AWS gives E.164, as contacts keep it; normalised too, in case
+    with suppress(ValidationError):
+        phones.add(phone_normalise(origin))
+    contact = Contact.objects.filter(phone__in=phones).first()
+    if contact is None:
+        logger.info("an opt-out SMS came from a number no contact has")
+        return None
+    return contact_channel_opt_out(
+        contact=contact,
+        channel=Channel.SMS,
+        reason=f"SMS {text.strip().upper()}"[:64],
+        actor=None,
+        source=AuditLog.Source.WEBHOOK,
+    )
