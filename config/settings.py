@@ -198,6 +198,7 @@ CELERY_BEAT_SCHEDULE = {
     "ratelimit-sweep": {"task": "messaging.ratelimit_sweep", "schedule": 600.0},
     "outbound-sweep": {"task": "messaging.outbound_sweep", "schedule": 30.0},
     "templates-sync": {"task": "messaging.templates_sync", "schedule": 3600.0},
+    "campaigns-tick": {"task": "campaigns.campaigns_tick", "schedule": 5.0},
 }
 # Task modules that are not an app's tasks.py, which autodiscovery finds by itself.
 CELERY_IMPORTS = ["messaging.media", "messaging.templates"]
@@ -208,6 +209,7 @@ CELERY_TASK_ROUTES = {
     "messaging.outbound_*": {"queue": "outgoing"},
     "messaging.templates_*": {"queue": "default"},
     "archival.*": {"queue": "archival"},
+    "campaigns.*": {"queue": "default"},
 }
 
 # -- WhatsApp (Meta's Cloud API) ----------------------------------------------------------------

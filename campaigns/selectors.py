@@ -1,0 +1,88 @@
+"""Reads of campaigns: live progress from the recipients joined to their messages' statuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+
+from campaigns.models import Campaign, Recipient
+from messaging.models import Message
+
+_RECIPIENT = Recipient._meta.db_table
+_MESSAGE = Message._meta.db_table
+RATE_WINDOW_S = 10
+
+# A recipient's state: its message's status (WhatsApp), else its own (email, SMS, and those that
+# never got a message: pending, cancelled, skipped, failed before sending).
+STATE_SQL = "COALESCE(m.status, r.status)"
+
+_PROGRESS_SQL = f"""
+    SELECT
+        count(*),
+        count(*) FILTER (WHERE r.status = 'pending'),
+        count(*) FILTER (WHERE {STATE_SQL} IN ('queued', 'sending')),
+        count(*) FILTER (WHERE {STATE_SQL} IN ('sent', 'delivered', 'read', 'played', 'deleted')),
+        count(*) FILTER (WHERE {STATE_SQL} IN ('delivered', 'read', 'played')),
+        count(*) FILTER (WHERE {STATE_SQL} IN ('read', 'played')),
+        count(*) FILTER (WHERE {STATE_SQL} = 'failed'),
+        count(*) FILTER (WHERE r.status = 'cancelled'),
+        count(*) FILTER (WHERE r.status = 'skipped'),
+        count(*) FILTER (WHERE {STATE_SQL} IN ('in_doubt', 'abandoned')),
+        count(*) FILTER (WHERE COALESCE(m.sent_at, r.sent_at) >= now() - %s * interval '1 second')
+    FROM {_RECIPIENT} r LEFT JOIN {_MESSAGE} m ON m.id = r.message_id
+    WHERE r.campaign_id = %s
+"""
+PROGRESS_KEYS = (
+    "total",
+    "pending",
+    "queued",
+    "sent",
+    "delivered",
+    "read",
+    "failed",
+    "cancelled",
+    "skipped",
+    "in_doubt",
+)
+
+
+def campaign_progress(*, campaign: Campaign) -> dict[str, Any]:
+    """Counts by state (sent counts delivered and read ones too, delivered counts read ones),
+    the share done, and the sending rate over the last RATE_WINDOW_S seconds."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PROGRESS_SQL, [RATE_WINDOW_S, campaign.pk])
+        row = cursor.fetchone()
+    progress: dict[str, Any] = dict(zip(PROGRESS_KEYS, row[:-1], strict=True))
+    settled = progress["sent"] + progress["failed"] + progress["cancelled"] + progress["skipped"]
+    settled += progress["in_doubt"]
+    progress["done_pct"] = round(100 * settled / progress["total"], 1) if progress["total"] else 0.0
+    progress["rate_per_s"] = round(row[-1] / RATE_WINDOW_S, 1)
+    return progress
+
+
+_FAILURES_SQL = f"""
+    SELECT COALESCE(m.error_code::text, NULLIF(r.error_code, ''), '') AS code,
+        COALESCE(NULLIF(m.error_title, ''), r.error_title, '') AS title, count(*)
+    FROM {_RECIPIENT} r LEFT JOIN {_MESSAGE} m ON m.id = r.message_id
+    WHERE r.campaign_id = %s AND {STATE_SQL} = 'failed'
+    GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT 50
+"""
+
+
+def campaign_failures(*, campaign: Campaign) -> list[dict[str, Any]]:
+    """Failed recipients grouped by error code (Meta's, or the channel's) with its title."""
+    with connection.cursor() as cursor:
+        cursor.execute(_FAILURES_SQL, [campaign.pk])
+        return [{"code": code, "title": title, "count": count} for code, title, count in cursor.fetchall()]
+
+
+REPORT_ROWS_SQL = f"""
+    SELECT r.contact_id, r.address, {STATE_SQL},
+        CASE WHEN m.wamid LIKE 'wharf-%%' THEN '' ELSE COALESCE(m.wamid, r.provider_message_id) END,
+        COALESCE(m.error_code::text, NULLIF(r.error_code, '')),
+        COALESCE(NULLIF(m.error_title, ''), NULLIF(r.error_title, '')),
+        COALESCE(m.sent_at, r.sent_at), m.delivered_at, m.read_at, m.failed_at
+    FROM {_RECIPIENT} r LEFT JOIN {_MESSAGE} m ON m.id = r.message_id
+    WHERE r.campaign_id = %s ORDER BY r.id
+"""

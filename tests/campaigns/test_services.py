@@ -1,0 +1,244 @@
+"""Campaign services on PostgreSQL against the sandbox Graph API, the outgoing drain run in-process:
+launch, feeding, pause, resume, cancel, auto-pause, scheduled start; each recipient once."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.utils import timezone
+
+from campaigns.models import Campaign, Recipient
+from campaigns.selectors import campaign_failures, campaign_progress
+from campaigns.services import (
+    campaign_audience_count,
+    campaign_cancel,
+    campaign_feed,
+    campaign_pause,
+    campaign_resume,
+    campaign_start,
+    campaigns_tick,
+)
+from messaging.models import Message
+from messaging.outbound import outgoing_drain
+from tests.campaigns.conftest import contacts, feed_step, whatsapp_campaign
+from tests.factories import ContactFactory
+
+pytestmark = pytest.mark.usefixtures("transactional_db", "no_enqueue")
+C = Campaign.Status
+R = Recipient.Status
+
+
+def run_to_end(campaign, *, steps: int = 200) -> None:
+    for _ in range(steps):
+        outcome = feed_step(campaign)
+        outgoing_drain()
+        if outcome in ("completed", "stale", "stopped"):
+            return
+
+
+def test_the_audience_excludes_opted_out_contacts_and_those_without_a_number(sender, template):
+    contacts(3)
+    ContactFactory(tags=["spring"], opted_out_at=timezone.now())
+    ContactFactory(tags=["spring"], phone=None, wa_id="")
+    ContactFactory(tags=["winter"])
+    campaign = whatsapp_campaign(sender, template)
+    assert campaign_audience_count(campaign=campaign) == 3
+
+
+def test_launch_writes_one_recipient_per_contact_and_a_second_start_is_refused(sender, template):
+    people = contacts(5)
+    campaign = whatsapp_campaign(sender, template, audience_tags=["spring"])
+    campaign.audience_contacts.set([people[0].pk])  # in both the tag and the list: once
+
+    campaign = campaign_start(campaign=campaign, actor=None, source="api")
+
+    assert campaign.status == C.RUNNING
+    assert campaign.total_recipients == 5
+    assert set(Recipient.objects.filter(campaign=campaign).values_list("status", flat=True)) == {R.PENDING}
+    with pytest.raises(ValidationError, match="running campaign cannot be started"):
+        campaign_start(campaign=campaign, actor=None, source="api")
+
+
+def test_a_campaign_sends_each_recipient_once_with_its_parameters_and_completes(
+    sandbox, sender, template, no_enqueue
+):
+    contacts(12)
+    nameless = ContactFactory(tags=["spring"], name="", attributes={"code": "Z"})
+    campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
+
+    run_to_end(campaign)
+
+    campaign.refresh_from_db()
+    assert campaign.status == C.COMPLETED
+    assert ("report", campaign.pk) in no_enqueue
+    progress = campaign_progress(campaign=campaign)
+    assert (progress["total"], progress["sent"], progress["failed"], progress["pending"]) == (13, 13, 0, 0)
+    stats = sandbox.stats()
+    assert (stats["accepted"], stats["duplicates"]) == (13, 0)
+    message = Recipient.objects.get(campaign=campaign, contact=nameless).message
+    body = message.payload["template"]["components"]
+    assert body == [
+        {"type": "header", "parameters": [{"type": "text", "text": "friend"}]},
+        {"type": "body", "parameters": [{"type": "text", "text": "friend"}, {"type": "text", "text": "Z"}]},
+    ]
+
+
+def test_pause_withdraws_unclaimed_messages_and_resume_sends_exactly_the_rest(sandbox, sender, template):
+    contacts(40)
+    sender.rate_limit_per_s = 10  # a step queues 20 messages
+    sender.save()
+    campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
+    feed_step(campaign)
+    assert Message.objects.filter(status=Message.Status.QUEUED).count() == 20
+
+    campaign = campaign_pause(campaign=campaign, actor=None, source="api")
+
+    assert campaign.status == C.PAUSED
+    assert Message.objects.count() == 0
+    assert Recipient.objects.filter(campaign=campaign, status=R.PENDING).count() == 40
+    assert campaign_feed(campaign_id=campaign.pk, token=campaign.feed_token) == "stale"
+    outgoing_drain()
+    assert sandbox.stats()["accepted"] == 0
+
+    campaign = campaign_resume(campaign=campaign, actor=None, source="api")
+    run_to_end(campaign)
+
+    campaign.refresh_from_db()
+    assert campaign.status == C.COMPLETED
+    stats = sandbox.stats()
+    assert (stats["accepted"], stats["duplicates"]) == (40, 0)
+    assert len(stats["sends_by_callback"]) == 40
+
+
+def test_pause_leaves_messages_a_drain_claimed_to_finish(sandbox, sender, template):
+    contacts(10)
+    campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
+    feed_step(campaign)
+    from messaging.outbound import outgoing_claim
+
+    claimed = outgoing_claim(phone_number=sender, batch_size=4, worker="w1")
+
+    campaign_pause(campaign=campaign, actor=None, source="api")
+
+    assert set(Message.objects.values_list("status", flat=True)) == {Message.Status.SENDING}
+    assert Recipient.objects.filter(campaign=campaign, status=R.QUEUED).count() == len(claimed) == 4
+    assert Recipient.objects.filter(campaign=campaign, status=R.PENDING).count() == 6
+
+
+def test_two_feeders_at_once_queue_each_recipient_once(sender, template):
+    contacts(30)
+    sender.rate_limit_per_s = 1000
+    sender.save()
+    campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
+    campaign.refresh_from_db()
+    from campaigns.services import _template_batch, campaign_chunk_feed
+
+    batch = _template_batch(campaign)
+    barrier = threading.Barrier(2)
+    taken = []
+
+    def feed():
+        try:
+            barrier.wait()
+            taken.append(campaign_chunk_feed(campaign=campaign, batch=batch, limit=20))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=feed) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(taken) == [10, 20]
+    assert Message.objects.count() == 30
+    assert Recipient.objects.filter(campaign=campaign, message__isnull=False).count() == 30
+
+
+def test_a_duplicate_feeder_task_does_nothing(sender, template):
+    contacts(3)
+    campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
+    campaign.refresh_from_db()
+    token = campaign.feed_token
+    assert campaign_feed(campaign_id=campaign.pk, token=token).startswith("fed")
+    assert campaign_feed(campaign_id=campaign.pk, token=token) == "stale"  # the step scheduled a new token
+
+
+def test_cancel_in_the_middle_cancels_the_rest_and_keeps_what_was_sent(sandbox, sender, template, no_enqueue):
+    contacts(30)
+    sender.rate_limit_per_s = 5  # a step queues 10
+    sender.save()
+    campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
+    feed_step(campaign)
+    outgoing_drain()
+    feed_step(campaign)
+
+    campaign = campaign_cancel(campaign=campaign, actor=None, source="api")
+
+    assert campaign.status == C.CANCELLED
+    assert ("report", campaign.pk) in no_enqueue
+    progress = campaign_progress(campaign=campaign)
+    assert (progress["sent"], progress["cancelled"], progress["pending"], progress["queued"]) == (
+        10,
+        20,
+        0,
+        0,
+    )
+    outgoing_drain()
+    assert sandbox.stats()["accepted"] == 10
+    with pytest.raises(ValidationError):
+        campaign_resume(campaign=campaign, actor=None, source="api")
+
+
+def test_failures_past_the_threshold_pause_the_campaign_with_the_reason(sandbox, sender, template):
+    contacts(60)
+    sandbox.fault(status=400, code=131026, message="Message undeliverable", times=100)
+    campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
+
+    run_to_end(campaign)
+
+    campaign.refresh_from_db()
+    assert campaign.status == C.PAUSED
+    assert "failed" in campaign.status_reason and "131026" in campaign.status_reason
+    (failure,) = campaign_failures(campaign=campaign)
+    assert failure["code"] == "131026" and failure["count"] >= 20
+
+
+def test_a_scheduled_campaign_starts_when_beat_finds_it_due(sender, template, no_enqueue):
+    contacts(2)
+    campaign = whatsapp_campaign(sender, template, scheduled_at=timezone.now() + timedelta(hours=1))
+    campaign = campaign_start(campaign=campaign, actor=None, source="api")
+    assert campaign.status == C.SCHEDULED
+    assert campaigns_tick()["started"] == 0
+
+    Campaign.objects.filter(pk=campaign.pk).update(scheduled_at=timezone.now() - timedelta(seconds=1))
+    assert campaigns_tick()["started"] == 1
+
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.total_recipients) == (C.RUNNING, 2)
+    assert any(call[0] == "feed" for call in no_enqueue if isinstance(call, tuple))
+
+
+def test_the_tick_restarts_a_feeder_chain_that_broke(sender, template, no_enqueue):
+    contacts(2)
+    campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
+    old = Campaign.objects.get(pk=campaign.pk).feed_token
+    Campaign.objects.filter(pk=campaign.pk).update(feed_at=timezone.now() - timedelta(minutes=5))
+
+    assert campaigns_tick()["restarted"] == 1
+
+    assert Campaign.objects.get(pk=campaign.pk).feed_token != old
+
+
+def test_an_empty_parameter_fails_that_recipient_only(sandbox, sender, template):
+    ContactFactory(tags=["spring"], attributes={})
+    contacts(2)
+    campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
+    run_to_end(campaign)
+    failures = campaign_failures(campaign=campaign)
+    assert failures == [
+        {"code": "parameter", "title": "Parameter 2 of the body is empty for this contact.", "count": 1}
+    ]
+    assert sandbox.stats()["accepted"] == 2
