@@ -76,6 +76,7 @@ class Campaign(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("run_campaign", "Can start, pause, resume and cancel campaigns")]
         indexes = [
             models.Index(
                 fields=["scheduled_at"], condition=models.Q(status="scheduled"), name="campaign_scheduled"

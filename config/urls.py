@@ -8,6 +8,7 @@ from messaging.channels.views import sms_webhook, unsubscribe
 
 api_v1 = [
     path("contacts/", include("contacts.urls")),
+    path("campaigns/", include("campaigns.urls")),
     path("messages/", include("messaging.urls")),
     path("media/", MediaUploadApi.as_view(), name="media-upload"),
 ]

@@ -82,3 +82,10 @@ def feed_step(campaign: Campaign) -> str:
     """Run the feeder step the campaign's current token names, as its task would."""
     campaign.refresh_from_db()
     return campaign_feed(campaign_id=campaign.pk, token=campaign.feed_token)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bucket():
+    from config.aws import storage_ensure_bucket
+
+    storage_ensure_bucket()

@@ -1,0 +1,402 @@
+"""The operators' console for campaigns: build one (with its audience's count), start, pause,
+resume and cancel it after a confirmation, follow its progress, download its report. Every write
+calls campaigns.services."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from campaigns.models import Campaign, Recipient
+from campaigns.reports import campaign_report_url
+from campaigns.selectors import campaign_failures, campaign_progress
+from campaigns.services import (
+    EDITABLE,
+    campaign_audience_count,
+    campaign_audience_csv_set,
+    campaign_audience_preview,
+    campaign_cancel,
+    campaign_content_check,
+    campaign_create,
+    campaign_delete,
+    campaign_pause,
+    campaign_resume,
+    campaign_start,
+    campaign_update,
+)
+from config.console import admin_object_take
+from contacts.models import AuditLog
+from messaging.models import Template
+
+SOURCE = AuditLog.Source.ADMIN
+_C = Campaign.Status
+
+# action: (service, the statuses it applies to, the button, what the confirmation says)
+ACTIONS = {
+    "start": (
+        campaign_start,
+        (_C.DRAFT, _C.SCHEDULED),
+        "Start",
+        "Its audience is taken now and sending begins (or waits for its start time, when one is set).",
+    ),
+    "pause": (
+        campaign_pause,
+        (_C.RUNNING, _C.SCHEDULED),
+        "Pause",
+        "No new message leaves once you confirm; messages already under way finish.",
+    ),
+    "resume": (
+        campaign_resume,
+        (_C.PAUSED,),
+        "Resume",
+        "Sending continues with the recipients not sent yet.",
+    ),
+    "cancel": (
+        campaign_cancel,
+        (_C.DRAFT, _C.SCHEDULED, _C.RUNNING, _C.PAUSED),
+        "Cancel",
+        "The recipients not sent yet are cancelled for good and the report is written; there is no undo.",
+    ),
+}
+
+
+class CampaignForm(forms.ModelForm):
+    audience_csv = forms.FileField(
+        required=False,
+        label="Audience CSV",
+        help_text="A header line with an id, phone or email column: these contacts replace the list above.",
+    )
+
+    class Meta:
+        model = Campaign
+        fields = (*EDITABLE, "audience_contacts")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "template" in self.fields:
+            self.fields["template"].queryset = Template.objects.filter(status="APPROVED")
+
+    def clean(self):
+        cleaned_data = super().clean()
+        probe = Campaign(**{name: cleaned_data.get(name) for name in EDITABLE if name in cleaned_data})
+        probe.pk = self.instance.pk
+        if probe.channel == Campaign.Channel.WHATSAPP and probe.phone_number_id and probe.template_id:
+            try:
+                campaign_content_check(campaign=probe)
+            except ValidationError as error:
+                for field, errors in error.message_dict.items():
+                    self.add_error(field if field in self.fields else None, errors)
+        return cleaned_data
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignForm
+    list_display = ("name", "channel", "status", "progress_bar", "rate", "scheduled_at", "created_at")
+    list_filter = ("status", "channel")
+    search_fields = ("name",)
+    autocomplete_fields = ("audience_contacts",)
+    readonly_fields = (
+        "controls",
+        "status",
+        "status_reason",
+        "audience_preview",
+        "progress_panel",
+        "report_link",
+        "total_recipients",
+        "started_at",
+        "paused_at",
+        "finished_at",
+        "created_by",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("controls", "name", "channel", "status", "status_reason")}),
+        (
+            "Content",
+            {
+                "fields": ("phone_number", "template", "template_parameters", "subject", "body"),
+                "description": "WhatsApp: an approved template and its parameters by component, e.g. "
+                '{"body": ["{{name|there}}", "{{attributes.code}}"]}. Placeholders: {{name}}, {{phone}}, '
+                "{{email}}, {{wa_id}}, {{language}}, {{attributes.KEY}}; a default after |.",
+            },
+        ),
+        (
+            "Audience",
+            {
+                "fields": (
+                    "audience_tags",
+                    "audience_filters",
+                    "audience_contacts",
+                    "audience_csv",
+                    "audience_preview",
+                ),
+                "description": "Contacts with any of the tags or in the list (everyone when both are empty), "
+                'narrowed by the filters, e.g. {"language": "en", "attributes": {"city": "Lisbon"}}. '
+                "Contacts opted out of the channel or without its address are left out.",
+            },
+        ),
+        ("Pacing", {"fields": ("scheduled_at", "rate_limit_per_s", "failure_pause_pct")}),
+        (
+            "Progress",
+            {"fields": ("progress_panel", "report_link", "total_recipients", "started_at", "paused_at")},
+        ),
+        ("Activity", {"fields": ("finished_at", "created_by", "created_at", "updated_at")}),
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.status != _C.DRAFT:
+            return (*self.readonly_fields, *EDITABLE, "audience_contacts")
+        return self.readonly_fields
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and obj.status != _C.DRAFT:
+            return [
+                (name, {**options, "fields": tuple(f for f in options["fields"] if f != "audience_csv")})
+                for name, options in fieldsets
+            ]
+        return fieldsets
+
+    def has_run_permission(self, request) -> bool:
+        return request.user.has_perm("campaigns.run_campaign")
+
+    # -- display ----------------------------------------------------------------------------------
+
+    @admin.display(description="progress")
+    def progress_bar(self, campaign: Campaign) -> str:
+        if campaign.status in (_C.DRAFT, _C.SCHEDULED):
+            return "—"
+        progress = campaign_progress(campaign=campaign)
+        return format_html(
+            '<progress max="100" value="{}" title="{} %"></progress> {} / {}',
+            progress["done_pct"],
+            progress["done_pct"],
+            progress["sent"] + progress["failed"],
+            progress["total"],
+        )
+
+    @admin.display(description="rate")
+    def rate(self, campaign: Campaign) -> str:
+        if campaign.status != _C.RUNNING:
+            return "—"
+        return f"{campaign_progress(campaign=campaign)['rate_per_s']}/s"
+
+    @admin.display(description="")
+    def controls(self, campaign: Campaign) -> str:
+        if campaign.pk is None:
+            return "Save the campaign, then start it from here."
+        buttons = [
+            (reverse("admin:campaigns_campaign_action", args=[campaign.pk, name]), label)
+            for name, (_, statuses, label, _) in ACTIONS.items()
+            if campaign.status in statuses
+        ]
+        if not buttons:
+            return f"This campaign is {campaign.status}."
+        return format_html_join(" ", '<a class="button" href="{}">{}</a>', buttons)
+
+    @admin.display(description="audience")
+    def audience_preview(self, campaign: Campaign) -> str:
+        if campaign.pk is None:
+            return "Save the campaign to see who it reaches."
+        if campaign.status != _C.DRAFT:
+            return f"{campaign.total_recipients:,} recipients, taken at the start."
+        count = campaign_audience_count(campaign=campaign)
+        sample = campaign_audience_preview(campaign=campaign, limit=10)
+        listed = format_html_join(", ", "{}", ((str(contact),) for contact in sample))
+        more = f" and {count - len(sample):,} more" if count > len(sample) else ""
+        return format_html("<strong>{} contacts</strong> now: {}{}", f"{count:,}", listed, more)
+
+    @admin.display(description="progress")
+    def progress_panel(self, campaign: Campaign) -> str:
+        if campaign.pk is None or campaign.status in (_C.DRAFT, _C.SCHEDULED):
+            return "Not started."
+        url = reverse("admin:campaigns_campaign_progress", args=[campaign.pk])
+        return format_html(
+            '<div id="campaign-progress" data-url="{}">{}</div>'
+            "<script>(function () {{"
+            'var box = document.getElementById("campaign-progress");'
+            "setInterval(function () {{ fetch(box.dataset.url, {{credentials: 'same-origin'}})"
+            ".then(function (r) {{ return r.ok ? r.text() : null; }})"
+            ".then(function (html) {{ if (html !== null) box.innerHTML = html; }}); }}, 2000);"
+            "}})();</script>",
+            url,
+            progress_html(campaign),
+        )
+
+    @admin.display(description="report")
+    def report_link(self, campaign: Campaign) -> str:
+        if not campaign.report_key:
+            return "Written when the campaign completes or is cancelled."
+        url = reverse("admin:campaigns_campaign_report", args=[campaign.pk])
+        return format_html('<a href="{}">Download {}</a>', url, campaign.report_key.rsplit("/", 1)[-1])
+
+    # -- saving -----------------------------------------------------------------------------------
+
+    def save_model(self, request, obj, form, change):
+        fields = {name: form.cleaned_data[name] for name in EDITABLE if name in form.cleaned_data}
+        if change:
+            saved = campaign_update(
+                campaign=Campaign.objects.get(pk=obj.pk), actor=request.user, source=SOURCE, **fields
+            )
+        else:
+            saved = campaign_create(actor=request.user, source=SOURCE, **fields)
+        admin_object_take(obj, saved)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        upload = form.cleaned_data.get("audience_csv")
+        if upload:
+            counts = campaign_audience_csv_set(
+                campaign=form.instance, file=upload.file, actor=request.user, source=SOURCE
+            )
+            self.message_user(
+                request,
+                f"The CSV's {counts['lines']:,} lines matched {counts['matched']:,} contacts "
+                f"({counts['unmatched']:,} unmatched).",
+                messages.SUCCESS if not counts["unmatched"] else messages.WARNING,
+            )
+
+    def delete_model(self, request, obj):
+        campaign_delete(campaign=obj, actor=request.user, source=SOURCE)
+
+    def delete_queryset(self, request, queryset):
+        for campaign in queryset:
+            campaign_delete(campaign=campaign, actor=request.user, source=SOURCE)
+
+    # -- views ------------------------------------------------------------------------------------
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<int:campaign_id>/action/<str:action>/",
+                view(self.action_view),
+                name="campaigns_campaign_action",
+            ),
+            path("<int:campaign_id>/progress/", view(self.progress_view), name="campaigns_campaign_progress"),
+            path("<int:campaign_id>/report/", view(self.report_view), name="campaigns_campaign_report"),
+            *super().get_urls(),
+        ]
+
+    def action_view(self, request: HttpRequest, campaign_id: int, action: str) -> HttpResponse:
+        """A confirmation page (GET), then the service (POST)."""
+        if action not in ACTIONS:
+            return HttpResponse("unknown action", status=404)
+        if not self.has_run_permission(request):
+            raise PermissionDenied
+        campaign = get_object_or_404(
+            Campaign.objects.select_related("phone_number", "template"), pk=campaign_id
+        )
+        service, _, label, warning = ACTIONS[action]
+        change_url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+        if request.method == "POST":
+            try:
+                campaign = service(campaign=campaign, actor=request.user, source=SOURCE)
+            except ValidationError as error:
+                self.message_user(request, " ".join(error.messages), messages.ERROR)
+            else:
+                self.message_user(request, f"{campaign}: {campaign.status}.", messages.SUCCESS)
+            return HttpResponseRedirect(change_url)
+        audience = campaign_audience_count(campaign=campaign) if action == "start" else None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"{label} {campaign}?",
+            "campaign": campaign,
+            "label": label,
+            "warning": warning,
+            "audience": audience,
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/confirm.html", context)
+
+    def progress_view(self, request: HttpRequest, campaign_id: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return HttpResponse(progress_html(get_object_or_404(Campaign, pk=campaign_id)))
+
+    def report_view(self, request: HttpRequest, campaign_id: int) -> HttpResponse:
+        """To the report through a short-lived presigned link."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        url = campaign_report_url(campaign=get_object_or_404(Campaign, pk=campaign_id))
+        if url is None:
+            return HttpResponse("The report is not written yet.", status=404)
+        return HttpResponseRedirect(url)
+
+
+def progress_html(campaign: Campaign) -> str:
+    campaign.refresh_from_db(fields=["status", "status_reason"])
+    progress = campaign_progress(campaign=campaign)
+    counts = format_html_join(
+        " · ",
+        "{} <strong>{}</strong>",
+        (
+            (name, f"{progress[name]:,}")
+            for name in ("total", "pending", "queued", "sent", "delivered", "read", "failed", "cancelled")
+            if name in ("total", "sent") or progress[name]
+        ),
+    )
+    failures = campaign_failures(campaign=campaign)
+    table = ""
+    if failures:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((f["code"], f["title"], f["count"]) for f in failures),
+        )
+        table = format_html(
+            '<table style="margin-top:.5em"><thead><tr><th>error</th><th>title</th><th>recipients</th>'
+            "</tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+    reason = (
+        format_html('<p class="errornote">{}</p>', campaign.status_reason) if campaign.status_reason else ""
+    )
+    return format_html(
+        '{}<progress max="100" value="{}" style="width:24em"></progress> {} % · {}<br>{}<br>now {}/s{}',
+        reason,
+        progress["done_pct"],
+        progress["done_pct"],
+        campaign.status,
+        counts,
+        progress["rate_per_s"],
+        table,
+    )
+
+
+@admin.register(Recipient)
+class RecipientAdmin(admin.ModelAdmin):
+    list_display = (
+        "address",
+        "campaign",
+        "status",
+        "message_status",
+        "error_code",
+        "error_title",
+        "updated_at",
+    )
+    list_filter = ("status",)
+    search_fields = ("=address", "=campaign__id")
+    list_select_related = ("campaign", "message")
+    show_full_result_count = False
+    readonly_fields = [field.name for field in Recipient._meta.fields]
+
+    @admin.display(description="message status")
+    def message_status(self, recipient: Recipient) -> str:
+        return recipient.message.status if recipient.message else ""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,110 @@
+"""The campaigns console: build with the audience's count, confirm then start, pause, resume,
+cancel; progress with failures by code; the report through a presigned link."""
+
+import pytest
+from django.urls import reverse
+
+from campaigns.models import Campaign
+from campaigns.reports import campaign_report_write
+from campaigns.services import campaign_start
+from messaging.models import Message
+from tests.campaigns.conftest import contacts, whatsapp_campaign
+
+pytestmark = pytest.mark.usefixtures("no_enqueue")
+
+
+def test_build_a_campaign_and_see_its_audience(admin_client, sender, template):
+    contacts(4)
+    answer = admin_client.post(
+        reverse("admin:campaigns_campaign_add"),
+        {
+            "name": "Spring offer",
+            "channel": "WHATSAPP",
+            "phone_number": sender.pk,
+            "template": template.pk,
+            "template_parameters": '{"header": ["{{name}}"], "body": ["{{name}}", "{{attributes.code}}"]}',
+            "audience_tags": "spring",
+            "audience_filters": "{}",
+            "failure_pause_pct": 20,
+        },
+    )
+    assert answer.status_code == 302, answer.context["adminform"].form.errors
+    campaign = Campaign.objects.get()
+    page = admin_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content.decode()
+    assert "4 contacts</strong> now" in page
+    assert reverse("admin:campaigns_campaign_action", args=[campaign.pk, "start"]) in page
+
+
+def test_a_template_with_the_wrong_parameters_is_refused_with_the_reason(admin_client, sender, template):
+    answer = admin_client.post(
+        reverse("admin:campaigns_campaign_add"),
+        {
+            "name": "Spring offer",
+            "channel": "WHATSAPP",
+            "phone_number": sender.pk,
+            "template": template.pk,
+            "template_parameters": '{"body": ["{{name}}"]}',
+            "audience_tags": "spring",
+            "audience_filters": "{}",
+            "failure_pause_pct": 20,
+        },
+    )
+    assert answer.status_code == 200
+    assert "wants 2 parameters in its body, got 1" in answer.content.decode()
+
+
+def test_actions_ask_for_confirmation_then_run(admin_client, sender, template):
+    contacts(3)
+    campaign = whatsapp_campaign(sender, template)
+    url = reverse("admin:campaigns_campaign_action", args=[campaign.pk, "start"])
+
+    confirm = admin_client.get(url)
+    assert "The audience holds <strong>3</strong> contacts now." in confirm.content.decode()
+    assert Campaign.objects.get().status == "draft"
+
+    admin_client.post(url)
+    assert Campaign.objects.get().status == "running"
+    admin_client.post(reverse("admin:campaigns_campaign_action", args=[campaign.pk, "pause"]))
+    assert Campaign.objects.get().status == "paused"
+    admin_client.post(reverse("admin:campaigns_campaign_action", args=[campaign.pk, "resume"]))
+    assert Campaign.objects.get().status == "running"
+    answer = admin_client.post(reverse("admin:campaigns_campaign_action", args=[campaign.pk, "resume"]))
+    assert answer.status_code == 302  # refused with a message: it is running
+    admin_client.post(reverse("admin:campaigns_campaign_action", args=[campaign.pk, "cancel"]))
+    assert Campaign.objects.get().status == "cancelled"
+
+
+def test_progress_shows_failures_by_code_and_the_report_downloads(admin_client, sender, template):
+    contacts(3)
+    campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
+    from campaigns.services import _template_batch, campaign_chunk_feed
+
+    campaign_chunk_feed(campaign=campaign, batch=_template_batch(campaign), limit=3)
+    Message.objects.filter(pk=Message.objects.order_by("id").first().pk).update(
+        status="failed", error_code=131026, error_title="Message undeliverable"
+    )
+    Message.objects.exclude(status="failed").update(status="delivered")
+
+    panel = admin_client.get(
+        reverse("admin:campaigns_campaign_progress", args=[campaign.pk])
+    ).content.decode()
+    assert "131026" in panel and "Message undeliverable" in panel
+    assert "delivered <strong>2</strong>" in panel
+
+    campaign_report_write(campaign=campaign)
+    page = admin_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content.decode()
+    report_url = reverse("admin:campaigns_campaign_report", args=[campaign.pk])
+    assert report_url in page
+    redirect = admin_client.get(report_url)
+    assert redirect.status_code == 302 and "X-Amz-Signature" in redirect["Location"]
+    assert admin_client.get(reverse("admin:campaigns_campaign_changelist")).status_code == 200
+
+
+def test_running_needs_the_run_permission(client, sender, template):
+    from tests.factories import UserFactory
+
+    user = UserFactory(is_staff=True, permissions=["campaigns.view_campaign", "campaigns.change_campaign"])
+    client.force_login(user)
+    campaign = whatsapp_campaign(sender, template)
+    answer = client.post(reverse("admin:campaigns_campaign_action", args=[campaign.pk, "start"]))
+    assert answer.status_code == 403
