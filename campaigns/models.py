@@ -132,7 +132,7 @@ class Recipient(models.Model):
             models.Index(
                 fields=["campaign", "id"], condition=models.Q(status="pending"), name="recipient_pending"
             ),
-            models.Index(fields=["campaign", "status"], name="recipient_campaign_status"),
+            models.Index(fields=["campaign", "status", "id"], name="recipient_campaign_status"),
         ]
 
     def __str__(self) -> str:

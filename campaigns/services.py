@@ -704,14 +704,17 @@ def campaign_chunk_feed(*, campaign: Campaign, batch: TemplateBatch, limit: int)
     return len(rows)
 
 
+# The latest settled sends: among the latest recipients fed (recipients are fed in id order), read
+# backwards along the (campaign, status, id) index, so the cost does not grow with the campaign.
 _WINDOW_SQL = f"""
-    SELECT count(*) FILTER (WHERE state = 'failed'), count(*) FROM (
-        SELECT COALESCE(m.status, r.status) AS state
-        FROM {_RECIPIENT} r LEFT JOIN {_MESSAGE} m ON m.id = r.message_id
-        WHERE r.campaign_id = %s AND r.status NOT IN ('pending', 'cancelled', 'skipped', 'sending')
-            AND COALESCE(m.status, r.status) NOT IN ('queued', 'sending')
-        ORDER BY COALESCE(m.updated_at, r.updated_at) DESC LIMIT %s
-    ) latest
+    SELECT count(*) FILTER (WHERE status = 'failed'), count(*) FROM (
+        SELECT m.status FROM (
+            SELECT id, message_id FROM {_RECIPIENT}
+            WHERE campaign_id = %(campaign)s AND status = 'queued' ORDER BY id DESC LIMIT %(scan)s
+        ) latest JOIN {_MESSAGE} m ON m.id = latest.message_id
+        WHERE m.status NOT IN ('queued', 'sending')
+        ORDER BY latest.id DESC LIMIT %(window)s
+    ) settled
 """
 
 
@@ -721,7 +724,9 @@ def campaign_failures_check(*, campaign: Campaign) -> bool:
     if not campaign.failure_pause_pct:
         return False
     with connection.cursor() as cursor:
-        cursor.execute(_WINDOW_SQL, [campaign.pk, AUTO_PAUSE_WINDOW])
+        cursor.execute(
+            _WINDOW_SQL, {"campaign": campaign.pk, "scan": AUTO_PAUSE_WINDOW * 5, "window": AUTO_PAUSE_WINDOW}
+        )
         failed, settled = cursor.fetchone()
     if settled < AUTO_PAUSE_MIN or failed * 100 <= campaign.failure_pause_pct * settled:
         return False
