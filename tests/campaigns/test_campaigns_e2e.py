@@ -79,13 +79,13 @@ def test_pause_resume_and_a_killed_worker_send_every_recipient_exactly_once(
     killed_at = accepted(sandbox)
     assert killed_at < total
 
-    # The sweeper settles the dead drain's claims; the tick restarts the feeder chain it broke.
+    # The sweeper settles the dead drain's claims; the tick restarts the feeder chain if it broke.
     monkeypatch.setattr(outbound, "CLAIM_STALE_S", lambda: 0)
     swept = outgoing_sweep()
     assert swept["in_doubt"] <= 1
     Campaign.objects.filter(pk=campaign.pk).update(feed_at=timezone.now() - timedelta(minutes=5))
     with worker_running(queues=queues, queue_prefix=queue_prefix, log_path=tmp_path / "w2.log", env=env) as w:
-        assert campaigns_tick()["restarted"] == 1
+        campaigns_tick()  # as beat does: restarts the feeder if its next step died with the worker
         for message in Message.objects.filter(status=S.IN_DOUBT):  # an operator decides, from the sandbox
             reached = sandbox.stats()["sends_by_callback"].get(str(message.pk))
             (message_abandon if reached else message_resend)(message=message, actor=None)
