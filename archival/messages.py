@@ -137,7 +137,7 @@ def messages_archive(
         opened: set[date] = {batch.day for batch in done}
         while (day := _oldest_day(cutoff=cutoff, skip=opened)) is not None:
             opened.add(day)
-            done.append(archive_batch_finish(batch=_batch_open(day=day), progress=progress))
+            done.append(archive_batch_finish(batch=_batch_open(day=day), progress=progress, resumed=False))
     return done
 
 
@@ -182,12 +182,14 @@ def _batch_open(*, day: date) -> ArchiveBatch:
     return batch
 
 
-def archive_batch_finish(*, batch: ArchiveBatch, progress: Progress | None = None) -> ArchiveBatch:
+def archive_batch_finish(
+    *, batch: ArchiveBatch, progress: Progress | None = None, resumed: bool = True
+) -> ArchiveBatch:
     """Take a batch from wherever it stopped to deleted (or empty). Failures are recorded on the
-    row and raised."""
+    row and raised. `resumed=False` only for a batch just opened: no earlier upload to abort."""
     try:
         if batch.state == ArchiveBatch.State.OPEN:
-            batch = _batch_upload(batch=batch, progress=progress)
+            batch = _batch_upload(batch=batch, progress=progress, resumed=resumed)
             archival_crash_point("uploaded")
         if batch.state == ArchiveBatch.State.UPLOADED:
             batch = _batch_verify(batch=batch)
@@ -230,25 +232,25 @@ def _records_query(*, batch: ArchiveBatch) -> sql.Composed:
     )
 
 
-class _MultipartWriter:
-    """Gzip and upload in parts, one part in flight beside the one being filled: memory stays at
-    about two parts whatever the size of the day."""
+class _ObjectWriter:
+    """Gzip and upload: one PUT when the object stays under a part, else a multipart upload with one
+    part in flight beside the one being filled. Memory stays at about two parts whatever the day."""
 
-    def __init__(self, *, key: str, metadata: dict[str, str]):
+    def __init__(self, *, key: str, metadata: dict[str, str], resumed: bool):
         self.client = s3_client()
         self.bucket = settings.AWS_STORAGE_BUCKET_NAME
         self.key = key
+        self.metadata = metadata
         self.compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: a gzip stream
         self.buffer = bytearray()
         self.sha256 = hashlib.sha256()
         self.md5s: list[bytes] = []
         self.parts: list[Future] = []
         self.size = 0
-        self.pool = ThreadPoolExecutor(max_workers=1)
-        _uploads_abort(key=key)
-        self.upload_id = self.client.create_multipart_upload(
-            Bucket=self.bucket, Key=key, ContentType="application/gzip", Metadata=metadata
-        )["UploadId"]
+        self.pool: ThreadPoolExecutor | None = None
+        self.upload_id: str | None = None
+        if resumed:
+            _uploads_abort(key=key)
 
     def write(self, data: bytes | memoryview) -> None:
         self.buffer += self.compressor.compress(data)
@@ -256,15 +258,19 @@ class _MultipartWriter:
             self._part()
 
     def _part(self) -> None:
+        if self.upload_id is None:
+            self.pool = ThreadPoolExecutor(max_workers=1)
+            self.upload_id = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ContentType="application/gzip", Metadata=self.metadata
+            )["UploadId"]
         body = bytes(self.buffer)
         self.buffer.clear()
         self.sha256.update(body)
         self.md5s.append(_md5(body))
         self.size += len(body)
-        number = len(self.md5s)
-        if len(self.parts) >= 1:
+        if self.parts:
             self.parts[-1].result()  # at most one part uploading while the next is filled
-        self.parts.append(self.pool.submit(self._upload_part, number, body))
+        self.parts.append(self.pool.submit(self._upload_part, len(self.md5s), body))
 
     def _upload_part(self, number: int, body: bytes) -> dict:
         answer = self.client.upload_part(
@@ -278,8 +284,22 @@ class _MultipartWriter:
         return {"PartNumber": number, "ETag": answer["ETag"]}
 
     def close(self) -> str:
-        """Completes the upload; returns the ETag S3 will report for the object."""
+        """Completes the object; returns the ETag S3 will report for it."""
         self.buffer += self.compressor.flush()
+        if self.upload_id is None:
+            body = bytes(self.buffer)
+            self.sha256.update(body)
+            self.size = len(body)
+            digest = _md5(body)
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self.key,
+                Body=body,
+                ContentType="application/gzip",
+                ContentMD5=base64.b64encode(digest).decode(),
+                Metadata=self.metadata,
+            )
+            return digest.hex()
         self._part()
         parts = [future.result() for future in self.parts]
         self.pool.shutdown()
@@ -289,6 +309,8 @@ class _MultipartWriter:
         return f"{_md5(b''.join(self.md5s)).hex()}-{len(self.md5s)}"
 
     def abort(self) -> None:
+        if self.upload_id is None:
+            return
         self.pool.shutdown(wait=True, cancel_futures=True)
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
@@ -312,10 +334,11 @@ def _uploads_abort(*, key: str) -> None:
             )
 
 
-def _batch_upload(*, batch: ArchiveBatch, progress: Progress | None) -> ArchiveBatch:
+def _batch_upload(*, batch: ArchiveBatch, progress: Progress | None, resumed: bool) -> ArchiveBatch:
     started = time.monotonic()
-    writer = _MultipartWriter(
+    writer = _ObjectWriter(
         key=batch.key,
+        resumed=resumed,
         metadata={
             "schema-version": str(SCHEMA_VERSION),
             "day": batch.day.isoformat(),
@@ -515,6 +538,7 @@ def archive_batch_restore(*, batch: ArchiveBatch, progress: Progress | None = No
             [SCHEMA_VERSION],
         )
         records, unknown = cursor.fetchone()
+        cursor.execute("ANALYZE archival_restore")
         if unknown:
             raise ArchivalError(
                 f"batch {batch.pk}: {unknown} record(s) of a schema version other than {SCHEMA_VERSION}"
@@ -529,9 +553,9 @@ def archive_batch_restore(*, batch: ArchiveBatch, progress: Progress | None = No
                 " CROSS JOIN LATERAL jsonb_populate_record(NULL::{messages}, t.doc) r WHERE {where}"
                 " ON CONFLICT DO NOTHING RETURNING id),"
                 " attempts AS ("
-                " INSERT INTO {attempts} SELECT s.* FROM archival_restore t JOIN inserted i"
-                " ON i.id = (t.doc->>'id')::bigint"
+                " INSERT INTO {attempts} SELECT s.* FROM archival_restore t"
                 " CROSS JOIN LATERAL jsonb_populate_recordset(NULL::{attempts}, t.doc->'send_attempts') s"
+                " WHERE t.doc->'send_attempts' <> '[]' AND s.message_id IN (SELECT id FROM inserted)"
                 " ON CONFLICT DO NOTHING RETURNING 1)"
                 " SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM attempts),"
                 " (SELECT count(*) FROM archival_restore t WHERE NOT ({where}))"
