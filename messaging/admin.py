@@ -28,6 +28,7 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import Truncator
 
+from archival.selectors import conversation_archived
 from config.console import admin_object_take, set_or_unset_filter
 from contacts.models import AuditLog, Contact
 from contacts.selectors import contact_search_q
@@ -544,6 +545,8 @@ class MessageAdmin(admin.ModelAdmin):
             "conversation": page,
             "can_view_contact": request.user.has_perm("contacts.view_contact"),
             "reply": reply_context(request, contact, errors=reply_errors),
+            "archived": conversation_archived(contact=contact),
+            "can_restore": request.user.has_perm("archival.change_archivebatch"),
         }
         return TemplateResponse(request, "admin/messaging/conversation.html", context)
 

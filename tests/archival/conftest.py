@@ -10,6 +10,7 @@ from django.utils import timezone
 from config.aws import s3_client, storage_ensure_bucket
 from messaging.models import AnalyticsEvent, Message, SendAttempt
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory
+from tests.platform.conftest import queue_prefix  # noqa: F401 - a fixture for the e2e test
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,146 @@
+"""The operators' view of the archive: batches (read-only) with their counts, sizes and a presigned
+download link; run-now buttons for the two archival runs; restore of the selected batches, or of a
+conversation's archived messages from its page. Runs and restores go to the `archival` queue."""
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import filesizeformat
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from archival.models import ArchiveBatch
+from archival.selectors import conversation_archived
+from archival.tasks import archive_batches_restore_task, media_archive_task, messages_archive_task
+from config.aws import s3_client
+from contacts.models import Contact
+from messaging.admin import ReadOnlyAdmin, conversation_url
+
+RUNS = {"messages": messages_archive_task, "media": media_archive_task}
+
+
+def archive_batch_download_url(batch: ArchiveBatch) -> str | None:
+    """A short-lived link to a message batch's object, once it is complete."""
+    if batch.kind != ArchiveBatch.Kind.MESSAGES or batch.state in (
+        ArchiveBatch.State.OPEN,
+        ArchiveBatch.State.EMPTY,
+    ):
+        return None
+    return s3_client().generate_presigned_url(
+        "get_object",
+        Params={
+            "Bucket": settings.AWS_STORAGE_BUCKET_NAME,
+            "Key": batch.key,
+            "ResponseContentDisposition": f'attachment; filename="{batch.key.rsplit("/", 1)[-1]}"',
+        },
+        ExpiresIn=settings.PRESIGNED_URL_EXPIRY_S,
+    )
+
+
+@admin.register(ArchiveBatch)
+class ArchiveBatchAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id", "kind", "day", "state", "record_count", "size", "deleted_count", "restored_at", "started_at",
+        "download",
+    )  # fmt: skip
+    list_filter = ("kind", "state")
+    date_hierarchy = "day"
+    fields = (
+        "kind", "day", "state", "key", "download", "record_count", "size", "sha256", "etag", "schema_version",
+        "max_id", "snapshot_at", "deleted_count", "started_at", "uploaded_at", "verified_at", "deleted_at",
+        "upload_s", "delete_s", "restored_at", "restored_count", "attempts", "error",
+    )  # fmt: skip
+    readonly_fields = fields
+    actions = ("restore",)
+    change_list_template = "admin/archival/archivebatch/change_list.html"
+
+    def has_run_permission(self, request) -> bool:
+        return request.user.has_perm("archival.change_archivebatch")
+
+    has_restore_permission = has_run_permission
+
+    @admin.display(description="size", ordering="bytes")
+    def size(self, batch: ArchiveBatch) -> str:
+        return filesizeformat(batch.bytes)
+
+    @admin.display(description="download")
+    def download(self, batch: ArchiveBatch) -> str:
+        url = archive_batch_download_url(batch)
+        if not url:
+            return "—"
+        return format_html('<a href="{}">{}</a> (link valid for a few minutes)', url, "jsonl.gz")
+
+    @admin.action(description="Restore the selected batches' messages", permissions=["restore"])
+    def restore(self, request, queryset):
+        ids = list(
+            queryset.filter(kind=ArchiveBatch.Kind.MESSAGES, state=ArchiveBatch.State.DELETED).values_list(
+                "id", flat=True
+            )
+        )
+        if not ids:
+            self.message_user(
+                request, "None of the selected batches holds archived messages.", messages.WARNING
+            )
+            return
+        self._enqueue(
+            request, archive_batches_restore_task, ids, done=f"Restore of {len(ids)} batch(es) queued."
+        )
+
+    def _enqueue(self, request: HttpRequest, task, *args, done: str) -> None:
+        try:
+            task.delay(*args)
+        except Exception as error:
+            self.message_user(
+                request, f"Could not queue it ({type(error).__name__}); try again.", messages.ERROR
+            )
+        else:
+            self.message_user(request, done, messages.SUCCESS)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_run": self.has_run_permission(request)}
+        return super().changelist_view(request, extra_context)
+
+    def get_urls(self):
+        return [
+            path(
+                "run/<str:kind>/", self.admin_site.admin_view(self.run_view), name="archival_archivebatch_run"
+            ),
+            path(
+                "restore-conversation/<int:contact_id>/",
+                self.admin_site.admin_view(self.restore_conversation_view),
+                name="archival_archivebatch_restore_conversation",
+            ),
+            *super().get_urls(),
+        ]
+
+    def run_view(self, request: HttpRequest, kind: str) -> HttpResponse:
+        """The change list's "Archive messages now" / "Archive media now" buttons."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_run_permission(request):
+            raise PermissionDenied
+        if kind not in RUNS:
+            return HttpResponse(f"kind must be one of {', '.join(RUNS)}", status=400)
+        self._enqueue(request, RUNS[kind], done=f"Archival of {kind} queued; its batches appear here.")
+        return HttpResponseRedirect(reverse("admin:archival_archivebatch_changelist"))
+
+    def restore_conversation_view(self, request: HttpRequest, contact_id: int) -> HttpResponse:
+        """A conversation's "Restore archived messages" button: the batches holding them."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_restore_permission(request):
+            raise PermissionDenied
+        contact = get_object_or_404(Contact, pk=contact_id)
+        archived = conversation_archived(contact=contact)
+        if archived is None:
+            self.message_user(request, "This conversation has no archived messages.", messages.INFO)
+        else:
+            self._enqueue(
+                request,
+                archive_batches_restore_task,
+                archived.batch_ids,
+                done=f"Restore of {archived.count} archived message(s) queued; reload in a minute.",
+            )
+        return HttpResponseRedirect(conversation_url(contact.pk))

@@ -1,0 +1,103 @@
+"""The archive in the admin: batches with presigned downloads, run-now and restore buttons that queue
+their tasks, and a conversation that says its older messages are archived."""
+
+import gzip
+import json
+
+import httpx
+import pytest
+
+from archival.messages import messages_archive
+from archival.models import ArchiveBatch
+from archival.tasks import archive_batches_restore_task, media_archive_task, messages_archive_task
+from messaging.alerts import operator_alert_raise
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/archival/archivebatch/"
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """The tasks' delay(), recorded instead of sent to SQS."""
+    calls = []
+    for task in (archive_batches_restore_task, media_archive_task, messages_archive_task):
+        monkeypatch.setattr(task, "delay", lambda *args, _name=task.name: calls.append((_name, args)))
+    return calls
+
+
+def test_batches_list_with_sizes_and_a_working_download_link(admin_client, old_messages, archive_prefix):
+    batches = messages_archive()
+
+    page = admin_client.get(CHANGELIST)
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "Archive messages now" in body and "Archive media now" in body
+    detail = admin_client.get(f"{CHANGELIST}{batches[0].pk}/change/")
+    assert detail.status_code == 200
+    url = detail.context["adminform"].form.instance and next(
+        field.contents() for fieldset in detail.context["adminform"] for line in fieldset for field in line
+        if field.field["name"] == "download"
+    )  # fmt: skip
+    href = url.split('href="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    answer = httpx.get(href)
+    assert answer.status_code == 200
+    records = [json.loads(line) for line in gzip.decompress(answer.content).splitlines()]
+    assert len(records) == batches[0].record_count
+    assert admin_client.post(f"{CHANGELIST}{batches[0].pk}/delete/").status_code == 403  # read-only
+
+
+def test_run_now_queues_the_archival_tasks(admin_client, queued):
+    assert admin_client.get(f"{CHANGELIST}run/messages/").status_code == 405
+    admin_client.post(f"{CHANGELIST}run/messages/")
+    admin_client.post(f"{CHANGELIST}run/media/")
+    assert admin_client.post(f"{CHANGELIST}run/everything/").status_code == 400
+    assert queued == [("archival.messages_archive", ()), ("archival.media_archive", ())]
+
+
+def test_run_now_and_restore_need_the_change_permission(client, queued, old_messages, archive_prefix):
+    viewer = UserFactory(is_staff=True, permissions=["archival.view_archivebatch", "messaging.view_message"])
+    client.force_login(viewer)
+    assert "Archive messages now" not in client.get(CHANGELIST).content.decode()
+    assert client.post(f"{CHANGELIST}run/messages/").status_code == 403
+    contact = old_messages["contacts"][0]
+    assert client.post(f"{CHANGELIST}restore-conversation/{contact.pk}/").status_code == 403
+    assert queued == []
+
+
+def test_the_restore_action_queues_the_selected_batches(admin_client, queued, old_messages, archive_prefix):
+    batches = messages_archive()
+    ids = sorted(batch.pk for batch in batches)
+
+    admin_client.post(CHANGELIST, {"action": "restore", "_selected_action": ids})
+
+    (call,) = queued
+    assert call[0] == "archival.batches_restore" and sorted(call[1][0]) == ids
+
+
+def test_a_conversation_says_its_older_messages_are_archived_and_restores_them(
+    admin_client, queued, old_messages, archive_prefix
+):
+    contact = old_messages["contacts"][0]
+    messages_archive()
+
+    page = admin_client.get(f"/admin/messaging/message/conversation/{contact.pk}/").content.decode()
+    assert "5 older messages archived" in page and "Restore archived messages" in page
+
+    answer = admin_client.post(f"{CHANGELIST}restore-conversation/{contact.pk}/")
+    assert answer.status_code == 302 and answer["Location"].endswith(f"/conversation/{contact.pk}/")
+    (call,) = queued
+    batch_ids = set(ArchiveBatch.objects.filter(conversations__contact=contact).values_list("id", flat=True))
+    assert call[0] == "archival.batches_restore" and set(call[1][0]) == batch_ids
+
+    archive_batches_restore_task.run(call[1][0])  # as the worker would
+    page = admin_client.get(f"/admin/messaging/message/conversation/{contact.pk}/").content.decode()
+    assert "older messages archived" not in page and "Restore archived" not in page
+
+
+def test_an_archival_failure_is_a_banner_until_acknowledged(admin_client):
+    alert = operator_alert_raise(key="archival:messages", text="Archival of messages failed: S3 down")
+    assert "Archival of messages failed" in admin_client.get(CHANGELIST).content.decode()
+    admin_client.post(f"/admin/messaging/operatoralert/{alert.pk}/acknowledge/", {"next": CHANGELIST})
+    assert "Archival of messages failed" not in admin_client.get(CHANGELIST).content.decode()
