@@ -12,13 +12,13 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from config.api import ModelPermissions
-from contacts.models import AuditLog, Contact
+from contacts.models import AuditLog, Channel, Contact
 from contacts.selectors import contact_get, contact_list
 from contacts.services import (
+    contact_channel_opt_in,
+    contact_channel_opt_out,
     contact_create,
     contact_delete,
-    contact_opt_in,
-    contact_opt_out,
     contact_update,
     contacts_export_csv_stream,
     contacts_import_csv,
@@ -196,7 +196,12 @@ class ContactOptOutApi(APIView):
     permission_classes = [ChangePermissions]
 
     class InputSerializer(serializers.Serializer):
-        reason = serializers.CharField(allow_blank=True, default="", help_text="Kept as opt_out_source.")
+        reason = serializers.CharField(
+            allow_blank=True, default="", help_text="Kept as the channel's opt-out source."
+        )
+        channel = serializers.ChoiceField(
+            choices=Channel.choices, default=Channel.WHATSAPP, help_text="The channel opted out of."
+        )
 
         class Meta:
             ref_name = "ContactOptOutInput"
@@ -205,8 +210,9 @@ class ContactOptOutApi(APIView):
     def post(self, request, id: int):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        contact = contact_opt_out(
+        contact = contact_channel_opt_out(
             contact=_contact(id),
+            channel=serializer.validated_data["channel"],
             reason=serializer.validated_data["reason"],
             actor=request.user,
             source=SOURCE,
@@ -221,6 +227,9 @@ class ContactOptInApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(allow_blank=True, default="", help_text="Kept as opt_in_source.")
+        channel = serializers.ChoiceField(
+            choices=Channel.choices, default=Channel.WHATSAPP, help_text="The channel opted back into."
+        )
 
         class Meta:
             ref_name = "ContactOptInInput"
@@ -228,13 +237,15 @@ class ContactOptInApi(APIView):
     @extend_schema(
         request=InputSerializer,
         responses=ContactOutputSerializer,
-        description="Records the contact's consent and lifts an opt-out.",
+        description="WhatsApp: records the contact's consent and lifts its opt-out. Email or SMS: lifts "
+        "that channel's opt-out.",
     )
     def post(self, request, id: int):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        contact = contact_opt_in(
+        contact = contact_channel_opt_in(
             contact=_contact(id),
+            channel=serializer.validated_data["channel"],
             reason=serializer.validated_data["reason"],
             actor=request.user,
             source=SOURCE,

@@ -4,7 +4,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests.factories import UserFactory
-from tests.smtp import smtp_server  # noqa: F401 - a fixture for every test package
+from tests.sms import sms_sandbox  # noqa: F401 - fixtures for every test package
+from tests.smtp import smtp_server  # noqa: F401
 
 
 @pytest.fixture(scope="session")

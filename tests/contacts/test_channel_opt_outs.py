@@ -81,3 +81,19 @@ def test_the_api_and_the_admin_show_each_channels_opt_out(api_client, admin_clie
     assert body["email_opted_out_at"] is None and body["email_opt_out_source"] == ""
     assert page.status_code == 200
     assert b"SMS opted out at" in page.content
+
+
+def test_the_api_opts_out_of_and_back_into_one_channel(api_client):
+    contact = ContactFactory()
+    client = api_client("contacts.change_contact")
+    url = f"/api/v1/contacts/{contact.pk}/"
+
+    out = client.post(url + "opt-out/", {"channel": "email", "reason": "asked by phone"}, format="json")
+    back = client.post(url + "opt-in/", {"channel": "email"}, format="json")
+    bad = client.post(url + "opt-out/", {"channel": "fax"}, format="json")
+
+    assert out.status_code == 200
+    assert out.json()["email_opt_out_source"] == "asked by phone" and out.json()["is_opted_out"] is False
+    assert back.json()["email_opted_out_at"] is None
+    assert (bad.status_code, list(bad.json())) == (400, ["channel"])
+    assert [log.source for log in AuditLog.objects.filter(target_id=str(contact.pk))] == ["api", "api"]

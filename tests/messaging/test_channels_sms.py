@@ -15,31 +15,6 @@ from tests.factories import ContactFactory
 pytestmark = pytest.mark.django_db
 
 
-class SmsSandbox:
-    def __init__(self, endpoint: str):
-        self.root = endpoint.removesuffix("/sms")
-        self.http = httpx.Client(base_url=f"{self.root}/sandbox/", timeout=10)
-
-    def config(self, **changes) -> dict:
-        response = self.http.post("sms/config", json=changes)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def stats(self) -> dict:
-        return self.http.get("stats", params={"summary": 0}).json()["sms"]
-
-    def sent_to(self, number: str) -> int:
-        return self.stats()["by_destination"].get(number, 0)
-
-
-@pytest.fixture
-def sms_sandbox():
-    sandbox = SmsSandbox(settings.SMS_ENDPOINT_URL)
-    sandbox.http.post("sms/reset")
-    yield sandbox
-    sandbox.http.post("sms/reset")
-
-
 def test_an_sms_goes_through_boto3_to_the_sandbox_once(sms_sandbox):
     contact = ContactFactory(phone="+447700900123")
 

@@ -151,23 +151,19 @@ def test_bad_bodies_are_refused_naming_what_is_wrong(client, settings):
 
 
 @pytest.fixture
-def sandbox_sms(live_server):
-    root = settings.SMS_ENDPOINT_URL.removesuffix("/sms")
-    http = httpx.Client(base_url=f"{root}/sandbox/sms/", timeout=10)
-    http.post("reset")
+def sandbox_sms(live_server, sms_sandbox):
     host = live_server.url.removeprefix("http://")
-    http.post("config", json={"webhook_url": f"http://sns:{SMS_WEBHOOK_TOKEN}@{host}{URL}"})
-    yield http
-    http.post("reset")
+    sms_sandbox.config(webhook_url=f"http://sns:{SMS_WEBHOOK_TOKEN}@{host}{URL}")
+    return sms_sandbox
 
 
 def test_a_stop_reply_opts_out_here_and_at_the_provider(transactional_db, sandbox_sms):
     contact = ContactFactory(phone="+447700900456")
     sms_send(contact=contact, text="Half price on Friday", reference="cr-1")
 
-    answer = sandbox_sms.post("inbound", json={"from": "+447700900456", "to": "+15550100000", "text": "Stop"})
+    answer = sandbox_sms.inbound(origin="+447700900456", destination="+15550100000", text="Stop")
 
-    assert answer.json()["posted"] is True and answer.json()["status"] == 200, answer.text
+    assert answer["posted"] is True and answer["status"] == 200, answer
     contact.refresh_from_db()
     assert contact.sms_opted_out_at is not None
     with pytest.raises(ChannelError) as ours:
@@ -186,6 +182,6 @@ def test_a_stop_reply_opts_out_here_and_at_the_provider(transactional_db, sandbo
     ]
     assert stats["by_destination"]["+447700900456"] == 1
     assert stats["refused"] == {"DESTINATION_PHONE_NUMBER_OPTED_OUT": 1}
-    config = sandbox_sms.get("config").json()
+    config = sandbox_sms.config()
     assert config["opted_out"] == ["+447700900456"]
     assert SMS_WEBHOOK_TOKEN not in config["webhook_url"] and "sns:<set>@" in config["webhook_url"]
