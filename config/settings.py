@@ -328,8 +328,12 @@ SMS_CONFIGURATION_SET = env.str("SMS_CONFIGURATION_SET", default="")
 SMS_HTTP_TIMEOUT_S = env.float("SMS_HTTP_TIMEOUT_S", default=10.0)
 # Inbound SMS (through SNS) reach /webhooks/sms/ with this as basic auth's password; unset: 404.
 SMS_WEBHOOK_TOKEN = env.str("SMS_WEBHOOK_TOKEN", default="")
-# SNS topics whose inbound SMS the webhook accepts; empty: any (the path's token still guards it).
+# SNS topics whose inbound SMS the webhook accepts; empty: any (basic auth still guards it).
 SMS_SNS_TOPIC_ARNS = env.list("SMS_SNS_TOPIC_ARNS", default=[])
+# Check SNS's signature on every message (its certificate fetched once from sns.<region>.amazonaws.com),
+# and where else certificates may come from (the sandbox's, locally).
+SMS_SNS_VERIFY_SIGNATURES = env.bool("SMS_SNS_VERIFY_SIGNATURES", default=True)
+SMS_SNS_CERT_URL_PREFIXES = env.list("SMS_SNS_CERT_URL_PREFIXES", default=[])
 SMS_OPT_OUT_KEYWORDS = env.list(
     "SMS_OPT_OUT_KEYWORDS", default=["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"]
 )

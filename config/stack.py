@@ -263,7 +263,10 @@ class Services:
             if sandbox_whatsapp:
                 values.update(WHATSAPP_GRAPH_URL=self.sandbox.graph_url, WHATSAPP_ACCESS_TOKEN=sandbox_token)
             if sandbox_sms:
-                values.update(SMS_ENDPOINT_URL=self.sandbox.sms_url)
+                values.update(
+                    SMS_ENDPOINT_URL=self.sandbox.sms_url,
+                    SMS_SNS_CERT_URL_PREFIXES=f"{self.sandbox.root}/sandbox/sns/",
+                )
         return values
 
     def processes(self) -> list[tuple[str, subprocess.Popen]]:

@@ -35,6 +35,9 @@ def pytest_load_initial_conftests(early_config, parser, args):
         raise
     early_config.add_cleanup(services.stop)
     os.environ.update(values)
+    os.environ["SMS_SNS_CERT_URL_PREFIXES"] = (
+        values["SMS_ENDPOINT_URL"].removesuffix("/sms") + "/sandbox/sns/"
+    )
     os.environ.update(
         SECRET_KEY="tests-only-secret-key",
         AWS_STORAGE_BUCKET_NAME="wharf-test",

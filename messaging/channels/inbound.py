@@ -1,12 +1,12 @@
 """Inbound SMS, as AWS End User Messaging SMS publishes them to an SNS topic that posts to
 /webhooks/sms/: a reply that is an opt-out keyword opts the sender out of SMS.
 
-SNS is authenticated by HTTP basic auth, which SNS supports for HTTPS subscriptions: subscribe
-`https://sns:<SMS_WEBHOOK_TOKEN>@<host>/webhooks/sms/`; the password is compared in constant time.
-The secret travels in the Authorization header, never in a path or query string that access logs
-keep. SNS also signs its messages, but checking that signature means fetching AWS's signing
-certificate at run time; basic auth needs nothing outside this process and works the same against
-the sandbox. SMS_SNS_TOPIC_ARNS, when set, also limits the topics accepted.
+Two checks, both in constant time or cryptography: HTTP basic auth, which SNS supports for HTTPS
+subscriptions (subscribe `https://sns:<SMS_WEBHOOK_TOKEN>@<host>/webhooks/sms/`; the secret travels
+in the Authorization header, never in a path or query string that access logs keep), and SNS's own
+signature on the message (sns.py; SMS_SNS_VERIFY_SIGNATURES), which proves AWS sent it. Raw message
+delivery carries no signature, so it is taken only with signatures off. SMS_SNS_TOPIC_ARNS, when
+set, also limits the topics accepted.
 
 SNS delivers at least once and opting out twice records one opt-out, so a repeat is harmless. A
 subscription's confirmation is not followed automatically: operators get an alert with its link.
@@ -25,8 +25,12 @@ from django.core.exceptions import ValidationError
 from contacts.models import AuditLog, Channel, Contact
 from contacts.services import contact_channel_opt_out, phone_normalise
 from messaging.alerts import operator_alert_raise
+from messaging.channels.sns import SnsSignatureError, sns_signature_verify
 
 logger = logging.getLogger(__name__)
+
+
+SNS_TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
 
 
 class SnsMessageError(ValueError):
@@ -52,9 +56,18 @@ def sns_message_handle(*, body: bytes, message_type: str = "") -> SmsInboundResu
         raise SnsMessageError("The body is not JSON.") from None
     if not isinstance(payload, dict):
         raise SnsMessageError("The body is not a JSON object.")
-    if "originationNumber" in payload:  # raw message delivery: the body is the inbound SMS itself
-        return SmsInboundResult(kind="Notification", opted_out=sms_inbound_record(message=payload))
-    kind = str(payload.get("Type") or message_type)
+    raw = "originationNumber" in payload  # raw message delivery: the body is the inbound SMS itself
+    kind = "Notification" if raw else str(payload.get("Type") or message_type)
+    if kind not in SNS_TYPES:
+        raise SnsMessageError(f"Type: {kind!r} is not an SNS message type.")
+    if settings.SMS_SNS_VERIFY_SIGNATURES:
+        if raw:
+            raise SnsSignatureError(
+                "Signature: raw message delivery is unsigned; turn it off for this subscription."
+            )
+        sns_signature_verify(payload)
+    if raw:
+        return SmsInboundResult(kind=kind, opted_out=sms_inbound_record(message=payload))
     allowed = settings.SMS_SNS_TOPIC_ARNS
     if allowed and payload.get("TopicArn") not in allowed:
         raise SnsMessageError(f"TopicArn: {payload.get('TopicArn')!r} is not one of SMS_SNS_TOPIC_ARNS.")
@@ -69,8 +82,6 @@ def sns_message_handle(*, body: bytes, message_type: str = "") -> SmsInboundResu
     if kind == "UnsubscribeConfirmation":
         logger.warning("SNS unsubscribed the inbound SMS webhook from %s", payload.get("TopicArn"))
         return SmsInboundResult(kind=kind)
-    if kind != "Notification":
-        raise SnsMessageError(f"Type: {kind!r} is not an SNS message type.")
     try:
         message = json.loads(payload.get("Message") or "")
     except (TypeError, ValueError):

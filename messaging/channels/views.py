@@ -18,6 +18,7 @@ from contacts.models import AuditLog, Contact
 from contacts.services import contact_channel_opt_out
 from messaging.channels.email import unsubscribe_token_read
 from messaging.channels.inbound import SnsMessageError, sns_message_handle
+from messaging.channels.sns import SnsSignatureError
 
 TEMPLATE = "channels/unsubscribe.html"
 
@@ -66,9 +67,10 @@ def sms_webhook(request: HttpRequest) -> JsonResponse:
         result = sns_message_handle(
             body=request.body, message_type=request.headers.get("x-amz-sns-message-type", "")
         )
-    except SnsMessageError as error:
+    except (SnsMessageError, SnsSignatureError) as error:
         field, _, text = str(error).partition(": ")
-        return JsonResponse({field.lower() if text else "body": text or str(error)}, status=400)
+        status = 403 if isinstance(error, SnsSignatureError) else 400
+        return JsonResponse({field.lower() if text else "body": text or str(error)}, status=status)
     return JsonResponse({"type": result.kind, "opted_out": result.opted_out is not None})
 
 

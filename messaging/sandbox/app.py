@@ -46,6 +46,7 @@ def create_app(config: SandboxConfig) -> Flask:
     )
     app.extensions["sandbox_statuses"] = StatusDispatcher()
     app.extensions["sandbox_sms"] = sms.SmsOutbox(webhook_url=config.sms_webhook_url)
+    app.extensions["sandbox_sns_signer"] = sms.SnsSigner()
     app.register_blueprint(media.blueprint)
     app.register_blueprint(messages.blueprint)
     app.register_blueprint(templates.blueprint)

@@ -16,11 +16,14 @@ gets ConflictException with reason DESTINATION_PHONE_NUMBER_OPTED_OUT, as at AWS
   URL as SNS posts inbound SMS (a Notification whose Message is AWS's inbound SMS JSON; basic auth
   when the URL holds credentials); an opt-out keyword also puts the number on the opt-out list.
   Answers the post's HTTP status.
+- `GET /sandbox/sns/cert.pem`: the certificate of the key that signs those posts, as SNS signs its
+  messages; `POST /sandbox/sns/sign` signs any SNS message (for tests of other message types).
 Counts show in `GET /sandbox/stats` under "sms"; `DELETE /sandbox/stats` and `/sandbox/reset` clear them.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -29,6 +32,10 @@ from collections import Counter, deque
 from datetime import UTC, datetime
 
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 from flask import Blueprint, Response, current_app, request
 
 TARGET_PREFIX = "PinpointSMSVoiceV2."
@@ -47,6 +54,8 @@ ERROR_STATUS = {
     "InternalServerException": 500,
 }
 MESSAGES_KEPT = 10_000
+NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
+CONFIRMATION_FIELDS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
 _E164 = re.compile(r"\+[1-9]\d{1,14}")
 
 blueprint = Blueprint("sms", __name__)
@@ -60,6 +69,37 @@ class AwsError(Exception):
     def response(self) -> Response:
         body = {"__type": self.code, "Message": self.message, **self.fields}
         return _json(body, status=ERROR_STATUS.get(self.code, 400))
+
+
+class SnsSigner:
+    """Signs messages as SNS does (SignatureVersion 2, SHA256withRSA) with a key made at start-up,
+    whose self-signed certificate `GET /sandbox/sns/cert.pem` serves."""
+
+    def __init__(self) -> None:
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.sandbox.local")])
+        now = datetime.now(UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self._key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now.replace(year=now.year + 10))
+            .sign(self._key, hashes.SHA256())
+        )
+        self.certificate_pem = certificate.public_bytes(serialization.Encoding.PEM)
+
+    def sign(self, message: dict, *, cert_url: str) -> dict:
+        fields = NOTIFICATION_FIELDS if message.get("Type") == "Notification" else CONFIRMATION_FIELDS
+        text = "".join(f"{name}\n{message[name]}\n" for name in fields if message.get(name) is not None)
+        signature = self._key.sign(text.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return message | {
+            "SignatureVersion": "2",
+            "Signature": base64.b64encode(signature).decode(),
+            "SigningCertURL": cert_url,
+        }
 
 
 class SmsOutbox:
@@ -179,9 +219,6 @@ class SmsOutbox:
             "TopicArn": "arn:aws:sns:us-east-1:000000000000:wharf-sandbox-inbound-sms",
             "Message": json.dumps(message),
             "Timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-            "SignatureVersion": "1",
-            "Signature": "",
-            "SigningCertURL": "",
             "UnsubscribeURL": "",
         }
 
@@ -200,6 +237,14 @@ class SmsOutbox:
 
 def sms_outbox() -> SmsOutbox:
     return current_app.extensions["sandbox_sms"]
+
+
+def sns_signer() -> SnsSigner:
+    return current_app.extensions["sandbox_sns_signer"]
+
+
+def _signed(message: dict) -> dict:
+    return sns_signer().sign(message, cert_url=f"{request.host_url}sandbox/sns/cert.pem")
 
 
 def _json(body: dict, *, status: int = 200) -> Response:
@@ -259,7 +304,9 @@ def sms_inbound():
     if not isinstance(body, dict) or not all(isinstance(body.get(key), str) for key in ("from", "text")):
         return AwsError("ValidationException", 'Send {"from": "+...", "text": "..."} as JSON.').response()
     outbox = sms_outbox()
-    notification = outbox.inbound(origin=body["from"], destination=str(body.get("to", "")), text=body["text"])
+    notification = _signed(
+        outbox.inbound(origin=body["from"], destination=str(body.get("to", "")), text=body["text"])
+    )
     url = outbox.webhook_url
     if not url:
         return {"posted": False, "notification": notification}
@@ -274,3 +321,16 @@ def sms_inbound():
     except httpx.HTTPError as error:
         return {"posted": False, "error": repr(error), "notification": notification}, 502
     return {"posted": True, "status": response.status_code, "notification": notification}
+
+
+@blueprint.get("/sandbox/sns/cert.pem")
+def sns_certificate():
+    return Response(sns_signer().certificate_pem, content_type="application/x-pem-file")
+
+
+@blueprint.post("/sandbox/sns/sign")
+def sns_sign():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("Type"), str):
+        return AwsError("ValidationException", "Send an SNS message with its Type as JSON.").response()
+    return _signed(body)

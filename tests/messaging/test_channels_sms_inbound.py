@@ -33,12 +33,21 @@ def notification(origin: str, text: str, **extra) -> dict:
         "TopicArn": "arn:aws:sns:us-east-1:123456789012:wharf-inbound-sms",
         "Message": json.dumps(message),
         "Timestamp": "2026-11-26T12:00:00.000Z",
-        "SignatureVersion": "1",
         **extra,
     }
 
 
-def post(client, body, auth=AUTH, message_type="Notification"):
+def signed(message: dict) -> dict:
+    """The message as SNS would post it, signed by the sandbox (whose certificate tests trust)."""
+    root = settings.SMS_ENDPOINT_URL.removesuffix("/sms")
+    response = httpx.post(f"{root}/sandbox/sns/sign", json=message, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def post(client, body, auth=AUTH, message_type="Notification", sign=True):
+    if isinstance(body, dict) and "Type" in body and sign:
+        body = signed(body)
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return client.post(
         URL,
@@ -92,14 +101,41 @@ def test_other_texts_and_unknown_numbers_change_nothing(client):
 
 
 @pytest.mark.django_db
-def test_raw_message_delivery_is_understood(client):
+def test_raw_message_delivery_is_unsigned_so_taken_only_with_signatures_off(client, settings):
     contact = ContactFactory(phone="+447700900321")
+    raw = json.loads(notification("+447700900321", "STOP")["Message"])
 
-    response = post(client, json.loads(notification("+447700900321", "STOP")["Message"]))
+    refused = post(client, raw)
+    settings.SMS_SNS_VERIFY_SIGNATURES = False
+    taken = post(client, raw)
 
-    assert response.json()["opted_out"] is True
+    assert (refused.status_code, list(refused.json())) == (403, ["signature"])
+    assert taken.json()["opted_out"] is True
     contact.refresh_from_db()
     assert contact.sms_opted_out_at is not None
+
+
+@pytest.mark.django_db
+def test_a_message_sns_did_not_sign_is_refused(client):
+    contact = ContactFactory(phone="+447700900321")
+    good = signed(notification("+447700900321", "hello"))
+    tampered = good | {"Message": good["Message"].replace("hello", "STOP")}
+    unsigned = notification("+447700900321", "STOP")
+    foreign = good | {"SigningCertURL": "https://evil.example.com/SimpleNotificationService-1.pem"}
+    aws_lookalike = good | {"SigningCertURL": "http://sns.us-east-1.amazonaws.com/cert.pem"}
+
+    answers = [post(client, body, sign=False) for body in (tampered, unsigned, foreign, aws_lookalike)]
+
+    assert [a.status_code for a in answers] == [403, 403, 403, 403]
+    assert [list(a.json()) for a in answers] == [
+        ["signature"],
+        ["signatureversion"],
+        ["signingcerturl"],
+        ["signingcerturl"],
+    ]
+    contact.refresh_from_db()
+    assert contact.sms_opted_out_at is None
+    assert post(client, good, sign=False).status_code == 200
 
 
 @pytest.mark.django_db
@@ -108,6 +144,9 @@ def test_a_subscription_confirmation_becomes_an_operator_alert(client):
         "Type": "SubscriptionConfirmation",
         "TopicArn": "arn:aws:sns:us-east-1:123456789012:wharf-inbound-sms",
         "SubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=abc",
+        "Token": "abc",
+        "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
+        "Timestamp": "2026-11-26T12:00:00.000Z",
         "Message": "You have chosen to subscribe to the topic ...",
     }
 
@@ -140,7 +179,7 @@ def test_basic_auth_with_the_token_guards_the_webhook(client, settings):
 @pytest.mark.django_db
 def test_bad_bodies_are_refused_naming_what_is_wrong(client, settings):
     assert post(client, b"not json").json() == {"body": "The body is not JSON."}
-    assert post(client, {"Type": "Notification", "Message": "x"}).status_code == 400
+    assert post(client, notification("+447700900321", "STOP") | {"Message": "x"}).status_code == 400
     assert list(post(client, {"Type": "Surprise"}).json()) == ["type"]
     settings.SMS_SNS_TOPIC_ARNS = ["arn:aws:sns:us-east-1:123456789012:another"]
     refused = post(client, notification("+447700900321", "STOP"))
@@ -185,3 +224,23 @@ def test_a_stop_reply_opts_out_here_and_at_the_provider(transactional_db, sandbo
     config = sandbox_sms.config()
     assert config["opted_out"] == ["+447700900456"]
     assert SMS_WEBHOOK_TOKEN not in config["webhook_url"] and "sns:<set>@" in config["webhook_url"]
+
+
+def test_the_string_sns_signs_follows_its_documented_order():
+    from messaging.channels.sns import sns_string_to_sign
+
+    note = {"Type": "Notification", "MessageId": "m", "TopicArn": "t", "Message": "hi", "Timestamp": "ts"}
+    confirm = {"Type": "SubscriptionConfirmation", "MessageId": "m", "TopicArn": "t", "Message": "hi"}
+    confirm |= {"Timestamp": "ts", "SubscribeURL": "u", "Token": "k"}
+
+    assert (
+        sns_string_to_sign(note)
+        == b"Message\nhi\nMessageId\nm\nTimestamp\nts\nTopicArn\nt\nType\nNotification\n"
+    )
+    assert sns_string_to_sign(note | {"Subject": "s"}).startswith(
+        b"Message\nhi\nMessageId\nm\nSubject\ns\nTimestamp"
+    )
+    assert sns_string_to_sign(confirm) == (
+        b"Message\nhi\nMessageId\nm\nSubscribeURL\nu\nTimestamp\nts\nToken\nk\nTopicArn\nt\n"
+        b"Type\nSubscriptionConfirmation\n"
+    )
