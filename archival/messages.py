@@ -16,9 +16,10 @@ batch left unfinished before it opens a new one:
    the batch back to open (it is written again); a crash before the commit verifies again.
 4. delete (one transaction): the batch row is locked, the rows to delete are chosen (the day's,
    id ≤ max_id, unchanged since `snapshot_at`), their send attempts (nested in the record) are
-   deleted, every nullable reference to them is cleared, the conversations' counts are recorded,
-   the messages are deleted and the row becomes `deleted`. All of it commits together or not at
-   all, so a crash anywhere in it leaves the rows and a verified batch that the rerun deletes.
+   deleted, every nullable reference to them is cleared (the record keeps the referencing ids),
+   the conversations' counts are recorded, the messages are deleted and the row becomes `deleted`.
+   All of it commits together or not at all, so a crash anywhere in it leaves the rows and a
+   verified batch that the rerun deletes.
 
 Nothing is deleted before its object is verified, and only rows that the object holds are deleted:
 a message changed after the snapshot stays live and goes into a later batch. Runs and restores take
@@ -27,10 +28,12 @@ snapshot and its delete. A message reaching 90 days is no longer written by anyt
 
 Restore reads a batch's object back (streamed, gunzipped into a temporary table by COPY FROM),
 checks its sha256 and schema version, and inserts every message whose wamid and id are not in the
-table already (ON CONFLICT DO NOTHING), with its send attempts, in one transaction: running it
-twice changes nothing. Batches are restored newest first, so a message archived twice (restored,
-then archived again) comes back as its latest copy. A message whose contact was deleted since is
-not restored; a reference to a deleted sender number or user comes back empty.
+table already (ON CONFLICT DO NOTHING), with its send attempts, and points the rows whose reference
+the delete cleared (analytics events, campaign recipients: their ids are in the record) at it
+again, in one transaction: running it twice changes nothing. Batches are restored newest first, so
+a message archived twice (restored, then archived again) comes back as its latest copy. A message
+whose contact was deleted since is not restored; a reference to a deleted sender number or user
+comes back empty.
 """
 
 from __future__ import annotations
@@ -213,16 +216,32 @@ def archive_batch_finish(
 
 
 def _records_query(*, batch: ArchiveBatch) -> sql.Composed:
-    """One JSON object per message: every column, the schema version, its send attempts nested."""
+    """One JSON object per message: every column, the schema version, its send attempts nested,
+    and the ids of the rows whose reference to it the delete clears."""
     start, end = _day_bounds(batch.day)
+    links = sql.SQL(", ").join(
+        sql.SQL(
+            "{name}, (SELECT COALESCE(jsonb_agg(r.{pk} ORDER BY r.{pk}), '[]'::jsonb) FROM {table} r"
+            " WHERE r.{column} = m.id)"
+        ).format(
+            name=sql.Literal(reference.name),
+            pk=sql.Identifier(reference.pk),
+            table=sql.Identifier(reference.table),
+            column=sql.Identifier(reference.column),
+        )
+        for reference in message_references()
+        if reference.action == "set_null"
+    )
     return sql.SQL(
         "COPY (SELECT (to_jsonb(m) || jsonb_build_object("
-        "'schema_version', {version}, 'send_attempts', COALESCE(a.attempts, '[]'::jsonb)))::text"
+        "'schema_version', {version}, 'send_attempts', COALESCE(a.attempts, '[]'::jsonb),"
+        " 'references', jsonb_build_object({links})))::text"
         " FROM {messages} m LEFT JOIN LATERAL ("
         "SELECT jsonb_agg(to_jsonb(s) ORDER BY s.id) AS attempts FROM {attempts} s WHERE s.message_id = m.id"
         ") a ON true WHERE m.timestamp >= {start} AND m.timestamp < {end} AND m.id <= {max_id}"
         " ORDER BY m.id) TO STDOUT WITH (" + _COPY_JSON + ")"
     ).format(
+        links=links,
         version=sql.Literal(SCHEMA_VERSION),
         messages=sql.Identifier(Message._meta.db_table),
         attempts=sql.Identifier(SendAttempt._meta.db_table),
@@ -388,10 +407,23 @@ def _batch_verify(*, batch: ArchiveBatch) -> ArchiveBatch:
     return batch
 
 
-def message_references() -> list[tuple[str, str, str]]:
-    """(table, column, what to do) for every foreign key to Message: the send attempts go with
-    their message (they are in its record), nullable references are cleared. Any other kind would
-    lose rows the archive does not hold, so archival refuses to run."""
+@dataclass(frozen=True)
+class Reference:
+    table: str
+    column: str
+    pk: str  # the referencing table's primary key column
+    action: str  # "delete" (nested in the record) or "set_null" (ids kept in the record)
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}.{self.column}"
+
+
+def message_references() -> list[Reference]:
+    """Every foreign key to Message and what archival does with it: the send attempts go with their
+    message (they are in its record); a nullable reference is cleared, and the ids of the rows
+    that held it are kept in the record (`references`) so that a restore links them again. Any
+    other kind would lose rows the archive does not hold, so archival refuses to run."""
     references = []
     for relation in Message._meta.related_objects:
         if not relation.one_to_many and not relation.one_to_one:
@@ -408,7 +440,7 @@ def message_references() -> list[tuple[str, str, str]]:
                 f"archival cannot delete messages referenced by {model._meta.label}.{field.name}"
                 f" ({relation.on_delete.__name__}): make it SET_NULL or nest it in the archive record"
             )
-        references.append((model._meta.db_table, field.column, action))
+        references.append(Reference(model._meta.db_table, field.column, model._meta.pk.column, action))
     return references
 
 
@@ -439,7 +471,8 @@ def _batch_delete(*, batch: ArchiveBatch) -> ArchiveBatch:
                 " SELECT %s, contact_id, count(*) FROM archival_doomed GROUP BY contact_id",
                 [batch.pk],
             )
-            for table, column, action in references:
+            for reference in references:
+                table, column, action = reference.table, reference.column, reference.action
                 change = "DELETE FROM {table}" if action == "delete" else "UPDATE {table} SET {column} = NULL"
                 statement = change + " WHERE {column} IN (SELECT id FROM archival_doomed)"
                 cursor.execute(
@@ -511,6 +544,23 @@ def _fk_fixups(model: type[models.Model]) -> tuple[list[str], list[sql.Composabl
     return required, clear
 
 
+def _relink_statement(reference: Reference) -> sql.Composed:
+    """Point the rows that referenced a restored message at it again, where they still exist and
+    nothing else has taken their place."""
+    return sql.SQL(
+        "UPDATE {table} r SET {column} = (t.doc->>'id')::bigint FROM archival_restore t"
+        " CROSS JOIN LATERAL jsonb_array_elements_text(t.doc->'references'->{name}) e(ref)"
+        " WHERE t.doc->'references'->{name} <> '[]' AND r.{pk} = e.ref::bigint AND r.{column} IS NULL"
+        " AND EXISTS (SELECT 1 FROM {messages} x WHERE x.id = (t.doc->>'id')::bigint)"
+    ).format(
+        table=sql.Identifier(reference.table),
+        column=sql.Identifier(reference.column),
+        pk=sql.Identifier(reference.pk),
+        name=sql.Literal(reference.name),
+        messages=sql.Identifier(Message._meta.db_table),
+    )
+
+
 def archive_batch_restore(*, batch: ArchiveBatch, progress: Progress | None = None) -> RestoreResult:
     """Re-import one batch in one transaction: rows already present are left as they are."""
     messages_table = sql.Identifier(Message._meta.db_table)
@@ -562,6 +612,9 @@ def archive_batch_restore(*, batch: ArchiveBatch, progress: Progress | None = No
             ).format(messages=messages_table, attempts=attempts_table, where=where)
         )
         inserted, _attempts, contact_gone = cursor.fetchone()
+        for reference in message_references():
+            if reference.action == "set_null":
+                cursor.execute(_relink_statement(reference))
         cursor.execute("DROP TABLE archival_restore")
         ArchiveBatch.objects.filter(pk=batch.pk).update(
             restored_at=timezone.now(), restored_count=models.F("restored_count") + inserted

@@ -25,6 +25,7 @@ from archival.messages import (
 )
 from archival.models import ArchiveBatch, ArchivedConversation
 from archival.tasks import messages_archive_task
+from campaigns.models import Campaign, Recipient
 from config.aws import s3_client
 from messaging.models import AnalyticsEvent, Message, OperatorAlert, SendAttempt
 from tests.archival.conftest import archive_objects, closed_port, days_ago
@@ -87,6 +88,8 @@ def test_old_days_become_one_verified_object_each_and_their_rows_go(old_messages
     assert (record["error_code"], record["error_title"]) == (131026, "Message undeliverable")
     assert record["media_key"] == "whatsapp-media/x/y.jpg"
     assert [attempt["outcome"] for attempt in record["send_attempts"]] == ["retry", "failed"]
+    analytics = AnalyticsEvent.objects.get(wamid=outbound.wamid)
+    assert record["references"]["messaging_analyticsevent.message_id"] == [analytics.pk]
     head = s3_client().head_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=batch.key)
     assert head["ContentLength"] == batch.bytes and batch.sha256 and batch.etag
     assert batch.uploaded_at and batch.verified_at and batch.deleted_at
@@ -213,10 +216,32 @@ def test_restore_puts_back_every_field_and_is_idempotent(old_messages, archive_p
     for wamid, fields in before["messages"].items():
         assert after["messages"][wamid] == fields, wamid
     assert after["attempts"] == before["attempts"]
+    outbound = Message.objects.get(wamid=old_messages["old"][-1].wamid)
+    assert AnalyticsEvent.objects.get(wamid=outbound.wamid).message_id == outbound.pk, "linked again"
 
     again = messages_restore(day_from=first, day_to=last)
     assert sum(result.inserted for result in again) == 0
     assert snapshot() == after
+
+
+def test_a_campaign_recipient_loses_its_link_while_archived_and_gets_it_back(old_messages, archive_prefix):
+    message = old_messages["old"][-1]
+    campaign = Campaign.objects.create(name="spring")
+    recipient = Recipient.objects.create(
+        campaign=campaign,
+        contact=message.contact,
+        address="x",
+        status=Recipient.Status.QUEUED,
+        message=message,
+    )
+
+    messages_archive()
+    recipient.refresh_from_db()
+    assert recipient.message_id is None and recipient.status == Recipient.Status.QUEUED
+
+    messages_restore(day_from=days_ago(96).date(), day_to=days_ago(90).date())
+    recipient.refresh_from_db()
+    assert recipient.message_id == message.pk
 
 
 def test_restore_skips_messages_of_deleted_contacts(old_messages, archive_prefix):
@@ -239,7 +264,7 @@ def test_restore_refuses_an_object_that_changed(old_messages, archive_prefix):
 
 
 def test_references_to_messages_are_cleared_or_archived():
-    references = {(table, column): action for table, column, action in message_references()}
+    references = {(r.table, r.column): r.action for r in message_references()}
     assert references[("messaging_sendattempt", "message_id")] == "delete"
     assert references[("messaging_analyticsevent", "message_id")] == "set_null"
     assert set(references.values()) <= {"delete", "set_null"}
