@@ -43,12 +43,13 @@ import hashlib
 import logging
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, models, transaction
@@ -137,17 +138,63 @@ def messages_archive(
         ).order_by("id")
         for batch in unfinished:
             done.append(archive_batch_finish(batch=batch, progress=progress))
-        opened: set[date] = {batch.day for batch in done}
-        while (day := _oldest_day(cutoff=cutoff, skip=opened)) is not None:
-            opened.add(day)
-            done.append(archive_batch_finish(batch=_batch_open(day=day), progress=progress, resumed=False))
+        resumed_days: set[date] = {batch.day for batch in done}
+
+        def new_batches() -> Iterator[ArchiveBatch]:
+            day = None
+            while (day := _next_day(cutoff=cutoff, after=day, skip=resumed_days)) is not None:
+                yield _batch_open(day=day)
+
+        done += _each_in_parallel(
+            lambda batch: archive_batch_finish(batch=batch, progress=progress, resumed=False), new_batches()
+        )
     return done
 
 
-def _oldest_day(*, cutoff: datetime, skip: set[date]) -> date | None:
-    """The first day before `cutoff` with messages, other than the days in `skip` (done in this run:
-    what is left of them changed after their snapshot and waits for the next run)."""
-    start = None
+def _each_in_parallel(function: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+    """function(item) for each item, ARCHIVE_WORKERS at a time, each worker on a database connection
+    of its own; items are drawn only as workers free up, and none after a failure, which is raised
+    once the running ones have finished."""
+    workers = settings.ARCHIVE_WORKERS
+    if workers <= 1:
+        return [function(item) for item in items]
+
+    def call(item: Any) -> Any:
+        try:
+            return function(item)
+        finally:
+            connection.close()
+
+    results: list[Any] = []
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        running: set[Future] = set()
+        for item in items:
+            running.add(pool.submit(call, item))
+            if len(running) >= workers:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    if future.exception() is not None:
+                        failure = failure or future.exception()
+                    else:
+                        results.append(future.result())
+                if failure is not None:
+                    break
+        for future in running:
+            if future.exception() is not None:
+                failure = failure or future.exception()
+            else:
+                results.append(future.result())
+    if failure is not None:
+        raise failure
+    return results
+
+
+def _next_day(*, cutoff: datetime, after: date | None, skip: set[date]) -> date | None:
+    """The first day after `after` and before `cutoff` with messages, other than the days in `skip`
+    (resumed in this run: what is left of them changed after their snapshot and waits for the next
+    run)."""
+    start = _day_bounds(after)[1] if after is not None else None
     while True:
         queryset = Message.objects.filter(timestamp__lt=cutoff)
         if start is not None:
@@ -217,7 +264,9 @@ def archive_batch_finish(
 
 def _records_query(*, batch: ArchiveBatch) -> sql.Composed:
     """One JSON object per message: every column, the schema version, its send attempts nested,
-    and the ids of the rows whose reference to it the delete clears."""
+    and the ids of the rows whose reference to it the delete clears. Built as text around
+    row_to_json, about twice as fast as composing jsonb; the nested arrays are jsonb, whose text
+    has no line breaks (json_agg's has)."""
     start, end = _day_bounds(batch.day)
     links = sql.SQL(", ").join(
         sql.SQL(
@@ -233,16 +282,17 @@ def _records_query(*, batch: ArchiveBatch) -> sql.Composed:
         if reference.action == "set_null"
     )
     return sql.SQL(
-        "COPY (SELECT (to_jsonb(m) || jsonb_build_object("
-        "'schema_version', {version}, 'send_attempts', COALESCE(a.attempts, '[]'::jsonb),"
-        " 'references', jsonb_build_object({links})))::text"
+        "COPY (SELECT left(row_to_json(m)::text, -1) || {version} || COALESCE(a.attempts::text, '[]')"
+        " || {references} || json_build_object({links})::text || {end_object}"
         " FROM {messages} m LEFT JOIN LATERAL ("
         "SELECT jsonb_agg(to_jsonb(s) ORDER BY s.id) AS attempts FROM {attempts} s WHERE s.message_id = m.id"
         ") a ON true WHERE m.timestamp >= {start} AND m.timestamp < {end} AND m.id <= {max_id}"
         " ORDER BY m.id) TO STDOUT WITH (" + _COPY_JSON + ")"
     ).format(
+        version=sql.Literal(f',"schema_version":{SCHEMA_VERSION},"send_attempts":'),
+        references=sql.Literal(',"references":'),
+        end_object=sql.Literal("}"),
         links=links,
-        version=sql.Literal(SCHEMA_VERSION),
         messages=sql.Identifier(Message._meta.db_table),
         attempts=sql.Identifier(SendAttempt._meta.db_table),
         start=sql.Literal(start),
@@ -366,13 +416,17 @@ def _batch_upload(*, batch: ArchiveBatch, progress: Progress | None, resumed: bo
     )
     records = 0
     try:
-        with connection.cursor() as cursor, cursor.copy(_records_query(batch=batch)) as copy:
-            for block in copy:
-                lines = bytes(block).count(b"\n")
-                records += lines
-                writer.write(block)
-                if progress is not None and lines:
-                    progress(lines)
+        with transaction.atomic(), connection.cursor() as cursor:
+            # A day's query is small: compiling it (JIT) and parallel workers cost more than they save.
+            cursor.execute("SET LOCAL jit = off")
+            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+            with cursor.copy(_records_query(batch=batch)) as copy:
+                for block in copy:
+                    lines = bytes(block).count(b"\n")
+                    records += lines
+                    writer.write(block)
+                    if progress is not None and lines:
+                        progress(lines)
         if not records:
             writer.abort()
             batch.state = ArchiveBatch.State.EMPTY
@@ -511,12 +565,20 @@ def messages_restore(
 
 
 def archive_batches_restore(*, batch_ids: list[int], progress: Progress | None = None) -> list[RestoreResult]:
-    """Restore the given message batches, newest first; idempotent."""
+    """Restore the given message batches; idempotent. Days are restored in parallel, the batches of
+    one day newest first."""
     batches = ArchiveBatch.objects.filter(
         pk__in=batch_ids, kind=ArchiveBatch.Kind.MESSAGES, state=ArchiveBatch.State.DELETED
     ).order_by("-id")
+    days: dict[date, list[ArchiveBatch]] = {}
+    for batch in batches:
+        days.setdefault(batch.day, []).append(batch)
     with archival_lock():
-        return [archive_batch_restore(batch=batch, progress=progress) for batch in batches]
+        restored = _each_in_parallel(
+            lambda day: [archive_batch_restore(batch=batch, progress=progress) for batch in day],
+            days.values(),
+        )
+    return [result for day in restored for result in day]
 
 
 def _fk_fixups(model: type[models.Model]) -> tuple[list[str], list[sql.Composable]]:

@@ -252,6 +252,8 @@ ARCHIVE_MESSAGES_AFTER_DAYS = env.int("ARCHIVE_MESSAGES_AFTER_DAYS", default=90)
 ARCHIVE_MEDIA_AFTER_DAYS = env.int("ARCHIVE_MEDIA_AFTER_DAYS", default=30)
 ARCHIVE_MESSAGES_SCHEDULE = env.str("ARCHIVE_MESSAGES_SCHEDULE", default="0 2 */2 * *")
 ARCHIVE_MEDIA_SCHEDULE = env.str("ARCHIVE_MEDIA_SCHEDULE", default="0 3 */2 * *")
+# Days archived or restored at once, each on a database connection of its own.
+ARCHIVE_WORKERS = env.int("ARCHIVE_WORKERS", default=2)
 CELERY_BEAT_SCHEDULE["archive-media"] = {
     "task": "archival.media_archive",
     "schedule": _crontab(ARCHIVE_MEDIA_SCHEDULE),

@@ -1,6 +1,7 @@
 import gzip
 import json
 import socket
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +12,13 @@ from config.aws import s3_client, storage_ensure_bucket
 from messaging.models import AnalyticsEvent, Message, SendAttempt
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory
 from tests.platform.conftest import queue_prefix  # noqa: F401 - a fixture for the e2e test
+
+
+@pytest.fixture(autouse=True)
+def one_worker(settings):
+    """A test's rows are in its own transaction, which other connections do not see: one day at a
+    time, on the test's connection (test_parallel runs days in parallel on committed rows)."""
+    settings.ARCHIVE_WORKERS = 1
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +105,11 @@ def archive_objects(prefix: str) -> dict[str, list[dict]]:
         body = client.get_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=item["Key"])["Body"].read()
         objects[item["Key"]] = [json.loads(line) for line in gzip.decompress(body).splitlines()]
     return objects
+
+
+def archived_wamids_of(prefix: str) -> Counter:
+    """How many times each wamid is in the archive objects under `prefix`."""
+    return Counter(record["wamid"] for records in archive_objects(prefix).values() for record in records)
 
 
 def closed_port() -> int:

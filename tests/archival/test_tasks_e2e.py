@@ -25,6 +25,7 @@ def test_a_failing_run_ends_in_archival_dlq_after_three_tries(
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "AWS_CLIENT_TIMEOUT_S": "1",
         "ADMINS": "ops@example.com",
+        "ARCHIVE_WORKERS": "1",
     }
     with worker_running(
         queues=["archival"], queue_prefix=queue_prefix, log_path=tmp_path / "worker.log", env=s3_down
