@@ -21,6 +21,7 @@ from contacts.services import (
     contact_fields_clean,
     contact_uniques_check,
     contact_update,
+    contacts_channel_opt_out,
     contacts_delete,
     contacts_import_csv,
     contacts_opt_out,
@@ -102,7 +103,7 @@ class ContactAdmin(admin.ModelAdmin):
     search_fields = ("name", "phone", "email")
     search_help_text = "Name, email, or phone digits in any format."
     show_full_result_count = False
-    actions = ("add_tag", "opt_out", "export_csv")
+    actions = ("add_tag", "opt_out", "opt_out_email", "opt_out_sms", "export_csv")
     readonly_fields = (
         "opted_in_at",
         "opt_in_source",
@@ -190,6 +191,18 @@ class ContactAdmin(admin.ModelAdmin):
     def opt_out(self, request, queryset):
         count = contacts_opt_out(queryset=queryset, actor=request.user, source=SOURCE)
         self.message_user(request, f"Opted out {count} contact(s).", messages.SUCCESS)
+
+    @admin.action(description="Opt the selected contacts out of email", permissions=["change"])
+    def opt_out_email(self, request, queryset):
+        count = contacts_channel_opt_out(
+            queryset=queryset, channel="email", actor=request.user, source=SOURCE
+        )
+        self.message_user(request, f"Opted out {count} contact(s) of email.", messages.SUCCESS)
+
+    @admin.action(description="Opt the selected contacts out of SMS", permissions=["change"])
+    def opt_out_sms(self, request, queryset):
+        count = contacts_channel_opt_out(queryset=queryset, channel="sms", actor=request.user, source=SOURCE)
+        self.message_user(request, f"Opted out {count} contact(s) of SMS.", messages.SUCCESS)
 
     @admin.action(description="Export the selected contacts as CSV", permissions=["view"])
     def export_csv(self, request, queryset):

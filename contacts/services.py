@@ -517,6 +517,32 @@ def contacts_opt_out(
     return len(ids)
 
 
+@transaction.atomic
+def contacts_channel_opt_out(
+    *, queryset: models.QuerySet[Contact], channel: str, reason: str = "", actor: Actor, source: str
+) -> int:
+    """Opts those not opted out yet out of one channel; returns how many that was."""
+    if Channel(channel) == Channel.WHATSAPP:
+        return contacts_opt_out(queryset=queryset, reason=reason, actor=actor, source=source)
+    at_field, source_field = _channel_fields(channel)
+    opt_out_source = _opt_source(reason, source)
+    ids = _bulk_update(
+        queryset,
+        set_sql=f"{at_field} = now(), {source_field} = %s",
+        where_sql=f"{at_field} IS NULL",
+        params=[opt_out_source],
+    )
+    if ids:
+        _bulk_audit(
+            ids=ids,
+            actor=actor,
+            source=source,
+            action=f"contacts.{channel}_opt_out",
+            **{source_field: opt_out_source},
+        )
+    return len(ids)
+
+
 # -- CSV ------------------------------------------------------------------------------------------
 #
 # Export and import share one layout, so an export imports back unchanged. A cell that a

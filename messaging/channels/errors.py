@@ -25,6 +25,14 @@ class ChannelError(Exception):
         self.retryable = retryable
         self.request_left = request_left
 
+    def __reduce__(self):
+        """Pickled by its fields (keyword-only), so it crosses processes and Celery's result backend."""
+        return _channel_error, (self.code, self.title, self.detail, self.retryable, self.request_left)
+
+
+def _channel_error(code: str, title: str, detail: str, retryable: bool, request_left: bool) -> ChannelError:
+    return ChannelError(code=code, title=title, detail=detail, retryable=retryable, request_left=request_left)
+
 
 def contact_reachable_check(*, contact: Contact, channel: Channel, address: str) -> None:
     """Refuses, before anything is sent, a contact without an address on the channel or opted out of it."""

@@ -97,3 +97,18 @@ def test_the_api_opts_out_of_and_back_into_one_channel(api_client):
     assert back.json()["email_opted_out_at"] is None
     assert (bad.status_code, list(bad.json())) == (400, ["channel"])
     assert [log.source for log in AuditLog.objects.filter(target_id=str(contact.pk))] == ["api", "api"]
+
+
+def test_admin_actions_opt_the_selection_out_of_email_or_sms(admin_client):
+    contacts = ContactFactory.create_batch(3)
+    ids = [str(contacts[0].pk), str(contacts[1].pk)]
+
+    for name in ("opt_out_email", "opt_out_email", "opt_out_sms"):
+        admin_client.post("/admin/contacts/contact/", {"action": name, "_selected_action": ids})
+
+    assert set(Contact.objects.filter(email_opted_out_at__isnull=False)) == set(contacts[:2])
+    assert set(Contact.objects.filter(sms_opted_out_at__isnull=False)) == set(contacts[:2])
+    assert not Contact.objects.filter(opted_out_at__isnull=False).exists()
+    assert Contact.objects.get(pk=contacts[0].pk).email_opt_out_source == "admin"
+    logs = AuditLog.objects.filter(action__in=["contacts.email_opt_out", "contacts.sms_opt_out"])
+    assert sorted(log.action for log in logs) == ["contacts.email_opt_out", "contacts.sms_opt_out"]

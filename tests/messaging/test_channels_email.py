@@ -210,3 +210,20 @@ def test_a_deleted_contact_is_not_found(client):
 
 def test_smtp_errors_keep_their_types():
     assert issubclass(smtplib.SMTPRecipientsRefused, OSError)
+
+
+def test_a_channel_error_survives_pickling():
+    import pickle
+
+    error = ChannelError(code="smtp_451", title="Later", detail="4.3.0", retryable=True, request_left=False)
+
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+
+    assert (copy.code, copy.title, copy.detail, copy.retryable, copy.request_left) == (
+        "smtp_451",
+        "Later",
+        "4.3.0",
+        True,
+        False,
+    )
+    assert str(copy) == str(error)
