@@ -84,7 +84,8 @@ class CampaignForm(forms.ModelForm):
         cleaned_data = super().clean()
         probe = Campaign(**{name: cleaned_data.get(name) for name in EDITABLE if name in cleaned_data})
         probe.pk = self.instance.pk
-        if probe.channel == Campaign.Channel.WHATSAPP and probe.phone_number_id and probe.template_id:
+        whatsapp = probe.channel == Campaign.Channel.WHATSAPP
+        if (whatsapp and probe.phone_number_id and probe.template_id) or (not whatsapp and probe.body):
             try:
                 campaign_content_check(campaign=probe)
             except ValidationError as error:
@@ -121,9 +122,10 @@ class CampaignAdmin(admin.ModelAdmin):
             "Content",
             {
                 "fields": ("phone_number", "template", "template_parameters", "subject", "body"),
-                "description": "WhatsApp: an approved template and its parameters by component, e.g. "
-                '{"body": ["{{name|there}}", "{{attributes.code}}"]}. Placeholders: {{name}}, {{phone}}, '
-                "{{email}}, {{wa_id}}, {{language}}, {{attributes.KEY}}; a default after |.",
+                "description": "WhatsApp: a sender, an approved template and its parameters by component, "
+                'e.g. {"body": ["{{name|there}}", "{{attributes.code}}"]}. Placeholders: {{name}}, '
+                "{{phone}}, {{email}}, {{wa_id}}, {{language}}, {{attributes.KEY}}; a default after |. "
+                "Email: a subject and a body (an unsubscribe link is added). SMS: the body.",
             },
         ),
         (

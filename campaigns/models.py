@@ -113,7 +113,7 @@ class Recipient(models.Model):
         Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="campaign_recipient"
     )
     provider_message_id = models.CharField(max_length=255, blank=True, default="")
-    error_code = models.CharField(max_length=32, blank=True, default="")
+    error_code = models.CharField(max_length=64, blank=True, default="")
     error_title = models.CharField(max_length=255, blank=True, default="")
     claimed_by = models.CharField(max_length=128, blank=True, default="")
     claimed_at = models.DateTimeField(null=True, blank=True)

@@ -46,6 +46,12 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from campaigns.channels import (
+    campaign_channel_send,
+    channel_claims_release,
+    channel_claims_sweep,
+    channel_failures_window,
+)
 from campaigns.models import Campaign, Recipient
 from contacts.models import AuditLog, Contact
 from contacts.services import Actor, audit_log_record
@@ -148,7 +154,9 @@ def campaign_content_check(*, campaign: Campaign) -> None:
                 f"Between 1 and the sender's limit ({limit}/s).",
             )
         return
-    _require(False, "channel", f"{campaign.get_channel_display()} campaigns are not available yet.")
+    from campaigns.channels import channel_content_check
+
+    channel_content_check(campaign)
 
 
 # -- audience -------------------------------------------------------------------------------------
@@ -512,6 +520,7 @@ def campaign_pause(*, campaign: Campaign, actor: Actor, source: str, reason: str
         locked.feed_token = ""
         locked.save(update_fields=["status", "paused_at", "status_reason", "feed_token", "updated_at"])
         withdrawn = _withdraw(locked, status=_R.PENDING)
+        withdrawn += channel_claims_release(locked, status=_R.PENDING)
         audit_log_record(
             actor=actor,
             source=source,
@@ -553,6 +562,7 @@ def campaign_cancel(*, campaign: Campaign, actor: Actor, source: str) -> Campaig
             f"A {locked.status} campaign cannot be cancelled.",
         )
         withdrawn = _withdraw(locked, status=_R.CANCELLED)
+        withdrawn += channel_claims_release(locked, status=_R.CANCELLED)
         cancelled = Recipient.objects.filter(campaign=locked, status=_R.PENDING).update(
             status=_R.CANCELLED, updated_at=timezone.now()
         )
@@ -723,11 +733,15 @@ def campaign_failures_check(*, campaign: Campaign) -> bool:
     failed; True if this call paused it."""
     if not campaign.failure_pause_pct:
         return False
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _WINDOW_SQL, {"campaign": campaign.pk, "scan": AUTO_PAUSE_WINDOW * 5, "window": AUTO_PAUSE_WINDOW}
-        )
-        failed, settled = cursor.fetchone()
+    if campaign.channel == Campaign.Channel.WHATSAPP:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _WINDOW_SQL,
+                {"campaign": campaign.pk, "scan": AUTO_PAUSE_WINDOW * 5, "window": AUTO_PAUSE_WINDOW},
+            )
+            failed, settled = cursor.fetchone()
+    else:
+        failed, settled = channel_failures_window(campaign, window=AUTO_PAUSE_WINDOW)
     if settled < AUTO_PAUSE_MIN or failed * 100 <= campaign.failure_pause_pct * settled:
         return False
     from campaigns.selectors import campaign_failures
@@ -769,7 +783,15 @@ def campaign_feed(*, campaign_id: int, token: str) -> str:
         return "stale"
     campaign = Campaign.objects.select_related("phone_number", "template", "created_by").get(pk=campaign_id)
     fed = 0
-    if campaign.channel == Campaign.Channel.WHATSAPP:
+    countdown = FEED_INTERVAL_S
+    if campaign.channel != Campaign.Channel.WHATSAPP:
+        sent = campaign_channel_send(campaign=campaign)
+        if sent is None:
+            return "stopped"
+        fed = sum(sent.values()) - sent["released"]
+        if fed:
+            countdown = 0.0  # the round took its second: the next one at once
+    else:
         try:
             batch = _template_batch(campaign)
         except ValidationError as error:
@@ -803,7 +825,8 @@ def campaign_feed(*, campaign_id: int, token: str) -> str:
                 _finish(locked, status=_C.COMPLETED, reason="")
                 return "completed"
         return "stopped"
-    countdown = FEED_INTERVAL_S if pending else FEED_IDLE_S
+    if not pending:
+        countdown = FEED_IDLE_S
     with transaction.atomic():
         if Campaign.objects.filter(pk=campaign_id, status=_C.RUNNING, feed_token=token).exists():
             _feed_schedule(campaign_id, countdown=countdown)
@@ -815,6 +838,7 @@ def campaigns_tick() -> dict[str, int]:
     handed back to a paused or cancelled campaign's queue, and write reports left unwritten."""
     now = timezone.now()
     result = {"started": 0, "restarted": 0, "withdrawn": 0, "reports": 0}
+    result |= {f"claims_{key}": value for key, value in channel_claims_sweep().items()}
     for campaign in Campaign.objects.filter(status=_C.SCHEDULED, scheduled_at__lte=now).order_by(
         "scheduled_at"
     ):

@@ -107,3 +107,16 @@ def test_a_csv_sets_the_explicit_list(api_client, sender, template):
     )
     assert answer.json() == {"lines": 3, "matched": 2, "unmatched": 1}
     assert client.get(f"/api/v1/campaigns/{campaign_id}/audience/").json() == {"count": 2}
+
+
+def test_an_email_campaign_needs_a_subject_and_a_body(api_client):
+    client = api_client(*ALL)
+    created = client.post(
+        "/api/v1/campaigns/", {"name": "News", "channel": "EMAIL", "audience_tags": ["x"]}, format="json"
+    )
+    assert created.status_code == 201, created.json()
+    answer = client.post(f"/api/v1/campaigns/{created.json()['id']}/start/")
+    assert (answer.status_code, list(answer.json())) == (400, ["subject"])
+    client.patch(f"/api/v1/campaigns/{created.json()['id']}/", {"subject": "Hi {{nickname}}"}, format="json")
+    answer = client.post(f"/api/v1/campaigns/{created.json()['id']}/start/")
+    assert "Unknown placeholder {{nickname}}" in answer.json()["subject"][0]
