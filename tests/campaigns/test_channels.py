@@ -2,7 +2,6 @@
 User Messaging SMS: each recipient once across pause and resume, opt-outs honoured, failures kept."""
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from campaigns.channels import channel_claims_sweep
@@ -12,18 +11,9 @@ from campaigns.services import campaign_create, campaign_pause, campaign_resume,
 from contacts.models import Contact
 from tests.campaigns.conftest import feed_step
 from tests.factories import ContactFactory
-from tests.messaging.test_channels_sms import SmsSandbox
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "no_enqueue")
 R = Recipient.Status
-
-
-@pytest.fixture
-def sms_sandbox():
-    sandbox = SmsSandbox(settings.SMS_ENDPOINT_URL)
-    sandbox.http.post("sms/reset")
-    yield sandbox
-    sandbox.http.post("sms/reset")
 
 
 @pytest.fixture(autouse=True)
