@@ -17,13 +17,16 @@ The record is per recipient, never a checkpoint. The protocol:
    campaigns with nothing left to send.
 3. Send. The outgoing worker sends each message at most once (messaging/outbound.py).
 4. Pause and cancel. One transaction takes the campaign row FOR UPDATE (so no chunk is half
-   fed), changes the status, then deletes the campaign's messages still `queued` and puts their
-   recipients back to pending (pause) or cancelled (cancel). The DELETE waits for any drain's
-   claim on those rows and skips a row that claim moved to `sending`; a drain skips rows the DELETE
-   holds. So a message is either in flight (claimed: it finishes) or gone, never both, and no new
-   send starts once the pause commits. A `queued` message was never accepted by Meta (outbound's
-   invariant), so deleting it loses no send. A message a drain hands back to the queue after that
-   (a sender paused mid-batch) is withdrawn again by the next tick.
+   fed), changes the status, then locks the campaign's messages still `queued` or `sending` and
+   deletes those with no open SendAttempt, putting their recipients back to pending (pause) or
+   cancelled (cancel). Locking first waits for a drain's claim or attempt start on those rows, and
+   the delete's new snapshot sees the attempts they committed; a drain that claimed a deleted
+   message finds its claim gone when it starts the attempt and skips it (outbound's claim check).
+   So a message is either under way (its attempt is open: it finishes) or gone, never both, and no
+   new request starts once the pause commits. A message with no open attempt was never accepted by
+   Meta (outbound's invariant: a retry is queued only after Meta refused or the connection
+   failed), so deleting it loses no send. One a drain hands back to the queue later (a sender
+   paused mid-batch) is withdrawn again by the next tick.
 5. Resume feeds exactly the pending recipients again.
 
 Every recipient thus has at most one message ever linked that left for Meta; its status
@@ -56,7 +59,7 @@ from campaigns.models import Campaign, Recipient
 from contacts.models import AuditLog, Contact
 from contacts.services import Actor, audit_log_record
 from messaging.bulk import BulkEntry, TemplateBatch, template_batch_prepare, template_messages_queue
-from messaging.models import Message
+from messaging.models import Message, SendAttempt
 
 logger = logging.getLogger(__name__)
 
@@ -487,13 +490,25 @@ def campaign_start(*, campaign: Campaign, actor: Actor, source: str, now_: bool 
     return _refresh(campaign, Campaign.objects.get(pk=campaign.pk))
 
 
+_ATTEMPT = SendAttempt._meta.db_table
+
+# First the rows, locked: a claim or an attempt being started on one of them finishes first, and
+# none starts until commit. Then, in a new statement (a new snapshot, which sees those attempts),
+# the messages with no request under way: queued, or claimed by a drain that has not started an
+# attempt (its attempt will find the claim gone and skip them, as after a sweep).
+_WITHDRAW_LOCK_SQL = f"""
+    SELECT m.id FROM {_MESSAGE} m JOIN {_RECIPIENT} r ON r.message_id = m.id
+    WHERE r.campaign_id = %s AND m.status IN ('queued', 'sending')
+    ORDER BY m.id FOR UPDATE OF m
+"""
 _WITHDRAW_SQL = f"""
     WITH withdrawn AS (
-        DELETE FROM {_MESSAGE} m USING {_RECIPIENT} r
-        WHERE r.message_id = m.id AND r.campaign_id = %(campaign)s AND m.status = 'queued'
+        DELETE FROM {_MESSAGE} m
+        WHERE m.id = ANY(%(ids)s) AND m.status IN ('queued', 'sending')
+            AND NOT EXISTS (SELECT 1 FROM {_ATTEMPT} a WHERE a.message_id = m.id AND a.outcome = '')
         RETURNING m.id
     ), attempts AS (
-        DELETE FROM messaging_sendattempt WHERE message_id IN (SELECT id FROM withdrawn)
+        DELETE FROM {_ATTEMPT} WHERE message_id IN (SELECT id FROM withdrawn)
     )
     UPDATE {_RECIPIENT} SET status = %(status)s, message_id = NULL, updated_at = now()
     WHERE message_id IN (SELECT id FROM withdrawn)
@@ -501,9 +516,14 @@ _WITHDRAW_SQL = f"""
 
 
 def _withdraw(campaign: Campaign, *, status: str) -> int:
-    """The campaign's messages no drain has claimed, deleted, their recipients set to `status`."""
+    """In the caller's transaction: the campaign's messages for which no request is under way,
+    deleted, their recipients set to `status`; returns how many."""
     with connection.cursor() as cursor:
-        cursor.execute(_WITHDRAW_SQL, {"campaign": campaign.pk, "status": status})
+        cursor.execute(_WITHDRAW_LOCK_SQL, [campaign.pk])
+        ids = [pk for (pk,) in cursor.fetchall()]
+        if not ids:
+            return 0
+        cursor.execute(_WITHDRAW_SQL, {"ids": ids, "status": status})
         return cursor.rowcount
 
 
