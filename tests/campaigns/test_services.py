@@ -1,12 +1,10 @@
 """Campaign services on PostgreSQL against the sandbox Graph API, the outgoing drain run in-process:
 launch, feeding, pause, resume, cancel, auto-pause, scheduled start; each recipient once."""
 
-import threading
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
 from django.utils import timezone
 
 from campaigns.models import Campaign, Recipient
@@ -133,38 +131,35 @@ def test_pause_lets_a_request_under_way_finish_and_takes_back_a_drain_s_other_cl
     assert sandbox.stats()["accepted"] == 0
 
 
-def test_two_feeders_at_once_queue_each_recipient_once(sender, template):
+def test_a_feeder_skips_the_recipients_another_feeder_holds_and_queues_each_once(sender, template):
+    import psycopg
+    from django.conf import settings
+
+    from campaigns.services import _template_batch, campaign_chunk_feed
+    from tests.platform.conftest import database_url
+
     contacts(30)
     sender.rate_limit_per_s = 1000
     sender.save()
     campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
     campaign.refresh_from_db()
-    from campaigns.services import _template_batch, campaign_chunk_feed
-
     batch = _template_batch(campaign)
-    barrier = threading.Barrier(2)
-    taken = []
 
-    errors = []
+    with psycopg.connect(database_url(settings.DATABASES["default"])) as other:  # another feeder, mid-chunk
+        held = other.execute(
+            "SELECT id FROM campaigns_recipient WHERE campaign_id = %s AND status = 'pending'"
+            " ORDER BY id LIMIT 20 FOR UPDATE",
+            [campaign.pk],
+        ).fetchall()
+        assert len(held) == 20
+        assert campaign_chunk_feed(campaign=campaign, batch=batch, limit=30) == 10
+        other.rollback()
+    assert campaign_chunk_feed(campaign=campaign, batch=batch, limit=30) == 20
+    assert campaign_chunk_feed(campaign=campaign, batch=batch, limit=30) == 0
 
-    def feed():
-        try:
-            barrier.wait()
-            taken.append(campaign_chunk_feed(campaign=campaign, batch=batch, limit=20))
-        except Exception as error:
-            errors.append(repr(error))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=feed) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert (errors, sorted(taken)) == ([], [10, 20])
     assert Message.objects.count() == 30
     assert Recipient.objects.filter(campaign=campaign, message__isnull=False).count() == 30
+    assert Recipient.objects.filter(campaign=campaign, status=R.QUEUED).count() == 30
 
 
 def test_a_duplicate_feeder_task_does_nothing(sender, template):
