@@ -1,6 +1,7 @@
 """Message archival against PostgreSQL and moto's S3 over HTTP: objects, verify-then-delete, crashes
 at every step between commits, S3 down, and the restore's round trip."""
 
+import os
 from collections import Counter
 from datetime import timedelta
 from io import StringIO
@@ -29,6 +30,7 @@ from campaigns.models import Campaign, Recipient
 from config.aws import s3_client
 from messaging.models import AnalyticsEvent, Message, OperatorAlert, SendAttempt
 from tests.archival.conftest import archive_objects, closed_port, days_ago
+from tests.factories import ContactFactory, MessageFactory
 from tests.platform.conftest import database_url
 
 pytestmark = pytest.mark.django_db
@@ -307,4 +309,44 @@ def test_the_age_is_configurable(old_messages, archive_prefix, settings):
     batches = messages_archive()
     assert {batch.day for batch in batches} == {days_ago(95).date()}
     assert messages_archive(older_than_days=0)
+    assert Message.objects.count() == 0
+
+
+@pytest.fixture
+def big_day(db, monkeypatch):
+    """A day whose object takes two parts of a smaller PART_SIZE (S3's least, 5 MiB)."""
+    monkeypatch.setattr("archival.messages.PART_SIZE", 5 * 1024 * 1024)
+    contact = ContactFactory()
+    return [
+        MessageFactory(contact=contact, timestamp=days_ago(100, hour=hour), text=os.urandom(2_500_000).hex())
+        for hour in range(3)
+    ]
+
+
+def test_a_big_day_goes_up_in_parts_and_comes_back(big_day, archive_prefix):
+    before = snapshot()
+
+    (batch,) = messages_archive()
+
+    assert batch.etag.endswith("-2") and batch.bytes > 5 * 1024 * 1024
+    assert Message.objects.count() == 0
+    archive_batches_restore(batch_ids=[batch.pk])
+    assert snapshot() == before
+
+
+def test_a_failure_during_the_parts_leaves_no_upload_and_every_row(big_day, archive_prefix, monkeypatch):
+    def fail(self, number, body):
+        raise ConnectionError("S3 went away")
+
+    monkeypatch.setattr("archival.messages._ObjectWriter._upload_part", fail)
+    with pytest.raises(ConnectionError):
+        messages_archive()
+
+    assert Message.objects.count() == 3
+    (batch,) = ArchiveBatch.objects.all()
+    uploads = s3_client().list_multipart_uploads(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Prefix=batch.key)
+    assert not uploads.get("Uploads")
+    monkeypatch.undo()
+    monkeypatch.setattr("archival.messages.PART_SIZE", 5 * 1024 * 1024)
+    messages_archive()
     assert Message.objects.count() == 0
