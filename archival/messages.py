@@ -66,6 +66,7 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 PART_SIZE = 8 * 1024 * 1024  # S3's parts are at least 5 MiB, the last excepted
 GZIP_LEVEL = 3
+RESTORE_CHUNK = 256 * 1024  # gzipped bytes read at a time; a chunk inflates to some 15 times that
 LOCK_ID = 0x77686172_61726368 & 0x7FFFFFFFFFFFFFFF  # pg_advisory_lock's key for runs and restores
 # COPY's CSV mode with a quote and a delimiter that JSON text never holds raw: lines pass verbatim.
 _COPY_JSON = "FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02'"
@@ -633,7 +634,7 @@ def archive_batch_restore(*, batch: ArchiveBatch, progress: Progress | None = No
         body = s3_client().get_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=batch.key)["Body"]
         digest, decompressor = hashlib.sha256(), zlib.decompressobj(31)
         with cursor.copy(sql.SQL("COPY archival_restore (doc) FROM STDIN WITH (" + _COPY_JSON + ")")) as copy:
-            for chunk in body.iter_chunks(chunk_size=1024 * 1024):
+            for chunk in body.iter_chunks(chunk_size=RESTORE_CHUNK):
                 digest.update(chunk)
                 data = decompressor.decompress(chunk)
                 copy.write(data)
