@@ -14,17 +14,27 @@ The protocol, in the order things happen:
    task finds the messages no longer queued. Only the claim's holder may send a message.
 3. Pace. The batch takes its slots from the shared limiter (messaging/ratelimit.py); a message
    whose slot is far off, or whose recipient's turn comes after its slot, goes back to the queue,
-   due then (where it takes a new slot); the others are sent in slot order.
-4. Attempt. Before each request, one statement checks the claim is still this drain's (refreshing
-   `claimed_at`) and inserts a SendAttempt without outcome; it commits BEFORE the request leaves,
-   which waits for its slot only then. After the answer one statement records the attempt's
-   outcome and the message's new state:
+   due then (where it takes a new slot); the others are sent in slot order. In a drain's first
+   round each sender's first message goes alone and the rest take their slots after its answer,
+   so a sender Meta refuses or does not answer costs one attempt, not a batch of them.
+4. Attempt. The batch is sent GROUP_MAX messages at a time. One statement checks that the claims
+   are still this drain's (refreshing `claimed_at`) and inserts a SendAttempt without outcome for
+   each; it commits BEFORE any of the group's requests leaves. Each request is then handed, at
+   its slot, to one of SEND_CONCURRENCY request threads, so it does not wait behind a slow answer
+   before it; the handing thread also keeps a drain's requests for one sender at least 1/limit
+   apart, so after a stall the late ones do not catch up in a burst into one of Meta's seconds.
+   The answers are recorded a group at a time: the successes in one statement (attempts and
+   messages, with the locks parsing takes on their wamids, messaging/parsing.py), each other
+   answer in a statement of its own:
    sent (Meta's wamid; statuses that arrived first, kept pending by wamid, are applied), queued
-   again with a due time
-   (retryable errors, exponential backoff with jitter, failed after MAX_ATTEMPTS), failed (Meta's
-   code, title and details), queued again with its sender paused (190, operators alerted), or
-   in doubt (the request left but no answer came: a read timeout, a dropped connection), settled
-   at once as sent when a status that came first carries its id (see step 5).
+   again with a due time (retryable errors, exponential backoff with jitter, failed after
+   MAX_ATTEMPTS), failed (Meta's code, title and details), queued again with its sender paused
+   (190, operators alerted), or in doubt (the request left but no answer came: a read timeout, a
+   dropped connection), settled at once as sent when a status that came first carries its id
+   (see step 5). An answer that pauses the sender or leaves it silent stops its sends not yet
+   handed over: their attempts are closed unsent and the messages queued again (after a backoff
+   for silence). A worker that dies leaves the attempts of its group open, sent or not: step 5
+   makes them in doubt, which errs on the safe side.
 5. Sweep. Beat runs `outgoing_sweep`: a message `sending` under a claim older than CLAIM_STALE_S()
    lost its worker. Without an open attempt no request left for it: it is queued again. With one,
    a request may have reached Meta: it becomes `in_doubt`, which nothing resends automatically. If
@@ -37,8 +47,9 @@ The protocol, in the order things happen:
 
 Why never twice: a request for a message leaves only from the drain whose claim is on the row,
 after an attempt row says so; every path back to `queued` either proves no request left (the
-claim was released before an attempt, or the request failed to connect, or Meta answered an
-error) or is an operator's decision, taken only while no status has shown that it was sent.
+claim was released before an attempt, or the attempt was closed by the drain that never handed
+its request over, or the request failed to connect, or Meta answered an error) or is an
+operator's decision, taken only while no status has shown that it was sent.
 """
 
 from __future__ import annotations
@@ -49,17 +60,21 @@ import os
 import random
 import re
 import socket
+import sys
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from queue import SimpleQueue
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -90,6 +105,11 @@ MAX_ATTEMPTS = 6
 BACKOFF_BASE_S = 5.0
 BACKOFF_CAP_S = 900.0
 SLOT_WAIT_MAX_S = 5.0  # a slot further off than this sends the message back to the queue, due then
+# Requests one drain may have in flight at once: at a sender's rate times Meta's answer time, sends
+# leave at their slots; fewer, and a slow answer holds back the sends behind it.
+SEND_CONCURRENCY = 32
+GROUP_MAX = 50  # attempts started, and answers recorded, in one statement for this many sends
+SWITCH_INTERVAL_S = 0.0005
 DRAIN_BUDGET_S = QUEUES["outgoing"].visibility_timeout / 2
 SQS_DELAY_MAX_S = 900
 # Meta fetches a linked medium when it sends the message, which may be after our retries.
@@ -903,17 +923,38 @@ def _error_fields(error: GraphError) -> dict[str, Any]:
     }
 
 
+@dataclass
+class _Reply:
+    """Meta's answer to one request (or the error it became), as a request thread saw it."""
+
+    answer: dict | None
+    error: GraphError | None
+    latency_ms: int
+    at: datetime
+
+
+def _request(phone_number_id: str, body: dict) -> _Reply:
+    """One Graph API request; runs in a request thread, so it touches no database."""
+    started = time.monotonic()
+    answer, error = None, None
+    try:
+        answer = graph_client().request("POST", f"{phone_number_id}/messages", json=body)
+    except GraphError as caught:
+        error = caught
+    return _Reply(answer, error, int((time.monotonic() - started) * 1000), timezone.now())
+
+
+def _wamid_of(answer: dict) -> str:
+    wamids = [item.get("id") for item in answer.get("messages", []) if isinstance(item, dict)]
+    return wamids[0] if wamids and isinstance(wamids[0], str) else ""
+
+
 def outgoing_message_send(
     message: Message, *, phone_number: PhoneNumber, worker: str, slot: datetime | None = None
 ) -> str:
-    """Send one claimed message, at its `slot` from the limiter; returns the attempt's outcome (""
-    when the claim was lost, "auth" when Meta refused the sender's token: the sender is paused and
-    the message queued again).
-
-    The wait for the slot comes after the attempt's commit, right before the request, so that the
-    commit's variable time does not make requests arrive at Meta closer together than their slots.
-    A worker killed while waiting leaves an open attempt: the message becomes in doubt though
-    nothing left, which errs on the safe side."""
+    """Send one claimed message, at its `slot` from the limiter, and wait for the answer; returns
+    the attempt's outcome ("" when the claim was lost, "auth" when Meta refused the sender's token:
+    the sender is paused and the message queued again). Drains send many at once (`_round_send`)."""
     attempt = _attempt_start(message, worker=worker)
     if attempt is None:
         return ""
@@ -922,25 +963,25 @@ def outgoing_message_send(
         from messaging.ratelimit import rate_slot_wait
 
         rate_slot_wait(slot)
-    started = time.monotonic()
-    error: GraphError | None = None
-    try:
-        answer = graph_client().request("POST", f"{phone_number.phone_number_id}/messages", json=body)
-    except GraphError as caught:
-        error = caught
-    latency_ms = int((time.monotonic() - started) * 1000)
-    now = timezone.now()
+    reply = _request(phone_number.phone_number_id, body)
+    return _outcome_apply(message, attempt, phone_number=phone_number, worker=worker, reply=reply)
+
+
+def _outcome_apply(
+    message: Message, attempt: int, *, phone_number: PhoneNumber, worker: str, reply: _Reply
+) -> str:
+    """Record one answer (see `outgoing_message_send`); a group of successes has `_sents_record`."""
+    error, now = reply.error, reply.at
     released = {"claimed_at": None, "claimed_by": ""}
-    record = dict(message=message, attempt=attempt, worker=worker, latency_ms=latency_ms, error=error)
+    record = dict(message=message, attempt=attempt, worker=worker, latency_ms=reply.latency_ms, error=error)
     if error is None:
-        wamids = [item.get("id") for item in answer.get("messages", []) if isinstance(item, dict)]
         changes = {"status": _S.SENT, "sent_at": now, "due_at": None, **released, **_NO_ERROR}
-        if wamids and isinstance(wamids[0], str) and wamids[0]:
-            changes["wamid"] = wamids[0]
+        if wamid := _wamid_of(reply.answer):
+            changes["wamid"] = wamid
         try:
             _outcome_record(**record, outcome=_O.SENT, http_status=200, changes=changes)
         except IntegrityError:  # Meta named a wamid Wharf already holds: keep the placeholder
-            logger.error("Meta answered message %s with a wamid already stored: %s", message.pk, wamids)
+            logger.error("Meta answered message %s with a wamid already stored: %s", message.pk, wamid)
             changes.pop("wamid")
             _outcome_record(**record, outcome=_O.SENT, http_status=200, changes=changes)
         return _O.SENT
@@ -991,6 +1032,276 @@ def outgoing_message_send(
     return _O.FAILED
 
 
+# -- many sends at once ---------------------------------------------------------------------------
+
+# Attempts for a group of claimed messages: one statement, committed before any of their requests.
+_ATTEMPTS_START_SQL = f"""
+    WITH owned AS (
+        UPDATE {_MESSAGE} SET claimed_at = %(now)s
+        WHERE id = ANY(%(ids)s) AND status = 'sending' AND claimed_by = %(worker)s
+        RETURNING id
+    )
+    INSERT INTO {_ATTEMPT} (message_id, started_at, worker, error_title, error_details, outcome)
+    SELECT id, %(now)s, %(worker)s, '', '', '' FROM owned
+    RETURNING message_id, id
+"""
+
+# An attempt whose request was never handed to a request thread: closed, its message queued again.
+_ATTEMPT_CANCEL_SQL = f"""
+    WITH attempt AS (
+        UPDATE {_ATTEMPT} SET finished_at = %(now)s, outcome = 'retry', error_title = %(reason)s
+        WHERE id = %(attempt)s
+    )
+    UPDATE {_MESSAGE} SET status = 'queued', due_at = %(due_at)s, claimed_at = NULL, claimed_by = '',
+        updated_at = %(now)s
+    WHERE id = %(id)s AND status = 'sending' AND claimed_by = %(worker)s
+"""
+
+# Meta's answers to a group of successful sends and their messages' new state, in one statement
+# that takes the wamids' locks (in one order) as `_OUTCOME_SQL` takes one.
+_SENTS_SQL = f"""
+    WITH input AS (
+        SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::bigint[], %(wamids)s::text[],
+            %(latencies)s::int[], %(times)s::timestamptz[]) AS t(id, attempt, wamid, latency_ms, at)
+    ), attempt AS (
+        UPDATE {_ATTEMPT} AS a SET finished_at = i.at, http_status = 200, latency_ms = i.latency_ms,
+            outcome = 'sent'
+        FROM input AS i WHERE a.id = i.attempt
+    ), locked AS (
+        SELECT count(pg_advisory_xact_lock(%(lock)s, hashtext(w))) AS n
+        FROM (SELECT wamid AS w FROM input WHERE wamid <> '' ORDER BY hashtext(wamid)) AS l
+    )
+    UPDATE {_MESSAGE} AS m SET status = 'sent', sent_at = i.at, due_at = NULL, claimed_at = NULL,
+        claimed_by = '', error_code = NULL, error_title = '', error_details = '',
+        wamid = CASE WHEN i.wamid <> '' THEN i.wamid ELSE m.wamid END, updated_at = %(now)s
+    FROM input AS i, locked
+    WHERE m.id = i.id AND m.status IN ('sending', 'in_doubt') AND m.claimed_by = %(worker)s
+        AND locked.n >= 0
+"""
+
+
+@dataclass(eq=False)
+class _Send:
+    slot: datetime
+    phone_number: PhoneNumber
+    message: Message
+    state: str = "claimed"  # then "started" (attempt row), "flying" (request handed over), "done"
+    attempt: int | None = None
+    body: dict | None = None
+    future: Future | None = None
+    reply: _Reply | None = None
+
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _send_pool() -> ThreadPoolExecutor:
+    """This process's request threads, made after the worker's fork (a pool does not survive one)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(SEND_CONCURRENCY, thread_name_prefix="graph-send"))
+        # The thread that hands requests over at their slots waits at most this for the GIL while
+        # request threads parse answers (Python's default is 5 ms, a quarter of the headroom).
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+    return _pool[1]
+
+
+def _attempts_start(sends: list[_Send], *, worker: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ATTEMPTS_START_SQL,
+            {"now": timezone.now(), "ids": [send.message.pk for send in sends], "worker": worker},
+        )
+        started = dict(cursor.fetchall())
+    for send in sends:
+        if (attempt := started.get(send.message.pk)) is not None:
+            send.attempt, send.state = attempt, "started"
+            send.body = _request_body(send.message)
+        else:
+            send.state = "done"  # the claim is gone: someone else has the message
+
+
+def _attempt_cancel(send: _Send, *, worker: str, due_at: datetime | None, reason: str) -> bool:
+    send.state = "done"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ATTEMPT_CANCEL_SQL,
+            {
+                "now": timezone.now(),
+                "attempt": send.attempt,
+                "reason": f"Not sent: {reason}"[:255],
+                "due_at": due_at,
+                "id": send.message.pk,
+                "worker": worker,
+            },
+        )
+        return cursor.rowcount > 0
+
+
+def _sents_record(sends: list[_Send], *, worker: str) -> None:
+    """Record a group of successes together; one by one when the group cannot be (a wamid Wharf
+    already holds, a deadlock with a status's lock on a wamid)."""
+    from messaging.parsing import _WAMID_LOCK, message_pending_statuses_apply
+
+    wamids = [_wamid_of(send.reply.answer) for send in sends]
+    params = {
+        "ids": [send.message.pk for send in sends],
+        "attempts": [send.attempt for send in sends],
+        "wamids": wamids,
+        "latencies": [send.reply.latency_ms for send in sends],
+        "times": [send.reply.at for send in sends],
+        "lock": _WAMID_LOCK,
+        "now": timezone.now(),
+        "worker": worker,
+    }
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_SENTS_SQL, params)
+            cursor.execute(
+                f"SELECT DISTINCT wamid FROM {PendingStatus._meta.db_table} WHERE wamid = ANY(%s)",
+                [[wamid for wamid in wamids if wamid]],
+            )
+            pending = {row[0] for row in cursor.fetchall()}
+            for send, wamid in zip(sends, wamids, strict=True):
+                if wamid in pending:
+                    send.message.wamid, send.message.direction = wamid, Message.Direction.OUTBOUND
+                    message_pending_statuses_apply(message=send.message)
+    except (IntegrityError, OperationalError) as error:
+        logger.warning("recording %d answers one by one: %s", len(sends), type(error).__name__)
+        for send in sends:
+            _outcome_apply(
+                send.message, send.attempt, phone_number=send.phone_number, worker=worker, reply=send.reply
+            )
+
+
+class _Round:
+    """The sends of one round in flight: answers are watched as they come (a sender Meta refused
+    or left unanswered stops its remaining sends) and recorded in groups."""
+
+    def __init__(self, *, worker: str, result: DrainResult, last: dict[int, float]):
+        self.worker, self.result, self.last = worker, result, last
+        self.stops: dict[int, tuple[datetime | None, str]] = {}  # sender → (due time, why) for the rest
+        self.answered: SimpleQueue[_Send] = SimpleQueue()
+        self.flying: set[_Send] = set()
+        self.replies: list[_Send] = []
+
+    def wait(self, send: _Send) -> None:
+        """Until the send's slot, and at least 1/limit after the drain's previous request for the
+        sender: one that left late does not make the next ones leave in a burst to catch up."""
+        from messaging.ratelimit import rate_slot_wait
+
+        rate_slot_wait(send.slot)
+        number = send.phone_number.pk
+        if (last := self.last.get(number)) is not None:
+            gap = 1 / max(send.phone_number.rate_limit_per_s, 1) - (time.monotonic() - last)
+            if gap > 0:
+                time.sleep(gap)
+        self.last[number] = time.monotonic()
+
+    def fly(self, send: _Send) -> None:
+        send.state = "flying"
+        self.flying.add(send)
+        send.future = _send_pool().submit(_request, send.phone_number.phone_number_id, send.body)
+        send.future.add_done_callback(lambda _future, send=send: self.answered.put(send))
+
+    def watch(self) -> None:
+        """Take in the answers that came; stop a sender whose answer says to."""
+        while not self.answered.empty():
+            send = self.answered.get()
+            send.reply = send.future.result()
+            self.flying.discard(send)
+            self.replies.append(send)
+            error, number = send.reply.error, send.phone_number.pk
+            if isinstance(error, GraphAuthError):
+                self.stops[number] = (None, "Meta refused the sender's token")
+            elif isinstance(error, GraphRetryableError) and _request_left(error) and number not in self.stops:
+                # More requests into silence would only make more messages in doubt.
+                due_at = timezone.now() + timedelta(seconds=_backoff_s(1))
+                self.stops[number] = (due_at, "Meta left a request unanswered")
+
+    def record(self, *, wait: bool = False) -> None:
+        if wait and self.flying:
+            futures_wait([send.future for send in self.flying])
+        self.watch()
+        replies, self.replies = self.replies, []
+        sents = [send for send in replies if send.reply.error is None]
+        if sents:
+            _sents_record(sents, worker=self.worker)
+            self.result.sent += len(sents)
+        for send in replies:
+            send.state = "done"
+            if send.reply.error is None:
+                continue
+            outcome = _outcome_apply(
+                send.message,
+                send.attempt,
+                phone_number=send.phone_number,
+                worker=self.worker,
+                reply=send.reply,
+            )
+            if outcome == "auth":
+                self.result.released += 1
+            else:
+                counter = _COUNTERS[outcome]
+                setattr(self.result, counter, getattr(self.result, counter) + 1)
+
+    def send(self, plan: list[_Send]) -> None:
+        """Send the plan in slot order: attempts start a group at a time, before its first request;
+        each request leaves at its slot on a request thread, whatever the ones before it wait for."""
+        from messaging.ratelimit import rate_clock_now
+
+        worker, result = self.worker, self.result
+        try:
+            for start in range(0, len(plan), GROUP_MAX):
+                self.record()
+                group = []
+                for send in plan[start : start + GROUP_MAX]:
+                    stop = self.stops.get(send.phone_number.pk)
+                    if stop is not None:
+                        send.state = "done"
+                        result.released += _release(send.message, worker=worker, due_at=stop[0])
+                    elif (send.slot - rate_clock_now()).total_seconds() > SLOT_WAIT_MAX_S:
+                        send.state = "done"
+                        result.deferred += _release(send.message, worker=worker, due_at=send.slot)
+                    else:
+                        group.append(send)
+                if group:
+                    _attempts_start(group, worker=worker)
+                for send in group:
+                    if send.state != "started":
+                        continue
+                    self.watch()
+                    if (stop := self.stops.get(send.phone_number.pk)) is not None:
+                        result.released += _attempt_cancel(
+                            send, worker=worker, due_at=stop[0], reason=stop[1]
+                        )
+                        continue
+                    self.wait(send)
+                    self.fly(send)
+            self.record(wait=True)
+        finally:
+            self.abort(plan)
+
+    def abort(self, plan: list[_Send]) -> None:
+        """After an error stopped the round: give back what was not sent, and wait for what flies
+        (what cannot be recorded stays claimed with its attempt open: the sweeper doubts it)."""
+        if self.flying:
+            futures_wait([send.future for send in self.flying])
+        for send in plan:
+            try:
+                if send.state == "claimed":
+                    _release(send.message, worker=self.worker)
+                elif send.state == "started":
+                    _attempt_cancel(send, worker=self.worker, due_at=None, reason="the round stopped")
+            except Exception:
+                logger.exception("could not give message %s back to the queue", send.message.pk)
+        if self.replies or not self.answered.empty():
+            try:
+                self.record()
+            except Exception:
+                logger.exception("could not record the answers of a stopped round")
+
+
 def _senders_due(now: datetime) -> list[PhoneNumber]:
     ids = Message.objects.filter(_due(now)).order_by().values("phone_number_id").distinct()
     return list(PhoneNumber.objects.filter(id__in=ids, paused_at__isnull=True).order_by("id"))
@@ -1000,50 +1311,40 @@ _COUNTERS = {_O.SENT: "sent", _O.RETRY: "retrying", _O.FAILED: "failed", _O.IN_D
 
 
 def _round_send(
-    claimed: list[tuple[PhoneNumber, list[Message]]], *, worker: str, result: DrainResult
+    claimed: list[tuple[PhoneNumber, list[Message]]],
+    *,
+    worker: str,
+    result: DrainResult,
+    first: bool = False,
+    last: dict[int, float] | None = None,
 ) -> None:
     """Send one round: every sender's batch, merged in the order of their slots (which are on the
     database's clock). A slot too far off to sleep for, or a recipient's turn after the slot,
-    sends its message back to the queue, due then."""
-    from messaging.ratelimit import rate_clock_now, rate_slots_take
+    sends its message back to the queue, due then. In a drain's `first` round each sender's first
+    message goes alone, and the rest take their slots after its answer: a sender whose token Meta
+    refuses, or that Meta does not answer, then costs one attempt, not a round of them."""
+    from messaging.ratelimit import rate_slots_take
 
-    plan: list[tuple[datetime, int, PhoneNumber, Message]] = []
-    for phone_number, messages in claimed:
-        recipients = [str(message.payload.get("to", "")) for message in messages]
-        slots = rate_slots_take(phone_number=phone_number, recipients=recipients)
-        for index, (slot, message) in enumerate(zip(slots, messages, strict=True)):
-            if index in slots.held:  # its recipient's turn is later: a new slot then
-                result.deferred += _release(message, worker=worker, due_at=slots.held[index])
-            else:
-                plan.append((slot, message.pk, phone_number, message))
-    plan.sort(key=lambda item: (item[0], item[1]))
-    wait_max_s = SLOT_WAIT_MAX_S
-    paused: set[int] = set()  # Meta refused the sender's token
-    silent: dict[int, datetime] = {}  # Meta left a request unanswered: the rest waits until then
-    done = 0
-    try:
-        for slot, _, phone_number, message in plan:
-            if phone_number.pk in paused:
-                result.released += _release(message, worker=worker)
-            elif phone_number.pk in silent:
-                result.released += _release(message, worker=worker, due_at=silent[phone_number.pk])
-            elif (slot - rate_clock_now()).total_seconds() > wait_max_s:
-                result.deferred += _release(message, worker=worker, due_at=slot)
-            else:
-                outcome = outgoing_message_send(message, phone_number=phone_number, worker=worker, slot=slot)
-                if outcome == "auth":
-                    paused.add(phone_number.pk)
-                    result.released += 1
-                elif outcome == _O.IN_DOUBT:
-                    # More requests into silence would only make more messages in doubt.
-                    silent[phone_number.pk] = timezone.now() + timedelta(seconds=_backoff_s(1))
-                if outcome and outcome != "auth":
-                    counter = _COUNTERS[outcome]
-                    setattr(result, counter, getattr(result, counter) + 1)
-            done += 1
-    finally:
-        for _, _, _, message in plan[done + 1 :]:
-            _release(message, worker=worker)  # an error stopped the round: the rest were not tried
+    round_ = _Round(worker=worker, result=result, last={} if last is None else last)
+    parts = [[(p, ms[:1]) for p, ms in claimed], [(p, ms[1:]) for p, ms in claimed]] if first else [claimed]
+    for part in parts:
+        plan: list[_Send] = []
+        for phone_number, messages in part:
+            if not messages:
+                continue
+            if (stop := round_.stops.get(phone_number.pk)) is not None:
+                for message in messages:
+                    result.released += _release(message, worker=worker, due_at=stop[0])
+                continue
+            recipients = [str(message.payload.get("to", "")) for message in messages]
+            slots = rate_slots_take(phone_number=phone_number, recipients=recipients)
+            for index, (slot, message) in enumerate(zip(slots, messages, strict=True)):
+                if index in slots.held:  # its recipient's turn is later: a new slot then
+                    result.deferred += _release(message, worker=worker, due_at=slots.held[index])
+                else:
+                    plan.append(_Send(slot, phone_number, message))
+        plan.sort(key=lambda send: (send.slot, send.message.pk))
+        round_.send(plan)
 
 
 def outgoing_drain(*, batch_size: int | None = None, time_budget_s: float = DRAIN_BUDGET_S) -> DrainResult:
@@ -1053,6 +1354,7 @@ def outgoing_drain(*, batch_size: int | None = None, time_budget_s: float = DRAI
     worker = _worker_token()
     WakeUp.objects.filter(name=WAKE_NAME, pending=True).update(pending=False, updated_at=timezone.now())
     result = DrainResult()
+    last: dict[int, float] = {}  # sender → when this drain last handed a request of it over
     deadline = time.monotonic() + time_budget_s
     while True:
         claimed = []
@@ -1068,7 +1370,8 @@ def outgoing_drain(*, batch_size: int | None = None, time_budget_s: float = DRAI
         result.batches += len(claimed)
         if full:
             outgoing_wake()
-        _round_send(claimed, worker=worker, result=result)
+        first = result.batches == len(claimed)
+        _round_send(claimed, worker=worker, result=result, first=first, last=last)
         if time.monotonic() >= deadline:
             _drain_enqueue(reason="drain out of time")
             break
