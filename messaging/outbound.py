@@ -17,7 +17,8 @@ The protocol, in the order things happen:
    due then (where it takes a new slot); the others are sent in slot order. In a drain's first
    round each sender's first message goes alone and the rest take their slots after its answer,
    so a sender Meta refuses or does not answer costs one attempt, not a batch of them.
-4. Attempt. The batch is sent GROUP_MAX messages at a time. One statement checks that the claims
+4. Attempt. The batch is sent a group at a time: the sends due within GROUP_S, at most GROUP_MAX
+   of them. One statement checks that the claims
    are still this drain's (refreshing `claimed_at`) and inserts a SendAttempt without outcome for
    each; it commits BEFORE any of the group's requests leaves. Each request is then handed, at
    its slot, to one of SEND_CONCURRENCY request threads, so it does not wait behind a slow answer
@@ -108,7 +109,10 @@ SLOT_WAIT_MAX_S = 5.0  # a slot further off than this sends the message back to 
 # Requests one drain may have in flight at once: at a sender's rate times Meta's answer time, sends
 # leave at their slots; fewer, and a slow answer holds back the sends behind it.
 SEND_CONCURRENCY = 32
-GROUP_MAX = 50  # attempts started, and answers recorded, in one statement for this many sends
+# Attempts are started in one statement for the sends due within GROUP_S, at most GROUP_MAX of
+# them: few enough that a worker dying leaves few messages in doubt that never left.
+GROUP_S = 0.1
+GROUP_MAX = 50
 SWITCH_INTERVAL_S = 0.0005
 DRAIN_BUDGET_S = QUEUES["outgoing"].visibility_timeout / 2
 SQS_DELAY_MAX_S = 900
@@ -1252,10 +1256,16 @@ class _Round:
 
         worker, result = self.worker, self.result
         try:
-            for start in range(0, len(plan), GROUP_MAX):
+            start = 0
+            while start < len(plan):
+                end = start + 1
+                while end < min(len(plan), start + GROUP_MAX) and (
+                    (plan[end].slot - plan[start].slot).total_seconds() < GROUP_S
+                ):
+                    end += 1
                 self.record()
                 group = []
-                for send in plan[start : start + GROUP_MAX]:
+                for send in plan[start:end]:
                     stop = self.stops.get(send.phone_number.pk)
                     if stop is not None:
                         send.state = "done"
@@ -1278,6 +1288,7 @@ class _Round:
                         continue
                     self.wait(send)
                     self.fly(send)
+                start = end
             self.record(wait=True)
         finally:
             self.abort(plan)
