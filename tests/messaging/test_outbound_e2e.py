@@ -180,9 +180,10 @@ def test_a_medium_gone_from_the_bucket_fails_with_meta_s_media_error(sandbox, qu
 def test_a_worker_killed_mid_batch_sends_nothing_twice_and_loses_nothing(
     sandbox, queue_prefix, tmp_path, monkeypatch
 ):
-    sender = PhoneNumberFactory(phone_number_id="106540352242922")
-    sandbox.config(statuses=False, latency_ms=150)  # a batch takes seconds: time to kill it mid-way
-    count = 20
+    # A batch takes seconds (30 at 10/s): time to kill it mid-way, however busy the machine.
+    sender = PhoneNumberFactory(phone_number_id="106540352242922", rate_limit_per_s=10)
+    sandbox.config(statuses=False, latency_ms=150)
+    count = 30
     messages = [
         message_send(
             phone_number=sender,
