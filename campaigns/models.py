@@ -105,7 +105,10 @@ class Recipient(models.Model):
         CANCELLED = "cancelled"
         SKIPPED = "skipped"  # opted out, or no address, after the audience was taken
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients")
+    # Indexed by the unique (campaign, contact) and (campaign, status, id): fewer indexes, a faster launch.
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="recipients", db_index=False
+    )
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
     address = models.CharField(max_length=254)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -129,9 +132,6 @@ class Recipient(models.Model):
             models.UniqueConstraint(fields=["campaign", "contact"], name="recipient_campaign_contact_unique")
         ]
         indexes = [
-            models.Index(
-                fields=["campaign", "id"], condition=models.Q(status="pending"), name="recipient_pending"
-            ),
             models.Index(fields=["campaign", "status", "id"], name="recipient_campaign_status"),
         ]
 

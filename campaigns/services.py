@@ -477,7 +477,7 @@ def campaign_start(*, campaign: Campaign, actor: Actor, source: str, now_: bool 
             )
             return _refresh(campaign, locked)
         count = campaign_recipients_materialise(campaign=locked)
-        locked.total_recipients = Recipient.objects.filter(campaign=locked).count()
+        locked.total_recipients = count  # none before: a campaign starts once
         locked.status, locked.started_at, locked.status_reason = _C.RUNNING, now, ""
         locked.save(update_fields=["status", "started_at", "status_reason", "total_recipients", "updated_at"])
         if locked.total_recipients == 0:
