@@ -7,7 +7,7 @@ batch left unfinished before it opens a new one:
    (`max_id`) and `snapshot_at`; its key contains the row's id, so every rerun writes the same
    object. A crash here leaves either no row or an open one.
 2. upload (no transaction held by us; the COPY reads one snapshot): the day's messages with
-   id ≤ max_id are streamed by `COPY (SELECT … to_jsonb …) TO STDOUT`, gzipped and sent as an S3
+   id ≤ max_id are streamed by `COPY (SELECT row_to_json …) TO STDOUT`, gzipped and sent as an S3
    multipart upload in PART_SIZE parts; then the row becomes `uploaded` with its count, size,
    sha256 and ETag. A crash before that commit leaves an open batch and perhaps an incomplete
    upload, which the rerun aborts before it writes the object again under the same key.
