@@ -6,10 +6,10 @@ keeps to both itself, in PostgreSQL, so that workers on any machine share one sc
 
 - Sender: a GCRA with no burst. `SenderPace.tat` is the earliest time the number's next message
   may go. Taking n slots is one statement, INSERT ... ON CONFLICT DO UPDATE, which locks the row
-  for that statement only, moves `tat` to greatest(tat, clock) + n * step and returns it; the slots
-  are base + i * step, base being the returned tat less n steps. Step is 1/rate rounded UP to a
-  whole microsecond and read from the PhoneNumber row in the same statement, so a changed rate
-  applies to the next batch. With slots exactly one step apart and no burst, any one-second
+  for that statement only, moves `tat` to greatest(tat, clock + SLOT_LEAD) + n * step and returns
+  it; the slots are base + i * step, base being the returned tat less n steps. Step is 1/rate
+  rounded UP to a whole microsecond and read from the PhoneNumber row in the same statement, so a
+  changed rate applies to the next batch. With slots exactly one step apart and no burst, any one-second
   window holds at most `rate` of them; a burst allowance, however small, would let a window hold
   more. The rate is first cut by WHATSAPP_RATE_HEADROOM_PCT: sends leave a little after their
   slots (a busy CPU, the network), and at exactly the limit a late send followed by an on-time one
@@ -54,8 +54,9 @@ WITH pace AS (
     FROM messaging_phonenumber WHERE id = %(phone_number_id)s
 )
 INSERT INTO messaging_senderpace AS s (phone_number_id, tat)
-SELECT %(phone_number_id)s, clock_timestamp() + step_us * %(n)s * interval '1 microsecond' FROM pace
-ON CONFLICT (phone_number_id) DO UPDATE SET tat = greatest(s.tat, clock_timestamp())
+SELECT %(phone_number_id)s, clock_timestamp() + %(lead)s + step_us * %(n)s * interval '1 microsecond'
+FROM pace
+ON CONFLICT (phone_number_id) DO UPDATE SET tat = greatest(s.tat, clock_timestamp() + %(lead)s)
     + (SELECT step_us FROM pace) * %(n)s * interval '1 microsecond'
 RETURNING s.tat, clock_timestamp(), (SELECT step_us FROM pace)
 """
@@ -77,6 +78,10 @@ DELETE FROM messaging_recipientpace WHERE id IN (
 )
 """
 
+# A slot is never sooner than this after it is taken: time to start the attempts and hand the
+# request over, so that the first send after an idle spell does not leave late (see outbound's
+# SEND_LATE_MAX_S, which refuses to send late).
+SLOT_LEAD = timedelta(milliseconds=50)
 RECIPIENT_PACE_KEEP = timedelta(minutes=10)
 SWEEP_BATCH = 10_000
 
@@ -100,7 +105,9 @@ def rate_slots_take(*, phone_number: PhoneNumber, recipients: list[str]) -> Slot
     with connection.cursor() as cursor:
         before = time.time()
         share = 1 - settings.WHATSAPP_RATE_HEADROOM_PCT / 100
-        cursor.execute(_SENDER_SQL, {"phone_number_id": phone_number.pk, "n": n, "share": share})
+        cursor.execute(
+            _SENDER_SQL, {"phone_number_id": phone_number.pk, "n": n, "share": share, "lead": SLOT_LEAD}
+        )
         after = time.time()
         row = cursor.fetchone()
         if row is None:
