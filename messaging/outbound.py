@@ -23,10 +23,7 @@ The protocol, in the order things happen:
    each; it commits BEFORE any of the group's requests leaves. Each request is then handed, at
    its slot, to one of SEND_CONCURRENCY request threads, so it does not wait behind a slow answer
    before it; the handing thread also keeps a drain's requests for one sender at least 1/limit
-   apart, so after a stall the late ones do not catch up in a burst into one of Meta's seconds,
-   and hands nothing over later than SEND_LATE_MAX_S after its slot: that attempt is closed
-   unsent and its message queued again for a new slot (slots are paced a headroom under the
-   limit, which forgives only so much lateness next to another drain's on-time sends).
+   apart, so after a stall the late ones do not catch up in a burst into one of Meta's seconds.
    The answers are recorded a group at a time: the successes in one statement (attempts and
    messages, with the locks parsing takes on their wamids, messaging/parsing.py), each other
    answer in a statement of its own:
@@ -117,11 +114,6 @@ SEND_CONCURRENCY = 32
 GROUP_S = 0.1
 GROUP_MAX = 50
 SWITCH_INTERVAL_S = 0.0005
-# A request that would leave later than this after its slot is not sent: its attempt is closed
-# unsent and the message queued again for a slot of its own. Slots are paced a headroom under the
-# limit (WHATSAPP_RATE_HEADROOM_PCT), which forgives a send that much of a second late; a send later
-# than that, next to on-time ones, would put one request too many into one of Meta's seconds.
-SEND_LATE_MAX_S = 0.005
 DRAIN_BUDGET_S = QUEUES["outgoing"].visibility_timeout / 2
 SQS_DELAY_MAX_S = 900
 # Meta fetches a linked medium when it sends the message, which may be after our retries.
@@ -760,7 +752,6 @@ class DrainResult:
     in_doubt: int = 0
     deferred: int = 0  # their slot was far off, or their recipient's turn later: queued again, due then
     released: int = 0  # their sender was paused mid-batch: queued again
-    late: int = 0  # could not leave within SEND_LATE_MAX_S of their slot: queued again
     batches: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -1198,11 +1189,10 @@ class _Round:
         self.flying: set[_Send] = set()
         self.replies: list[_Send] = []
 
-    def wait(self, send: _Send) -> bool:
+    def wait(self, send: _Send) -> None:
         """Until the send's slot, and at least 1/limit after the drain's previous request for the
-        sender: one that left late does not make the next ones leave in a burst to catch up.
-        False when the moment came too late after the slot (SEND_LATE_MAX_S): do not send."""
-        from messaging.ratelimit import rate_clock_now, rate_slot_wait
+        sender: one that left late does not make the next ones leave in a burst to catch up."""
+        from messaging.ratelimit import rate_slot_wait
 
         rate_slot_wait(send.slot)
         number = send.phone_number.pk
@@ -1210,10 +1200,7 @@ class _Round:
             gap = 1 / max(send.phone_number.rate_limit_per_s, 1) - (time.monotonic() - last)
             if gap > 0:
                 time.sleep(gap)
-        if (rate_clock_now() - send.slot).total_seconds() > SEND_LATE_MAX_S:
-            return False
         self.last[number] = time.monotonic()
-        return True
 
     def fly(self, send: _Send) -> None:
         send.state = "flying"
@@ -1299,12 +1286,8 @@ class _Round:
                             send, worker=worker, due_at=stop[0], reason=stop[1]
                         )
                         continue
-                    if self.wait(send):
-                        self.fly(send)
-                    else:
-                        result.late += _attempt_cancel(
-                            send, worker=worker, due_at=None, reason="its slot passed before it could leave"
-                        )
+                    self.wait(send)
+                    self.fly(send)
                 start = end
             self.record(wait=True)
         finally:

@@ -79,8 +79,8 @@ DELETE FROM messaging_recipientpace WHERE id IN (
 """
 
 # A slot is never sooner than this after it is taken: time to start the attempts and hand the
-# request over, so that the first send after an idle spell does not leave late (see outbound's
-# SEND_LATE_MAX_S, which refuses to send late).
+# request over, so that the first send after an idle spell does not leave late, next to another
+# worker's on-time ones.
 SLOT_LEAD = timedelta(milliseconds=50)
 RECIPIENT_PACE_KEEP = timedelta(minutes=10)
 SWEEP_BATCH = 10_000
