@@ -3,11 +3,17 @@
 import json
 import os
 import resource
+import subprocess
+import time
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from config.stack import VAR_DIR, EmbeddedPostgres
+from config.stack import BASE_DIR, BIN_DIR, VAR_DIR, EmbeddedPostgres, MotoServer, SandboxServer, free_port
+
+ACCESS_TOKEN = "bench-access-token"
+APP_SECRET = "bench-app-secret"
 
 _embedded: list[EmbeddedPostgres] = []  # kept referenced: pgserver stops the server when released
 
@@ -36,6 +42,58 @@ def django_on_fresh_database(name: str) -> str:
     django.setup()
     call_command("migrate", verbosity=0)
     return url
+
+
+def servers_start() -> tuple[MotoServer, SandboxServer]:
+    """moto's server (SQS, S3) and the Graph API sandbox, each in its own process on a free port,
+    and the environment that Django and the workers read pointing at them."""
+    VAR_DIR.mkdir(exist_ok=True)
+    moto = MotoServer(free_port(), VAR_DIR / "moto-bench.log")
+    os.environ["SANDBOX_ACCESS_LOG"] = "0"
+    sandbox = SandboxServer(
+        free_port(),
+        access_token=ACCESS_TOKEN,
+        app_secret=APP_SECRET,
+        webhook_url="",
+        log_path=VAR_DIR / "sandbox-bench.log",
+    )
+    os.environ.update(
+        AWS_ENDPOINT_URL=moto.endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_STORAGE_BUCKET_NAME="wharf-bench",
+        SQS_QUEUE_PREFIX="wharf-bench-",
+        SQS_WAIT_TIME_SECONDS="1",
+        WHATSAPP_APP_SECRET=APP_SECRET,
+        WHATSAPP_VERIFY_TOKEN="bench",
+        WHATSAPP_ACCESS_TOKEN=ACCESS_TOKEN,
+        WHATSAPP_GRAPH_URL=sandbox.graph_url,
+        SECRET_KEY="bench-only",
+    )
+    return moto, sandbox
+
+
+def worker_start(*, queues: str, concurrency: str, env: dict, log_path: Path) -> subprocess.Popen:
+    """A Celery worker process on `queues`, once it says it is ready; its output goes to log_path."""
+    log = open(log_path, "wb")  # noqa: SIM115 - the process keeps it
+    process = subprocess.Popen(
+        [
+            str(BIN_DIR / "celery"), "-A", "config", "worker", "--queues", queues,
+            "--concurrency", concurrency, "--without-mingle", "--without-gossip", "--loglevel", "INFO",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    log.close()
+    deadline = time.monotonic() + 60
+    while b" ready." not in log_path.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the Celery worker did not come up: see {log_path}")
+        time.sleep(0.2)
+    return process
 
 
 def peak_rss_mb() -> float:

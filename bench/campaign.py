@@ -25,9 +25,9 @@ import os
 import subprocess
 import time
 
-from bench._setup import django_on_fresh_database, peak_rss_mb, report
+from bench._setup import django_on_fresh_database, peak_rss_mb, report, servers_start, worker_start
 from bench.outbound import Sandbox
-from config.stack import BASE_DIR, BIN_DIR, VAR_DIR, MotoServer, SandboxServer, free_port, stop_process
+from config.stack import VAR_DIR, stop_process
 
 CONTACTS = int(os.environ.get("BENCH_CAMPAIGN_CONTACTS", "100000"))
 RATE = int(os.environ.get("BENCH_CAMPAIGN_RATE", "1000"))
@@ -37,8 +37,6 @@ CELERY_CONCURRENCY = os.environ.get("BENCH_CELERY_CONCURRENCY", "2")
 STALL_S = float(os.environ.get("BENCH_STALL_S", "90"))
 NUMBER = "100000000009001"
 WABA = "100000000000001"  # the sandbox's default WABA
-ACCESS_TOKEN = "bench-access-token"
-APP_SECRET = "bench-app-secret"
 TEMPLATE = [{"type": "BODY", "text": "Hello {{1}}, your code is {{2}}."}]
 
 
@@ -68,27 +66,6 @@ def group_rss_mb(process: subprocess.Popen) -> float:
             with contextlib.suppress(psutil.Error):
                 total = max(total, proc.memory_info().rss)
     return round(total / 1024 / 1024, 1)
-
-
-def worker_start(env: dict, log_path) -> subprocess.Popen:
-    log = open(log_path, "wb")  # noqa: SIM115 - the process keeps it
-    process = subprocess.Popen(
-        [
-            str(BIN_DIR / "celery"), "-A", "config", "worker", "--queues", "default,outgoing",
-            "--concurrency", CELERY_CONCURRENCY, "--without-mingle", "--without-gossip", "--loglevel", "INFO",
-        ],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while b" ready." not in log_path.read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the Celery worker did not come up: see {log_path}")
-        time.sleep(0.2)
-    return process
 
 
 class Waiter:
@@ -124,30 +101,8 @@ class Waiter:
 
 
 def main() -> int:
-    VAR_DIR.mkdir(exist_ok=True)
-    moto = MotoServer(free_port(), VAR_DIR / "moto-bench.log")
-    os.environ["SANDBOX_ACCESS_LOG"] = "0"
-    sandbox_server = SandboxServer(
-        free_port(),
-        access_token=ACCESS_TOKEN,
-        app_secret=APP_SECRET,
-        webhook_url="",
-        log_path=VAR_DIR / "sandbox-bench.log",
-    )
+    moto, sandbox_server = servers_start()
     sandbox = Sandbox(sandbox_server.root)
-    os.environ.update(
-        AWS_ENDPOINT_URL=moto.endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_STORAGE_BUCKET_NAME="wharf-bench",
-        SQS_QUEUE_PREFIX="wharf-bench-",
-        SQS_WAIT_TIME_SECONDS="1",
-        WHATSAPP_APP_SECRET=APP_SECRET,
-        WHATSAPP_VERIFY_TOKEN="bench",
-        WHATSAPP_ACCESS_TOKEN=ACCESS_TOKEN,
-        WHATSAPP_GRAPH_URL=sandbox_server.graph_url,
-        SECRET_KEY="bench-only",
-    )
     worker: subprocess.Popen | None = None
     try:
         database_url = django_on_fresh_database("wharf_bench_campaign")
@@ -183,7 +138,12 @@ def main() -> int:
             audience_tags=["bench"],
         )
         env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
-        worker = worker_start(env, VAR_DIR / "bench-campaign.log")
+        worker = worker_start(
+            queues="default,outgoing",
+            concurrency=CELERY_CONCURRENCY,
+            env=env,
+            log_path=VAR_DIR / "bench-campaign.log",
+        )
         waiter = Waiter(sandbox, worker)
 
         started = time.perf_counter()

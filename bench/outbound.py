@@ -33,9 +33,9 @@ import sys
 import time
 import uuid
 
-from bench._setup import django_on_fresh_database, report
+from bench._setup import django_on_fresh_database, report, servers_start, worker_start
 from bench.webhook import group_cpu_s
-from config.stack import BASE_DIR, BIN_DIR, VAR_DIR, MotoServer, SandboxServer, free_port, stop_process
+from config.stack import VAR_DIR, MotoServer, SandboxServer, stop_process
 
 PACING_S = float(os.environ.get("BENCH_PACING_S", "30"))
 PACING_RATES = {"100000000000080": 80, "100000000000020": 20}  # phone_number_id -> messages/s
@@ -45,8 +45,6 @@ THROUGHPUT_NUMBER = "100000000001000"
 CELERY_CONCURRENCY = os.environ.get("BENCH_CELERY_CONCURRENCY", "2")
 STALL_S = float(os.environ.get("BENCH_STALL_S", "90"))  # give up when nothing is accepted this long
 SWEEP_S = 30.0  # beat's outbound-sweep schedule
-ACCESS_TOKEN = "bench-access-token"
-APP_SECRET = "bench-app-secret"
 
 
 class Sandbox:
@@ -263,64 +261,10 @@ def throughput_queue(phone_number) -> None:
         )
 
 
-def worker_start(env: dict, log) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [
-            str(BIN_DIR / "celery"),
-            "-A",
-            "config",
-            "worker",
-            "--queues",
-            "outgoing",
-            "--concurrency",
-            CELERY_CONCURRENCY,
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "INFO",
-        ],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log_path = VAR_DIR / "bench-outbound.log"
-    deadline = time.monotonic() + 60
-    while b" ready." not in log_path.read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the Celery worker did not come up: see {log_path}")
-        time.sleep(0.2)
-    return process
-
-
 def main() -> int:
-    VAR_DIR.mkdir(exist_ok=True)
-    moto = MotoServer(free_port(), VAR_DIR / "moto-bench.log")
-    os.environ["SANDBOX_ACCESS_LOG"] = "0"
-    sandbox_server = SandboxServer(
-        free_port(),
-        access_token=ACCESS_TOKEN,
-        app_secret=APP_SECRET,
-        webhook_url="",
-        log_path=VAR_DIR / "sandbox-bench.log",
-    )
+    moto, sandbox_server = servers_start()
     sandbox = Sandbox(sandbox_server.root)
-    os.environ.update(
-        AWS_ENDPOINT_URL=moto.endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_STORAGE_BUCKET_NAME="wharf-bench",
-        SQS_QUEUE_PREFIX="wharf-bench-",
-        SQS_WAIT_TIME_SECONDS="1",
-        WHATSAPP_APP_SECRET=APP_SECRET,
-        WHATSAPP_VERIFY_TOKEN="bench",
-        WHATSAPP_ACCESS_TOKEN=ACCESS_TOKEN,
-        WHATSAPP_GRAPH_URL=sandbox_server.graph_url,
-        SECRET_KEY="bench-only",
-    )
     worker: subprocess.Popen | None = None
-    log = open(VAR_DIR / "bench-outbound.log", "wb")  # noqa: SIM115 - closed below
     try:
         database_url = django_on_fresh_database("wharf_bench_outbound")
         from django.core.management import call_command
@@ -346,7 +290,12 @@ def main() -> int:
         pacing_queue([numbers[number] for number in PACING_RATES])  # its first send woke a drain
         figures["pacing_setup_s"] = round(time.perf_counter() - started, 1)
         expected = {number: round(rate * PACING_S) for number, rate in PACING_RATES.items()}
-        worker = worker_start(env, log)
+        worker = worker_start(
+            queues="outgoing",
+            concurrency=CELERY_CONCURRENCY,
+            env=env,
+            log_path=VAR_DIR / "bench-outbound.log",
+        )
         cpu_before = cpu_snapshot(worker, sandbox_server, moto)
         pacing = wait_accepted(sandbox, expected)
         figures["pacing_cpu_s"] = cpu_split(cpu_before, cpu_snapshot(worker, sandbox_server, moto))
@@ -402,6 +351,5 @@ def main() -> int:
     finally:
         if worker is not None:
             stop_process(worker, grace_s=10)
-        log.close()
         sandbox_server.stop()
         moto.stop()
