@@ -28,7 +28,7 @@ from campaigns.services import (
     campaign_start,
     campaign_update,
 )
-from config.console import admin_object_take
+from config.console import ReadOnlyAdmin, admin_object_take
 from contacts.models import AuditLog
 from messaging.models import Template
 
@@ -374,7 +374,7 @@ def progress_html(campaign: Campaign) -> str:
 
 
 @admin.register(Recipient)
-class RecipientAdmin(admin.ModelAdmin):
+class RecipientAdmin(ReadOnlyAdmin):
     list_display = (
         "address",
         "campaign",
@@ -393,12 +393,3 @@ class RecipientAdmin(admin.ModelAdmin):
     @admin.display(description="message status")
     def message_status(self, recipient: Recipient) -> str:
         return recipient.message.status if recipient.message else ""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

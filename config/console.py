@@ -30,3 +30,16 @@ def admin_object_take(obj: models.Model, saved: models.Model) -> None:
     for field in type(saved)._meta.concrete_fields:
         setattr(obj, field.attname, getattr(saved, field.attname))
     obj._state.adding = False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A page to look at rows that only services write (audit, events, recipients, batches)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

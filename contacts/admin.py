@@ -9,7 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from config.console import admin_object_take, set_or_unset_filter
+from config.console import ReadOnlyAdmin, admin_object_take, set_or_unset_filter
 from contacts.apis import csv_download
 from contacts.models import AuditLog, Contact
 from contacts.selectors import contact_search_q, contact_tags_most_common
@@ -258,7 +258,7 @@ class ContactAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
+class AuditLogAdmin(ReadOnlyAdmin):
     """Read-only: the log is written by the services and nowhere else."""
 
     list_display = ("created_at", "action", "target_repr", "actor", "source")
@@ -266,12 +266,3 @@ class AuditLogAdmin(admin.ModelAdmin):
     search_fields = ("target_repr",)
     list_select_related = ("actor", "target_type")
     show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

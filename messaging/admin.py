@@ -29,7 +29,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import Truncator
 
 from archival.selectors import conversation_archived
-from config.console import admin_object_take, set_or_unset_filter
+from config.console import ReadOnlyAdmin, admin_object_take, set_or_unset_filter
 from contacts.models import AuditLog, Contact
 from contacts.selectors import contact_search_q
 from messaging.alerts import operator_alert_acknowledge, operator_alert_acknowledge_key
@@ -734,7 +734,7 @@ class WebhookEventInline(admin.TabularInline):
 
 
 @admin.register(InboundEvent)
-class InboundEventAdmin(admin.ModelAdmin):
+class InboundEventAdmin(ReadOnlyAdmin):
     """Webhook bodies exactly as received: read, filtered, and failed ones sent back to processing."""
 
     change_form_template = "admin/messaging/inboundevent/change_form.html"
@@ -773,15 +773,6 @@ class InboundEventAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_reprocess_permission(self, request) -> bool:
         return request.user.has_perm("messaging.change_inboundevent")
@@ -839,17 +830,6 @@ class InboundEventAdmin(admin.ModelAdmin):
 
 
 # -- typed webhook events and analytics --------------------------------------------------------------
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(WebhookEvent)
