@@ -56,6 +56,7 @@ from campaigns.channels import (
     channel_failures_window,
 )
 from campaigns.models import Campaign, Recipient
+from config.queues import task_publish
 from contacts.models import AuditLog, Contact
 from contacts.services import Actor, audit_log_record
 from messaging.bulk import BulkEntry, TemplateBatch, template_batch_prepare, template_messages_queue
@@ -417,10 +418,13 @@ def _refresh(campaign: Campaign, fresh: Campaign) -> Campaign:
 def _feed_enqueue(campaign_id: int, token: str, countdown: float | None = None) -> None:
     from campaigns.tasks import campaign_feed_task
 
-    try:
-        campaign_feed_task.apply_async((campaign_id, token), countdown=countdown, retry=False)
-    except Exception as error:
-        logger.warning("could not enqueue the feeder of campaign %s; the tick will: %s", campaign_id, error)
+    task_publish(
+        campaign_feed_task,
+        args=(campaign_id, token),
+        countdown=countdown,
+        what=f"the feeder of campaign {campaign_id}",
+        fallback="the tick",
+    )
 
 
 def _feed_schedule(campaign_id: int, *, countdown: float = 0.0) -> None:
@@ -610,10 +614,7 @@ def _finish(campaign: Campaign, *, status: str, reason: str) -> None:
 
 
 def _report_enqueue(task, campaign_id: int) -> None:
-    try:
-        task.apply_async((campaign_id,), retry=False)
-    except Exception as error:
-        logger.warning("could not enqueue the report of campaign %s; the tick will: %s", campaign_id, error)
+    task_publish(task, args=(campaign_id,), what=f"the report of campaign {campaign_id}", fallback="the tick")
 
 
 # -- feeding --------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Celery tasks of campaigns, on the `default` queue: thin, named after the services they call."""
 
 from celery import shared_task
+from django.db.models import Q
 
 from campaigns.models import Campaign, Recipient
 from campaigns.reports import campaign_report_write
@@ -28,10 +29,9 @@ def campaign_report_task(self, campaign_id: int) -> str:
     campaign = Campaign.objects.filter(pk=campaign_id).first()
     if campaign is None:
         return "gone"
-    in_flight = Recipient.objects.filter(campaign=campaign, message__status=Message.Status.SENDING).exists()
-    in_flight = (
-        in_flight or Recipient.objects.filter(campaign=campaign, status=Recipient.Status.SENDING).exists()
-    )
+    in_flight = Recipient.objects.filter(
+        Q(status=Recipient.Status.SENDING) | Q(message__status=Message.Status.SENDING), campaign=campaign
+    ).exists()
     if in_flight and self.request.retries < REPORT_WAIT_TRIES:
         raise self.retry(countdown=REPORT_WAIT_S)
     return campaign_report_write(campaign=campaign)

@@ -28,6 +28,27 @@ from config.aws import sqs_client
 
 logger = logging.getLogger(__name__)
 
+
+def task_publish(
+    task,
+    *,
+    args: tuple = (),
+    kwargs: dict | None = None,
+    countdown: float | None = None,
+    what: str,
+    fallback: str,
+) -> bool:
+    """Publish `task` once, without the broker client's retries, so that no request or worker waits
+    on SQS; on failure log a warning naming `what` and who picks it up instead, and return False.
+    Callers publish after commit; the rows they publish for are the record, so nothing is lost."""
+    try:
+        task.apply_async(args, kwargs, countdown=countdown, retry=False)
+    except Exception as error:
+        logger.warning("could not enqueue %s; %s will: %s: %s", what, fallback, type(error).__name__, error)
+        return False
+    return True
+
+
 LONG_POLL_S = 20  # ReceiveMessageWaitTimeSeconds of the work queues: the SQS maximum
 DLQ_RETENTION_S = 14 * 24 * 3600  # the SQS maximum; the source queues keep the 4-day default
 PEEK_HOLD_S = 30  # how long a listing or a replay holds the messages it has received

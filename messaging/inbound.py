@@ -48,10 +48,10 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from config.queues import QUEUES
+from config.queues import QUEUES, task_publish
 from contacts.models import AuditLog
 from contacts.services import Actor, audit_log_record
-from messaging.media import media_fetch_task
+from messaging.media import media_fetch_enqueue
 from messaging.models import InboundEvent, WakeUp
 
 logger = logging.getLogger(__name__)
@@ -223,19 +223,16 @@ def _drain_enqueue(
     if _EnqueuePause.active():
         logger.info("inbound drain not enqueued (%s): SQS failed moments ago", reason)
         return False
-    kwargs = {"event_ids": event_ids} if event_ids else {}
-    try:
-        inbound_events_process_task.apply_async(kwargs=kwargs, countdown=countdown, retry=False)
-    except Exception as error:
+    published = task_publish(
+        inbound_events_process_task,
+        kwargs={"event_ids": event_ids} if event_ids else {},
+        countdown=countdown,
+        what=f"an inbound drain ({reason})",
+        fallback="the sweeper",
+    )
+    if not published:
         _EnqueuePause.start()
-        logger.warning(
-            "could not enqueue an inbound drain (%s); the sweeper will: %s: %s",
-            reason,
-            type(error).__name__,
-            error,
-        )
-        return False
-    return True
+    return published
 
 
 # -- drain --------------------------------------------------------------------------------------
@@ -334,16 +331,8 @@ def _events_apply(events: list[InboundEvent], *, result: DrainResult) -> list[in
     result.processed += len(processed)
     result.failed += failed
     if media_message_ids:
-        transaction.on_commit(partial(_media_fetch_enqueue, media_message_ids))
+        transaction.on_commit(partial(media_fetch_enqueue, media_message_ids))
     return failed
-
-
-def _media_fetch_enqueue(message_ids: list[int]) -> None:
-    for message_id in message_ids:
-        try:
-            media_fetch_task.apply_async((message_id,), retry=False)
-        except Exception as error:
-            logger.warning("could not enqueue the media fetch of message %s: %s", message_id, error)
 
 
 def inbound_events_drain(

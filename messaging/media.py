@@ -39,6 +39,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.aws import s3_client
+from config.queues import task_publish
 from messaging.graph import GraphError, GraphRetryableError, media_download, media_info
 from messaging.models import Message
 
@@ -165,15 +166,21 @@ def media_fetch_sweep(*, limit: int = SWEEP_BATCH) -> list[int]:
         )
         if message_ids:
             Message.objects.filter(id__in=message_ids).update(updated_at=now)
-            transaction.on_commit(partial(_media_fetch_enqueue, message_ids))
+            transaction.on_commit(partial(media_fetch_enqueue, message_ids))
     if message_ids:
         logger.info("media fetch enqueued again for %d message(s)", len(message_ids))
     return message_ids
 
 
-def _media_fetch_enqueue(message_ids: list[int]) -> None:
+def media_fetch_enqueue(message_ids: list[int]) -> None:
+    """One fetch task per message, after commit; one SQS cannot take waits for the media sweeper."""
     for message_id in message_ids:
-        media_fetch_task.delay(message_id)
+        task_publish(
+            media_fetch_task,
+            args=(message_id,),
+            what=f"the media fetch of message {message_id}",
+            fallback="the media sweeper",
+        )
 
 
 def media_fetch_backoff_s(*, retries: int) -> int:

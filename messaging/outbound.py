@@ -81,7 +81,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from config.aws import s3_client
-from config.queues import QUEUES
+from config.queues import QUEUES, task_publish
 from contacts.models import AuditLog, Contact
 from contacts.services import Actor, audit_log_record
 from messaging.graph import (
@@ -733,12 +733,9 @@ def _wake_enqueue() -> None:
 def _drain_enqueue(*, reason: str, countdown: float | None = None) -> bool:
     from messaging.tasks import outbound_send_task  # messaging.tasks imports this module
 
-    try:
-        outbound_send_task.apply_async(countdown=countdown, retry=False)
-    except Exception as error:
-        logger.warning("could not enqueue an outgoing drain (%s); the sweeper will: %s", reason, error)
-        return False
-    return True
+    return task_publish(
+        outbound_send_task, countdown=countdown, what=f"an outgoing drain ({reason})", fallback="the sweeper"
+    )
 
 
 # -- the outgoing worker --------------------------------------------------------------------------
