@@ -341,6 +341,9 @@ def main() -> int:
 
         attempts = SendAttempt.objects.values("outcome").annotate(n=Count("id"))
         figures["attempts"] = {row["outcome"] or "open": row["n"] for row in attempts}
+        figures["handed_over_late"] = SendAttempt.objects.filter(
+            error_title__startswith="Not sent: handed over"
+        ).count()
         figures["duplicates"] = duplicates
         figures["pacing_error_pct"] = round(max(errors), 2)
         figures["rate_limited_answers"] = rate_limited

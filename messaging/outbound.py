@@ -8,25 +8,35 @@ The protocol, in the order things happen:
    WakeUp flag, coalesced as inbound's (messaging/inbound.py), which enqueues one drain. A medium
    in S3 (under MEDIA_OUTGOING_PREFIX) is sent by a link presigned at each attempt, valid for
    MEDIA_LINK_EXPIRY_S, rather than uploaded to Meta: no second copy, no media id to expire.
-2. Claim. `outgoing_drain` takes, per sender that is not paused, a batch of due queued messages with
-   SELECT ... FOR UPDATE SKIP LOCKED and marks them `sending` with `claimed_by` (a token of this
-   drain) and `claimed_at`, and commits. Concurrent drains take disjoint batches; a redelivered
-   task finds the messages no longer queued. Only the claim's holder may send a message.
-3. Pace. The batch takes its slots from the shared limiter (messaging/ratelimit.py); a message
-   whose slot is far off, or whose recipient's turn comes after its slot, goes back to the queue,
-   due then (where it takes a new slot); the others are sent in slot order. In a drain's first
-   round each sender's first message goes alone and the rest take their slots after its answer,
-   so a sender Meta refuses or does not answer costs one attempt, not a batch of them.
-4. Attempt. The batch is sent a group at a time: the sends due within GROUP_S, at most GROUP_MAX
-   of them. One statement checks that the claims
-   are still this drain's (refreshing `claimed_at`) and inserts a SendAttempt without outcome for
-   each; it commits BEFORE any of the group's requests leaves. Each request is then handed, at
-   its slot, to one of SEND_CONCURRENCY request threads, so it does not wait behind a slow answer
-   before it; the handing thread also keeps a drain's requests for one sender at least 1/limit
-   apart, so after a stall the late ones do not catch up in a burst into one of Meta's seconds.
-   The answers are recorded a group at a time: the successes in one statement (attempts and
-   messages, with the locks parsing takes on their wamids, messaging/parsing.py), each other
-   answer in a statement of its own:
+2. Claim. `outgoing_drain` takes, per sender that is not paused, about ROUND_S worth of due
+   queued messages with SELECT ... FOR UPDATE SKIP LOCKED, marks them `sending` with `claimed_by`
+   (a token of this drain) and `claimed_at`, and commits; it claims again for a sender whose
+   claimed messages run short. Concurrent drains take disjoint batches; a redelivered task finds
+   the messages no longer queued. Only the claim's holder may send a message.
+3. Pace. Slots are taken just before they are needed: a sender's next group (GROUP_S worth of its
+   rate, at most GROUP_MAX) takes its slots from the shared limiter (messaging/ratelimit.py) when
+   the drain's prepared sends for it end within GROUP_S. So drains sharing a sender hold slots at
+   most about two groups ahead, and their sends interleave closely. A message whose slot is far
+   off, or whose recipient's turn comes after its slot, goes back to the queue, due then (where it
+   takes a new slot). In a drain's first round each sender's first message goes alone and the
+   rest take their slots after its answer, so a sender Meta refuses or does not answer costs one
+   attempt, not a group of them.
+4. Attempt. One statement checks that the group's claims are still this drain's (refreshing
+   `claimed_at`) and inserts a SendAttempt without outcome for each; it commits BEFORE any of the
+   group's requests leaves. A dispatcher thread, which does nothing else, hands each request at
+   its slot to one of SEND_CONCURRENCY request threads, so it does not wait behind a slow answer
+   or the drain's own statements. Meta counts any one second, and slots leave only the headroom
+   free (20 ms of each second at 2 %), so a request that leaves more than LATE_MAX_S after its
+   slot (a stalled process) could meet, within one of Meta's seconds, a second's worth of sends
+   that leave on time after it. For a sender faster than one send per GROUP_S the drain then
+   moves the sender's schedule on by the lateness beyond LATE_MAX_S (`rate_slots_delay`): the
+   slots taken after it (all but the next two groups, and Meta's second ends a second later)
+   begin that much later. A slower sender's next slot may already be taken by another drain:
+   there the late request does not leave; its attempt is closed unsent and the message queued
+   again.
+   The drain records the answers as they come, the successes together (at most GROUP_MAX of them,
+   or every GROUP_S) in one statement (attempts and messages, with the locks parsing takes on their
+   wamids, messaging/parsing.py), each other answer at once in a statement of its own:
    sent (Meta's wamid; statuses that arrived first, kept pending by wamid, are applied), queued
    again with a due time (retryable errors, exponential backoff with jitter, failed after
    MAX_ATTEMPTS), failed (Meta's code, title and details), queued again with its sender paused
@@ -34,8 +44,8 @@ The protocol, in the order things happen:
    dropped connection), settled at once as sent when a status that came first carries its id
    (see step 5). An answer that pauses the sender or leaves it silent stops its sends not yet
    handed over: their attempts are closed unsent and the messages queued again (after a backoff
-   for silence). A worker that dies leaves the attempts of its group open, sent or not: step 5
-   makes them in doubt, which errs on the safe side.
+   for silence). A worker that dies leaves the attempts of its prepared groups open, sent or not:
+   step 5 makes them in doubt, which errs on the safe side.
 5. Sweep. Beat runs `outgoing_sweep`: a message `sending` under a claim older than CLAIM_STALE_S()
    lost its worker. Without an open attempt no request left for it: it is queued again. With one,
    a request may have reached Meta: it becomes `in_doubt`, which nothing resends automatically. If
@@ -55,6 +65,8 @@ operator's decision, taken only while no status has shown that it was sent.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
 import os
@@ -62,11 +74,13 @@ import random
 import re
 import socket
 import sys
+import threading
 import time
 import uuid
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from queue import SimpleQueue
 from typing import Any
@@ -98,8 +112,8 @@ logger = logging.getLogger(__name__)
 WAKE_NAME = "outgoing"
 PLACEHOLDER_PREFIX = "wharf-"
 WINDOW = timedelta(hours=24)
-# A round claims about ROUND_S worth of each sender's rate, so every batch in it lasts about as
-# long and a fast sender never idles while a slow one finishes its batch.
+# A drain claims about ROUND_S worth of a sender's rate at a time, and looks for senders with
+# messages due as often.
 ROUND_S = 1.0
 BATCH_MAX = 1000
 MAX_ATTEMPTS = 6
@@ -109,10 +123,16 @@ SLOT_WAIT_MAX_S = 5.0  # a slot further off than this sends the message back to 
 # Requests one drain may have in flight at once: at a sender's rate times Meta's answer time, sends
 # leave at their slots; fewer, and a slow answer holds back the sends behind it.
 SEND_CONCURRENCY = 32
-# Attempts are started in one statement for the sends due within GROUP_S, at most GROUP_MAX of
-# them: few enough that a worker dying leaves few messages in doubt that never left.
+# A group is GROUP_S worth of a sender's rate, at most GROUP_MAX sends: its slots are taken and
+# its attempts started in one statement each, when the sender's prepared sends end within GROUP_S.
+# So a drain holds slots at most about two groups ahead (another drain's slots follow close behind
+# them), and a worker dying leaves few messages in doubt that never left.
 GROUP_S = 0.1
 GROUP_MAX = 50
+# Meta counts any one second. Slots leave WHATSAPP_RATE_HEADROOM_PCT of it free (20 ms at 2 %):
+# a send handed over later than this after its slot is queued again instead, or it could meet,
+# within one of Meta's seconds, sends that left on time a second after it.
+LATE_MAX_S = 0.010
 SWITCH_INTERVAL_S = 0.0005
 DRAIN_BUDGET_S = QUEUES["outgoing"].visibility_timeout / 2
 SQS_DELAY_MAX_S = 900
@@ -749,6 +769,7 @@ class DrainResult:
     in_doubt: int = 0
     deferred: int = 0  # their slot was far off, or their recipient's turn later: queued again, due then
     released: int = 0  # their sender was paused mid-batch: queued again
+    late: int = 0  # handed over more than LATE_MAX_S after their slots (a slow sender's: queued again)
     batches: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -955,7 +976,7 @@ def outgoing_message_send(
 ) -> str:
     """Send one claimed message, at its `slot` from the limiter, and wait for the answer; returns
     the attempt's outcome ("" when the claim was lost, "auth" when Meta refused the sender's token:
-    the sender is paused and the message queued again). Drains send many at once (`_round_send`)."""
+    the sender is paused and the message queued again). Drains send many at once (`_Stream`)."""
     attempt = _attempt_start(message, worker=worker)
     if attempt is None:
         return ""
@@ -1091,6 +1112,7 @@ class _Send:
     body: dict | None = None
     future: Future | None = None
     reply: _Reply | None = None
+    gaps_s: float = 0.0  # the sender's `gaps_s` when the slot was taken
 
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None
@@ -1175,55 +1197,254 @@ def _sents_record(sends: list[_Send], *, worker: str) -> None:
             )
 
 
-class _Round:
-    """The sends of one round in flight: answers are watched as they come (a sender Meta refused
-    or left unanswered stops its remaining sends) and recorded in groups."""
+class _Dispatcher(threading.Thread):
+    """Hands each prepared send to a request thread at its slot, and does nothing else: no database,
+    no recording, so that nothing a drain must also do makes a request leave late. A send it would
+    hand over more than LATE_MAX_S after its slot, or whose sender was stopped, goes back to the
+    drain unsent."""
 
-    def __init__(self, *, worker: str, result: DrainResult, last: dict[int, float]):
-        self.worker, self.result, self.last = worker, result, last
+    def __init__(self, stream: _Stream):
+        super().__init__(name="graph-dispatch", daemon=True)
+        self.stream = stream
+        self.heap: list[tuple[datetime, int, _Send]] = []
+        self.order = itertools.count()
+        self.cond = threading.Condition()
+        self.closed = False
+
+    def push(self, sends: list[_Send]) -> None:
+        with self.cond:
+            for send in sends:
+                heapq.heappush(self.heap, (send.slot, next(self.order), send))
+            self.cond.notify()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+        if self.is_alive():
+            self.join()
+
+    def run(self) -> None:
+        from messaging.ratelimit import rate_clock_now
+
+        while True:
+            with self.cond:
+                if self.closed:
+                    return
+                if not self.heap:
+                    self.cond.wait()
+                    continue
+                delay = (self.heap[0][0] - rate_clock_now()).total_seconds()
+                if delay > 0:
+                    self.cond.wait(delay)  # or until an earlier send is pushed
+                    continue
+                send = heapq.heappop(self.heap)[2]
+            self.stream.hand_over(send, late_s=(rate_clock_now() - send.slot).total_seconds())
+
+
+@dataclass(eq=False)
+class _Sender:
+    """One sender's part of a drain: messages claimed and not yet prepared, and what is under way."""
+
+    phone_number: PhoneNumber
+    queue: deque[Message] = field(default_factory=deque)
+    horizon: datetime | None = None  # the last slot handed to the dispatcher
+    pending: int = 0  # sends handed to the dispatcher and not yet answered or given back
+    probe: str = ""  # "due": its first send goes alone; "out": it has, no more until its answer
+    more: bool = True  # its last claim came back full: the queue may hold more
+    gaps_s: float = 0.0  # how far this drain moved its schedule on for sends that left late
+
+
+class _Stream:
+    """A drain's sends: claimed per sender about ROUND_S worth at a time, prepared a group at a time
+    just before their slots (slots taken, attempts started), handed over by the dispatcher, and the
+    answers recorded in groups as they come. A sender Meta refused or left unanswered stops its
+    remaining sends."""
+
+    def __init__(self, *, worker: str, result: DrainResult, batch_size: int):
+        self.worker, self.result, self.batch_size = worker, result, batch_size
+        self.senders: dict[int, _Sender] = {}
         self.stops: dict[int, tuple[datetime | None, str]] = {}  # sender → (due time, why) for the rest
-        self.answered: SimpleQueue[_Send] = SimpleQueue()
-        self.flying: set[_Send] = set()
+        self.events: SimpleQueue[tuple[_Send, tuple[datetime | None, str] | None]] = SimpleQueue()
+        self.lates: SimpleQueue[tuple[_Send, float]] = SimpleQueue()  # sent, this late after the slot
+        self.wake = threading.Event()
+        self.open: set[_Send] = set()  # attempts started, not yet answered or closed
         self.replies: list[_Send] = []
+        self.replies_since = 0.0
+        self.looked_at = -math.inf  # when `_senders_due` last ran
+        self.dispatcher = _Dispatcher(self)
+        graph_client()  # made now (about 0.1 s the first time), not by a request after its slot
 
-    def wait(self, send: _Send) -> None:
-        """Until the send's slot, and at least 1/limit after the drain's previous request for the
-        sender: one that left late does not make the next ones leave in a burst to catch up."""
-        from messaging.ratelimit import rate_slot_wait
+    # -- the request side (dispatcher and request threads: no database) --
 
-        rate_slot_wait(send.slot)
-        number = send.phone_number.pk
-        if (last := self.last.get(number)) is not None:
-            gap = 1 / max(send.phone_number.rate_limit_per_s, 1) - (time.monotonic() - last)
-            if gap > 0:
-                time.sleep(gap)
-        self.last[number] = time.monotonic()
-
-    def fly(self, send: _Send) -> None:
+    def hand_over(self, send: _Send, *, late_s: float) -> None:
+        stop = self.stops.get(send.phone_number.pk)
+        if stop is None and late_s > LATE_MAX_S:
+            if _group_size(send.phone_number) > 1:
+                self.lates.put((send, late_s))  # the drain moves the sender's schedule on
+                self.wake.set()
+            else:  # the next slot may be taken already, by another drain: this one must not go
+                stop = (None, f"handed over {late_s * 1000:.0f} ms after its slot")
+        if stop is not None:
+            self._event(send, stop)
+            return
         send.state = "flying"
-        self.flying.add(send)
         send.future = _send_pool().submit(_request, send.phone_number.phone_number_id, send.body)
-        send.future.add_done_callback(lambda _future, send=send: self.answered.put(send))
+        send.future.add_done_callback(lambda _future, send=send: self._answered(send))
 
-    def watch(self) -> None:
-        """Take in the answers that came; stop a sender whose answer says to."""
-        while not self.answered.empty():
-            send = self.answered.get()
-            send.reply = send.future.result()
-            self.flying.discard(send)
-            self.replies.append(send)
-            error, number = send.reply.error, send.phone_number.pk
+    def _answered(self, send: _Send) -> None:
+        if send.future.exception() is None:
+            error, number = send.future.result().error, send.phone_number.pk
             if isinstance(error, GraphAuthError):
                 self.stops[number] = (None, "Meta refused the sender's token")
             elif isinstance(error, GraphRetryableError) and _request_left(error) and number not in self.stops:
                 # More requests into silence would only make more messages in doubt.
                 due_at = timezone.now() + timedelta(seconds=_backoff_s(1))
                 self.stops[number] = (due_at, "Meta left a request unanswered")
+        self._event(send, None)
 
-    def record(self, *, wait: bool = False) -> None:
-        if wait and self.flying:
-            futures_wait([send.future for send in self.flying])
-        self.watch()
+    def _event(self, send: _Send, unsent: tuple[datetime | None, str] | None) -> None:
+        self.events.put((send, unsent))
+        self.wake.set()
+
+    # -- the drain's side (its thread and database connection) --
+
+    def run(self, *, deadline: float, first: bool) -> None:
+        self.dispatcher.start()
+        try:
+            self.refill(look=True, probe=first)
+            out_of_time = False
+            while True:
+                self.settle()
+                self.delay()
+                if not out_of_time and time.monotonic() >= deadline:
+                    out_of_time = True
+                    self.queues_release(due_at=None, counter="released")
+                    _drain_enqueue(reason="drain out of time")
+                if not out_of_time:
+                    self.refill()
+                    self.prepare()
+                if not self.open and not any(sender.queue for sender in self.senders.values()):
+                    if out_of_time or not self.refill(look=True):
+                        break
+                    continue
+                self.wake.wait(0.01)
+            self.record()
+        finally:
+            self.dispatcher.close()
+            self.abort()
+
+    def refill(self, *, look: bool = False, probe: bool = False) -> bool:
+        """Claim about ROUND_S worth for each sender whose queue runs short of a group and that may
+        have more; `look` (at least every ROUND_S) asks the database which senders have messages due."""
+        now = time.monotonic()
+        if look or now - self.looked_at >= ROUND_S:
+            self.looked_at = now
+            for phone_number in _senders_due(timezone.now()):
+                if phone_number.pk not in self.senders:
+                    self.senders[phone_number.pk] = _Sender(phone_number, probe="due" if probe else "")
+                self.senders[phone_number.pk].more = True
+        claimed = False
+        for number, sender in self.senders.items():
+            phone_number = sender.phone_number
+            if not sender.more or number in self.stops or len(sender.queue) >= _group_size(phone_number):
+                continue
+            size = min(self.batch_size, max(1, math.ceil(phone_number.rate_limit_per_s * ROUND_S)))
+            messages = outgoing_claim(phone_number=phone_number, batch_size=size, worker=self.worker)
+            sender.more = len(messages) == size
+            if messages:
+                claimed = True
+                self.result.batches += 1
+                sender.queue.extend(messages)
+                if sender.more:
+                    outgoing_wake()  # more than this drain takes at once: idle workers may join
+        return claimed
+
+    def prepare(self) -> None:
+        """For each sender whose prepared sends end within GROUP_S, the next group: its slots taken,
+        the messages whose slot is far off or whose recipient's turn comes later queued again, due
+        then, and attempts started for the others (committed before the dispatcher has them)."""
+        from messaging.ratelimit import rate_clock_now, rate_slots_take
+
+        now = rate_clock_now()
+        for number, sender in self.senders.items():
+            if not sender.queue:
+                continue
+            if (stop := self.stops.get(number)) is not None:
+                self.queue_release(sender, due_at=stop[0], counter="released")
+                continue
+            if sender.probe == "out":
+                if sender.pending:
+                    continue
+                sender.probe = ""
+            if sender.pending and sender.horizon and (sender.horizon - now).total_seconds() > GROUP_S:
+                continue
+            size = 1 if sender.probe == "due" else _group_size(sender.phone_number)
+            sender.probe = "out" if sender.probe == "due" else ""
+            messages = [sender.queue.popleft() for _ in range(min(size, len(sender.queue)))]
+            recipients = [str(message.payload.get("to", "")) for message in messages]
+            slots = rate_slots_take(phone_number=sender.phone_number, recipients=recipients)
+            group = []
+            for index, (slot, message) in enumerate(zip(slots, messages, strict=True)):
+                if index in slots.held:  # its recipient's turn is later: a new slot then
+                    self.result.deferred += _release(message, worker=self.worker, due_at=slots.held[index])
+                elif (slot - now).total_seconds() > SLOT_WAIT_MAX_S:
+                    self.result.deferred += _release(message, worker=self.worker, due_at=slot)
+                else:
+                    group.append(_Send(slot, sender.phone_number, message, gaps_s=sender.gaps_s))
+            if not group:
+                continue
+            _attempts_start(group, worker=self.worker)
+            started = [send for send in group if send.state == "started"]
+            if started:
+                self.open.update(started)
+                sender.pending += len(started)
+                sender.horizon = max(send.slot for send in started)
+                self.dispatcher.push(started)
+
+    def settle(self) -> None:
+        """Take in what came back: answers, recorded in groups (at once for an error), and sends
+        the dispatcher gave back, their attempts closed unsent and their messages queued again."""
+        self.wake.clear()
+        while not self.events.empty():
+            send, unsent = self.events.get()
+            self.open.discard(send)
+            self.senders[send.phone_number.pk].pending -= 1
+            if unsent is not None:
+                counter = "released" if send.phone_number.pk in self.stops else "late"
+                due_at, reason = unsent
+                if _attempt_cancel(send, worker=self.worker, due_at=due_at, reason=reason):
+                    setattr(self.result, counter, getattr(self.result, counter) + 1)
+                continue
+            send.reply = send.future.result()
+            if not self.replies:
+                self.replies_since = time.monotonic()
+            self.replies.append(send)
+            if send.reply.error is not None:
+                self.replies_since = -math.inf
+        waited_s = time.monotonic() - self.replies_since
+        if len(self.replies) >= GROUP_MAX or waited_s >= GROUP_S or not self.open:
+            self.record()
+
+    def delay(self) -> None:
+        """Move on the schedule of each sender whose sends left more than LATE_MAX_S after their
+        slots, by as much more (less what this drain moved it on since their slots were taken), so
+        that no second of Meta's holds more than the slots allow (see the module's header)."""
+        from messaging.ratelimit import rate_slots_delay
+
+        gaps: dict[int, float] = {}
+        while not self.lates.empty():
+            send, late_s = self.lates.get()
+            self.result.late += 1
+            sender = self.senders[send.phone_number.pk]
+            gap = late_s - LATE_MAX_S - (sender.gaps_s - send.gaps_s)
+            if gap > 0:
+                sender.gaps_s += gap
+                gaps[send.phone_number.pk] = gaps.get(send.phone_number.pk, 0.0) + gap
+        for number, gap in gaps.items():
+            rate_slots_delay(phone_number=self.senders[number].phone_number, gap=timedelta(seconds=gap))
+
+    def record(self) -> None:
         replies, self.replies = self.replies, []
         sents = [send for send in replies if send.reply.error is None]
         if sents:
@@ -1240,74 +1461,46 @@ class _Round:
                 worker=self.worker,
                 reply=send.reply,
             )
-            if outcome == "auth":
-                self.result.released += 1
-            else:
-                counter = _COUNTERS[outcome]
-                setattr(self.result, counter, getattr(self.result, counter) + 1)
+            counter = "released" if outcome == "auth" else _COUNTERS[outcome]
+            setattr(self.result, counter, getattr(self.result, counter) + 1)
 
-    def send(self, plan: list[_Send]) -> None:
-        """Send the plan in slot order: attempts start a group at a time, before its first request;
-        each request leaves at its slot on a request thread, whatever the ones before it wait for."""
-        from messaging.ratelimit import rate_clock_now
+    def queue_release(self, sender: _Sender, *, due_at: datetime | None, counter: str) -> None:
+        while sender.queue:
+            released = _release(sender.queue.popleft(), worker=self.worker, due_at=due_at)
+            setattr(self.result, counter, getattr(self.result, counter) + released)
 
-        worker, result = self.worker, self.result
-        try:
-            start = 0
-            while start < len(plan):
-                end = start + 1
-                while end < min(len(plan), start + GROUP_MAX) and (
-                    (plan[end].slot - plan[start].slot).total_seconds() < GROUP_S
-                ):
-                    end += 1
-                self.record()
-                group = []
-                for send in plan[start:end]:
-                    stop = self.stops.get(send.phone_number.pk)
-                    if stop is not None:
-                        send.state = "done"
-                        result.released += _release(send.message, worker=worker, due_at=stop[0])
-                    elif (send.slot - rate_clock_now()).total_seconds() > SLOT_WAIT_MAX_S:
-                        send.state = "done"
-                        result.deferred += _release(send.message, worker=worker, due_at=send.slot)
-                    else:
-                        group.append(send)
-                if group:
-                    _attempts_start(group, worker=worker)
-                for send in group:
-                    if send.state != "started":
-                        continue
-                    self.watch()
-                    if (stop := self.stops.get(send.phone_number.pk)) is not None:
-                        result.released += _attempt_cancel(
-                            send, worker=worker, due_at=stop[0], reason=stop[1]
-                        )
-                        continue
-                    self.wait(send)
-                    self.fly(send)
-                start = end
-            self.record(wait=True)
-        finally:
-            self.abort(plan)
+    def queues_release(self, *, due_at: datetime | None, counter: str) -> None:
+        for sender in self.senders.values():
+            self.queue_release(sender, due_at=due_at, counter=counter)
 
-    def abort(self, plan: list[_Send]) -> None:
-        """After an error stopped the round: give back what was not sent, and wait for what flies
+    def abort(self) -> None:
+        """After an error stopped the drain: give back what was not sent, and wait for what flies
         (what cannot be recorded stays claimed with its attempt open: the sweeper doubts it)."""
-        if self.flying:
-            futures_wait([send.future for send in self.flying])
-        for send in plan:
+        flying = [send.future for send in self.open if send.state == "flying"]
+        if flying:
+            futures_wait(flying)
+        for send in list(self.open):
+            if send.state != "started":
+                continue
             try:
-                if send.state == "claimed":
-                    _release(send.message, worker=self.worker)
-                elif send.state == "started":
-                    _attempt_cancel(send, worker=self.worker, due_at=None, reason="the round stopped")
+                _attempt_cancel(send, worker=self.worker, due_at=None, reason="the drain stopped")
             except Exception:
                 logger.exception("could not give message %s back to the queue", send.message.pk)
-        if self.replies or not self.answered.empty():
+        try:
+            self.queues_release(due_at=None, counter="released")
+        except Exception:
+            logger.exception("could not give claimed messages back to the queue")
+        if self.replies or not self.events.empty():
             try:
+                self.settle()
                 self.record()
             except Exception:
-                logger.exception("could not record the answers of a stopped round")
+                logger.exception("could not record the answers of a stopped drain")
+
+
+def _group_size(phone_number: PhoneNumber) -> int:
+    """The sends a group prepares at once: GROUP_S worth at the sender's rate, at most GROUP_MAX."""
+    return min(GROUP_MAX, max(1, math.ceil(phone_number.rate_limit_per_s * GROUP_S)))
 
 
 def _senders_due(now: datetime) -> list[PhoneNumber]:
@@ -1318,72 +1511,15 @@ def _senders_due(now: datetime) -> list[PhoneNumber]:
 _COUNTERS = {_O.SENT: "sent", _O.RETRY: "retrying", _O.FAILED: "failed", _O.IN_DOUBT: "in_doubt"}
 
 
-def _round_send(
-    claimed: list[tuple[PhoneNumber, list[Message]]],
-    *,
-    worker: str,
-    result: DrainResult,
-    first: bool = False,
-    last: dict[int, float] | None = None,
-) -> None:
-    """Send one round: every sender's batch, merged in the order of their slots (which are on the
-    database's clock). A slot too far off to sleep for, or a recipient's turn after the slot,
-    sends its message back to the queue, due then. In a drain's `first` round each sender's first
-    message goes alone, and the rest take their slots after its answer: a sender whose token Meta
-    refuses, or that Meta does not answer, then costs one attempt, not a round of them."""
-    from messaging.ratelimit import rate_slots_take
-
-    round_ = _Round(worker=worker, result=result, last={} if last is None else last)
-    parts = [[(p, ms[:1]) for p, ms in claimed], [(p, ms[1:]) for p, ms in claimed]] if first else [claimed]
-    for part in parts:
-        plan: list[_Send] = []
-        for phone_number, messages in part:
-            if not messages:
-                continue
-            if (stop := round_.stops.get(phone_number.pk)) is not None:
-                for message in messages:
-                    result.released += _release(message, worker=worker, due_at=stop[0])
-                continue
-            recipients = [str(message.payload.get("to", "")) for message in messages]
-            slots = rate_slots_take(phone_number=phone_number, recipients=recipients)
-            for index, (slot, message) in enumerate(zip(slots, messages, strict=True)):
-                if index in slots.held:  # its recipient's turn is later: a new slot then
-                    result.deferred += _release(message, worker=worker, due_at=slots.held[index])
-                else:
-                    plan.append(_Send(slot, phone_number, message))
-        plan.sort(key=lambda send: (send.slot, send.message.pk))
-        round_.send(plan)
-
-
 def outgoing_drain(*, batch_size: int | None = None, time_budget_s: float = DRAIN_BUDGET_S) -> DrainResult:
-    """Send due queued messages, a round of one batch per sender at a time, until none is left or
-    time is up. A round of full batches wakes another drain, so idle workers join in."""
-    batch_size = batch_size or BATCH_MAX
+    """Send due queued messages until none is left or time is up (see `_Stream`). A claim that
+    comes back full wakes another drain, so idle workers join in."""
     worker = _worker_token()
     WakeUp.objects.filter(name=WAKE_NAME, pending=True).update(pending=False, updated_at=timezone.now())
     result = DrainResult()
-    last: dict[int, float] = {}  # sender → when this drain last handed a request of it over
-    deadline = time.monotonic() + time_budget_s
-    while True:
-        claimed = []
-        full = False
-        for phone_number in _senders_due(timezone.now()):
-            size = min(batch_size, max(1, math.ceil(phone_number.rate_limit_per_s * ROUND_S)))
-            messages = outgoing_claim(phone_number=phone_number, batch_size=size, worker=worker)
-            if messages:
-                claimed.append((phone_number, messages))
-                full = full or len(messages) == size
-        if not claimed:
-            break
-        result.batches += len(claimed)
-        if full:
-            outgoing_wake()
-        first = result.batches == len(claimed)
-        _round_send(claimed, worker=worker, result=result, first=first, last=last)
-        if time.monotonic() >= deadline:
-            _drain_enqueue(reason="drain out of time")
-            break
-    if result.retrying or result.deferred or result.released:
+    stream = _Stream(worker=worker, result=result, batch_size=batch_size or BATCH_MAX)
+    stream.run(deadline=time.monotonic() + time_budget_s, first=True)
+    if result.retrying or result.deferred or result.released or result.late:
         _next_due_wake()
     return result
 

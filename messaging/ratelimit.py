@@ -26,19 +26,22 @@ keeps to both itself, in PostgreSQL, so that workers on any machine share one sc
   busy recipient, who never loses a turn to a message that was not sent at it.
 - Clock: every time is read from the database (clock_timestamp(), taken after the row lock is
   granted, not when the statement began), so workers with skewed clocks agree; `rate_slot_wait`
-  sleeps against the offset between the local clock and the database's measured at each batch.
+  sleeps against the offset between the local clock and the database's, measured at each batch
+  and read from the batch of the shortest round trip among the latest.
 
 What callers must know. Call it in autocommit, outside transaction.atomic(): in a transaction, the
 sender's row stays locked until commit and every other worker waits. A slot is a moment, not a
 permit to spend later: send at it (sleep until it with `rate_slot_wait`), and if it is far, defer
 the message to it and take a slot again then, which is safe but spends a slot and the recipient's
-turn. A held entry is never sent at its slot: defer it to its recipient's turn. A crash loses
-nothing: unused slots are idle time, never a send.
+turn. A held entry is never sent at its slot: defer it to its recipient's turn. A send that left
+well after its slot must move the schedule on (`rate_slots_delay`). A crash loses nothing: unused
+slots are idle time, never a send.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -46,7 +49,12 @@ from django.db import connection
 
 from messaging.models import PhoneNumber
 
-_clock_offset_s = 0.0  # the database's clock minus this host's, measured at the last batch
+_clock_offset_s = 0.0  # the database's clock minus this host's
+# (round trip, offset) of the latest batches: the offset is read at the one with the shortest round
+# trip. A statement that waited for the row lock read the clock late in its round trip, which
+# would put the estimate off by up to half the wait. Each sample puts the offset within half its
+# round trip; one that cannot agree with the best means a clock was set, and the samples restart.
+_clock_samples: deque[tuple[float, float]] = deque(maxlen=32)
 
 _SENDER_SQL = """
 WITH pace AS (
@@ -70,6 +78,11 @@ SELECT %(phone_number_id)s, recipient, slot + %(spacing)s FROM input ORDER BY re
 ON CONFLICT (phone_number_id, recipient) DO UPDATE SET next_at = CASE
     WHEN p.next_at <= EXCLUDED.next_at - %(spacing)s THEN EXCLUDED.next_at ELSE p.next_at END
 RETURNING recipient, next_at
+"""
+
+_DELAY_SQL = """
+UPDATE messaging_senderpace SET tat = greatest(tat, clock_timestamp()) + %(gap)s
+WHERE phone_number_id = %(phone_number_id)s
 """
 
 _SWEEP_SQL = """
@@ -113,7 +126,13 @@ def rate_slots_take(*, phone_number: PhoneNumber, recipients: list[str]) -> Slot
         if row is None:
             raise PhoneNumber.DoesNotExist(f"no phone number {phone_number.pk}")
         tat, db_now, step_us = row
-        _clock_offset_s = db_now.timestamp() - (before + after) / 2
+        sample = (after - before, db_now.timestamp() - (before + after) / 2)
+        if _clock_samples:
+            best = min(_clock_samples)
+            if abs(sample[1] - best[1]) > (sample[0] + best[0]) / 2:  # a clock was set: start again
+                _clock_samples.clear()
+        _clock_samples.append(sample)
+        _clock_offset_s = min(_clock_samples)[1]
         step = timedelta(microseconds=step_us)
         base = tat - n * step
         slots = Slots([base + i * step for i in range(n)])
@@ -141,6 +160,14 @@ def rate_slots_take(*, phone_number: PhoneNumber, recipients: list[str]) -> Slot
             if not taken:
                 slots.held[i] = turns[recipient]
     return slots
+
+
+def rate_slots_delay(*, phone_number: PhoneNumber, gap: timedelta) -> None:
+    """Move the sender's schedule on by `gap`: the slots taken from now on begin that much later.
+    For a send that left late: it takes a place in Meta's seconds that its slot did not, and the
+    slots after it give that back (see messaging/outbound.py, step 4)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_DELAY_SQL, {"phone_number_id": phone_number.pk, "gap": gap})
 
 
 def rate_clock_now() -> datetime:

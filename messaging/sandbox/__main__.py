@@ -13,6 +13,7 @@ SANDBOX_ACCESS_LOG=0 (or --no-access-log) leaves out the line per request.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     # A request's arrival is timed when its thread runs: let it run soon (Python waits 5 ms by
     # default), or arrivals bunch in the rate window as if the client had sent them so.
     sys.setswitchinterval(0.0005)
+    gc.freeze()  # and no full collection pass stops the arrivals over what the app loaded
     print(f"sandbox Graph API on http://{args.host}:{args.port}/v23.0", flush=True)
     options = {
         "bind": f"{args.host}:{args.port}",

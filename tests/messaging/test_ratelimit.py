@@ -1,6 +1,7 @@
 import threading
 import time
 from bisect import bisect_right
+from collections import deque
 from datetime import datetime, timedelta
 from itertools import pairwise
 
@@ -10,7 +11,14 @@ from django.db import connection, transaction
 
 from messaging import ratelimit
 from messaging.models import PhoneNumber, RecipientPace, SenderPace
-from messaging.ratelimit import SLOT_LEAD, rate_clock_now, rate_paces_sweep, rate_slot_wait, rate_slots_take
+from messaging.ratelimit import (
+    SLOT_LEAD,
+    rate_clock_now,
+    rate_paces_sweep,
+    rate_slot_wait,
+    rate_slots_delay,
+    rate_slots_take,
+)
 from messaging.tasks import rate_paces_sweep_task
 from tests.factories import PhoneNumberFactory
 
@@ -71,6 +79,17 @@ def test_slots_are_one_step_apart_from_now_and_batches_follow_on(db, spacing):
         microseconds=12_500
     )
     assert busiest_second(first + second) == 80
+
+
+def test_a_late_send_moves_the_schedule_on_for_the_slots_taken_after_it(db, no_spacing):
+    phone_number = PhoneNumberFactory(rate_limit_per_s=80)
+    first = rate_slots_take(phone_number=phone_number, recipients=distinct(80))  # a second ahead
+
+    rate_slots_delay(phone_number=phone_number, gap=timedelta(milliseconds=30))
+    later = rate_slots_take(phone_number=phone_number, recipients=distinct(8, prefix="3162"))
+
+    assert later[0] - first[-1] == timedelta(microseconds=12_500) + timedelta(milliseconds=30)
+    assert gaps(later) == [timedelta(microseconds=12_500)] * 7
 
 
 def test_a_sender_idle_for_a_while_starts_again_from_now_without_a_burst(db, no_spacing):
@@ -269,7 +288,9 @@ class HostClockBehind:
 
 
 def test_rate_slot_wait_sleeps_until_the_slot_on_the_database_clock(db, no_spacing, monkeypatch):
-    clock = HostClockBehind()
+    # An earlier batch measured the host's clock right, over a round trip shorter than any since.
+    monkeypatch.setattr(ratelimit, "_clock_samples", deque([(0.0, 0.0)], maxlen=32))
+    clock = HostClockBehind()  # then it was set ten seconds back
     monkeypatch.setattr(ratelimit, "time", clock)
     phone_number = PhoneNumberFactory(rate_limit_per_s=20)
     first, _, third = rate_slots_take(phone_number=phone_number, recipients=distinct(3))
