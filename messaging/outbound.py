@@ -42,10 +42,11 @@ The protocol, in the order things happen:
    MAX_ATTEMPTS), failed (Meta's code, title and details), queued again with its sender paused
    (190, operators alerted), or in doubt (the request left but no answer came: a read timeout, a
    dropped connection), settled at once as sent when a status that came first carries its id
-   (see step 5). An answer that pauses the sender or leaves it silent stops its sends not yet
-   handed over: their attempts are closed unsent and the messages queued again (after a backoff
-   for silence). A worker that dies leaves the attempts of its prepared groups open, sent or not:
-   step 5 makes them in doubt, which errs on the safe side.
+   (see step 5). An answer that pauses the sender, or silence (its first request in the drain
+   unanswered, or SILENT_MAX in a row), stops its sends not yet handed over: their attempts are
+   closed unsent and the messages queued again (after a backoff for silence). A worker that dies
+   leaves the attempts of its prepared groups open, sent or not: step 5 makes them in doubt, which
+   errs on the safe side.
 5. Sweep. Beat runs `outgoing_sweep`: a message `sending` under a claim older than CLAIM_STALE_S()
    lost its worker. Without an open attempt no request left for it: it is queued again. With one,
    a request may have reached Meta: it becomes `in_doubt`, which nothing resends automatically. If
@@ -129,10 +130,13 @@ SEND_CONCURRENCY = 32
 # them), and a worker dying leaves few messages in doubt that never left.
 GROUP_S = 0.1
 GROUP_MAX = 50
-# Meta counts any one second. Slots leave WHATSAPP_RATE_HEADROOM_PCT of it free (20 ms at 2 %):
-# a send handed over later than this after its slot is queued again instead, or it could meet,
-# within one of Meta's seconds, sends that left on time a second after it.
-LATE_MAX_S = 0.010
+# Meta counts any one second. Slots leave WHATSAPP_RATE_HEADROOM_PCT of it free (20 ms at 2 %),
+# for the lateness of hand-overs up to this and for the way to Meta (threads, network): a send
+# handed over later moves its sender's schedule on, or is queued again (step 4).
+LATE_MAX_S = 0.005
+# A sender stops for the rest of a drain when its first request is left unanswered, or this many in
+# a row after it was answered.
+SILENT_MAX = 3
 SWITCH_INTERVAL_S = 0.0005
 DRAIN_BUDGET_S = QUEUES["outgoing"].visibility_timeout / 2
 SQS_DELAY_MAX_S = 900
@@ -1267,6 +1271,8 @@ class _Stream:
         self.stops: dict[int, tuple[datetime | None, str]] = {}  # sender → (due time, why) for the rest
         self.events: SimpleQueue[tuple[_Send, tuple[datetime | None, str] | None]] = SimpleQueue()
         self.lates: SimpleQueue[tuple[_Send, float]] = SimpleQueue()  # sent, this late after the slot
+        self.answered: set[int] = set()  # senders Meta answered in this drain
+        self.silent: dict[int, int] = {}  # sender → requests left unanswered since its last answer
         self.wake = threading.Event()
         self.open: set[_Send] = set()  # attempts started, not yet answered or closed
         self.replies: list[_Send] = []
@@ -1295,12 +1301,19 @@ class _Stream:
     def _answered(self, send: _Send) -> None:
         if send.future.exception() is None:
             error, number = send.future.result().error, send.phone_number.pk
-            if isinstance(error, GraphAuthError):
+            if error is None:
+                self.answered.add(number)
+                self.silent[number] = 0
+            elif isinstance(error, GraphAuthError):
                 self.stops[number] = (None, "Meta refused the sender's token")
-            elif isinstance(error, GraphRetryableError) and _request_left(error) and number not in self.stops:
-                # More requests into silence would only make more messages in doubt.
-                due_at = timezone.now() + timedelta(seconds=_backoff_s(1))
-                self.stops[number] = (due_at, "Meta left a request unanswered")
+            elif isinstance(error, GraphRetryableError) and _request_left(error):
+                # More requests into silence would only make more messages in doubt; one dropped
+                # connection among answered requests is not silence.
+                self.silent[number] = self.silent.get(number, 0) + 1
+                silence = number not in self.answered or self.silent[number] >= SILENT_MAX
+                if silence and number not in self.stops:
+                    due_at = timezone.now() + timedelta(seconds=_backoff_s(1))
+                    self.stops[number] = (due_at, "Meta left a request unanswered")
         self._event(send, None)
 
     def _event(self, send: _Send, unsent: tuple[datetime | None, str] | None) -> None:

@@ -486,6 +486,49 @@ def test_two_drains_sharing_a_sender_keep_to_its_rate_as_the_sandbox_counts_it(s
     assert all(result.sent for result in results[:2]), "both drains took part"
 
 
+def drop_from(monkeypatch, sandbox, *, send: int, drops: int) -> None:
+    """From the `send`-th request the drain hands over, the sandbox drops `drops` connections after
+    accepting the message, as if Meta sent it and the answer was lost."""
+    hand_over, handed = outbound._Stream.hand_over, []
+
+    def dropping(self, send_, *, late_s):
+        handed.append(send_)
+        if len(handed) == send:
+            sandbox.config(messages_drop_next=drops)
+        hand_over(self, send_, late_s=late_s)
+
+    monkeypatch.setattr(outbound._Stream, "hand_over", dropping)
+
+
+def test_one_request_left_unanswered_among_answered_ones_does_not_stop_the_sender(
+    sandbox, sender, monkeypatch, no_enqueue
+):
+    sender.rate_limit_per_s = 20
+    sender.save()
+    queued(sender, 8)
+    drop_from(monkeypatch, sandbox, send=3, drops=1)
+
+    result = outgoing_drain()
+
+    assert (result.sent, result.in_doubt, result.released) == (7, 1, 0)
+
+
+def test_requests_left_unanswered_three_in_a_row_stop_the_sender_for_the_drain(
+    sandbox, sender, monkeypatch, no_enqueue
+):
+    sender.rate_limit_per_s = 20
+    sender.save()
+    messages = queued(sender, 10)
+    drop_from(monkeypatch, sandbox, send=2, drops=3)
+
+    result = outgoing_drain()
+
+    assert (result.sent, result.in_doubt) == (1, 3)
+    assert result.released == 6
+    assert Message.objects.filter(pk__in=[m.pk for m in messages], status=S.QUEUED).count() == 6
+    assert sandbox.stats()["accepted"] == 4
+
+
 def stall_once(monkeypatch, *, after: int, stall_s: float) -> None:
     """The dispatcher stops for `stall_s` before handing over the send after the `after`-th, as a
     process stops for a garbage collection or the CPU: the sends due meanwhile leave late."""
