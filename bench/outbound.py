@@ -18,6 +18,10 @@ nothing here would receive them, and the sends alone are measured.
     time from the sandbox's first to its last accept; cpu_ms_per_message = the worker processes'
     CPU over the phase / messages.
 
+`handed_over_late` counts the sends a drain held back because it would have handed them over more
+than LATE_MAX_S after their slots (slow senders only; a fast sender's late sends go and move its
+schedule on, and are counted in the drains' results in the worker's log as `late`).
+
 `duplicates` is the sandbox's count of sends whose callback data (our message id) it had accepted
 before: 0 proves that no message was sent twice. Beat does not run; the bench calls the outgoing
 sweep every 30 s while it waits, as beat would. CPU is split by process group (psutil) and set
