@@ -18,8 +18,8 @@ nothing here would receive them, and the sends alone are measured.
     time from the sandbox's first to its last accept; cpu_ms_per_message = the worker processes'
     CPU over the phase / messages.
 
-`handed_over_late` counts the sends a drain held back because it would have handed them over more
-than LATE_MAX_S after their slots (slow senders only; a fast sender's late sends go and move its
+`late_not_sent` counts the sends a drain held back because they would have left more than
+LATE_MAX_S after their slots (slow senders only; a fast sender's late sends go and move its
 schedule on, and are counted in the drains' results in the worker's log as `late`).
 
 `duplicates` is the sandbox's count of sends whose callback data (our message id) it had accepted
@@ -345,8 +345,8 @@ def main() -> int:
 
         attempts = SendAttempt.objects.values("outcome").annotate(n=Count("id"))
         figures["attempts"] = {row["outcome"] or "open": row["n"] for row in attempts}
-        figures["handed_over_late"] = SendAttempt.objects.filter(
-            error_title__startswith="Not sent: handed over"
+        figures["late_not_sent"] = SendAttempt.objects.filter(
+            error_title__startswith="Not sent: it would have left"
         ).count()
         figures["duplicates"] = duplicates
         figures["pacing_error_pct"] = round(max(errors), 2)

@@ -27,13 +27,13 @@ The protocol, in the order things happen:
    its slot to one of SEND_CONCURRENCY request threads, so it does not wait behind a slow answer
    or the drain's own statements. Meta counts any one second, and slots leave only the headroom
    free (20 ms of each second at 2 %), so a request that leaves more than LATE_MAX_S after its
-   slot (a stalled process) could meet, within one of Meta's seconds, a second's worth of sends
-   that leave on time after it. For a sender faster than one send per GROUP_S the drain then
-   moves the sender's schedule on by the lateness beyond LATE_MAX_S (`rate_slots_delay`): the
-   slots taken after it (all but the next two groups, and Meta's second ends a second later)
-   begin that much later. A slower sender's next slot may already be taken by another drain:
-   there the late request does not leave; its attempt is closed unsent and the message queued
-   again.
+   slot (a stalled process, no request thread free) could meet, within one of Meta's seconds, a
+   second's worth of sends that leave on time after it. Lateness is read in the request thread,
+   as the request leaves. For a sender faster than one send per GROUP_S the drain then moves the
+   sender's schedule on by the lateness beyond LATE_MAX_S (`rate_slots_delay`): the slots taken
+   after it (all but the next two groups, and Meta's second ends a second later) begin that much
+   later. A slower sender's next slot may already be taken by another drain: there the late
+   request does not leave; its attempt is closed unsent and the message queued again.
    The drain records the answers as they come, the successes together (at most GROUP_MAX of them,
    or every GROUP_S) in one statement (attempts and messages, with the locks parsing takes on their
    wamids, messaging/parsing.py), each other answer at once in a statement of its own:
@@ -59,8 +59,9 @@ The protocol, in the order things happen:
 
 Why never twice: a request for a message leaves only from the drain whose claim is on the row,
 after an attempt row says so; every path back to `queued` either proves no request left (the
-claim was released before an attempt, or the attempt was closed by the drain that never handed
-its request over, or the request failed to connect, or Meta answered an error) or is an
+claim was released before an attempt, or the attempt was closed by the drain whose request never
+left: not handed over, or not sent by its request thread; or the request failed to connect, or
+Meta answered an error) or is an
 operator's decision, taken only while no status has shown that it was sent.
 """
 
@@ -131,8 +132,8 @@ SEND_CONCURRENCY = 32
 GROUP_S = 0.1
 GROUP_MAX = 50
 # Meta counts any one second. Slots leave WHATSAPP_RATE_HEADROOM_PCT of it free (20 ms at 2 %),
-# for the lateness of hand-overs up to this and for the way to Meta (threads, network): a send
-# handed over later moves its sender's schedule on, or is queued again (step 4).
+# for sends that leave up to this late and for the way to Meta (threads, network): a send that
+# would leave later moves its sender's schedule on, or is queued again (step 4).
 LATE_MAX_S = 0.005
 # A sender stops for the rest of a drain when its first request is left unanswered, or this many in
 # a row after it was answered.
@@ -773,7 +774,7 @@ class DrainResult:
     in_doubt: int = 0
     deferred: int = 0  # their slot was far off, or their recipient's turn later: queued again, due then
     released: int = 0  # their sender was paused mid-batch: queued again
-    late: int = 0  # handed over more than LATE_MAX_S after their slots (a slow sender's: queued again)
+    late: int = 0  # would leave more than LATE_MAX_S after their slots (a slow sender's: queued again)
     batches: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -1072,7 +1073,7 @@ _ATTEMPTS_START_SQL = f"""
     RETURNING message_id, id
 """
 
-# An attempt whose request was never handed to a request thread: closed, its message queued again.
+# An attempt whose request never left: closed, its message queued again.
 _ATTEMPT_CANCEL_SQL = f"""
     WITH attempt AS (
         UPDATE {_ATTEMPT} SET finished_at = %(now)s, outcome = 'retry', error_title = %(reason)s
@@ -1117,6 +1118,7 @@ class _Send:
     future: Future | None = None
     reply: _Reply | None = None
     gaps_s: float = 0.0  # the sender's `gaps_s` when the slot was taken
+    unsent: str = ""  # why the request thread did not send it
 
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None
@@ -1243,7 +1245,7 @@ class _Dispatcher(threading.Thread):
                     self.cond.wait(delay)  # or until an earlier send is pushed
                     continue
                 send = heapq.heappop(self.heap)[2]
-            self.stream.hand_over(send, late_s=(rate_clock_now() - send.slot).total_seconds())
+            self.stream.hand_over(send)
 
 
 @dataclass(eq=False)
@@ -1283,22 +1285,33 @@ class _Stream:
 
     # -- the request side (dispatcher and request threads: no database) --
 
-    def hand_over(self, send: _Send, *, late_s: float) -> None:
-        stop = self.stops.get(send.phone_number.pk)
-        if stop is None and late_s > LATE_MAX_S:
-            if _group_size(send.phone_number) > 1:
-                self.lates.put((send, late_s))  # the drain moves the sender's schedule on
-                self.wake.set()
-            else:  # the next slot may be taken already, by another drain: this one must not go
-                stop = (None, f"handed over {late_s * 1000:.0f} ms after its slot")
-        if stop is not None:
+    def hand_over(self, send: _Send) -> None:
+        if (stop := self.stops.get(send.phone_number.pk)) is not None:
             self._event(send, stop)
             return
         send.state = "flying"
-        send.future = _send_pool().submit(_request, send.phone_number.phone_number_id, send.body)
+        send.future = _send_pool().submit(self._request, send)
         send.future.add_done_callback(lambda _future, send=send: self._answered(send))
 
+    def _request(self, send: _Send) -> _Reply | None:
+        """The request, in a request thread; None when it would leave too late to leave at all.
+        Lateness is read here, as the request leaves, not at the hand-over: a request waits for a
+        free request thread too."""
+        from messaging.ratelimit import rate_clock_now
+
+        late_s = (rate_clock_now() - send.slot).total_seconds()
+        if late_s > LATE_MAX_S:
+            if _group_size(send.phone_number) == 1:  # the next slot may be another drain's already
+                send.unsent = f"it would have left {late_s * 1000:.0f} ms after its slot"
+                return None
+            self.lates.put((send, late_s))  # the drain moves the sender's schedule on
+            self.wake.set()
+        return _request(send.phone_number.phone_number_id, send.body)
+
     def _answered(self, send: _Send) -> None:
+        if send.future.exception() is None and send.future.result() is None:
+            self._event(send, (None, send.unsent))
+            return
         if send.future.exception() is None:
             error, number = send.future.result().error, send.phone_number.pk
             if error is None:
