@@ -44,11 +44,28 @@ def django_on_fresh_database(name: str) -> str:
     return url
 
 
-def servers_start() -> tuple[MotoServer, SandboxServer]:
-    """moto's server (SQS, S3) and the Graph API sandbox, each in its own process on a free port,
-    and the environment that Django and the workers read pointing at them."""
+def moto_start(**environ: str) -> MotoServer:
+    """moto's server (SQS, S3) in its own process on a free port, and the environment that Django
+    and the workers read pointing at it (the bench's bucket and queue prefix), with `environ`."""
     VAR_DIR.mkdir(exist_ok=True)
     moto = MotoServer(free_port(), VAR_DIR / "moto-bench.log")
+    os.environ.update(
+        AWS_ENDPOINT_URL=moto.endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_STORAGE_BUCKET_NAME="wharf-bench",
+        SQS_QUEUE_PREFIX="wharf-bench-",
+        SQS_WAIT_TIME_SECONDS="1",
+        SECRET_KEY="bench-only",
+        **environ,
+    )
+    return moto
+
+
+def servers_start() -> tuple[MotoServer, SandboxServer]:
+    """moto's server and the Graph API sandbox, each in its own process on a free port, and the
+    environment that Django and the workers read pointing at them."""
+    moto = moto_start()
     os.environ["SANDBOX_ACCESS_LOG"] = "0"
     sandbox = SandboxServer(
         free_port(),
@@ -58,17 +75,10 @@ def servers_start() -> tuple[MotoServer, SandboxServer]:
         log_path=VAR_DIR / "sandbox-bench.log",
     )
     os.environ.update(
-        AWS_ENDPOINT_URL=moto.endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_STORAGE_BUCKET_NAME="wharf-bench",
-        SQS_QUEUE_PREFIX="wharf-bench-",
-        SQS_WAIT_TIME_SECONDS="1",
         WHATSAPP_APP_SECRET=APP_SECRET,
         WHATSAPP_VERIFY_TOKEN="bench",
         WHATSAPP_ACCESS_TOKEN=ACCESS_TOKEN,
         WHATSAPP_GRAPH_URL=sandbox.graph_url,
-        SECRET_KEY="bench-only",
     )
     return moto, sandbox
 

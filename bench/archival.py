@@ -20,8 +20,7 @@ import resource
 import time
 from datetime import UTC, datetime, timedelta
 
-from bench._setup import django_on_fresh_database, report
-from config.stack import VAR_DIR, MotoServer, free_port
+from bench._setup import django_on_fresh_database, moto_start, report
 
 ROWS = int(os.environ.get("BENCH_ARCHIVAL_ROWS", "1000000"))
 DAYS = 120
@@ -87,16 +86,7 @@ def _fingerprint(connection) -> list:
 
 
 def main() -> int:
-    VAR_DIR.mkdir(exist_ok=True)
-    moto = MotoServer(free_port(), VAR_DIR / "moto-bench.log")
-    os.environ.update(
-        AWS_ENDPOINT_URL=moto.endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_STORAGE_BUCKET_NAME="wharf-bench",
-        AWS_CLIENT_TIMEOUT_S="60",
-        LOG_LEVEL="WARNING",
-    )
+    moto = moto_start(AWS_CLIENT_TIMEOUT_S="60", LOG_LEVEL="WARNING")
     try:
         django_on_fresh_database("wharf_bench_archival")
         from django.db import connection

@@ -20,8 +20,8 @@ import time
 import urllib.request
 import uuid
 
-from bench._setup import django_on_fresh_database, percentile, report
-from config.stack import BASE_DIR, BIN_DIR, VAR_DIR, MotoServer, free_port, stop_process
+from bench._setup import django_on_fresh_database, moto_start, percentile, report
+from config.stack import BASE_DIR, BIN_DIR, VAR_DIR, free_port, stop_process
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "20000"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
@@ -157,18 +157,10 @@ def wait_processed(total: int, timeout_s: float) -> tuple[int, int]:
 
 
 def main() -> int:
-    moto = MotoServer(free_port(), VAR_DIR / "moto-bench.log")
-    os.environ.update(
-        AWS_ENDPOINT_URL=moto.endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_STORAGE_BUCKET_NAME="wharf-bench",
-        SQS_QUEUE_PREFIX="wharf-bench-",
-        SQS_WAIT_TIME_SECONDS="1",
+    moto = moto_start(
         WHATSAPP_APP_SECRET=APP_SECRET,
         WHATSAPP_VERIFY_TOKEN="bench",
         WHATSAPP_ACCESS_TOKEN="bench",
-        SECRET_KEY="bench-only",
         API_THROTTLE_ANON="1000000/min",
     )
     processes: list[subprocess.Popen] = []
