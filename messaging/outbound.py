@@ -1205,9 +1205,7 @@ def _sents_record(sends: list[_Send], *, worker: str) -> None:
 
 class _Dispatcher(threading.Thread):
     """Hands each prepared send to a request thread at its slot, and does nothing else: no database,
-    no recording, so that nothing a drain must also do makes a request leave late. A send it would
-    hand over more than LATE_MAX_S after its slot, or whose sender was stopped, goes back to the
-    drain unsent."""
+    no recording, so that nothing a drain must also do makes a request leave late."""
 
     def __init__(self, stream: _Stream):
         super().__init__(name="graph-dispatch", daemon=True)
@@ -1290,10 +1288,10 @@ class _Stream:
             self._event(send, stop)
             return
         send.state = "flying"
-        send.future = _send_pool().submit(self._request, send)
+        send.future = _send_pool().submit(self._request_in_time, send)
         send.future.add_done_callback(lambda _future, send=send: self._answered(send))
 
-    def _request(self, send: _Send) -> _Reply | None:
+    def _request_in_time(self, send: _Send) -> _Reply | None:
         """The request, in a request thread; None when it would leave too late to leave at all.
         Lateness is read here, as the request leaves, not at the hand-over: a request waits for a
         free request thread too."""
@@ -1309,11 +1307,11 @@ class _Stream:
         return _request(send.phone_number.phone_number_id, send.body)
 
     def _answered(self, send: _Send) -> None:
-        if send.future.exception() is None and send.future.result() is None:
-            self._event(send, (None, send.unsent))
-            return
         if send.future.exception() is None:
-            error, number = send.future.result().error, send.phone_number.pk
+            if (reply := send.future.result()) is None:
+                self._event(send, (None, send.unsent))
+                return
+            error, number = reply.error, send.phone_number.pk
             if error is None:
                 self.answered.add(number)
                 self.silent[number] = 0
@@ -1429,8 +1427,9 @@ class _Stream:
                 self.dispatcher.push(started)
 
     def settle(self) -> None:
-        """Take in what came back: answers, recorded in groups (at once for an error), and sends
-        the dispatcher gave back, their attempts closed unsent and their messages queued again."""
+        """Take in what came back: answers, recorded in groups (at once for an error), and sends that
+        did not leave (their sender stopped, or too late), their attempts closed unsent and their
+        messages queued again."""
         self.wake.clear()
         while not self.events.empty():
             send, unsent = self.events.get()
