@@ -9,7 +9,7 @@ from celery import shared_task
 
 from archival.media import media_archive
 from archival.messages import ArchivalBusy, archive_batches_restore, messages_archive
-from messaging.alerts import operator_alert_raise
+from core.alerts import operator_alert_raise
 
 logger = logging.getLogger(__name__)
 

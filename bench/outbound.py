@@ -212,7 +212,7 @@ def throughput_queue(phone_number) -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from contacts.models import AuditLog
+    from core.models import AuditLog
     from messaging.models import Message
     from messaging.outbound import PLACEHOLDER_PREFIX
 

@@ -28,8 +28,8 @@ from campaigns.services import (
     campaign_start,
     campaign_update,
 )
-from config.console import ReadOnlyAdmin, admin_object_take
-from contacts.models import AuditLog
+from core.console import ReadOnlyAdmin, admin_object_take
+from core.models import AuditLog
 from messaging.models import Template
 
 SOURCE = AuditLog.Source.ADMIN

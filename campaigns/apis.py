@@ -21,8 +21,8 @@ from campaigns.services import (
     campaign_start,
     campaign_update,
 )
-from config.api import ModelPermissions
-from contacts.models import AuditLog
+from core.api import ModelPermissions
+from core.models import AuditLog
 from messaging.models import PhoneNumber, Template
 
 SOURCE = AuditLog.Source.API

@@ -57,8 +57,9 @@ from campaigns.channels import (
 )
 from campaigns.models import Campaign, Recipient
 from config.queues import task_publish
-from contacts.models import AuditLog, Contact
-from contacts.services import Actor, audit_log_record
+from contacts.models import Contact
+from core.audit import Actor, audit_log_record
+from core.models import AuditLog
 from messaging.bulk import BulkEntry, TemplateBatch, template_batch_prepare, template_messages_queue
 from messaging.models import Message, SendAttempt
 

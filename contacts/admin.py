@@ -9,9 +9,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from config.console import ReadOnlyAdmin, admin_object_take, set_or_unset_filter
 from contacts.apis import csv_download
-from contacts.models import AuditLog, Contact
+from contacts.models import Contact
 from contacts.selectors import contact_search_q, contact_tags_most_common
 from contacts.services import (
     CONTACT_FIELDS,
@@ -27,6 +26,8 @@ from contacts.services import (
     contacts_opt_out,
     contacts_tag,
 )
+from core.console import admin_object_take, set_or_unset_filter
+from core.models import AuditLog
 
 SOURCE = AuditLog.Source.ADMIN
 IMPORT_ERRORS_SHOWN = 1000
@@ -255,14 +256,3 @@ class ContactAdmin(admin.ModelAdmin):
             "errors_hidden": max(0, len(result.errors) - IMPORT_ERRORS_SHOWN) if result else 0,
         }
         return TemplateResponse(request, "admin/contacts/contact/import.html", context)
-
-
-@admin.register(AuditLog)
-class AuditLogAdmin(ReadOnlyAdmin):
-    """Read-only: the log is written by the services and nowhere else."""
-
-    list_display = ("created_at", "action", "target_repr", "actor", "source")
-    list_filter = ("source", "action", ("created_at", admin.DateFieldListFilter))
-    search_fields = ("target_repr",)
-    list_select_related = ("actor", "target_type")
-    show_full_result_count = False

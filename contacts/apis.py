@@ -11,8 +11,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from config.api import ModelPermissions
-from contacts.models import AuditLog, Channel, Contact
+from contacts.models import Channel, Contact
 from contacts.selectors import contact_get, contact_list
 from contacts.services import (
     contact_channel_opt_in,
@@ -23,6 +22,8 @@ from contacts.services import (
     contacts_export_csv_stream,
     contacts_import_csv,
 )
+from core.api import ModelPermissions
+from core.models import AuditLog
 
 SOURCE = AuditLog.Source.API
 

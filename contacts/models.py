@@ -1,5 +1,3 @@
-from django.conf import settings
-from django.contrib.contenttypes.models import ContentType
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
@@ -84,33 +82,3 @@ OPT_OUT_FIELDS: dict[Channel, tuple[str, str]] = {
     Channel.EMAIL: ("email_opted_out_at", "email_opt_out_source"),
     Channel.SMS: ("sms_opted_out_at", "sms_opt_out_source"),
 }
-
-
-class AuditLog(models.Model):
-    """Who changed what, through which door. Written by services, read-only everywhere else."""
-
-    class Source(models.TextChoices):
-        ADMIN = "admin"
-        API = "api"
-        CSV = "csv"
-        WEBHOOK = "webhook"
-        UNSUBSCRIBE = "unsubscribe"  # a contact's own click on an email's unsubscribe link
-        SYSTEM = "system"
-
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    source = models.CharField(max_length=16, choices=Source.choices)
-    action = models.CharField(max_length=32)
-    target_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.SET_NULL)
-    target_id = models.CharField(max_length=64, blank=True, default="")
-    target_repr = models.CharField(max_length=200, blank=True, default="")
-    changes = models.JSONField(blank=True, default=dict)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["target_type", "target_id"], name="auditlog_target")]
-
-    def __str__(self) -> str:
-        return f"{self.action} {self.target_repr}"

@@ -20,45 +20,19 @@ from typing import IO, Any
 import phonenumbers
 import psycopg
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from contacts.models import OPT_OUT_FIELDS, AuditLog, Channel, Contact
+from contacts.models import OPT_OUT_FIELDS, Channel, Contact
 from contacts.validators import validate_email
-
-Actor = AbstractBaseUser | None
+from core.audit import Actor, audit_log_record
+from core.models import AuditLog
 
 PHONE_TAKEN = "A contact with this phone number already exists."
 WA_ID_TAKEN = "A contact with this WhatsApp id already exists."
 CONTACT_FIELDS = ("phone", "wa_id", "name", "email", "tags", "language", "attributes")
-
-# -- audit ----------------------------------------------------------------------------------------
-
-
-def audit_log_record(
-    *,
-    actor: Actor,
-    source: str,
-    action: str,
-    target: models.Model | None = None,
-    target_repr: str = "",
-    changes: dict[str, Any] | None = None,
-) -> AuditLog:
-    """One row per write. Bulk writes have no single target and name what they touched instead."""
-    return AuditLog.objects.create(
-        actor=actor if actor is not None and actor.is_authenticated else None,
-        source=source,
-        action=action,
-        target_type=ContentType.objects.get_for_model(target) if target is not None else None,
-        target_id=str(target.pk) if target is not None else "",
-        target_repr=(str(target) if target is not None else target_repr)[:200],
-        changes=changes or {},
-    )
-
 
 # -- validation -----------------------------------------------------------------------------------
 

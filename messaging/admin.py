@@ -25,21 +25,20 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import Truncator
 
 from archival.selectors import conversation_archived
-from config.console import ReadOnlyAdmin, admin_object_take, set_or_unset_filter
-from contacts.models import AuditLog, Contact
+from contacts.models import Contact
 from contacts.selectors import contact_search_q
-from messaging.alerts import operator_alert_acknowledge, operator_alert_acknowledge_key
+from core.alerts import operator_alert_acknowledge_key
+from core.console import ReadOnlyAdmin, admin_object_take, set_or_unset_filter
+from core.models import AuditLog
 from messaging.inbound import inbound_events_reprocess
 from messaging.media import media_access, media_outgoing_discard, media_outgoing_upload
 from messaging.models import (
     AnalyticsEvent,
     InboundEvent,
     Message,
-    OperatorAlert,
     PhoneNumber,
     SendAttempt,
     Template,
@@ -960,56 +959,3 @@ class TemplateAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         self._sync(request, templates_waba_ids())
         return HttpResponseRedirect(reverse("admin:messaging_template_changelist"))
-
-
-AlertOpenFilter = set_or_unset_filter(
-    title="state",
-    parameter_name="open",
-    field="acknowledged_at",
-    yes="Open",
-    no="Acknowledged",
-    yes_when_set=False,
-)
-
-
-@admin.register(OperatorAlert)
-class OperatorAlertAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "level", "text", "key", "acknowledged_at", "acknowledged_by")
-    list_filter = (AlertOpenFilter, "level")
-    search_fields = ("=key", "text")
-    fields = ("key", "level", "text", "created_at", "acknowledged_at", "acknowledged_by")
-    readonly_fields = fields
-    actions = ("acknowledge",)
-
-    def has_acknowledge_permission(self, request) -> bool:
-        return request.user.has_perm("messaging.change_operatoralert")
-
-    @admin.action(description="Acknowledge the selected alerts", permissions=["acknowledge"])
-    def acknowledge(self, request, queryset):
-        alerts = list(queryset.filter(acknowledged_at__isnull=True))
-        for alert in alerts:
-            operator_alert_acknowledge(alert=alert, actor=request.user)
-        self.message_user(request, f"Acknowledged {len(alerts)} alert(s).", messages.SUCCESS)
-
-    def get_urls(self):
-        acknowledge_path = path(
-            "<int:alert_id>/acknowledge/",
-            self.admin_site.admin_view(self.acknowledge_view),
-            name="messaging_operatoralert_acknowledge",
-        )
-        return [acknowledge_path, *super().get_urls()]
-
-    def acknowledge_view(self, request: HttpRequest, alert_id: int) -> HttpResponse:
-        """The banner's "Acknowledge" button; back to the page it was on."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        if not self.has_acknowledge_permission(request):
-            raise PermissionDenied
-        alert = get_object_or_404(OperatorAlert, pk=alert_id)
-        operator_alert_acknowledge(alert=alert, actor=request.user)
-        next_url = request.POST.get("next", "")
-        if not url_has_allowed_host_and_scheme(
-            next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-        ):
-            next_url = reverse("admin:index")
-        return HttpResponseRedirect(next_url)

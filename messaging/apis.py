@@ -9,8 +9,9 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from contacts.models import AuditLog, Contact
+from contacts.models import Contact
 from contacts.services import contact_create, phone_normalise
+from core.models import AuditLog
 from messaging.graph import GraphError
 from messaging.media import media_access, media_outgoing_upload
 from messaging.models import Message, PhoneNumber

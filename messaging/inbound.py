@@ -49,8 +49,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.queues import QUEUES, task_publish
-from contacts.models import AuditLog
-from contacts.services import Actor, audit_log_record
+from core.audit import Actor, audit_log_record
+from core.models import AuditLog
 from messaging.media import media_fetch_enqueue
 from messaging.models import InboundEvent, WakeUp
 

@@ -340,23 +340,3 @@ class ChannelPace(models.Model):
 
     def __str__(self) -> str:
         return f"pace of {self.channel}"
-
-
-class OperatorAlert(models.Model):
-    """Something operators must see (a paused sender, a failed archival): an admin banner until
-    acknowledged, and an email to ADMINS when raised."""
-
-    key = models.CharField(max_length=128, unique=True)  # one open alert per cause
-    level = models.CharField(max_length=16, default="error")
-    text = models.TextField()
-    created_at = models.DateTimeField(auto_now_add=True)
-    acknowledged_at = models.DateTimeField(null=True, blank=True)
-    acknowledged_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return self.text[:80]

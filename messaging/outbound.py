@@ -98,8 +98,9 @@ from django.utils import timezone
 
 from config.aws import s3_client
 from config.queues import QUEUES, task_publish
-from contacts.models import AuditLog, Contact
-from contacts.services import Actor, audit_log_record
+from contacts.models import Contact
+from core.audit import Actor, audit_log_record
+from core.models import AuditLog
 from messaging.graph import (
     GraphAuthError,
     GraphError,
@@ -1018,7 +1019,7 @@ def _outcome_apply(
             **record, outcome=_O.RETRY, http_status=error.status, changes={"status": _S.QUEUED, **released}
         )
         if phone_number_pause(phone_number=phone_number, reason=reason):
-            from messaging.alerts import operator_alert_raise
+            from core.alerts import operator_alert_raise
 
             operator_alert_raise(
                 key=f"sender-paused:{phone_number.phone_number_id}",

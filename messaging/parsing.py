@@ -42,8 +42,9 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce, Lower, Trim
 from django.utils import timezone
 
-from contacts.models import AuditLog, Contact
+from contacts.models import Contact
 from contacts.services import contact_opt_in, contact_opt_out, contact_upsert_whatsapp
+from core.models import AuditLog
 from messaging.models import AnalyticsEvent, InboundEvent, Message, PendingStatus, PhoneNumber, WebhookEvent
 from messaging.templates import TEMPLATE_FIELDS, template_webhook_apply
 

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 
 from config.aws import s3_client
-from contacts.services import Actor, audit_log_record
+from core.audit import Actor, audit_log_record
 from messaging.models import Message, PhoneNumber
 
 logger = logging.getLogger(__name__)

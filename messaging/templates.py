@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from messaging.alerts import operator_alert_raise
+from core.alerts import operator_alert_raise
 from messaging.graph import (
     GraphAuthError,
     GraphClient,

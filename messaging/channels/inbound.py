@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from contacts.models import AuditLog, Channel, Contact
+from contacts.models import Channel, Contact
 from contacts.services import contact_channel_opt_out, phone_normalise
-from messaging.alerts import operator_alert_raise
+from core.alerts import operator_alert_raise
+from core.models import AuditLog
 from messaging.channels.sns import SnsSignatureError, sns_signature_verify
 
 logger = logging.getLogger(__name__)

@@ -25,8 +25,9 @@ from botocore.exceptions import (
 )
 from django.conf import settings
 
-from contacts.models import AuditLog, Channel, Contact
+from contacts.models import Channel, Contact
 from contacts.services import contact_channel_opt_out
+from core.models import AuditLog
 from messaging.channels.errors import ChannelError, contact_reachable_check
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import pytest
 from archival.messages import messages_archive
 from archival.models import ArchiveBatch
 from archival.tasks import archive_batches_restore_task, media_archive_task, messages_archive_task
-from messaging.alerts import operator_alert_raise
+from core.alerts import operator_alert_raise
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -99,5 +99,5 @@ def test_a_conversation_says_its_older_messages_are_archived_and_restores_them(
 def test_an_archival_failure_is_a_banner_until_acknowledged(admin_client):
     alert = operator_alert_raise(key="archival:messages", text="Archival of messages failed: S3 down")
     assert "Archival of messages failed" in admin_client.get(CHANGELIST).content.decode()
-    admin_client.post(f"/admin/messaging/operatoralert/{alert.pk}/acknowledge/", {"next": CHANGELIST})
+    admin_client.post(f"/admin/core/operatoralert/{alert.pk}/acknowledge/", {"next": CHANGELIST})
     assert "Archival of messages failed" not in admin_client.get(CHANGELIST).content.decode()

@@ -28,7 +28,8 @@ from archival.models import ArchiveBatch, ArchivedConversation
 from archival.tasks import messages_archive_task
 from campaigns.models import Campaign, Recipient
 from config.aws import s3_client
-from messaging.models import AnalyticsEvent, Message, OperatorAlert, SendAttempt
+from core.models import OperatorAlert
+from messaging.models import AnalyticsEvent, Message, SendAttempt
 from tests.archival.conftest import archive_objects, closed_port, days_ago
 from tests.factories import ContactFactory, MessageFactory
 from tests.platform.conftest import database_url

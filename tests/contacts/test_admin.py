@@ -6,7 +6,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from contacts.models import AuditLog, Contact
+from contacts.models import Contact
+from core.models import AuditLog
 from tests.factories import ContactFactory, UserFactory
 
 CHANGELIST = "/admin/contacts/contact/"
@@ -245,12 +246,12 @@ def test_audit_log_is_read_only(admin_client):
     ContactFactory(name="Ana")
     log = AuditLog.objects.create(source="api", action="contact.create", target_repr="Ana (+447400000001)")
 
-    response = admin_client.get("/admin/contacts/auditlog/", {"source__exact": "api", "q": "Ana"})
+    response = admin_client.get("/admin/core/auditlog/", {"source__exact": "api", "q": "Ana"})
 
     assert response.status_code == 200
     assert "Ana (+447400000001)" in response.text
-    assert admin_client.get("/admin/contacts/auditlog/add/").status_code == 403
-    change = admin_client.get(f"/admin/contacts/auditlog/{log.pk}/change/")
+    assert admin_client.get("/admin/core/auditlog/add/").status_code == 403
+    change = admin_client.get(f"/admin/core/auditlog/{log.pk}/change/")
     assert change.status_code == 200
     assert 'name="_save"' not in change.text
-    assert admin_client.post(f"/admin/contacts/auditlog/{log.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert admin_client.post(f"/admin/core/auditlog/{log.pk}/delete/", {"post": "yes"}).status_code == 403

@@ -5,8 +5,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from contacts.models import AuditLog, Contact
+from contacts.models import Contact
 from contacts.services import PHONE_TAKEN
+from core.models import AuditLog
 from tests.factories import ContactFactory
 
 LIST = "/api/v1/contacts/"

@@ -1,7 +1,8 @@
 import pytest
 from django.core.management import CommandError, call_command
 
-from contacts.models import AuditLog, Contact
+from contacts.models import Contact
+from core.models import AuditLog
 from tests.factories import ContactFactory
 
 

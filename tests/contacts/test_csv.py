@@ -6,8 +6,9 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from contacts import services
-from contacts.models import AuditLog, Contact
+from contacts.models import Contact
 from contacts.services import contacts_export_csv, contacts_import_csv
+from core.models import AuditLog
 from tests.factories import ContactFactory
 
 CSV = AuditLog.Source.CSV

@@ -4,7 +4,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 
 from contacts import services
-from contacts.models import AuditLog, Contact
+from contacts.models import Contact
 from contacts.services import (
     PHONE_TAKEN,
     contact_create,
@@ -18,6 +18,7 @@ from contacts.services import (
     contacts_untag,
     phone_normalise,
 )
+from core.models import AuditLog
 from tests.factories import ContactFactory, UserFactory
 
 API = AuditLog.Source.API

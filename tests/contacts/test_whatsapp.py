@@ -5,8 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from contacts.models import AuditLog, Contact
+from contacts.models import Contact
 from contacts.services import contact_upsert_whatsapp, contacts_export_csv, contacts_import_csv
+from core.models import AuditLog
 from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils.html import escape
 
 from config.aws import s3_client, storage_ensure_bucket
-from contacts.models import AuditLog
+from core.models import AuditLog
 from messaging.admin import MessageAdmin
 from messaging.models import InboundEvent, Message, PhoneNumber, WebhookEvent
 from messaging.parsing import inbound_payload_apply

@@ -10,8 +10,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from config.aws import s3_client, storage_ensure_bucket
-from contacts.models import AuditLog
-from messaging.alerts import operator_alert_raise
+from core.alerts import operator_alert_raise
+from core.models import AuditLog
 from messaging.models import Message, PhoneNumber, SendAttempt, Template
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory
 

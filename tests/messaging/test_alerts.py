@@ -6,9 +6,8 @@ from django.core import mail
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from contacts.models import AuditLog
-from messaging.alerts import operator_alert_acknowledge, operator_alert_raise
-from messaging.models import OperatorAlert
+from core.alerts import operator_alert_acknowledge, operator_alert_raise
+from core.models import AuditLog, OperatorAlert
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -79,10 +78,10 @@ def test_banner_on_every_admin_page_until_acknowledged(admin_client):
         page = admin_client.get(url).content.decode()
         assert f'id="operator-alert-{alert.pk}"' in page, url
         assert "&lt;token&gt; expired" in page  # escaped
-        assert f"/admin/messaging/operatoralert/{alert.pk}/acknowledge/" in page
+        assert f"/admin/core/operatoralert/{alert.pk}/acknowledge/" in page
 
     response = admin_client.post(
-        f"/admin/messaging/operatoralert/{alert.pk}/acknowledge/", {"next": "/admin/contacts/contact/"}
+        f"/admin/core/operatoralert/{alert.pk}/acknowledge/", {"next": "/admin/contacts/contact/"}
     )
     assert response.status_code == 302 and response["Location"] == "/admin/contacts/contact/"
     assert "operator-alert-" not in admin_client.get("/admin/").content.decode()
@@ -91,20 +90,20 @@ def test_banner_on_every_admin_page_until_acknowledged(admin_client):
 def test_acknowledge_goes_back_only_to_this_site(admin_client):
     alert = operator_alert_raise(key="k", text="t")
     response = admin_client.post(
-        f"/admin/messaging/operatoralert/{alert.pk}/acknowledge/", {"next": "https://evil.example/"}
+        f"/admin/core/operatoralert/{alert.pk}/acknowledge/", {"next": "https://evil.example/"}
     )
     assert response["Location"] == "/admin/"
-    assert admin_client.get(f"/admin/messaging/operatoralert/{alert.pk}/acknowledge/").status_code == 405
+    assert admin_client.get(f"/admin/core/operatoralert/{alert.pk}/acknowledge/").status_code == 405
 
 
 def test_banner_needs_staff_and_the_button_needs_the_permission(client):
     alert = operator_alert_raise(key="k", text="Paused sender")
-    viewer = UserFactory(is_staff=True, permissions=["messaging.view_operatoralert"])
+    viewer = UserFactory(is_staff=True, permissions=["core.view_operatoralert"])
     client.force_login(viewer)
 
     page = client.get("/admin/").content.decode()
     assert "Paused sender" in page and "acknowledge/" not in page
-    assert client.post(f"/admin/messaging/operatoralert/{alert.pk}/acknowledge/").status_code == 403
+    assert client.post(f"/admin/core/operatoralert/{alert.pk}/acknowledge/").status_code == 403
     client.logout()
     assert "Paused sender" not in client.get("/admin/login/").content.decode()
 
@@ -123,11 +122,11 @@ def test_alert_admin_lists_and_acknowledges(admin_client):
     done = operator_alert_raise(key="b", text="done one")
     operator_alert_acknowledge(alert=done, actor=None)
 
-    page = admin_client.get("/admin/messaging/operatoralert/?open=yes").content.decode()
+    page = admin_client.get("/admin/core/operatoralert/?open=yes").content.decode()
     assert "open one" in page and "done one" not in page
-    assert "done one" in admin_client.get("/admin/messaging/operatoralert/?open=no").content.decode()
+    assert "done one" in admin_client.get("/admin/core/operatoralert/?open=no").content.decode()
     response = admin_client.post(
-        "/admin/messaging/operatoralert/",
+        "/admin/core/operatoralert/",
         {"action": "acknowledge", "_selected_action": [open_alert.pk], "index": 0},
     )
     assert response.status_code == 302
@@ -145,7 +144,7 @@ def test_the_banners_button_carries_a_working_csrf_token(admin_user):
     token = form.split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
     assert token
 
-    url = f"/admin/messaging/operatoralert/{alert.pk}/acknowledge/"
+    url = f"/admin/core/operatoralert/{alert.pk}/acknowledge/"
     assert browser.post(url, {"next": "/admin/"}).status_code == 403  # without the token
     assert browser.post(url, {"next": "/admin/", "csrfmiddlewaretoken": token}).status_code == 302
     alert.refresh_from_db()

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from contacts.models import AuditLog
+from core.models import AuditLog
 from messaging.channels import ChannelError, channel_slot_wait, channel_slots_take, sms_send
 from messaging.channels.sms import sms_client
 from tests.factories import ContactFactory

@@ -7,10 +7,9 @@ import httpx
 import pytest
 from django.conf import settings
 
-from contacts.models import AuditLog
 from contacts.services import contact_channel_opt_in
+from core.models import AuditLog, OperatorAlert
 from messaging.channels import ChannelError, sms_send
-from messaging.models import OperatorAlert
 from tests.factories import ContactFactory
 from tests.stack import SMS_WEBHOOK_TOKEN
 

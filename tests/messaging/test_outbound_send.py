@@ -15,8 +15,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from core.models import OperatorAlert
 from messaging import outbound
-from messaging.models import AnalyticsEvent, InboundEvent, Message, OperatorAlert, PendingStatus, SendAttempt
+from messaging.models import AnalyticsEvent, InboundEvent, Message, PendingStatus, SendAttempt
 from messaging.outbound import (
     message_resend,
     message_send,

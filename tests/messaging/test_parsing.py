@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from contacts.models import AuditLog, Contact
+from contacts.models import Contact
+from core.models import AuditLog
 from messaging.models import AnalyticsEvent, InboundEvent, Message, PendingStatus, PhoneNumber, WebhookEvent
 from messaging.parsing import ApplyResult, inbound_payload_apply, message_pending_statuses_apply
 from tests.factories import ContactFactory

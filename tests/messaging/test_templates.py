@@ -12,7 +12,8 @@ import httpx
 import pytest
 from django.conf import settings
 
-from messaging.models import OperatorAlert, Template
+from core.models import OperatorAlert
+from messaging.models import Template
 from messaging.parsing import inbound_payload_apply
 from messaging.templates import (
     TemplateSlot,

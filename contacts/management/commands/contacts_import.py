@@ -4,8 +4,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from contacts.models import AuditLog
 from contacts.services import contacts_import_csv
+from core.models import AuditLog
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from contacts.models import AuditLog
+from core.models import AuditLog
 from messaging.models import PhoneNumber
 from messaging.sandbox import payloads
 from messaging.services import phone_number_create

@@ -16,9 +16,8 @@ from django.core.mail import mail_admins
 from django.db import transaction
 from django.utils import timezone
 
-from contacts.models import AuditLog
-from contacts.services import Actor, audit_log_record
-from messaging.models import OperatorAlert
+from core.audit import Actor, audit_log_record
+from core.models import AuditLog, OperatorAlert
 
 logger = logging.getLogger(__name__)
 

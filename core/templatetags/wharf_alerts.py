@@ -2,12 +2,12 @@
 
 from django import template
 
-from messaging.alerts import operator_alerts_open
+from core.alerts import operator_alerts_open
 
 register = template.Library()
 
 
-@register.inclusion_tag("admin/messaging/operator_alerts.html", takes_context=True)
+@register.inclusion_tag("admin/core/operator_alerts.html", takes_context=True)
 def operator_alerts_banner(context) -> dict:
     request = context.get("request")
     user = getattr(request, "user", None)
@@ -15,7 +15,7 @@ def operator_alerts_banner(context) -> dict:
         return {"alerts": []}
     return {
         "alerts": operator_alerts_open(),
-        "can_acknowledge": user.has_perm("messaging.change_operatoralert"),
+        "can_acknowledge": user.has_perm("core.change_operatoralert"),
         "next": request.get_full_path(),
         "csrf_token": context.get("csrf_token"),
     }
