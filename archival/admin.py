@@ -14,8 +14,8 @@ from django.utils.html import format_html
 from archival.models import ArchiveBatch
 from archival.selectors import conversation_archived
 from archival.tasks import archive_batches_restore_task, media_archive_task, messages_archive_task
-from config.aws import s3_client
 from contacts.models import Contact
+from core.aws import s3_client
 from core.console import ReadOnlyAdmin
 from messaging.admin import conversation_url
 

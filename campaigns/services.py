@@ -56,10 +56,10 @@ from campaigns.channels import (
     channel_failures_window,
 )
 from campaigns.models import Campaign, Recipient
-from config.queues import task_publish
 from contacts.models import Contact
 from core.audit import Actor, audit_log_record
 from core.models import AuditLog
+from core.queues import task_publish
 from messaging.bulk import BulkEntry, TemplateBatch, template_batch_prepare, template_messages_queue
 from messaging.models import Message, SendAttempt
 

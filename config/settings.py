@@ -155,7 +155,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_CREATE_MISSING_QUEUES = False
 CELERY_TASK_ACKS_LATE = True
 # A failed task is rejected, not acked: SQS redelivers it until its redrive policy moves it to
-# the queue's DLQ (see config/queues.py).
+# the queue's DLQ (see core/queues.py).
 CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False
 CELERY_TASK_ACKS_ON_FAILURE = False  # the two settings that replace the one above in Celery 6
 CELERY_TASK_ACKS_ON_TIMEOUT = False
@@ -356,9 +356,9 @@ LOGGING = {
     },
 }
 
-# -- queues (config/queues.py holds their specs) -------------------------------------------------
+# -- queues (core/queues.py holds their specs) -------------------------------------------------
 from kombu import Queue  # noqa: E402
 
-from config.queues import QUEUES  # noqa: E402
+from core.queues import QUEUES  # noqa: E402
 
 CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in QUEUES]

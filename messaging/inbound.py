@@ -48,9 +48,9 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from config.queues import QUEUES, task_publish
 from core.audit import Actor, audit_log_record
 from core.models import AuditLog
+from core.queues import QUEUES, task_publish
 from messaging.media import media_fetch_enqueue
 from messaging.models import InboundEvent, WakeUp
 

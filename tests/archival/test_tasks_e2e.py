@@ -7,8 +7,8 @@ from django.conf import settings
 
 from archival.models import ArchiveBatch
 from config.celery import app as celery_app
-from config.queues import dlq_list, queues_ensure
 from core.models import OperatorAlert
+from core.queues import dlq_list, queues_ensure
 from messaging.models import Message
 from tests.archival.conftest import closed_port
 from tests.platform.conftest import broker_connection, wait_for, worker_running

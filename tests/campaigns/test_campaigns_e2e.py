@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Recipient
 from campaigns.services import campaign_pause, campaign_resume, campaign_start, campaigns_tick
-from config.queues import queues_ensure
+from core.queues import queues_ensure
 from messaging import inbound, outbound
 from messaging.models import Message, SendAttempt
 from messaging.outbound import message_abandon, message_resend, outgoing_sweep

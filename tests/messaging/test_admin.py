@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.utils.html import escape
 
-from config.aws import s3_client, storage_ensure_bucket
+from core.aws import s3_client, storage_ensure_bucket
 from core.models import AuditLog
 from messaging.admin import MessageAdmin
 from messaging.models import InboundEvent, Message, PhoneNumber, WebhookEvent

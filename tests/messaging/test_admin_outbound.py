@@ -9,8 +9,8 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from config.aws import s3_client, storage_ensure_bucket
 from core.alerts import operator_alert_raise
+from core.aws import s3_client, storage_ensure_bucket
 from core.models import AuditLog
 from messaging.models import Message, PhoneNumber, SendAttempt, Template
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory

@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from config.aws import s3_client, storage_ensure_bucket
+from core.aws import s3_client, storage_ensure_bucket
 from core.models import AuditLog
 from messaging.models import Message
 from tests.factories import ContactFactory, MessageFactory

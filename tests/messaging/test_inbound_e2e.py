@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from config.queues import queues_ensure
+from core.queues import queues_ensure
 from messaging import inbound
 from messaging.models import InboundEvent, Message
 from tests.messaging.webhook_helpers import celery_publishing_to, webhook_post

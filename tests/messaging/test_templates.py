@@ -312,7 +312,7 @@ def test_templates_sync_routes_to_the_default_queue_hourly():
 
 @pytest.mark.e2e
 def test_the_beat_task_on_a_real_worker_syncs_every_waba(transactional_db, settings, tmp_path):
-    from config.queues import queues_ensure
+    from core.queues import queues_ensure
     from tests.messaging.webhook_helpers import celery_publishing_to
     from tests.platform.conftest import wait_for, worker_running
 

@@ -14,10 +14,10 @@ import pytest
 from django.conf import settings
 from kombu import Connection
 
-from config.aws import sqs_client
 from config.celery import app as celery_app
-from config.queues import QueueState, queues_ensure
 from config.stack import BASE_DIR, stop_process
+from core.aws import sqs_client
+from core.queues import QueueState, queues_ensure
 
 
 def broker_connection(prefix: str) -> Connection:
@@ -132,7 +132,7 @@ def queue_prefix(settings, monkeypatch) -> str:
     report a small queue empty; moto answers a short poll with every visible message, so the tests
     skip the one-second wait that ends every reading.
     """
-    monkeypatch.setattr("config.queues._RECEIVE_WAIT_S", 0)
+    monkeypatch.setattr("core.queues._RECEIVE_WAIT_S", 0)
     prefix = f"wharf-test-{uuid4().hex[:10]}-"
     settings.SQS_QUEUE_PREFIX = prefix
     return prefix

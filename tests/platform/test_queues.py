@@ -4,16 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from config.aws import sqs_client
-from config.queues import (
-    DLQ_RETENTION_S,
-    LONG_POLL_S,
-    QUEUES,
-    QueueError,
-    dlq_list,
-    dlq_replay,
-    queues_ensure,
-)
+from core.aws import sqs_client
+from core.queues import DLQ_RETENTION_S, LONG_POLL_S, QUEUES, QueueError, dlq_list, dlq_replay, queues_ensure
 from tests.platform.conftest import receive_all
 
 TASK = "messaging.tasks.message_send_task"

@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.core.management import call_command
 
 from config.celery import app as celery_app
-from config.queues import QUEUES, DeadLetter, dlq_list, queues_ensure
+from core.queues import QUEUES, DeadLetter, dlq_list, queues_ensure
 from tests.platform.conftest import Worker, broker_connection, database_url, wait_for, worker_running
 from tests.platform.e2e_tasks import e2e_add, e2e_fail_until_healed, healed_key
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from config.queues import QUEUES, QueueError, dlq_list, dlq_replay, sqs_queue_name
+from core.queues import QUEUES, QueueError, dlq_list, dlq_replay, sqs_queue_name
 
 ARGS_WIDTH = 60
 

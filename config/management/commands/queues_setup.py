@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from config.queues import queues_ensure
+from core.queues import queues_ensure
 
 
 class Command(BaseCommand):
