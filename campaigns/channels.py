@@ -25,7 +25,6 @@ import contextlib
 import logging
 import math
 import os
-import random
 import socket
 import uuid
 from datetime import timedelta
@@ -38,6 +37,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Recipient
 from contacts.models import Channel, Contact
+from core.backoff import Backoff
 from messaging.channels import ChannelError, channel_slot_wait, channel_slots_take, email_send, sms_send
 from messaging.channels.pacing import channel_rate_per_s
 
@@ -46,8 +46,7 @@ logger = logging.getLogger(__name__)
 _R = Recipient.Status
 ROUND_S = 1.0
 MAX_ATTEMPTS = 5
-BACKOFF_BASE_S = 10.0
-BACKOFF_CAP_S = 600.0
+BACKOFF = Backoff(base_s=10.0, cap_s=600.0)
 SLOT_WAIT_MAX_S = 5.0
 UNREACHABLE = {"opted_out", "no_address", "DESTINATION_PHONE_NUMBER_OPTED_OUT"}
 CHANNELS = {Campaign.Channel.EMAIL: Channel.EMAIL, Campaign.Channel.SMS: Channel.SMS}
@@ -128,11 +127,6 @@ def _outcome(recipient: Recipient, *, worker: str, **changes: Any) -> bool:
     )
 
 
-def _backoff_s(attempts: int) -> float:
-    delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
-    return delay / 2 + random.uniform(0, delay / 2)
-
-
 def _send(campaign: Campaign, recipient: Recipient, mail_connection) -> str:
     from campaigns.services import placeholders_render
 
@@ -161,7 +155,7 @@ def _error_settle(recipient: Recipient, error: ChannelError, *, worker: str) -> 
         return "in_doubt"
     attempts = recipient.attempts + 1
     if error.retryable and attempts < MAX_ATTEMPTS:
-        due_at = timezone.now() + timedelta(seconds=_backoff_s(attempts))
+        due_at = timezone.now() + BACKOFF.delay(attempts)
         _outcome(recipient, worker=worker, status=_R.PENDING, due_at=due_at, **fields)
         return "retry"
     _outcome(recipient, worker=worker, status=_R.FAILED, **fields)

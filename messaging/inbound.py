@@ -49,6 +49,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.audit import Actor, audit_log_record
+from core.backoff import Backoff
 from core.models import AuditLog
 from core.queues import QUEUES, task_publish
 from messaging.media import media_fetch_enqueue
@@ -58,8 +59,7 @@ logger = logging.getLogger(__name__)
 
 WAKE_NAME = "incoming"
 WAKE_STALE_S = 60  # a flag set longer ago than this announced a drain that was lost
-BACKOFF_BASE_S = 10
-BACKOFF_CAP_S = 3600
+BACKOFF = Backoff(base_s=10, cap_s=3600)
 # A drain stops claiming well before its SQS message's visibility timeout would hand it to another
 # worker, and wakes a successor if events are left.
 DRAIN_BUDGET_S = QUEUES["incoming"].visibility_timeout / 2
@@ -268,11 +268,6 @@ def inbound_events_claim(*, batch_size: int, now: datetime | None = None) -> lis
     )
 
 
-def _backoff_s(attempts: int) -> float:
-    delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
-    return delay / 2 + random.uniform(0, delay / 2)
-
-
 def _events_apply(events: list[InboundEvent], *, result: DrainResult) -> list[int]:
     """Apply each event in a savepoint of the caller's transaction and record the outcome.
 
@@ -304,7 +299,7 @@ def _events_apply(events: list[InboundEvent], *, result: DrainResult) -> list[in
                 failed.append(event.pk)
             else:
                 event.state = State.PENDING
-                event.next_attempt_at = now + timedelta(seconds=_backoff_s(event.attempts))
+                event.next_attempt_at = now + BACKOFF.delay(event.attempts)
                 result.retrying += 1
             event.save(update_fields=["attempts", "last_error", "state", "next_attempt_at"])
             logger.warning(

@@ -25,7 +25,6 @@ import binascii
 import hashlib
 import logging
 import mimetypes
-import random
 import re
 import uuid
 from datetime import timedelta
@@ -39,6 +38,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.aws import s3_client
+from core.backoff import Backoff
 from core.queues import task_publish
 from messaging.graph import GraphError, GraphRetryableError, media_download, media_info
 from messaging.models import Message
@@ -184,9 +184,10 @@ def media_fetch_enqueue(message_ids: list[int]) -> None:
 
 
 def media_fetch_backoff_s(*, retries: int) -> int:
-    """Exponential backoff with jitter: half to all of base * 2**retries, capped below SQS's limit."""
-    ceiling = min(BACKOFF_MAX_S, settings.MEDIA_FETCH_BACKOFF_S * 2**retries)
-    return max(1, round(random.uniform(ceiling / 2, ceiling)))
+    """Whole seconds (a Celery countdown), capped below SQS's limit on a message's delay."""
+    return max(
+        1, round(Backoff(base_s=settings.MEDIA_FETCH_BACKOFF_S, cap_s=BACKOFF_MAX_S).seconds(retries + 1))
+    )
 
 
 @shared_task(name="messaging.media_fetch", bind=True, max_retries=None)

@@ -72,7 +72,6 @@ import itertools
 import logging
 import math
 import os
-import random
 import re
 import socket
 import sys
@@ -99,6 +98,7 @@ from django.utils import timezone
 from contacts.models import Contact
 from core.audit import Actor, audit_log_record
 from core.aws import s3_client
+from core.backoff import Backoff
 from core.models import AuditLog
 from core.queues import QUEUES, task_publish
 from messaging.graph import (
@@ -120,8 +120,7 @@ WINDOW = timedelta(hours=24)
 ROUND_S = 1.0
 BATCH_MAX = 1000
 MAX_ATTEMPTS = 6
-BACKOFF_BASE_S = 5.0
-BACKOFF_CAP_S = 900.0
+BACKOFF = Backoff(base_s=5.0, cap_s=900.0)
 SLOT_WAIT_MAX_S = 5.0  # a slot further off than this sends the message back to the queue, due then
 # Requests one drain may have in flight at once: at a sender's rate times Meta's answer time, sends
 # leave at their slots; fewer, and a slow answer holds back the sends behind it.
@@ -812,11 +811,6 @@ def outgoing_claim(*, phone_number: PhoneNumber, batch_size: int, worker: str) -
     )
 
 
-def _backoff_s(attempts: int) -> float:
-    delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
-    return delay / 2 + random.uniform(0, delay / 2)
-
-
 def _release(message: Message, *, worker: str, due_at: datetime | None = None) -> bool:
     """Give a claimed message back to the queue: safe only while no attempt was started for it."""
     return bool(
@@ -1039,7 +1033,7 @@ def _outcome_apply(
         return _O.IN_DOUBT
     attempts = message.attempts + 1
     if isinstance(error, GraphRetryableError) and attempts < MAX_ATTEMPTS:
-        due_at = now + timedelta(seconds=_backoff_s(attempts))
+        due_at = now + BACKOFF.delay(attempts)
         changes = {
             "status": _S.QUEUED,
             "attempts": attempts,
@@ -1324,7 +1318,7 @@ class _Stream:
                 self.silent[number] = self.silent.get(number, 0) + 1
                 silence = number not in self.answered or self.silent[number] >= SILENT_MAX
                 if silence and number not in self.stops:
-                    due_at = timezone.now() + timedelta(seconds=_backoff_s(1))
+                    due_at = timezone.now() + BACKOFF.delay(1)
                     self.stops[number] = (due_at, "Meta left a request unanswered")
         self._event(send, None)
 
