@@ -78,7 +78,7 @@ class Waiter:
 
     def until(self, condition, *, what: str) -> dict:
         from campaigns.services import campaigns_tick
-        from messaging.outbound import outgoing_sweep
+        from messaging.outbound.sweep import outgoing_sweep
 
         last, moved = -1, time.monotonic()
         while True:

@@ -108,7 +108,7 @@ def wait_accepted(sandbox: Sandbox, expected: dict[str, int]) -> dict:
     """Poll the sandbox until each number's accepted sends reach `expected`, or nothing moves for
     STALL_S; returns the last stats. Every SWEEP_S it runs the outgoing sweep, as beat does in
     `make run`: a retry due after the last drain ended waits for it."""
-    from messaging.outbound import outgoing_sweep
+    from messaging.outbound.sweep import outgoing_sweep
 
     last_total, last_move = -1, time.monotonic()
     next_sweep = time.monotonic() + SWEEP_S
@@ -191,7 +191,7 @@ def contacts_make(prefix: str, count: int) -> list:
 
 def pacing_queue(phone_numbers: list) -> None:
     """Each number's BENCH_PACING_S worth, through the send service, one recipient per message."""
-    from messaging.outbound import message_send
+    from messaging.outbound.send import message_send
 
     for index, phone_number in enumerate(phone_numbers):
         count = round(phone_number.rate_limit_per_s * PACING_S)
@@ -214,7 +214,7 @@ def throughput_queue(phone_number) -> None:
 
     from core.models import AuditLog
     from messaging.models import Message
-    from messaging.outbound import PLACEHOLDER_PREFIX
+    from messaging.statuses import PLACEHOLDER_PREFIX
 
     contacts = contacts_make("449", THROUGHPUT_MESSAGES)
     now = timezone.now()
@@ -275,7 +275,7 @@ def main() -> int:
         from django.db.models import Count
 
         from messaging.models import PhoneNumber, SendAttempt
-        from messaging.outbound import outgoing_wake
+        from messaging.outbound.drain import outgoing_wake
 
         call_command("createcachetable")
         call_command("queues_setup")

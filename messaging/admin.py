@@ -27,13 +27,14 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from archival.selectors import conversation_archived
 from contacts.models import Contact
 from contacts.selectors import contact_search_q
 from core.alerts import operator_alert_acknowledge_key
 from core.console import ReadOnlyAdmin, admin_object_take, set_or_unset_filter
 from core.models import AuditLog
-from messaging.inbound import inbound_events_reprocess
+from messaging.graph import GraphError
+from messaging.inbound.apply import KNOWN_FIELDS
+from messaging.inbound.events import inbound_events_reprocess
 from messaging.media import media_access, media_outgoing_discard, media_outgoing_upload
 from messaging.models import (
     AnalyticsEvent,
@@ -44,7 +45,7 @@ from messaging.models import (
     Template,
     WebhookEvent,
 )
-from messaging.parsing import KNOWN_FIELDS
+from messaging.outbound.send import message_abandon, message_resend, message_send, phone_number_resume
 from messaging.selectors import CONVERSATION_PAGE_SIZE, conversation, message_media_error
 from messaging.services import (
     PHONE_NUMBER_FIELDS,
@@ -206,8 +207,6 @@ class PhoneNumberAdmin(admin.ModelAdmin):
     @admin.action(description="Resume sending from the selected paused numbers", permissions=["resume"])
     def resume_sending(self, request, queryset):
         paused = list(queryset.filter(paused_at__isnull=False))
-        from messaging.outbound import phone_number_resume
-
         for phone_number in paused:
             phone_number_resume(phone_number=phone_number, actor=request.user, source=SOURCE)
             key = f"sender-paused:{phone_number.phone_number_id}"
@@ -390,14 +389,10 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resend the selected in-doubt messages", permissions=["send"])
     def resend(self, request, queryset):
-        from messaging.outbound import message_resend
-
         self._in_doubt_apply(request, queryset, message_resend, "Queued {} in-doubt message(s) again.")
 
     @admin.action(description="Abandon the selected in-doubt messages (do not send)", permissions=["send"])
     def abandon(self, request, queryset):
-        from messaging.outbound import message_abandon
-
         self._in_doubt_apply(request, queryset, message_abandon, "Abandoned {} in-doubt message(s).")
 
     def _in_doubt_apply(self, request: HttpRequest, queryset, service, done: str) -> None:
@@ -500,8 +495,6 @@ class MessageAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_send_permission(request):
             raise PermissionDenied
-        from messaging.outbound import message_abandon, message_resend
-
         message = get_object_or_404(Message, pk=message_id)
         services = {"resend": (message_resend, "Queued again."), "abandon": (message_abandon, "Abandoned.")}
         if request.POST.get("decision") not in services:
@@ -544,8 +537,6 @@ class MessageAdmin(admin.ModelAdmin):
             "conversation": page,
             "can_view_contact": request.user.has_perm("contacts.view_contact"),
             "reply": reply_context(request, contact, errors=reply_errors),
-            "archived": conversation_archived(contact=contact),
-            "can_restore": request.user.has_perm("archival.change_archivebatch"),
         }
         return TemplateResponse(request, "admin/messaging/conversation.html", context)
 
@@ -630,8 +621,6 @@ def _reply_to(post, contact: Contact) -> str:
 
 def reply_send(request: HttpRequest, contact: Contact) -> tuple[Message | None, list[str]]:
     """The reply box's POST through the send service; its refusals come back as lines to show."""
-    from messaging.outbound import message_send
-
     post = request.POST
     sender = reply_sender(request, contact)
     kind, content, key = post.get("reply_kind", ""), {}, ""
@@ -930,8 +919,6 @@ class TemplateAdmin(ReadOnlyAdmin):
         self._sync(request, sorted(set(queryset.values_list("waba_id", flat=True))))
 
     def _sync(self, request: HttpRequest, waba_ids: list[str]) -> None:
-        from messaging.graph import GraphError
-
         if not waba_ids:
             self.message_user(request, "No sender number names a WABA to sync.", messages.WARNING)
         for waba_id in waba_ids:

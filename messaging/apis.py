@@ -15,7 +15,8 @@ from core.models import AuditLog
 from messaging.graph import GraphError
 from messaging.media import media_access, media_outgoing_upload
 from messaging.models import Message, PhoneNumber
-from messaging.outbound import KINDS, message_mark_read, message_send_or_get
+from messaging.outbound.content import KINDS
+from messaging.outbound.send import message_mark_read, message_send_or_get
 from messaging.selectors import message_get, message_list, message_media_error, message_quoted
 from messaging.services import message_delete
 

@@ -20,12 +20,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from messaging.models import Message, PhoneNumber
-from messaging.outbound import (
-    PLACEHOLDER_PREFIX,
-    TEMPLATE_KIND,
-    _template_build,
-    outgoing_wake,
-)
+from messaging.outbound.content import TEMPLATE_KIND, template_build
+from messaging.outbound.drain import outgoing_wake
+from messaging.statuses import PLACEHOLDER_PREFIX
 
 
 @dataclass(frozen=True)
@@ -74,7 +71,7 @@ def template_batch_prepare(
             {"template.components": "Parameters are lists by component (header, body, button.N)."}
         )
     content = {"name": name, "language": {"code": language}, "components": template_components(parameters)}
-    built = _template_build(content, phone_number=phone_number)
+    built = template_build(content, phone_number=phone_number)
     return TemplateBatch(
         phone_number=phone_number, name=name, language=language, keys=tuple(parameters), text=built.text
     )

@@ -6,8 +6,8 @@ from datetime import datetime
 from django.db.models import Q, QuerySet
 
 from contacts.models import Contact
+from messaging.inbound.apply import TARGET_KINDS
 from messaging.models import Message
-from messaging.parsing import TARGET_KINDS  # reactions, edits, revokes: shown on their message
 
 CONVERSATION_PAGE_SIZE = 200
 

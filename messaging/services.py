@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
+from django.utils import timezone
 
 from core.audit import Actor, audit_log_record
 from core.aws import s3_client
@@ -183,3 +184,12 @@ def phone_numbers_delete(*, phone_numbers: Iterable[PhoneNumber], actor: Actor, 
         phone_number.delete()
         count += 1
     return count
+
+
+def phone_number_pause(*, phone_number: PhoneNumber, reason: str) -> bool:
+    """Stop sending from a number (Meta refused its token); True if this call paused it."""
+    return bool(
+        PhoneNumber.objects.filter(pk=phone_number.pk, paused_at__isnull=True).update(
+            paused_at=timezone.now(), paused_reason=reason[:255], updated_at=timezone.now()
+        )
+    )

@@ -2,6 +2,6 @@
 
 from django.urls import path
 
-from messaging.webhooks import WhatsAppWebhookView
+from messaging.inbound.webhook import WhatsAppWebhookView
 
 urlpatterns = [path("", WhatsAppWebhookView.as_view(), name="whatsapp-webhook")]

@@ -13,9 +13,11 @@ from django.utils import timezone
 from campaigns.models import Campaign, Recipient
 from campaigns.services import campaign_pause, campaign_resume, campaign_start, campaigns_tick
 from core.queues import queues_ensure
-from messaging import inbound, outbound
+from messaging.inbound import events as inbound_events
 from messaging.models import Message, SendAttempt
-from messaging.outbound import message_abandon, message_resend, outgoing_sweep
+from messaging.outbound import sweep as outbound_sweep
+from messaging.outbound.send import message_abandon, message_resend
+from messaging.outbound.sweep import outgoing_sweep
 from tests.campaigns.conftest import contacts, whatsapp_campaign
 from tests.messaging.webhook_helpers import celery_publishing_to
 from tests.platform.conftest import wait_for, worker_running
@@ -26,7 +28,7 @@ S = Message.Status
 
 @pytest.fixture
 def queue_prefix(transactional_db, settings, monkeypatch):
-    monkeypatch.setattr(inbound._EnqueuePause, "until", 0.0)
+    monkeypatch.setattr(inbound_events._EnqueuePause, "until", 0.0)
     prefix = f"wharf-test-{uuid4().hex[:10]}-"
     settings.SQS_QUEUE_PREFIX = prefix
     queues_ensure(visibility_timeout_override=30)
@@ -80,7 +82,7 @@ def test_pause_resume_and_a_killed_worker_send_every_recipient_exactly_once(
     assert killed_at < total
 
     # The sweeper settles the dead drain's claims; the tick restarts the feeder chain if it broke.
-    monkeypatch.setattr(outbound, "CLAIM_STALE_S", lambda: 0)
+    monkeypatch.setattr(outbound_sweep, "CLAIM_STALE_S", lambda: 0)
     under_way = SendAttempt.objects.filter(outcome="").count()  # its requests in flight, or about to be
     swept = outgoing_sweep()
     assert swept["in_doubt"] == under_way

@@ -19,7 +19,7 @@ from campaigns.services import (
     campaigns_tick,
 )
 from messaging.models import Message
-from messaging.outbound import outgoing_drain
+from messaging.outbound.drain import outgoing_drain
 from tests.campaigns.conftest import contacts, feed_step, whatsapp_campaign
 from tests.factories import ContactFactory
 
@@ -116,7 +116,7 @@ def test_pause_lets_a_request_under_way_finish_and_takes_back_a_drain_s_other_cl
     contacts(10)
     campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
     feed_step(campaign)
-    from messaging.outbound import _attempt_start, outgoing_claim, outgoing_message_send
+    from messaging.outbound.drain import _attempt_start, outgoing_claim, outgoing_message_send
 
     claimed = outgoing_claim(phone_number=sender, batch_size=4, worker="w1")
     assert _attempt_start(claimed[0], worker="w1") is not None  # its request is on its way

@@ -11,8 +11,8 @@ from django.utils.html import escape
 from core.aws import s3_client, storage_ensure_bucket
 from core.models import AuditLog
 from messaging.admin import MessageAdmin
+from messaging.inbound.apply import inbound_payload_apply
 from messaging.models import InboundEvent, Message, PhoneNumber, WebhookEvent
-from messaging.parsing import inbound_payload_apply
 from tests.factories import (
     ContactFactory,
     InboundEventFactory,

@@ -14,8 +14,10 @@ from config.stack import MotoServer, free_port
 from core.aws import sqs_client
 from core.models import AuditLog
 from core.queues import dlq_list, queues_ensure
-from messaging import inbound, parsing
-from messaging.inbound import (
+from messaging.inbound import apply as inbound_apply
+from messaging.inbound import events as inbound_events
+from messaging.inbound.apply import ApplyResult
+from messaging.inbound.events import (
     WAKE_STALE_S,
     InboundEventsFailed,
     inbound_event_record,
@@ -26,7 +28,6 @@ from messaging.inbound import (
     inbound_events_wake,
 )
 from messaging.models import InboundEvent, Message, PhoneNumber, WakeUp
-from messaging.parsing import ApplyResult
 from messaging.tasks import inbound_events_process_task
 from tests.messaging.webhook_helpers import (
     celery_publishing_to,
@@ -63,14 +64,14 @@ class FakeApply:
 @pytest.fixture
 def fake_apply(monkeypatch) -> FakeApply:
     fake = FakeApply()
-    monkeypatch.setattr(parsing, "inbound_payload_apply", fake)
+    monkeypatch.setattr(inbound_events, "inbound_payload_apply", fake)
     return fake
 
 
 @pytest.fixture
 def incoming(settings, monkeypatch):
     """The `incoming` queue of this test's own, on the session's SQS server, where the app publishes."""
-    monkeypatch.setattr(inbound._EnqueuePause, "until", 0.0)
+    monkeypatch.setattr(inbound_events._EnqueuePause, "until", 0.0)
     prefix = f"wharf-test-{uuid4().hex[:10]}-"
     settings.SQS_QUEUE_PREFIX = prefix
     states = {state.name: state for state in queues_ensure()}
@@ -247,7 +248,7 @@ def test_a_crash_in_the_middle_of_a_batch_leaves_it_pending_and_the_rerun_makes_
 ):
     events = record(5)
     applied: list[int] = []
-    real_apply = parsing.inbound_payload_apply
+    real_apply = inbound_apply.inbound_payload_apply
 
     def crashing(*, event: InboundEvent) -> ApplyResult:
         applied.append(event.pk)
@@ -255,7 +256,7 @@ def test_a_crash_in_the_middle_of_a_batch_leaves_it_pending_and_the_rerun_makes_
             raise SystemExit("the worker is killed")
         return real_apply(event=event)
 
-    monkeypatch.setattr(parsing, "inbound_payload_apply", crashing)
+    monkeypatch.setattr(inbound_events, "inbound_payload_apply", crashing)
     with pytest.raises(SystemExit):
         inbound_events_drain()
 
@@ -264,7 +265,7 @@ def test_a_crash_in_the_middle_of_a_batch_leaves_it_pending_and_the_rerun_makes_
     assert InboundEvent.objects.filter(attempts=0).count() == 5
     assert not Message.objects.exists()  # the two applied before the crash committed nothing
 
-    monkeypatch.setattr(parsing, "inbound_payload_apply", real_apply)
+    monkeypatch.setattr(inbound_events, "inbound_payload_apply", real_apply)
     assert inbound_events_drain().processed == 5
     assert states(events) == [State.PROCESSED] * 5
     wamids = sorted(Message.objects.values_list("wamid", flat=True))
@@ -437,7 +438,7 @@ def test_200_webhooks_make_one_sqs_message_and_one_drain_takes_them_all(
 @pytest.fixture
 def own_sqs(settings, tmp_path, monkeypatch):
     """A moto server of this test's own, that it can stop and start again on the same port."""
-    monkeypatch.setattr(inbound._EnqueuePause, "until", 0.0)
+    monkeypatch.setattr(inbound_events._EnqueuePause, "until", 0.0)
     port = free_port()
     servers = [MotoServer(port, tmp_path / "moto.log")]
     settings.AWS_ENDPOINT_URL = servers[0].endpoint
@@ -474,7 +475,9 @@ def test_sqs_down_while_200_webhooks_arrive_all_200_then_all_processed_once_it_r
     assert 1 <= failures < 10  # one request finds SQS down; the others skip it for a while
 
     queues = own_sqs.start()
-    monkeypatch.setattr(inbound._EnqueuePause, "until", 0.0)  # the pause after the last failure is over
+    monkeypatch.setattr(
+        inbound_events._EnqueuePause, "until", 0.0
+    )  # the pause after the last failure is over
     assert inbound_events_sweep() is True
     assert webhook_post(client, text_body(wamid="wamid.back", text="back")).status_code == 200
     assert [task for task, _args, _kwargs in queued_tasks(queues["incoming"])] == [

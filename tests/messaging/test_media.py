@@ -27,6 +27,7 @@ from messaging.graph import (
     GraphRetryableError,
     graph_error_from_response,
 )
+from messaging.inbound.apply import inbound_payload_apply
 from messaging.media import (
     BACKOFF_MAX_S,
     MediaIntegrityError,
@@ -38,7 +39,6 @@ from messaging.media import (
     media_presigned_url,
 )
 from messaging.models import InboundEvent, Message, PhoneNumber
-from messaging.parsing import inbound_payload_apply
 from tests.platform.conftest import broker_connection, wait_for, worker_running
 
 JPEG = b"\xff\xd8\xff\xe0" + hashlib.sha256(b"a picture").digest() * 64 + b"\xff\xd9"

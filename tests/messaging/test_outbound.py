@@ -12,9 +12,9 @@ from django.utils import timezone
 from contacts.models import Contact
 from core.aws import s3_client, storage_ensure_bucket
 from core.models import AuditLog
-from messaging import outbound
 from messaging.models import Message, Template, WakeUp
-from messaging.outbound import WINDOW_CLOSED, message_abandon, message_resend, message_send
+from messaging.outbound import drain as outbound_drain
+from messaging.outbound.send import WINDOW_CLOSED, message_abandon, message_resend, message_send
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory
 
 LIST = "/api/v1/messages/"
@@ -25,7 +25,9 @@ ADD = "messaging.add_message"
 def no_enqueue(monkeypatch):
     """The wake's enqueue is recorded, not published: these tests look at rows."""
     calls = []
-    monkeypatch.setattr(outbound, "_drain_enqueue", lambda **kwargs: calls.append(kwargs["reason"]) or True)
+    monkeypatch.setattr(
+        outbound_drain, "outgoing_drain_enqueue", lambda **kwargs: calls.append(kwargs["reason"]) or True
+    )
     return calls
 
 
@@ -200,7 +202,7 @@ def test_media_from_s3_is_checked_for_type_and_size_and_linked_fresh_at_each_att
         "image/jpeg",
         6,
     )
-    body = outbound._request_body(Message.objects.get(pk=message.pk))
+    body = outbound_drain._request_body(Message.objects.get(pk=message.pk))
     assert body["image"]["caption"] == "Look"
     assert body["image"]["link"].startswith(settings.AWS_ENDPOINT_URL)
     assert "X-Amz-Signature" in body["image"]["link"]

@@ -17,10 +17,14 @@ from django.utils import timezone
 
 from core.aws import s3_client, storage_ensure_bucket
 from core.queues import queues_ensure
-from messaging import inbound, outbound
+from messaging.inbound import events as inbound_events
 from messaging.media import media_outgoing_upload
 from messaging.models import Message, SendAttempt
-from messaging.outbound import message_send, outgoing_drain, outgoing_sweep
+from messaging.outbound import drain as outbound_drain
+from messaging.outbound import sweep as outbound_sweep
+from messaging.outbound.drain import outgoing_drain
+from messaging.outbound.send import message_send
+from messaging.outbound.sweep import outgoing_sweep
 from tests.factories import ContactFactory, PhoneNumberFactory
 from tests.messaging.test_outbound_send import Sandbox
 from tests.messaging.webhook_helpers import celery_publishing_to
@@ -42,7 +46,7 @@ def sandbox(settings):
 @pytest.fixture
 def queue_prefix(transactional_db, settings, monkeypatch):
     """Queues of this test's own, where the app publishes (the API's and the webhook's wakes)."""
-    monkeypatch.setattr(inbound._EnqueuePause, "until", 0.0)
+    monkeypatch.setattr(inbound_events._EnqueuePause, "until", 0.0)
     prefix = f"wharf-test-{uuid4().hex[:10]}-"
     settings.SQS_QUEUE_PREFIX = prefix
     queues_ensure(visibility_timeout_override=30)
@@ -165,7 +169,7 @@ def test_a_medium_gone_from_the_bucket_fails_with_meta_s_media_error(sandbox, qu
     with worker_running(
         queues=["outgoing"], queue_prefix=queue_prefix, log_path=tmp_path / "worker.log"
     ) as worker:
-        outbound.outgoing_wake()
+        outbound_drain.outgoing_wake()
         failed = wait_for(
             lambda: Message.objects.filter(pk=message.pk, status=S.FAILED).first(),
             timeout_s=60,
@@ -199,7 +203,7 @@ def test_a_worker_killed_mid_batch_sends_nothing_twice_and_loses_nothing(
     with worker_running(
         queues=["outgoing"], queue_prefix=queue_prefix, log_path=tmp_path / "worker.log"
     ) as worker:
-        outbound.outgoing_wake()  # the sends above were woken too; this one is coalesced into theirs
+        outbound_drain.outgoing_wake()  # the sends above were woken too; this one is coalesced into theirs
         wait_for(
             lambda: sandbox.stats()["accepted"] >= 5,
             timeout_s=60,
@@ -222,8 +226,8 @@ def test_a_worker_killed_mid_batch_sends_nothing_twice_and_loses_nothing(
     assert accepted - sent_before <= started
 
     # The sweeper, once the claims are old enough; then a drain sends what was requeued.
-    monkeypatch.setattr(outbound, "CLAIM_STALE_S", lambda: 0)
-    monkeypatch.setattr(outbound, "_drain_enqueue", lambda **kwargs: True)
+    monkeypatch.setattr(outbound_sweep, "CLAIM_STALE_S", lambda: 0)
+    monkeypatch.setattr(outbound_sweep, "outgoing_drain_enqueue", lambda **kwargs: True)
     swept = outgoing_sweep()
     assert swept["requeued"] + swept["in_doubt"] == len(claimed)
     assert swept["in_doubt"] == len(started)  # those whose request may have left: none requeued

@@ -16,16 +16,15 @@ from django.db import connection
 from django.utils import timezone
 
 from core.models import OperatorAlert
-from messaging import outbound
+from messaging.graph import graph_client
+from messaging.inbound.apply import inbound_payload_apply
 from messaging.models import AnalyticsEvent, InboundEvent, Message, PendingStatus, SendAttempt
-from messaging.outbound import (
-    message_resend,
-    message_send,
-    outgoing_drain,
-    outgoing_message_send,
-    outgoing_sweep,
-)
-from messaging.parsing import inbound_payload_apply
+from messaging.outbound import drain as outbound_drain
+from messaging.outbound import send as outbound_send
+from messaging.outbound import sweep as outbound_sweep
+from messaging.outbound.drain import outgoing_drain, outgoing_message_send
+from messaging.outbound.send import message_resend, message_send
+from messaging.outbound.sweep import outgoing_sweep
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory
 from tests.messaging.webhook_helpers import envelope
 
@@ -35,7 +34,9 @@ S = Message.Status
 @pytest.fixture(autouse=True)
 def no_enqueue(monkeypatch, settings):
     calls = []
-    monkeypatch.setattr(outbound, "_drain_enqueue", lambda **kwargs: calls.append(kwargs["reason"]) or True)
+    monkeypatch.setattr(
+        outbound_drain, "outgoing_drain_enqueue", lambda **kwargs: calls.append(kwargs["reason"]) or True
+    )
     settings.WHATSAPP_RECIPIENT_SPACING_S = 0
     return calls
 
@@ -125,8 +126,8 @@ def test_a_drain_sends_records_meta_s_wamid_and_its_attempt_and_sends_nothing_tw
 
 def test_statuses_that_arrived_before_the_wamid_are_applied_when_it_is_recorded(sandbox, sender):
     (message,) = queued(sender)
-    claimed = outbound.outgoing_claim(phone_number=sender, batch_size=10, worker="w1")
-    real_request = outbound.graph_client().request
+    claimed = outbound_drain.outgoing_claim(phone_number=sender, batch_size=10, worker="w1")
+    real_request = graph_client().request
 
     def answered_then_status(*args, **kwargs):
         answer = real_request(*args, **kwargs)
@@ -135,7 +136,7 @@ def test_statuses_that_arrived_before_the_wamid_are_applied_when_it_is_recorded(
         )
         return answer
 
-    client = outbound.graph_client()
+    client = graph_client()
     client.request = answered_then_status
     try:
         assert outgoing_message_send(claimed[0], phone_number=sender, worker="w1") == "sent"
@@ -172,17 +173,17 @@ def status_arrives(message: Message, wamid: str, name: str, *, timestamp: int) -
 @contextmanager
 def before_the_answer_is_recorded(action) -> Iterator[None]:
     """Runs `action(reply)` after Meta answered (or did not), before the worker records it."""
-    real_apply = outbound._outcome_apply
+    real_apply = outbound_drain._outcome_apply
 
     def apply(message, attempt, **kwargs):
         action(kwargs["reply"])
         return real_apply(message, attempt, **kwargs)
 
-    outbound._outcome_apply = apply
+    outbound_drain._outcome_apply = apply
     try:
         yield
     finally:
-        outbound._outcome_apply = real_apply
+        outbound_drain._outcome_apply = real_apply
 
 
 @pytest.mark.parametrize("first", ["status", "answer"])
@@ -190,7 +191,7 @@ def test_a_sent_status_applies_whether_it_comes_before_or_after_the_worker_recor
     sandbox, sender, first
 ):
     (message,) = queued(sender)
-    (claimed,) = outbound.outgoing_claim(phone_number=sender, batch_size=10, worker="w1")
+    (claimed,) = outbound_drain.outgoing_claim(phone_number=sender, batch_size=10, worker="w1")
     at = int(time.time())
 
     def status_first(reply):
@@ -261,7 +262,7 @@ def test_a_retryable_error_backs_off_through_a_due_time_then_sends(sandbox, send
 
 
 def test_retries_end_in_failure_after_max_attempts(sandbox, sender, monkeypatch):
-    monkeypatch.setattr(outbound, "MAX_ATTEMPTS", 2)
+    monkeypatch.setattr(outbound_drain, "MAX_ATTEMPTS", 2)
     (message,) = queued(sender)
     sandbox.fault(status=429, code=130429, message="Rate limit hit", times=2)
     outgoing_drain()
@@ -301,7 +302,7 @@ def test_error_190_pauses_the_sender_alerts_operators_and_keeps_the_messages(san
     assert SendAttempt.objects.count() == 1  # the rest of the batch was not tried
     assert outgoing_drain().sent == 0  # paused
 
-    outbound.phone_number_resume(phone_number=sender, actor=None)
+    outbound_send.phone_number_resume(phone_number=sender, actor=None)
     assert outgoing_drain().sent == 3
     assert sandbox.stats()["duplicates"] == 0
 
@@ -396,7 +397,7 @@ def socket_closed_port() -> Iterator[int]:
 
 def test_the_sweeper_requeues_claims_without_attempts_and_doubts_those_with_one(sandbox, sender):
     unsent, doubtful, recent = queued(sender, 3)
-    long_ago = timezone.now() - timedelta(seconds=outbound.CLAIM_STALE_S() + 1)
+    long_ago = timezone.now() - timedelta(seconds=outbound_sweep.CLAIM_STALE_S() + 1)
     Message.objects.filter(pk__in=[unsent.pk, doubtful.pk]).update(
         status=S.SENDING, claimed_by="dead", claimed_at=long_ago
     )
@@ -417,10 +418,10 @@ def test_the_sweeper_requeues_claims_without_attempts_and_doubts_those_with_one(
 
 def test_a_slow_worker_whose_claim_was_swept_does_not_send(sandbox, sender):
     (message,) = queued(sender)
-    (claimed,) = outbound.outgoing_claim(phone_number=sender, batch_size=10, worker="slow")
+    (claimed,) = outbound_drain.outgoing_claim(phone_number=sender, batch_size=10, worker="slow")
     Message.objects.filter(pk=message.pk).update(claimed_at=timezone.now() - timedelta(hours=1))
     outgoing_sweep()  # requeued: no attempt had started
-    outbound.outgoing_claim(phone_number=sender, batch_size=10, worker="other")
+    outbound_drain.outgoing_claim(phone_number=sender, batch_size=10, worker="other")
 
     assert outgoing_message_send(claimed, phone_number=sender, worker="slow") == ""
     assert outgoing_message_send(claimed, phone_number=sender, worker="other") == "sent"
@@ -490,7 +491,7 @@ def test_two_drains_sharing_a_sender_keep_to_its_rate_as_the_sandbox_counts_it(s
 def drop_from(monkeypatch, sandbox, *, send: int, drops: int) -> None:
     """From the `send`-th request the drain hands over, the sandbox drops `drops` connections after
     accepting the message, as if Meta sent it and the answer was lost."""
-    hand_over, handed = outbound._Stream.hand_over, []
+    hand_over, handed = outbound_drain._Stream.hand_over, []
 
     def dropping(self, send_):
         handed.append(send_)
@@ -498,7 +499,7 @@ def drop_from(monkeypatch, sandbox, *, send: int, drops: int) -> None:
             sandbox.config(messages_drop_next=drops)
         hand_over(self, send_)
 
-    monkeypatch.setattr(outbound._Stream, "hand_over", dropping)
+    monkeypatch.setattr(outbound_drain._Stream, "hand_over", dropping)
 
 
 def test_one_request_left_unanswered_among_answered_ones_does_not_stop_the_sender(
@@ -533,7 +534,7 @@ def test_requests_left_unanswered_three_in_a_row_stop_the_sender_for_the_drain(
 def stall_once(monkeypatch, *, after: int, stall_s: float) -> None:
     """The dispatcher stops for `stall_s` before handing over the send after the `after`-th, as a
     process stops for a garbage collection or the CPU: the sends due meanwhile leave late."""
-    hand_over, handed = outbound._Stream.hand_over, []
+    hand_over, handed = outbound_drain._Stream.hand_over, []
 
     def stalling(self, send):
         handed.append(send)
@@ -541,7 +542,7 @@ def stall_once(monkeypatch, *, after: int, stall_s: float) -> None:
             time.sleep(stall_s)
         hand_over(self, send)
 
-    monkeypatch.setattr(outbound._Stream, "hand_over", stalling)
+    monkeypatch.setattr(outbound_drain._Stream, "hand_over", stalling)
 
 
 @pytest.mark.django_db(transaction=True)

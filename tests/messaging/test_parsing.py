@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from contacts.models import Contact
 from core.models import AuditLog
+from messaging.inbound.apply import ApplyResult, inbound_payload_apply
 from messaging.models import AnalyticsEvent, InboundEvent, Message, PendingStatus, PhoneNumber, WebhookEvent
-from messaging.parsing import ApplyResult, inbound_payload_apply, message_pending_statuses_apply
+from messaging.statuses import message_pending_statuses_apply
 from tests.factories import ContactFactory
 
 FIXTURES = Path(__file__).parent / "fixtures"

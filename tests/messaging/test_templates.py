@@ -13,8 +13,8 @@ import pytest
 from django.conf import settings
 
 from core.models import OperatorAlert
+from messaging.inbound.apply import inbound_payload_apply
 from messaging.models import Template
-from messaging.parsing import inbound_payload_apply
 from messaging.templates import (
     TemplateSlot,
     template_components_build,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from messaging.inbound import inbound_events_drain
+from messaging.inbound.events import inbound_events_drain
 from messaging.models import InboundEvent
 from tests.messaging.webhook_helpers import webhook_post
 

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from messaging.inbound import inbound_events_drain, inbound_events_wake
+from messaging.inbound.events import inbound_events_drain, inbound_events_wake
 from messaging.models import InboundEvent, Message
 from tests.messaging.webhook_helpers import WEBHOOK_URL, sign, text_body, webhook_post
 
@@ -48,7 +48,7 @@ def test_verification_is_refused_when_no_token_is_configured(client, settings):
 
 @pytest.mark.django_db
 def test_an_unsigned_delivery_is_refused_stored_nowhere_and_logged(client, caplog):
-    caplog.set_level(logging.WARNING, logger="messaging.webhooks")
+    caplog.set_level(logging.WARNING, logger="messaging.inbound.webhook")
 
     response = webhook_post(client, text_body(wamid="wamid.unsigned", text="hi"), signature=None)
 

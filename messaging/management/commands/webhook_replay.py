@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count, Q
 
-from messaging.inbound import inbound_event_record, inbound_events_drain
+from messaging.inbound.events import inbound_event_record, inbound_events_drain
 from messaging.models import AnalyticsEvent, InboundEvent, Message, PendingStatus, WebhookEvent
 
 

@@ -34,15 +34,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import random
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from celery import shared_task
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
@@ -52,8 +51,11 @@ from core.audit import Actor, audit_log_record
 from core.backoff import Backoff
 from core.models import AuditLog
 from core.queues import QUEUES, task_publish
+from messaging.inbound.apply import inbound_payload_apply
+from messaging.inbound.payloads import inbound_payload_parse
 from messaging.media import media_fetch_enqueue
 from messaging.models import InboundEvent, WakeUp
+from messaging.wakeups import wake_flag_raise
 
 logger = logging.getLogger(__name__)
 
@@ -77,43 +79,6 @@ class InboundEventsFailed(Exception):
 
 
 # -- record -------------------------------------------------------------------------------------
-
-_UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"not a finite number: {text[:20]}")
-    return value
-
-
-def _constant_refuse(name: str) -> Any:
-    raise ValueError(f"not JSON: {name}")
-
-
-def _jsonb_safe(value: Any) -> Any:
-    """PostgreSQL's jsonb refuses NUL characters and lone surrogates, which JSON's \\u escapes can
-    carry; they become U+FFFD in the payload (the raw body keeps them)."""
-    if isinstance(value, str):
-        return _UNSAFE_TEXT.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_jsonb_safe(key): _jsonb_safe(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_jsonb_safe(item) for item in value]
-    return value
-
-
-def inbound_payload_parse(body: bytes) -> dict | None:
-    """The JSON object a body holds, made storable as jsonb; None when it holds anything else."""
-    try:
-        payload = json.loads(body, parse_float=_finite_float, parse_constant=_constant_refuse)
-        if not isinstance(payload, dict):
-            return None
-        return _jsonb_safe(payload)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        return None
-
 
 _RECORD_SQL = f"""
     INSERT INTO {InboundEvent._meta.db_table}
@@ -154,34 +119,6 @@ def inbound_event_record(*, body: bytes) -> tuple[InboundEvent, bool]:
 
 # -- wake ---------------------------------------------------------------------------------------
 
-# Flip the flag if it is down or stale, or create it raised; one round trip. While it is up (the
-# usual case under load) nothing matches, so nothing is written or locked and nothing waits.
-# Both parts see the same snapshot; ON CONFLICT settles two requests that create it at once.
-_WAKE_SQL = f"""
-    WITH flipped AS (
-        UPDATE {WakeUp._meta.db_table} SET pending = true, updated_at = %(now)s
-        WHERE name = %(name)s AND (pending = false OR updated_at < %(stale)s)
-        RETURNING 1
-    ), created AS (
-        INSERT INTO {WakeUp._meta.db_table} (name, pending, updated_at)
-        SELECT %(name)s, true, %(now)s
-        WHERE NOT EXISTS (SELECT 1 FROM {WakeUp._meta.db_table} WHERE name = %(name)s)
-        ON CONFLICT (name) DO NOTHING
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM flipped) + (SELECT count(*) FROM created)
-"""
-
-
-def wake_flag_raise(name: str) -> bool:
-    """Raise the WakeUp flag `name` if it is down or stale; True when this call raised it, and so
-    must enqueue the drain it announces. Shared by the `incoming` and `outgoing` queues."""
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(_WAKE_SQL, {"name": name, "now": now, "stale": now - timedelta(seconds=WAKE_STALE_S)})
-        (flipped,) = cursor.fetchone()
-    return bool(flipped)
-
 
 def inbound_events_wake() -> None:
     """Enqueue a drain unless one is already queued (see the module's header); the enqueue waits
@@ -218,8 +155,6 @@ def _drain_enqueue(
     *, reason: str, event_ids: list[int] | None = None, countdown: float | None = None
 ) -> bool:
     """Publish a drain (or a retry of `event_ids`) once, failing fast: a webhook must not wait on SQS."""
-    from messaging.tasks import inbound_events_process_task  # messaging.tasks imports this module
-
     if _EnqueuePause.active():
         logger.info("inbound drain not enqueued (%s): SQS failed moments ago", reason)
         return False
@@ -274,8 +209,6 @@ def _events_apply(events: list[InboundEvent], *, result: DrainResult) -> list[in
     Media jobs are enqueued after the commit. Returns the events that failed for good: those that
     reach INBOUND_MAX_ATTEMPTS, and failed ones that fail again.
     """
-    from messaging.parsing import inbound_payload_apply  # workers only: the webhook never parses
-
     now = timezone.now()
     processed: list[InboundEvent] = []
     media_message_ids: list[int] = []
@@ -378,6 +311,15 @@ def inbound_events_retry(*, event_ids: list[int]) -> DrainResult:
     if events and still_failing:
         raise InboundEventsFailed(f"inbound events still failing: {still_failing}")
     return result
+
+
+@shared_task(name="messaging.inbound_events_process")
+def inbound_events_process_task(event_ids: list[int] | None = None) -> dict:
+    """Drain pending events; with `event_ids`, retry those failed events and raise while they fail,
+    so that the message ends in `incoming-dlq` (step 5 above)."""
+    if event_ids:
+        return inbound_events_retry(event_ids=event_ids).as_dict()
+    return inbound_events_drain().as_dict()
 
 
 # -- sweep and reprocess ------------------------------------------------------------------------

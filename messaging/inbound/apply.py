@@ -33,19 +33,28 @@ keywords; the latest keyword a contact sent wins, whatever order the bodies arri
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Q, Value
-from django.db.models.functions import Coalesce, Lower, Trim
+from django.db.models import Q
+from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 
 from contacts.models import Contact
 from contacts.services import contact_opt_in, contact_opt_out, contact_upsert_whatsapp
 from core.models import AuditLog
-from messaging.models import AnalyticsEvent, InboundEvent, Message, PendingStatus, PhoneNumber, WebhookEvent
+from messaging.inbound.payloads import (
+    inbound_payload_parse,
+    meta_dict,
+    meta_dicts,
+    meta_error,
+    meta_name,
+    meta_str,
+    meta_time,
+)
+from messaging.models import AnalyticsEvent, InboundEvent, Message, PhoneNumber, WebhookEvent
+from messaging.statuses import STATUS_TIMES, message_pending_statuses_apply, status_record
 from messaging.templates import TEMPLATE_FIELDS, template_webhook_apply
 
 OBJECT = "whatsapp_business_account"
@@ -104,29 +113,6 @@ _EVENT_LISTS = {
     "history": "history",
 }
 
-STATUS_TIMES = {
-    "sent": "sent_at",
-    "delivered": "delivered_at",
-    "read": "read_at",
-    "played": "played_at",
-    "failed": "failed_at",
-    "deleted": None,
-}
-_S = Message.Status
-_PROGRESS = [_S.QUEUED, _S.SENT, _S.DELIVERED, _S.READ, _S.PLAYED]
-# The states a message may leave for each status: forward only; failed is final, deleted is
-# final but for failed.
-STATUS_FROM: dict[str, list[str]] = {
-    "sent": _PROGRESS[:1],
-    "delivered": _PROGRESS[:2],
-    "read": _PROGRESS[:3],
-    "played": _PROGRESS[:4],
-    "deleted": [*_PROGRESS],
-    "failed": [*_PROGRESS, _S.DELETED],
-}
-# pg_advisory_xact_lock(key1, key2): key1 names this lock's purpose, key2 is hashtext(wamid).
-_WAMID_LOCK = 0x57A1D
-
 
 @dataclass
 class ApplyResult:
@@ -136,63 +122,10 @@ class ApplyResult:
     media_message_ids: list[int] = field(default_factory=list)
 
 
-# -- reading Meta's shapes ------------------------------------------------------------------------
-
-
-def _dicts(value: Any) -> list[dict]:
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
-def _dict(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def _str(value: Any, limit: int | None = None) -> str:
-    if isinstance(value, str):
-        text = value.strip()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        text = str(value)
-    else:
-        return ""
-    return text[:limit] if limit else text
-
-
-def _name(value: Any, limit: int | None = None) -> str:
-    """An identifier or a type name: only a string is one."""
-    return _str(value, limit) if isinstance(value, str) else ""
-
-
-def _int(value: Any) -> int | None:
-    """An integer that fits PostgreSQL's integer column, from an int or a string of digits."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value.strip())
-    return value if isinstance(value, int) and -(2**31) <= value < 2**31 else None
-
-
-def _time(value: Any) -> datetime | None:
-    """Meta's times are seconds since the epoch, as strings (messages, statuses) or ints (entry.time)."""
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        return None
-    if value > 1e11:  # milliseconds
-        value /= 1000
-    if not 0 < value < 32503680000:  # before the year 3000
-        return None
-    return datetime.fromtimestamp(value, UTC)
-
-
 def _payload(event: InboundEvent) -> Any:
     """The stored payload; for an event stored without one, its body read as the webhook view would."""
     if event.payload is not None:
         return event.payload
-    from messaging.inbound import inbound_payload_parse
-
     return inbound_payload_parse(bytes(event.body or b""))
 
 
@@ -204,77 +137,77 @@ def _join(*parts: str, sep: str = ", ") -> str:
 
 
 def _location_text(location: dict) -> str:
-    latitude, longitude = _str(location.get("latitude")), _str(location.get("longitude"))
+    latitude, longitude = meta_str(location.get("latitude")), meta_str(location.get("longitude"))
     where = f"({latitude}, {longitude})" if latitude and longitude else ""
-    return _join(_join(_str(location.get("name")), _str(location.get("address"))), where, sep=" ")
+    return _join(_join(meta_str(location.get("name")), meta_str(location.get("address"))), where, sep=" ")
 
 
 def _contacts_text(cards: list[dict]) -> str:
     names = []
     for card in cards:
-        name = _dict(card.get("name"))
+        name = meta_dict(card.get("name"))
         names.append(
-            _str(name.get("formatted_name"))
-            or _join(_str(name.get("first_name")), _str(name.get("last_name")), sep=" ")
+            meta_str(name.get("formatted_name"))
+            or _join(meta_str(name.get("first_name")), meta_str(name.get("last_name")), sep=" ")
         )
     return _join(*names)
 
 
 def _interactive_text(interactive: dict) -> str:
-    kind = _name(interactive.get("type"))
-    reply = _dict(interactive.get(kind))
+    kind = meta_name(interactive.get("type"))
+    reply = meta_dict(interactive.get(kind))
     if kind == "nfm_reply":
-        return _str(reply.get("response_json")) or _str(reply.get("body"))
+        return meta_str(reply.get("response_json")) or meta_str(reply.get("body"))
     if kind == "call_permission_reply":
-        return _join("Call permission", _str(reply.get("response")), sep=": ")
+        return _join("Call permission", meta_str(reply.get("response")), sep=": ")
     if kind == "list_reply":
-        return _join(_str(reply.get("title")), _str(reply.get("description")), sep=" — ") or _str(
+        return _join(meta_str(reply.get("title")), meta_str(reply.get("description")), sep=" — ") or meta_str(
             reply.get("id")
         )
-    return _str(reply.get("title")) or _str(reply.get("id"))
+    return meta_str(reply.get("title")) or meta_str(reply.get("id"))
 
 
 def _order_text(order: dict) -> str:
     items = []
-    for item in _dicts(order.get("product_items")):
-        price = _join(_str(item.get("item_price")), _str(item.get("currency")), sep=" ")
-        line = f"{_str(item.get('quantity')) or '?'} x {_str(item.get('product_retailer_id'))}"
+    for item in meta_dicts(order.get("product_items")):
+        price = _join(meta_str(item.get("item_price")), meta_str(item.get("currency")), sep=" ")
+        line = f"{meta_str(item.get('quantity')) or '?'} x {meta_str(item.get('product_retailer_id'))}"
         items.append(_join(line, price, sep=" at "))
-    catalog = _str(order.get("catalog_id"))
+    catalog = meta_str(order.get("catalog_id"))
     summary = f"Order from catalog {catalog}" if catalog else "Order"
-    return _join(_join(summary, "; ".join(items), sep=": "), _str(order.get("text")), sep="\n")
+    return _join(_join(summary, "; ".join(items), sep=": "), meta_str(order.get("text")), sep="\n")
 
 
 def _message_text(kind: str, message: dict) -> str:
     """What an operator reads in the conversation; the whole message stays in `payload`."""
-    body = _dict(message.get(kind))
+    body = meta_dict(message.get(kind))
     if kind == "text":
-        return _str(body.get("body"))
+        return meta_str(body.get("body"))
     if kind in {"image", "video", "document"}:
-        return _str(body.get("caption"))
+        return meta_str(body.get("caption"))
     if kind == "location":
         return _location_text(body)
     if kind == "contacts":
-        return _contacts_text(_dicts(message.get("contacts")))
+        return _contacts_text(meta_dicts(message.get("contacts")))
     if kind == "interactive":
         return _interactive_text(body)
     if kind == "button":
-        return _str(body.get("text")) or _str(body.get("payload"))
+        return meta_str(body.get("text")) or meta_str(body.get("payload"))
     if kind == "order":
         return _order_text(body)
     if kind == "system":
-        return _str(body.get("body"))
+        return meta_str(body.get("body"))
     if kind == "reaction":
-        return _str(body.get("emoji"))
+        return meta_str(body.get("emoji"))
     if kind == "edit":
-        inner = _dict(body.get("message"))
-        inner_kind = _name(inner.get("type"))
+        inner = meta_dict(body.get("message"))
+        inner_kind = meta_name(inner.get("type"))
         return _message_text(inner_kind, inner) if inner_kind and inner_kind != "edit" else ""
-    return _str(body.get("body")) or _str(body.get("text")) or _str(body.get("caption"))
+    return meta_str(body.get("body")) or meta_str(body.get("text")) or meta_str(body.get("caption"))
 
 
 def _message_kind(message: dict) -> str:
-    kind = _name(message.get("type"), 32)
+    kind = meta_name(message.get("type"), 32)
     if kind:
         return kind
     for candidate in ("text", *sorted(MEDIA_KINDS), "location", "contacts", "interactive", "button"):
@@ -284,38 +217,26 @@ def _message_kind(message: dict) -> str:
 
 
 def _target_wamid(kind: str, message: dict) -> str:
-    body = _dict(message.get(kind))
+    body = meta_dict(message.get(kind))
     if kind == "reaction":
-        return _str(body.get("message_id"), 255)
+        return meta_str(body.get("message_id"), 255)
     if kind in {"edit", "revoke"}:
-        return _str(body.get("original_message_id"), 255)
+        return meta_str(body.get("original_message_id"), 255)
     return ""
-
-
-def _error(errors: Any) -> dict[str, Any]:
-    """Meta's first error as Message fields: code, title, details (error_data.details, else message)."""
-    first = next(iter(_dicts(errors)), None)
-    if first is None:
-        return {}
-    return {
-        "error_code": _int(first.get("code")),
-        "error_title": _str(first.get("title"), 255),
-        "error_details": _str(_dict(first.get("error_data")).get("details")) or _str(first.get("message")),
-    }
 
 
 def _media(kind: str, message: dict) -> dict[str, Any]:
     if kind not in MEDIA_KINDS:
         return {}
-    media = _dict(message.get(kind))
-    media_id = _str(media.get("id"), 128)
+    media = meta_dict(message.get(kind))
+    media_id = meta_str(media.get("id"), 128)
     if not media_id:
         return {}
     return {
         "media_id": media_id,
-        "media_mime_type": _str(media.get("mime_type"), 128),
-        "media_sha256": _str(media.get("sha256"), 128),
-        "media_filename": _str(media.get("filename"), 255) if kind == "document" else "",
+        "media_mime_type": meta_str(media.get("mime_type"), 128),
+        "media_sha256": meta_str(media.get("sha256"), 128),
+        "media_filename": meta_str(media.get("filename"), 255) if kind == "document" else "",
         "media_state": Message.MediaState.PENDING,
     }
 
@@ -335,13 +256,13 @@ class _Apply:
 
     def run(self) -> ApplyResult:
         payload = _payload(self.event)
-        entries = _dicts(payload.get("entry")) if isinstance(payload, dict) else []
+        entries = meta_dicts(payload.get("entry")) if isinstance(payload, dict) else []
         if not entries or payload.get("object", OBJECT) != OBJECT:
             self.unknown(field="", event="not_a_whatsapp_envelope", value=payload)
             return self.result
         for entry in entries:
-            waba_id = _str(entry.get("id"), 64)
-            entry_time = _time(entry.get("time"))
+            waba_id = meta_str(entry.get("id"), 64)
+            entry_time = meta_time(entry.get("time"))
             changes = entry.get("changes")
             if not isinstance(changes, list) or not changes:
                 self.unknown(field="", event="entry_without_changes", value=entry, waba_id=waba_id)
@@ -387,7 +308,7 @@ class _Apply:
 
     def phone_number(self, value: dict) -> PhoneNumber | None:
         """The sender number named by the value's metadata; an id Wharf does not know is flagged."""
-        phone_number_id = _str(_dict(value.get("metadata")).get("phone_number_id"), 64)
+        phone_number_id = meta_str(meta_dict(value.get("metadata")).get("phone_number_id"), 64)
         if not phone_number_id:
             return None
         if phone_number_id not in self.phone_numbers:
@@ -405,7 +326,7 @@ class _Apply:
         if not isinstance(change, dict):
             self.unknown(field="", event="change_not_an_object", value=change, waba_id=waba_id)
             return
-        field_name = _name(change.get("field"), 64)
+        field_name = meta_name(change.get("field"), 64)
         value = change.get("value")
         if field_name and field_name not in self.result.fields:
             self.result.fields.append(field_name)
@@ -419,7 +340,7 @@ class _Apply:
         known = field_name in KNOWN_FIELDS
         self.webhook_event(
             field=field_name,
-            event=_event_name(field_name, value) if known else _str(value.get("event"), 64),
+            event=_event_name(field_name, value) if known else meta_str(value.get("event"), 64),
             value=value,
             known=known,
             waba_id=waba_id,
@@ -433,7 +354,7 @@ class _Apply:
         elif field_name == "user_preferences":
             _user_preferences_apply(value)
         elif field_name in {"smb_message_echoes", "message_echoes"}:
-            for echo in _dicts(value.get("message_echoes")):
+            for echo in meta_dicts(value.get("message_echoes")):
                 self.message(echo, value, entry_time=entry_time, phone_number=phone_number, echo=True)
 
     def messages_change(
@@ -452,7 +373,7 @@ class _Apply:
         if not handled:
             self.unknown(
                 field="messages",
-                event=_str(value.get("event"), 64) or "no_messages_or_statuses",
+                event=meta_str(value.get("event"), 64) or "no_messages_or_statuses",
                 value=value,
                 waba_id=waba_id,
                 phone_number=phone_number,
@@ -471,14 +392,14 @@ class _Apply:
         echo: bool = False,
     ) -> None:
         field_name = "smb_message_echoes" if echo else "messages"
-        wamid = _name(message.get("id")) if isinstance(message, dict) else ""
+        wamid = meta_name(message.get("id")) if isinstance(message, dict) else ""
         if not wamid or len(wamid) > 255:
             self.unknown(
                 field=field_name, event="message_without_id", value=message, phone_number=phone_number
             )
             return
         kind = _message_kind(message)
-        timestamp = _time(message.get("timestamp")) or entry_time or self.fallback_time
+        timestamp = meta_time(message.get("timestamp")) or entry_time or self.fallback_time
         # A system notice (a changed number, a changed identity) is not the user writing to us.
         inbound_at = timestamp if not echo and kind != "system" else None
         contact = _sender(message, value, echo=echo, inbound_at=inbound_at)
@@ -487,7 +408,7 @@ class _Apply:
                 field=field_name, event="message_without_sender", value=message, phone_number=phone_number
             )
             return
-        context = _dict(message.get("context"))
+        context = meta_dict(message.get("context"))
         # On the unique wamid: a concurrent insert of the same id waits for the other, then finds it.
         message, created = Message.objects.get_or_create(
             wamid=wamid,
@@ -501,10 +422,10 @@ class _Apply:
                 "text": _message_text(kind, message),
                 "payload": message,
                 "timestamp": timestamp,
-                "context_wamid": _str(context.get("id"), 255),
+                "context_wamid": meta_str(context.get("id"), 255),
                 "target_wamid": _target_wamid(kind, message),
                 **_media(kind, message),
-                **(_error(message.get("errors")) or _error(value.get("errors"))),
+                **(meta_error(message.get("errors")) or meta_error(value.get("errors"))),
             },
         )
         if message.media_state == Message.MediaState.PENDING and message.contact_id == contact.pk:
@@ -538,8 +459,8 @@ class _Apply:
     def status(
         self, status: Any, *, entry_time: datetime | None, phone_number: PhoneNumber | None, waba_id: str
     ) -> None:
-        wamid = _name(status.get("id")) if isinstance(status, dict) else ""
-        name = _name(status.get("status")).lower() if isinstance(status, dict) else ""
+        wamid = meta_name(status.get("id")) if isinstance(status, dict) else ""
+        name = meta_name(status.get("status")).lower() if isinstance(status, dict) else ""
         if not wamid or len(wamid) > 255 or name not in STATUS_TIMES:
             if not wamid or len(wamid) > 255:
                 event = "status_without_id"
@@ -549,8 +470,8 @@ class _Apply:
                 field="messages", event=event, value=status, waba_id=waba_id, phone_number=phone_number
             )
             return
-        at = _time(status.get("timestamp")) or entry_time or self.fallback_time
-        outcome = _status_record(wamid=wamid, status=name, at=at, payload=status)
+        at = meta_time(status.get("timestamp")) or entry_time or self.fallback_time
+        outcome = status_record(wamid=wamid, status=name, at=at, payload=status)
         if outcome == "inbound":
             self.unknown(
                 field="messages",
@@ -564,33 +485,33 @@ class _Apply:
 
 def _event_name(field_name: str, value: dict) -> str:
     """What happened, for a typed event: the value's `event`, else what names it for that field."""
-    event = _str(value.get("event"), 64)
+    event = meta_str(value.get("event"), 64)
     if event:
         return event
     if field_name in _EVENT_KEYS:
-        return _str(value.get(_EVENT_KEYS[field_name]), 64)
+        return meta_str(value.get(_EVENT_KEYS[field_name]), 64)
     if field_name == "account_alerts":
-        return _str(_dict(value.get("alert_info")).get("alert_type"), 64)
+        return meta_str(meta_dict(value.get("alert_info")).get("alert_type"), 64)
     if field_name == "calls" and not isinstance(value.get("calls"), list):
-        first = next(iter(_dicts(value.get("statuses"))), {})  # a call's status: RINGING, ACCEPTED ...
-        return _str(first.get("status"), 64).lower()
+        first = next(iter(meta_dicts(value.get("statuses"))), {})  # a call's status: RINGING, ACCEPTED ...
+        return meta_str(first.get("status"), 64).lower()
     if field_name in _EVENT_LISTS:
-        first = next(iter(_dicts(value.get(_EVENT_LISTS[field_name]))), {})
+        first = next(iter(meta_dicts(value.get(_EVENT_LISTS[field_name]))), {})
         if field_name == "user_preferences":
-            return _join(_str(first.get("category")), _str(first.get("value")), sep=".")[:64]
-        event = _str(first.get("event") or first.get("type") or first.get("value"), 64)
+            return _join(meta_str(first.get("category")), meta_str(first.get("value")), sep=".")[:64]
+        event = meta_str(first.get("event") or first.get("type") or first.get("value"), 64)
         if event:
             return event
     return _EVENT_DEFAULTS.get(field_name, "")
 
 
 def _value_time(value: dict) -> datetime | None:
-    found = _time(value.get("timestamp"))
+    found = meta_time(value.get("timestamp"))
     if found:
         return found
     for key in ("calls", "statuses", "user_preferences", "message_echoes"):
-        for item in _dicts(value.get(key)):
-            if found := _time(item.get("timestamp")):
+        for item in meta_dicts(value.get(key)):
+            if found := meta_time(item.get("timestamp")):
                 return found
     return None
 
@@ -604,35 +525,35 @@ def _sender(message: dict, value: dict, *, echo: bool, inbound_at: datetime | No
     `value.contacts` gives the profile; an entry is used only when its wa_id or user id is the
     message's own, so a profile never lands on a contact it does not describe.
     """
-    wa_id = _name(message.get("to" if echo else "from"))
-    user_id = _name(message.get("to_user_id" if echo else "from_user_id"))
-    profiles = _dicts(value.get("contacts"))
+    wa_id = meta_name(message.get("to" if echo else "from"))
+    user_id = meta_name(message.get("to_user_id" if echo else "from_user_id"))
+    profiles = meta_dicts(value.get("contacts"))
     profile = next(
         (
             entry
             for entry in profiles
-            if (wa_id and _name(entry.get("wa_id")) == wa_id)
-            or (user_id and _name(entry.get("user_id")) == user_id)
+            if (wa_id and meta_name(entry.get("wa_id")) == wa_id)
+            or (user_id and meta_name(entry.get("user_id")) == user_id)
         ),
         None,
     )
     if profile is None and not wa_id and not user_id and len(profiles) == 1:
         profile = profiles[0]
     profile = profile or {}
-    wa_id = wa_id or _name(profile.get("wa_id"))
-    user_id = user_id or _name(profile.get("user_id"))
+    wa_id = wa_id or meta_name(profile.get("wa_id"))
+    user_id = user_id or meta_name(profile.get("user_id"))
     if len(wa_id) > 32:
         wa_id = ""
     if len(user_id) > 128:
         user_id = ""
     if not wa_id and not user_id:
         return None
-    details = _dict(profile.get("profile"))
+    details = meta_dict(profile.get("profile"))
     return contact_upsert_whatsapp(
         wa_id=wa_id,
         user_id=user_id,
-        profile_name=_str(details.get("name"), 200),
-        username=_str(details.get("username"), 128),
+        profile_name=meta_str(details.get("name"), 200),
+        username=meta_str(details.get("username"), 128),
         inbound_at=inbound_at,
     )
 
@@ -669,14 +590,14 @@ def _keywords_apply(*, message: Message, contact: Contact) -> None:
 
 def _user_preferences_apply(value: dict) -> None:
     """A user's "stop" of marketing messages in WhatsApp opts them out; "resume" opts them back in."""
-    for preference in _dicts(value.get("user_preferences")):
-        choice = _name(preference.get("value")).lower()
-        wa_id = _name(preference.get("wa_id"))
+    for preference in meta_dicts(value.get("user_preferences")):
+        choice = meta_name(preference.get("value")).lower()
+        wa_id = meta_name(preference.get("wa_id"))
         if choice not in {"stop", "resume"} or not wa_id or len(wa_id) > 32:
             continue
         contact = contact_upsert_whatsapp(wa_id=wa_id, inbound_at=None)
         contact = Contact.objects.select_for_update().get(pk=contact.pk)
-        reason = f"whatsapp {_str(preference.get('category')) or 'marketing'} {choice}"[:64]
+        reason = f"whatsapp {meta_str(preference.get('category')) or 'marketing'} {choice}"[:64]
         if choice == "stop":
             contact_opt_out(contact=contact, reason=reason, actor=None, source=AuditLog.Source.WEBHOOK)
         else:
@@ -695,10 +616,10 @@ def _digits(value: str) -> str:
 def _phone_number_quality_apply(*, value: dict, waba_id: str, phone_number: PhoneNumber | None) -> None:
     """Keeps the number's quality rating and messaging limit as Meta last reported them."""
     changes: dict[str, str] = {}
-    quality = _QUALITY.get(_str(value.get("event")).upper())
+    quality = _QUALITY.get(meta_str(value.get("event")).upper())
     if quality:
         changes["quality_rating"] = quality
-    limit = _str(value.get("current_limit"), 32)
+    limit = meta_str(value.get("current_limit"), 32)
     if limit:
         changes["messaging_limit"] = limit
     if not changes:
@@ -706,7 +627,7 @@ def _phone_number_quality_apply(*, value: dict, waba_id: str, phone_number: Phon
     numbers = PhoneNumber.objects.none()
     if phone_number is not None:
         numbers = PhoneNumber.objects.filter(pk=phone_number.pk)
-    elif display := _digits(_str(value.get("display_phone_number"))):
+    elif display := _digits(meta_str(value.get("display_phone_number"))):
         candidates = PhoneNumber.objects.filter(Q(waba_id=waba_id) | Q(waba_id="") if waba_id else Q())
         ids = [number.pk for number in candidates if _digits(number.display_phone_number) == display]
         numbers = PhoneNumber.objects.filter(pk__in=ids)
@@ -747,107 +668,9 @@ def _target_refresh(wamid: str, *, only_if_targeted: bool = False) -> None:
         target.save(update_fields=[*changes, "updated_at"])
 
 
-# -- statuses -------------------------------------------------------------------------------------
-
-
-def _wamid_lock(wamid: str) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_WAMID_LOCK, wamid])
-
-
-def _status_record(*, wamid: str, status: str, at: datetime, payload: dict) -> str:
-    """Applies one status by wamid: "applied", "unchanged", "pending" or "inbound".
-
-    Every status Meta reports for a known outbound message writes its analytics row (once per wamid
-    and status), whether or not it moved the message: a "delivered" that arrives after "read" still
-    says the message was delivered.
-    """
-    columns = ("id", "direction", "contact_id", "phone_number_id")
-    found = Message.objects.filter(wamid=wamid).values(*columns).first()
-    if found is None:
-        _wamid_lock(wamid)
-        found = Message.objects.filter(wamid=wamid).values(*columns).first()
-    if found is None:
-        PendingStatus.objects.bulk_create(
-            [PendingStatus(wamid=wamid, status=status, timestamp=at, payload=payload)], ignore_conflicts=True
-        )
-        callback = payload.get("biz_opaque_callback_data")
-        if isinstance(callback, str) and callback.isdigit():
-            from messaging.outbound import outgoing_doubts_resolve  # it imports this module
-
-            outgoing_doubts_resolve(message_ids=[int(callback)])
-        return "pending"
-    if found["direction"] != Message.Direction.OUTBOUND:
-        return "inbound"
-    outcome = _status_update(message_id=found["id"], status=status, at=at, payload=payload)
-    AnalyticsEvent.objects.bulk_create(
-        [
-            AnalyticsEvent(
-                kind=AnalyticsEvent.Kind.STATUS_CHANGED,
-                wamid=wamid,
-                status=status,
-                message_id=found["id"],
-                contact_id=found["contact_id"],
-                phone_number_id=found["phone_number_id"],
-                occurred_at=at,
-                data=_status_data(payload),
-            )
-        ],
-        ignore_conflicts=True,
-    )
-    return outcome
-
-
-def _status_data(payload: dict) -> dict[str, Any]:
-    pricing, conversation = _dict(payload.get("pricing")), _dict(payload.get("conversation"))
-    data = {
-        "pricing_model": _str(pricing.get("pricing_model")),
-        "pricing_category": _str(pricing.get("category")),
-        "pricing_type": _str(pricing.get("type")),
-        "billable": pricing.get("billable") if isinstance(pricing.get("billable"), bool) else None,
-        "conversation_id": _str(conversation.get("id")),
-        "conversation_origin": _str(_dict(conversation.get("origin")).get("type")),
-        "error_code": _error(payload.get("errors")).get("error_code"),
-    }
-    return {key: item for key, item in data.items() if item not in ("", None)}
-
-
-def _status_update(*, message_id: int, status: str, at: datetime, payload: dict) -> str:
-    """Moves the message forward if its state allows, and fills the status's time if still empty."""
-    time_field = STATUS_TIMES[status]
-    now = timezone.now()
-    changes: dict[str, Any] = {"status": status, "updated_at": now}
-    if time_field:
-        changes[time_field] = Coalesce(F(time_field), Value(at))
-    if status == "failed":
-        changes.update(_error(payload.get("errors")))
-    moved = Message.objects.filter(pk=message_id, status__in=STATUS_FROM[status]).update(**changes)
-    if moved:
-        return "applied"
-    if time_field:
-        Message.objects.filter(pk=message_id, **{f"{time_field}__isnull": True}).update(
-            **{time_field: at, "updated_at": now}
-        )
-    return "unchanged"
-
-
 # -- the interface --------------------------------------------------------------------------------
 
 
 def inbound_payload_apply(*, event: InboundEvent) -> ApplyResult:
     """Writes what one stored webhook body says. Safe to run again on the same event."""
     return _Apply(event).run()
-
-
-def message_pending_statuses_apply(*, message: Message) -> int:
-    """Applies, in time order, the statuses that arrived before this outbound message was stored;
-    returns how many. Call it in the transaction that creates the message."""
-    if message.direction != Message.Direction.OUTBOUND:
-        return 0
-    with transaction.atomic():
-        _wamid_lock(message.wamid)
-        pending = list(PendingStatus.objects.filter(wamid=message.wamid).order_by("timestamp", "id"))
-        for row in pending:
-            _status_record(wamid=message.wamid, status=row.status, at=row.timestamp, payload=row.payload)
-        PendingStatus.objects.filter(pk__in=[row.pk for row in pending]).delete()
-    return len(pending)

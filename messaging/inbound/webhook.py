@@ -14,7 +14,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from messaging.inbound import inbound_event_record
+from messaging.inbound.events import inbound_event_record
 from messaging.models import InboundEvent
 
 logger = logging.getLogger(__name__)
