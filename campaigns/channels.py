@@ -31,15 +31,18 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import get_connection
 from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.models import Campaign, Recipient
-from contacts.models import Channel, Contact
+from campaigns.placeholders import contact_values, placeholders_check, placeholders_render
+from contacts.models import Channel
 from core.backoff import Backoff
 from messaging.channels import ChannelError, channel_slot_wait, channel_slots_take, email_send, sms_send
 from messaging.channels.pacing import channel_rate_per_s
+from messaging.ratelimit import rate_clock_now
 
 logger = logging.getLogger(__name__)
 
@@ -61,17 +64,6 @@ def CLAIM_STALE_S() -> float:
 def channel_rate(campaign: Campaign) -> float:
     rate = channel_rate_per_s(CHANNELS[campaign.channel])
     return min(rate, campaign.rate_limit_per_s) if campaign.rate_limit_per_s else rate
-
-
-def contact_values(contact: Contact) -> dict[str, Any]:
-    return {
-        "name": contact.name,
-        "phone": contact.phone,
-        "email": contact.email,
-        "wa_id": contact.wa_id,
-        "language": contact.language,
-        "attributes": contact.attributes,
-    }
 
 
 _RECIPIENT = Recipient._meta.db_table
@@ -128,8 +120,6 @@ def _outcome(recipient: Recipient, *, worker: str, **changes: Any) -> bool:
 
 
 def _send(campaign: Campaign, recipient: Recipient, mail_connection) -> str:
-    from campaigns.services import placeholders_render
-
     values = contact_values(recipient.contact)
     reference = f"campaign-{campaign.pk}-recipient-{recipient.pk}"
     if campaign.channel == Campaign.Channel.EMAIL:
@@ -182,8 +172,6 @@ def campaign_channel_send(*, campaign: Campaign) -> dict[str, int] | None:
     done = 0
     try:
         for recipient, slot in zip(claimed, slots, strict=True):
-            from messaging.ratelimit import rate_clock_now
-
             if not Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.RUNNING).exists():
                 break  # paused or cancelled: the rest are released below (or were, by the pause)
             if (slot - rate_clock_now()).total_seconds() > SLOT_WAIT_MAX_S:
@@ -261,17 +249,13 @@ def channel_failures_window(campaign: Campaign, *, window: int) -> tuple[int, in
 
 
 def channel_content_check(campaign: Campaign) -> None:
-    from django.core.exceptions import ValidationError
-
-    from campaigns.services import _placeholders_check
-
     if campaign.channel == Campaign.Channel.EMAIL:
         if not campaign.subject.strip():
             raise ValidationError({"subject": "An email campaign needs a subject."})
-        _placeholders_check(campaign.subject, "subject")
+        placeholders_check(campaign.subject, "subject")
     if not campaign.body.strip():
         raise ValidationError({"body": f"An {campaign.get_channel_display()} campaign needs a body."})
-    _placeholders_check(campaign.body, "body")
+    placeholders_check(campaign.body, "body")
     if campaign.channel == Campaign.Channel.SMS and len(campaign.body) > 1600:
         raise ValidationError({"body": f"At most 1,600 characters in an SMS (got {len(campaign.body):,})."})
     if campaign.rate_limit_per_s is not None and campaign.rate_limit_per_s < 1:

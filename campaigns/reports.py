@@ -13,14 +13,17 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from celery import shared_task
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
-from campaigns.models import Campaign
+from campaigns.models import Campaign, Recipient
 from campaigns.selectors import REPORT_ROWS_SQL, campaign_progress
 from core.aws import s3_client
+from messaging.models import Message
 
 logger = logging.getLogger(__name__)
 
@@ -159,3 +162,22 @@ def campaign_report_url(*, campaign: Campaign) -> str | None:
         },
         ExpiresIn=settings.PRESIGNED_URL_EXPIRY_S,
     )
+
+
+REPORT_WAIT_S = 2.0  # a report waits for sends in flight, retrying this often
+REPORT_WAIT_TRIES = 60
+
+
+@shared_task(bind=True, name="campaigns.campaign_report", max_retries=REPORT_WAIT_TRIES)
+def campaign_report_task(self, campaign_id: int) -> str:
+    """Write the report once the sends in flight have finished (or after waiting about two minutes:
+    what is still in flight is reported as such)."""
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is None:
+        return "gone"
+    in_flight = Recipient.objects.filter(
+        Q(status=Recipient.Status.SENDING) | Q(message__status=Message.Status.SENDING), campaign=campaign
+    ).exists()
+    if in_flight and self.request.retries < REPORT_WAIT_TRIES:
+        raise self.retry(countdown=REPORT_WAIT_S)
+    return campaign_report_write(campaign=campaign)

@@ -38,12 +38,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import uuid
 from datetime import timedelta
 from functools import partial
 from typing import Any
 
+from celery import shared_task
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Q
@@ -53,10 +53,15 @@ from campaigns.channels import (
     campaign_channel_send,
     channel_claims_release,
     channel_claims_sweep,
+    channel_content_check,
     channel_failures_window,
 )
 from campaigns.models import Campaign, Recipient
+from campaigns.placeholders import placeholders_check, placeholders_render
+from campaigns.reports import campaign_report_task
+from campaigns.selectors import campaign_failures
 from contacts.models import Contact
+from contacts.services import phone_normalise
 from core.audit import Actor, audit_log_record
 from core.models import AuditLog
 from core.queues import task_publish
@@ -75,11 +80,8 @@ FEED_AHEAD_S = 2.0  # an uncapped campaign keeps this many seconds of its sender
 FEED_LEASE_S = 60.0  # a feeder not heard of for this long is restarted by the tick
 AUTO_PAUSE_WINDOW = 200  # the latest settled sends the failure share is taken over
 AUTO_PAUSE_MIN = 20  # ... once there are at least this many
-REPORT_WAIT_S = 2.0  # a report waits for sends in flight, retrying this often
 
 FILTER_KEYS = ("language", "attributes", "created_after", "created_before", "opted_in")
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(?:\|([^}]*))?\}\}")
-PLACEHOLDER_FIELDS = ("name", "phone", "email", "wa_id", "language")
 
 _CONTACT = Contact._meta.db_table
 _RECIPIENT = Recipient._meta.db_table
@@ -97,34 +99,6 @@ def _require(condition: bool, field: str, message: str) -> None:
 
 
 # -- content --------------------------------------------------------------------------------------
-
-
-def placeholders_render(text: str, contact: dict[str, Any]) -> str:
-    """{{name}}, {{phone}}, {{email}}, {{wa_id}}, {{language}} and {{attributes.KEY}} from the
-    contact; after "|" a default for an empty value."""
-
-    def value(match: re.Match) -> str:
-        path, default = match.group(1), match.group(2)
-        if path.startswith("attributes."):
-            found: Any = contact.get("attributes") or {}
-            for part in path.split(".")[1:]:
-                found = found.get(part) if isinstance(found, dict) else None
-        else:
-            found = contact.get(path)
-        text = "" if found is None else str(found)
-        return text if text.strip() else (default or "")
-
-    return _PLACEHOLDER.sub(value, text)
-
-
-def _placeholders_check(text: str, field: str) -> None:
-    for match in _PLACEHOLDER.finditer(text):
-        path = match.group(1)
-        _require(
-            path in PLACEHOLDER_FIELDS or (path.startswith("attributes.") and len(path) > len("attributes.")),
-            field,
-            f"Unknown placeholder {{{{{path}}}}}: one of {', '.join(PLACEHOLDER_FIELDS)} or attributes.KEY.",
-        )
 
 
 def _template_batch(campaign: Campaign) -> TemplateBatch:
@@ -149,7 +123,7 @@ def campaign_content_check(*, campaign: Campaign) -> None:
             _require(isinstance(items, list), "template_parameters", f"{key}: a list of parameters.")
             for item in items:
                 if isinstance(item, str):
-                    _placeholders_check(item, "template_parameters")
+                    placeholders_check(item, "template_parameters")
         _template_batch(campaign)
         if campaign.rate_limit_per_s is not None:
             limit = campaign.phone_number.rate_limit_per_s
@@ -159,8 +133,6 @@ def campaign_content_check(*, campaign: Campaign) -> None:
                 f"Between 1 and the sender's limit ({limit}/s).",
             )
         return
-    from campaigns.channels import channel_content_check
-
     channel_content_check(campaign)
 
 
@@ -279,8 +251,6 @@ def campaign_audience_csv_set(*, campaign: Campaign, file, actor: Actor, source:
     values = [(row.get(original) or "").strip() for row in reader]
     values = [value for value in values if value]
     if column == "phone":
-        from contacts.services import phone_normalise
-
         normalised = []
         for value in values:
             try:
@@ -417,8 +387,6 @@ def _refresh(campaign: Campaign, fresh: Campaign) -> Campaign:
 
 
 def _feed_enqueue(campaign_id: int, token: str, countdown: float | None = None) -> None:
-    from campaigns.tasks import campaign_feed_task
-
     task_publish(
         campaign_feed_task,
         args=(campaign_id, token),
@@ -604,8 +572,6 @@ def campaign_cancel(*, campaign: Campaign, actor: Actor, source: str) -> Campaig
 
 def _finish(campaign: Campaign, *, status: str, reason: str) -> None:
     """A final status, and the report task after commit (in the caller's transaction)."""
-    from campaigns.tasks import campaign_report_task
-
     now = timezone.now()
     Campaign.objects.filter(pk=campaign.pk).update(
         status=status, status_reason=reason[:255], finished_at=now, feed_token="", updated_at=now
@@ -766,8 +732,6 @@ def campaign_failures_check(*, campaign: Campaign) -> bool:
         failed, settled = channel_failures_window(campaign, window=AUTO_PAUSE_WINDOW)
     if settled < AUTO_PAUSE_MIN or failed * 100 <= campaign.failure_pause_pct * settled:
         return False
-    from campaigns.selectors import campaign_failures
-
     top = campaign_failures(campaign=campaign)[:1]
     cause = f"; most often {top[0]['code']} {top[0]['title']}" if top else ""
     reason = (
@@ -899,8 +863,12 @@ def campaigns_tick() -> dict[str, int]:
         finished_at__lt=now - timedelta(seconds=60),
     )
     for campaign in unreported:
-        from campaigns.tasks import campaign_report_task
-
         _report_enqueue(campaign_report_task, campaign.pk)
         result["reports"] += 1
     return result
+
+
+@shared_task(name="campaigns.campaign_feed")
+def campaign_feed_task(campaign_id: int, token: str) -> str:
+    """One step of a campaign's feeder chain; a duplicate (an old token) does nothing."""
+    return campaign_feed(campaign_id=campaign_id, token=token)

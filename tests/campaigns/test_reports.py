@@ -8,9 +8,8 @@ from django.db import connection
 
 from campaigns import reports
 from campaigns.models import Campaign, Recipient
-from campaigns.reports import campaign_report_url, campaign_report_write
+from campaigns.reports import campaign_report_task, campaign_report_url, campaign_report_write
 from campaigns.services import campaign_cancel, campaign_start
-from campaigns.tasks import campaign_report_task
 from core.aws import s3_client
 from messaging.outbound.drain import outgoing_drain
 from tests.campaigns.conftest import contacts, feed_step, whatsapp_campaign
