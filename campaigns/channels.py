@@ -80,7 +80,7 @@ _CLAIM_SQL = f"""
 """
 
 
-def _claim(campaign: Campaign, *, worker: str, limit: int) -> list[Recipient] | None:
+def recipients_claim(campaign: Campaign, *, worker: str, limit: int) -> list[Recipient] | None:
     """Claimed recipients, committed; None when the campaign is not running."""
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
@@ -100,7 +100,7 @@ def _release(recipient_ids: list[int], *, worker: str, due_at=None) -> int:
     ).update(status=_R.PENDING, claimed_by="", claimed_at=None, due_at=due_at, updated_at=timezone.now())
 
 
-def _attempt_start(recipient: Recipient, *, worker: str) -> bool:
+def recipient_attempt_start(recipient: Recipient, *, worker: str) -> bool:
     now = timezone.now()
     started = Recipient.objects.filter(pk=recipient.pk, status=_R.SENDING, claimed_by=worker).update(
         attempt_started_at=now, claimed_at=now, attempts=recipient.attempts + 1, updated_at=now
@@ -157,7 +157,7 @@ def campaign_channel_send(*, campaign: Campaign) -> dict[str, int] | None:
     its pace. None when the campaign is not running."""
     worker = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
     limit = max(1, math.ceil(channel_rate(campaign) * ROUND_S))
-    claimed = _claim(campaign, worker=worker, limit=limit)
+    claimed = recipients_claim(campaign, worker=worker, limit=limit)
     if claimed is None:
         return None
     counts = {"sent": 0, "failed": 0, "retry": 0, "skipped": 0, "in_doubt": 0, "released": 0}
@@ -178,7 +178,7 @@ def campaign_channel_send(*, campaign: Campaign) -> dict[str, int] | None:
                 counts["released"] += _release([recipient.pk], worker=worker, due_at=slot)
                 done += 1
                 continue
-            if not _attempt_start(recipient, worker=worker):
+            if not recipient_attempt_start(recipient, worker=worker):
                 done += 1
                 continue
             channel_slot_wait(slot)

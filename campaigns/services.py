@@ -101,7 +101,7 @@ def _require(condition: bool, field: str, message: str) -> None:
 # -- content --------------------------------------------------------------------------------------
 
 
-def _template_batch(campaign: Campaign) -> TemplateBatch:
+def campaign_template_batch(campaign: Campaign) -> TemplateBatch:
     _require(
         campaign.phone_number_id is not None, "phone_number", "A WhatsApp campaign needs a sender number."
     )
@@ -124,7 +124,7 @@ def campaign_content_check(*, campaign: Campaign) -> None:
             for item in items:
                 if isinstance(item, str):
                     placeholders_check(item, "template_parameters")
-        _template_batch(campaign)
+        campaign_template_batch(campaign)
         if campaign.rate_limit_per_s is not None:
             limit = campaign.phone_number.rate_limit_per_s
             _require(
@@ -779,7 +779,7 @@ def campaign_feed(*, campaign_id: int, token: str) -> str:
             countdown = 0.0  # the round took its second: the next one at once
     else:
         try:
-            batch = _template_batch(campaign)
+            batch = campaign_template_batch(campaign)
         except ValidationError as error:
             campaign_pause(
                 campaign=campaign,

@@ -182,7 +182,7 @@ _ATTEMPT_START_SQL = f"""
 """
 
 
-def _attempt_start(message: Message, *, worker: str) -> int | None:
+def send_attempt_start(message: Message, *, worker: str) -> int | None:
     """The attempt row's id, committed before the request; None when the claim is no longer ours."""
     with connection.cursor() as cursor:
         cursor.execute(_ATTEMPT_START_SQL, {"now": timezone.now(), "id": message.pk, "worker": worker})
@@ -318,7 +318,7 @@ def outgoing_message_send(
     """Send one claimed message, at its `slot` from the limiter, and wait for the answer; returns
     the attempt's outcome ("" when the claim was lost, "auth" when Meta refused the sender's token:
     the sender is paused and the message queued again). Drains send many at once (`_Stream`)."""
-    attempt = _attempt_start(message, worker=worker)
+    attempt = send_attempt_start(message, worker=worker)
     if attempt is None:
         return ""
     body = _request_body(message)

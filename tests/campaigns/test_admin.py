@@ -77,9 +77,9 @@ def test_actions_ask_for_confirmation_then_run(admin_client, sender, template):
 def test_progress_shows_failures_by_code_and_the_report_downloads(admin_client, sender, template):
     contacts(3)
     campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
-    from campaigns.services import _template_batch, campaign_chunk_feed
+    from campaigns.services import campaign_chunk_feed, campaign_template_batch
 
-    campaign_chunk_feed(campaign=campaign, batch=_template_batch(campaign), limit=3)
+    campaign_chunk_feed(campaign=campaign, batch=campaign_template_batch(campaign), limit=3)
     Message.objects.filter(pk=Message.objects.order_by("id").first().pk).update(
         status="failed", error_code=131026, error_title="Message undeliverable"
     )

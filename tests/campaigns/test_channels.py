@@ -87,29 +87,29 @@ def test_an_email_campaign_paused_and_resumed_sends_each_recipient_exactly_once(
 
 
 def test_a_pause_gives_back_claims_no_send_started_for(smtp_server):
-    from campaigns.channels import _claim
+    from campaigns.channels import recipients_claim
 
     [ContactFactory(tags=["news"], attributes={"code": "c"}) for i in range(3)]
     campaign = campaign_start(campaign=email_campaign(), actor=None, source="api")
-    claimed = _claim(campaign, worker="w1", limit=3)
+    claimed = recipients_claim(campaign, worker="w1", limit=3)
     assert len(claimed) == 3
 
     campaign_pause(campaign=campaign, actor=None, source="api")
 
     assert Recipient.objects.filter(campaign=campaign, status=R.PENDING).count() == 3
-    from campaigns.channels import _attempt_start
+    from campaigns.channels import recipient_attempt_start
 
-    assert not _attempt_start(claimed[0], worker="w1")  # the claim is gone: nothing is sent
+    assert not recipient_attempt_start(claimed[0], worker="w1")  # the claim is gone: nothing is sent
 
 
 def test_a_dead_worker_s_claims_are_given_back_or_held_in_doubt(smtp_server, monkeypatch):
     from campaigns import channels
-    from campaigns.channels import _attempt_start, _claim
+    from campaigns.channels import recipient_attempt_start, recipients_claim
 
     [ContactFactory(tags=["news"], attributes={"code": "c"}) for i in range(2)]
     campaign = campaign_start(campaign=email_campaign(), actor=None, source="api")
-    first, second = _claim(campaign, worker="w1", limit=2)
-    assert _attempt_start(first, worker="w1")  # then the worker died
+    first, second = recipients_claim(campaign, worker="w1", limit=2)
+    assert recipient_attempt_start(first, worker="w1")  # then the worker died
 
     monkeypatch.setattr(channels, "CLAIM_STALE_S", lambda: -1)
     assert channel_claims_sweep() == {"requeued": 1, "in_doubt": 1}

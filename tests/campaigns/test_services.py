@@ -116,10 +116,10 @@ def test_pause_lets_a_request_under_way_finish_and_takes_back_a_drain_s_other_cl
     contacts(10)
     campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
     feed_step(campaign)
-    from messaging.outbound.drain import _attempt_start, outgoing_claim, outgoing_message_send
+    from messaging.outbound.drain import outgoing_claim, outgoing_message_send, send_attempt_start
 
     claimed = outgoing_claim(phone_number=sender, batch_size=4, worker="w1")
-    assert _attempt_start(claimed[0], worker="w1") is not None  # its request is on its way
+    assert send_attempt_start(claimed[0], worker="w1") is not None  # its request is on its way
 
     campaign_pause(campaign=campaign, actor=None, source="api")
 
@@ -135,7 +135,7 @@ def test_a_feeder_skips_the_recipients_another_feeder_holds_and_queues_each_once
     import psycopg
     from django.conf import settings
 
-    from campaigns.services import _template_batch, campaign_chunk_feed
+    from campaigns.services import campaign_chunk_feed, campaign_template_batch
     from tests.platform.conftest import database_url
 
     contacts(30)
@@ -143,7 +143,7 @@ def test_a_feeder_skips_the_recipients_another_feeder_holds_and_queues_each_once
     sender.save()
     campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
     campaign.refresh_from_db()
-    batch = _template_batch(campaign)
+    batch = campaign_template_batch(campaign)
 
     with psycopg.connect(database_url(settings.DATABASES["default"])) as other:  # another feeder, mid-chunk
         held = other.execute(
