@@ -40,9 +40,9 @@ from campaigns.models import Campaign, Recipient
 from campaigns.placeholders import contact_values, placeholders_check, placeholders_render
 from contacts.models import Channel
 from core.backoff import Backoff
-from messaging.channels import ChannelError, channel_slot_wait, channel_slots_take, email_send, sms_send
+from core.pacing import pace_clock_now, pace_wait
+from messaging.channels import ChannelError, channel_slots_take, email_send, sms_send
 from messaging.channels.pacing import channel_rate_per_s
-from messaging.ratelimit import rate_clock_now
 
 logger = logging.getLogger(__name__)
 
@@ -174,14 +174,14 @@ def campaign_channel_send(*, campaign: Campaign) -> dict[str, int] | None:
         for recipient, slot in zip(claimed, slots, strict=True):
             if not Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.RUNNING).exists():
                 break  # paused or cancelled: the rest are released below (or were, by the pause)
-            if (slot - rate_clock_now()).total_seconds() > SLOT_WAIT_MAX_S:
+            if (slot - pace_clock_now()).total_seconds() > SLOT_WAIT_MAX_S:
                 counts["released"] += _release([recipient.pk], worker=worker, due_at=slot)
                 done += 1
                 continue
             if not recipient_attempt_start(recipient, worker=worker):
                 done += 1
                 continue
-            channel_slot_wait(slot)
+            pace_wait(slot)
             try:
                 provider_id = _send(campaign, recipient, mail_connection)
             except ChannelError as error:

@@ -53,3 +53,14 @@ class OperatorAlert(models.Model):
 
     def __str__(self) -> str:
         return self.text[:80]
+
+
+class Pace(models.Model):
+    """The shared limiter's state for one thing Wharf paces (a sender number, the email or SMS
+    channel): its GCRA theoretical arrival time (see core/pacing.py)."""
+
+    key = models.CharField(max_length=64, primary_key=True)
+    tat = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"pace of {self.key}"

@@ -305,16 +305,6 @@ class Template(models.Model):
         return f"{self.name} ({self.language})"
 
 
-class SenderPace(models.Model):
-    """The shared rate limiter's state for one sender number (GCRA: its theoretical arrival time)."""
-
-    phone_number = models.OneToOneField(PhoneNumber, on_delete=models.CASCADE, primary_key=True)
-    tat = models.DateTimeField()
-
-    def __str__(self) -> str:
-        return f"pace of {self.phone_number_id}"
-
-
 class RecipientPace(models.Model):
     """When a sender may next write to one recipient (Meta's pair limit, error 131056)."""
 
@@ -329,14 +319,3 @@ class RecipientPace(models.Model):
 
     def __str__(self) -> str:
         return f"{self.phone_number_id} -> {self.recipient}"
-
-
-class ChannelPace(models.Model):
-    """The shared limiter's state for one channel other than WhatsApp (email, SMS): its GCRA
-    theoretical arrival time, as SenderPace's (see messaging/channels/pacing.py)."""
-
-    channel = models.CharField(max_length=32, primary_key=True)
-    tat = models.DateTimeField()
-
-    def __str__(self) -> str:
-        return f"pace of {self.channel}"

@@ -19,6 +19,7 @@ from django.utils import timezone
 from core.audit import Actor, audit_log_record
 from core.aws import s3_client
 from messaging.models import Message, PhoneNumber
+from messaging.ratelimit import sender_paces_delete
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +182,7 @@ def phone_numbers_delete(*, phone_numbers: Iterable[PhoneNumber], actor: Actor, 
     count = 0
     for phone_number in phone_numbers:
         audit_log_record(actor=actor, source=source, action="phone_number.delete", target=phone_number)
+        sender_paces_delete(phone_number_ids=[phone_number.pk])
         phone_number.delete()
         count += 1
     return count

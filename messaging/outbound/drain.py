@@ -30,6 +30,7 @@ from django.utils import timezone
 from core.alerts import operator_alert_raise
 from core.aws import s3_client
 from core.backoff import Backoff
+from core.pacing import pace_clock_now, pace_wait
 from core.queues import QUEUES, task_publish
 from messaging.graph import (
     GraphAuthError,
@@ -39,7 +40,7 @@ from messaging.graph import (
 )
 from messaging.models import Message, PendingStatus, PhoneNumber, SendAttempt, WakeUp
 from messaging.outbound.content import MEDIA_KINDS
-from messaging.ratelimit import rate_clock_now, rate_slot_wait, rate_slots_delay, rate_slots_take
+from messaging.ratelimit import rate_slots_delay, rate_slots_take
 from messaging.services import phone_number_pause
 from messaging.statuses import (
     NO_ERROR,
@@ -323,7 +324,7 @@ def outgoing_message_send(
         return ""
     body = _request_body(message)
     if slot is not None:
-        rate_slot_wait(slot)
+        pace_wait(slot)
     reply = _request(phone_number.phone_number_id, body)
     return _outcome_apply(message, attempt, phone_number=phone_number, worker=worker, reply=reply)
 
@@ -568,7 +569,7 @@ class _Dispatcher(threading.Thread):
                 if not self.heap:
                     self.cond.wait()
                     continue
-                delay = (self.heap[0][0] - rate_clock_now()).total_seconds()
+                delay = (self.heap[0][0] - pace_clock_now()).total_seconds()
                 if delay > 0:
                     self.cond.wait(delay)  # or until an earlier send is pushed
                     continue
@@ -626,7 +627,7 @@ class _Stream:
         Lateness is read here, as the request leaves, not at the hand-over: a request waits for a
         free request thread too."""
 
-        late_s = (rate_clock_now() - send.slot).total_seconds()
+        late_s = (pace_clock_now() - send.slot).total_seconds()
         if late_s > LATE_MAX_S:
             if _group_size(send.phone_number) == 1:  # the next slot may be another drain's already
                 send.unsent = f"it would have left {late_s * 1000:.0f} ms after its slot"
@@ -718,7 +719,7 @@ class _Stream:
         the messages whose slot is far off or whose recipient's turn comes later queued again, due
         then, and attempts started for the others (committed before the dispatcher has them)."""
 
-        now = rate_clock_now()
+        now = pace_clock_now()
         for number, sender in self.senders.items():
             if not sender.queue:
                 continue

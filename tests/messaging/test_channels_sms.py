@@ -8,7 +8,8 @@ import pytest
 from django.conf import settings
 
 from core.models import AuditLog
-from messaging.channels import ChannelError, channel_slot_wait, channel_slots_take, sms_send
+from core.pacing import pace_clock_now, pace_wait
+from messaging.channels import ChannelError, channel_slots_take, sms_send
 from messaging.channels.sms import sms_client
 from tests.factories import ContactFactory
 
@@ -149,11 +150,9 @@ def test_waiting_for_a_slot_sleeps_until_it(autocommit):
     slots = channel_slots_take(channel="sms", n=2, rate_per_s=50)
 
     for slot in slots:
-        channel_slot_wait(slot)
+        pace_wait(slot)
 
-    from messaging.ratelimit import rate_clock_now
-
-    assert rate_clock_now() >= slots[-1]
+    assert pace_clock_now() >= slots[-1]
 
 
 def test_unknown_channels_and_empty_batches(autocommit):

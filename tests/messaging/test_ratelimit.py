@@ -9,15 +9,16 @@ import pytest
 from django.conf import settings
 from django.db import connection, transaction
 
-from messaging import ratelimit
-from messaging.models import PhoneNumber, RecipientPace, SenderPace
+from core import pacing
+from core.models import Pace
+from core.pacing import PaceClock, pace_clock_now, pace_wait
+from messaging.models import PhoneNumber, RecipientPace
 from messaging.ratelimit import (
     SLOT_LEAD,
-    rate_clock_now,
     rate_paces_sweep,
-    rate_slot_wait,
     rate_slots_delay,
     rate_slots_take,
+    sender_pace_key,
 )
 from messaging.tasks import rate_paces_sweep_task
 from tests.factories import PhoneNumberFactory
@@ -75,7 +76,7 @@ def test_slots_are_one_step_apart_from_now_and_batches_follow_on(db, spacing):
     assert before + SLOT_LEAD <= first[0] <= after + SLOT_LEAD  # time to hand the first one over
     assert gaps(first + second) == [timedelta(microseconds=12_500)] * 99
     assert first + second == sorted(first + second)
-    assert SenderPace.objects.get(phone_number=phone_number).tat == second[-1] + timedelta(
+    assert Pace.objects.get(key=sender_pace_key(phone_number)).tat == second[-1] + timedelta(
         microseconds=12_500
     )
     assert busiest_second(first + second) == 80
@@ -94,7 +95,7 @@ def test_a_late_send_moves_the_schedule_on_for_the_slots_taken_after_it(db, no_s
 
 def test_a_sender_idle_for_a_while_starts_again_from_now_without_a_burst(db, no_spacing):
     phone_number = PhoneNumberFactory(rate_limit_per_s=10)
-    SenderPace.objects.create(phone_number=phone_number, tat=db_now() - timedelta(hours=1))
+    Pace.objects.create(key=sender_pace_key(phone_number), tat=db_now() - timedelta(hours=1))
     before = db_now()
 
     slots = rate_slots_take(phone_number=phone_number, recipients=distinct(3))
@@ -208,7 +209,7 @@ def test_a_recipient_turn_long_past_counts_as_none(db, spacing):
 def test_an_empty_batch_takes_nothing(db):
     phone_number = PhoneNumberFactory()
     assert rate_slots_take(phone_number=phone_number, recipients=[]) == []
-    assert not SenderPace.objects.exists()
+    assert not Pace.objects.exists()
 
 
 def take_concurrently(
@@ -287,21 +288,21 @@ class HostClockBehind:
         time.sleep(seconds)
 
 
-def test_rate_slot_wait_sleeps_until_the_slot_on_the_database_clock(db, no_spacing, monkeypatch):
+def test_pace_wait_sleeps_until_the_slot_on_the_database_clock(db, no_spacing, monkeypatch):
     # An earlier batch measured the host's clock right, over a round trip shorter than any since.
-    monkeypatch.setattr(ratelimit, "_clock_samples", deque([(0.0, 0.0)], maxlen=32))
+    monkeypatch.setattr(PaceClock, "samples", deque([(0.0, 0.0)], maxlen=32))
     clock = HostClockBehind()  # then it was set ten seconds back
-    monkeypatch.setattr(ratelimit, "time", clock)
+    monkeypatch.setattr(pacing, "time", clock)
     phone_number = PhoneNumberFactory(rate_limit_per_s=20)
     first, _, third = rate_slots_take(phone_number=phone_number, recipients=distinct(3))
 
-    assert rate_slot_wait(first - timedelta(seconds=1)) == 0.0
-    rate_slot_wait(third)
+    assert pace_wait(first - timedelta(seconds=1)) == 0.0
+    pace_wait(third)
 
     # The offset to the database's clock is estimated to within half a round trip to it.
     assert db_now() >= third - timedelta(milliseconds=5)
     assert len(clock.slept) == 1 and clock.slept[0] < 1  # not the ten seconds the host is behind
-    assert abs((rate_clock_now() - db_now()).total_seconds()) < 1
+    assert abs((pace_clock_now() - db_now()).total_seconds()) < 1
 
 
 def test_the_sweep_deletes_only_turns_long_past(db, spacing):
