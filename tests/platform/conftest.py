@@ -17,7 +17,7 @@ from kombu import Connection
 from config.aws import sqs_client
 from config.celery import app as celery_app
 from config.queues import QueueState, queues_ensure
-from config.stack import BASE_DIR, stop_process
+from devstack.stack import BASE_DIR, stop_process
 
 
 def broker_connection(prefix: str) -> Connection:

@@ -1,17 +1,20 @@
 """The embedded stack: the whole platform on a machine with nothing but Python.
 
-`python -m config.stack run` (what `make run` calls) fills in whatever the environment leaves
+`python -m devstack.stack run` (what `make run` calls) fills in whatever the environment leaves
 unset, then supervises the platform's processes:
 
 - no DATABASE_URL: an embedded PostgreSQL (the pgserver package) with its data in var/pg;
 - no AWS_ENDPOINT_URL and no AWS credentials: moto's server on a loopback port, in which the
   bucket, every queue and every dead-letter queue are created;
-- no WHATSAPP_ACCESS_TOKEN: the sandbox Graph API (messaging/sandbox) on a loopback port, with a
+- no WHATSAPP_ACCESS_TOKEN: the sandbox Graph API (devstack/sandbox) on a loopback port, with a
   token kept in var/; the webhook's app secret and verify token are kept there too when unset;
 - no SMS_ENDPOINT_URL and no SMS_ORIGINATION_IDENTITY: the same sandbox stands in for AWS End User
   Messaging SMS, posting inbound SMS to /webhooks/sms/; email goes to the console backend;
 - then migrations, queues, bucket, static files and a first admin user; then gunicorn, one
   Celery worker on every queue and Celery beat, their output prefixed with their names.
+
+What it fills in goes to var/stack.env, with DEVSTACK=1 so that the settings install the devstack
+app and `manage.py sandbox_inbound` works beside the stack.
 
 Every child runs in its own session so that Ctrl-C reaches only this supervisor, which stops
 them in order (SIGTERM, then SIGKILL after a grace period) and leaves nothing running. The test
@@ -127,7 +130,7 @@ class MotoServer:
 
 
 class SandboxServer:
-    """The local Graph API look-alike (`python -m messaging.sandbox`) on loopback; media in memory.
+    """The local Graph API look-alike (`python -m devstack.sandbox`) on loopback; media in memory.
 
     Its token and the app secret reach it through the environment, not its command line.
     """
@@ -157,7 +160,7 @@ class SandboxServer:
             "PYTHONUNBUFFERED": "1",
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "messaging.sandbox", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "devstack.sandbox", "--host", "127.0.0.1", "--port", str(port)],
             cwd=BASE_DIR,
             env=env,
             stdout=self._log,
@@ -425,6 +428,7 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
             if "SMS_ENDPOINT_URL" in values:
                 log(f"SMS (the sandbox) at {sandbox.sms_url}")
         values.setdefault("SECRET_KEY", os.environ.get("SECRET_KEY") or secret_key())
+        values["DEVSTACK"] = "1"  # the settings add the devstack app: `manage.py sandbox_inbound`
         stack_env = write_stack_env(values)
         env = {**os.environ, **values, "PYTHONUNBUFFERED": "1"}
 
@@ -509,7 +513,7 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m config.stack")
+    parser = argparse.ArgumentParser(prog="python -m devstack.stack")
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="serve the whole platform on embedded defaults")
     run_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
