@@ -5,7 +5,8 @@ unset, then supervises the platform's processes:
 
 - no DATABASE_URL: an embedded PostgreSQL (the pgserver package) with its data in var/pg;
 - no AWS_ENDPOINT_URL and no AWS credentials: moto's server on a loopback port, in which the
-  bucket, every queue and every dead-letter queue are created;
+  bucket, every queue and every dead-letter queue are created; S3's objects are saved in var/s3
+  when the stack stops and put back when it starts (SQS's messages are not kept);
 - no WHATSAPP_ACCESS_TOKEN: the sandbox Graph API (devstack/sandbox) on a loopback port, with a
   token kept in var/; the webhook's app secret and verify token are kept there too when unset;
 - no SMS_ENDPOINT_URL and no SMS_ORIGINATION_IDENTITY: the same sandbox stands in for AWS End User
@@ -37,6 +38,8 @@ import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from devstack.s3store import s3_restore, s3_save
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -107,11 +110,14 @@ class EmbeddedPostgres:
 
 
 class MotoServer:
-    """moto's server over HTTP on loopback. Its state lives in memory: it is lost on stop."""
+    """moto's server over HTTP on loopback. Its state lives in memory; with `s3_dir`, S3's buckets
+    and objects are put back from that folder on start and saved there on stop (devstack/s3store.py).
+    """
 
-    def __init__(self, port: int, log_path: Path):
+    def __init__(self, port: int, log_path: Path, *, s3_dir: Path | None = None):
         self.port = port
         self.endpoint = f"http://127.0.0.1:{port}"
+        self.s3_dir = s3_dir
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [str(BIN_DIR / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
@@ -120,10 +126,34 @@ class MotoServer:
             start_new_session=True,
         )
         wait_answering(self.process, f"{self.endpoint}/moto-api/", name="moto's server")
+        if s3_dir:
+            try:
+                restored = s3_restore(endpoint=self.endpoint, folder=s3_dir)
+            except BaseException:
+                self.s3_dir = None  # what was saved stays as it was
+                self.stop()
+                raise
+            if restored:
+                log(f"S3: {restored} object(s) put back from {display_path(s3_dir)}")
 
     def stop(self) -> None:
+        if self.s3_dir and self.process.poll() is None:
+            try:
+                saved = s3_save(endpoint=self.endpoint, folder=self.s3_dir)
+            except Exception as error:  # moto must stop all the same; the previous save is intact
+                log(f"S3 could not be saved to {display_path(self.s3_dir)}: {error!r}")
+            else:
+                where = display_path(self.s3_dir)
+                log(f"S3: {saved.objects} object(s), {saved.bytes} byte(s) kept in {where}")
+                if saved.unreadable:
+                    log(f"S3: {saved.unreadable} object(s) in a cold storage class could not be read")
         stop_process(self.process)
         self._log.close()
+
+
+def display_path(path: Path) -> str:
+    """`path` relative to the project when it is inside it, as the log lines name var/."""
+    return str(path.relative_to(BASE_DIR)) if path.is_relative_to(BASE_DIR) else str(path)
 
 
 # -- the sandbox Graph API ----------------------------------------------------------------------
@@ -226,6 +256,7 @@ class Services:
         database: str,
         moto_port: int | None,
         force_moto: bool = False,
+        s3_dir: Path | None = None,
         sandbox_token: str | None = None,
         sandbox_port: int | None = None,
         app_secret: str = "",
@@ -236,6 +267,7 @@ class Services:
     ) -> dict[str, str]:
         """Start what is missing; returns the environment variables that point at it.
 
+        With `s3_dir`, the S3 of the moto server started here is kept in that folder across restarts.
         The sandbox starts when `sandbox_token` is given: the token it will accept. It stands in
         for the Graph API when `sandbox_whatsapp`, for AWS End User Messaging SMS when `sandbox_sms`.
         """
@@ -246,7 +278,7 @@ class Services:
             values["DATABASE_URL"] = self.postgres.url()
         if force_moto or not aws_configured():
             port = moto_port or free_port()
-            self.moto = MotoServer(port, VAR_DIR / f"moto-{port}.log")
+            self.moto = MotoServer(port, VAR_DIR / f"moto-{port}.log", s3_dir=s3_dir)
             values.update(
                 AWS_ENDPOINT_URL=self.moto.endpoint,
                 AWS_ACCESS_KEY_ID="testing",
@@ -404,6 +436,7 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
         values = services.start(
             database="wharf",
             moto_port=moto_port if port_is_free(moto_port) else None,
+            s3_dir=VAR_DIR / "s3",
             sandbox_token=None
             if graph_configured and sms_configured()
             else var_secret("sandbox_access_token"),
@@ -419,7 +452,7 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
         if services.postgres:
             log(f"PostgreSQL (embedded) in var/pg, socket {services.postgres.socket_dir}")
         if services.moto:
-            log(f"S3 and SQS (moto's server) at {services.moto.endpoint}")
+            log(f"S3 and SQS (moto's server) at {services.moto.endpoint}; S3 kept in var/s3 across restarts")
         if services.sandbox:
             sandbox = services.sandbox
             log(f"the sandbox at {sandbox.root}, its log in var/{sandbox.log_path.name}")
