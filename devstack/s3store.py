@@ -1,17 +1,19 @@
 """S3 kept across restarts of the embedded stack: moto's objects saved to a folder and put back.
 
-moto's server holds everything in memory, and has no persistence of its own (its recorder replays
+moto's server holds everything in memory and has no persistence of its own (its recorder replays
 every request, SQS's included, from an ever-growing log). So the supervisor saves S3 through the
-S3 API when it stops, after the platform's processes have stopped and before moto does, and puts
-it back when moto has started, before anything else runs. SQS is not kept: PostgreSQL is the
-queue of record, and the sweepers re-wake what was pending.
+S3 API: when it stops, after the platform's processes and before moto, and every minute while it
+runs (a supervisor killed outright loses at most that minute); and it puts S3 back when moto has
+started, before anything else runs. SQS is not kept: PostgreSQL is the queue of record, and the
+sweepers re-wake what was pending.
 
-The folder holds `manifest.json` (per bucket: its region and its objects' keys, ETags, headers and
-metadata) and `objects/<sha256 of the content>`. A save writes the new objects first, then
+The folder holds `manifest.json` (per bucket: its region, and its objects' keys, ETags, headers
+and metadata) and `objects/<sha256 of the content>`. A save writes the new objects first, then
 replaces the manifest in one rename, then deletes the files no manifest names any more: a save
 cut short at any line leaves the previous manifest and every file it names. An object whose ETag
-and size are those already saved is not downloaded again. Objects in a cold storage class that
-S3 will not read back (GLACIER, DEEP_ARCHIVE, not restored) keep their previous copy, if any.
+and size are those already saved is not downloaded again; one deleted between the listing and
+its download is left out. Objects in a cold storage class that S3 will not read back (GLACIER,
+DEEP_ARCHIVE, not restored) keep their previous copy, if any.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from botocore.exceptions import ClientError
 MANIFEST = "manifest.json"
 # The object headers a save keeps, as get_object answers them and put_object takes them.
 HEADERS = ("ContentType", "ContentDisposition", "ContentEncoding", "ContentLanguage", "CacheControl")
+
+
+class ObjectGone(Exception):
+    """The object was deleted after the listing named it."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,8 @@ def s3_save(*, endpoint: str, folder: Path) -> S3Saved:
     """Save every bucket of the S3 at `endpoint` into `folder`, replacing what was saved before."""
     client = moto_client(endpoint)
     objects_dir = folder / "objects"
-    objects_dir.mkdir(parents=True, exist_ok=True)
+    objects_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # customers' media: the owner's only
+    folder.chmod(0o700)
     previous = manifest_read(folder)["buckets"]
     buckets: dict[str, dict] = {}
     count = total = downloaded = unreadable = 0
@@ -83,7 +90,10 @@ def s3_save(*, endpoint: str, folder: Path) -> S3Saved:
                 ):
                     saved[key] = old
                 else:
-                    entry = _object_download(client, bucket=name, key=key, objects_dir=objects_dir)
+                    try:
+                        entry = _object_download(client, bucket=name, key=key, objects_dir=objects_dir)
+                    except ObjectGone:
+                        continue
                     if entry is not None:
                         downloaded += 1
                         saved[key] = entry
@@ -113,8 +123,11 @@ def _object_download(client, *, bucket: str, key: str, objects_dir: Path) -> dic
     try:
         answer = client.get_object(Bucket=bucket, Key=key)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "InvalidObjectState":
+        code = error.response.get("Error", {}).get("Code")
+        if code == "InvalidObjectState":
             return None
+        if code == "NoSuchKey":
+            raise ObjectGone(key) from error
         raise
     content = answer["Body"].read()
     digest = hashlib.sha256(content).hexdigest()

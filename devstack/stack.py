@@ -39,13 +39,14 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from devstack.s3store import s3_restore, s3_save
+from devstack.s3store import S3Saved, s3_restore, s3_save
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 BIN_DIR = Path(sys.executable).parent
 QUEUE_NAMES = ("incoming", "outgoing", "analytics", "archival", "default")
 GRACE_S = 20
+S3_SAVE_EVERY_S = 60  # besides on stop: a supervisor killed outright loses at most this much of S3
 GRAPH_VERSION = "v23.0"
 
 
@@ -136,17 +137,23 @@ class MotoServer:
             if restored:
                 log(f"S3: {restored} object(s) put back from {display_path(s3_dir)}")
 
+    def s3_keep(self) -> S3Saved | None:
+        """Save S3 into `s3_dir` now; None when there is no folder or the save failed (said in the
+        log), the previous save then left as it was."""
+        if not self.s3_dir or self.process.poll() is not None:
+            return None
+        try:
+            return s3_save(endpoint=self.endpoint, folder=self.s3_dir)
+        except Exception as error:  # logged; the caller goes on stopping moto, or serving
+            log(f"S3 could not be saved to {display_path(self.s3_dir)}: {error!r}")
+            return None
+
     def stop(self) -> None:
-        if self.s3_dir and self.process.poll() is None:
-            try:
-                saved = s3_save(endpoint=self.endpoint, folder=self.s3_dir)
-            except Exception as error:  # moto must stop all the same; the previous save is intact
-                log(f"S3 could not be saved to {display_path(self.s3_dir)}: {error!r}")
-            else:
-                where = display_path(self.s3_dir)
-                log(f"S3: {saved.objects} object(s), {saved.bytes} byte(s) kept in {where}")
-                if saved.unreadable:
-                    log(f"S3: {saved.unreadable} object(s) in a cold storage class could not be read")
+        saved = self.s3_keep()
+        if saved:
+            log(f"S3: {saved.objects} object(s), {saved.bytes} byte(s) kept in {display_path(self.s3_dir)}")
+            if saved.unreadable:
+                log(f"S3: {saved.unreadable} object(s) in a cold storage class could not be read")
         stop_process(self.process)
         self._log.close()
 
@@ -523,11 +530,15 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
             )
         log("Ctrl-C stops everything")
         watched = [(child.name, child.process) for child in children] + services.processes()
+        s3_saved_at = time.monotonic()
         while not stopping.is_set():
             for name, process in watched:
                 if process.poll() is not None:
                     log(f"{name} exited with {process.returncode}; stopping")
                     stopping.set()
+            if services.moto and time.monotonic() - s3_saved_at >= S3_SAVE_EVERY_S:
+                services.moto.s3_keep()
+                s3_saved_at = time.monotonic()
             stopping.wait(0.5)
         return 0
     except subprocess.CalledProcessError as error:

@@ -2,6 +2,7 @@
 
 import ast
 import os
+import signal
 import subprocess
 import sys
 
@@ -20,8 +21,8 @@ DEVELOPMENT_PACKAGES = {"devstack", "moto", "flask", "flask_cors", "pgserver", "
 
 @pytest.fixture
 def embedded_s3():
-    """start(s3_dir=...) -> a client of a moto server started as `make run` starts it; each start
-    follows the stop of the one before, and the last is stopped after the test."""
+    """start(s3_dir=...) -> the Services with a moto server started as `make run` starts it; each
+    start follows the stop of the one before, and the last is stopped after the test."""
     running: list[Services] = []
 
     def start(*, s3_dir):
@@ -29,12 +30,16 @@ def embedded_s3():
             services.stop()
         services = Services()
         running.append(services)
-        values = services.start(database="wharf", moto_port=None, force_moto=True, s3_dir=s3_dir)
-        return moto_client(values["AWS_ENDPOINT_URL"])
+        services.start(database="wharf", moto_port=None, force_moto=True, s3_dir=s3_dir)
+        return services
 
     yield start
     for services in running:
         services.stop()
+
+
+def s3(services: Services):
+    return moto_client(services.moto.endpoint)
 
 
 def media_put(client) -> None:
@@ -57,10 +62,10 @@ def media_link(client) -> str:
 
 
 def test_s3_objects_survive_a_restart_and_a_fresh_presigned_link_serves_them(embedded_s3, tmp_path):
-    client = embedded_s3(s3_dir=tmp_path / "s3")
+    client = s3(embedded_s3(s3_dir=tmp_path / "s3"))
     media_put(client)
 
-    client = embedded_s3(s3_dir=tmp_path / "s3")
+    client = s3(embedded_s3(s3_dir=tmp_path / "s3"))
 
     answer = client.get_object(Bucket=BUCKET, Key=KEY)
     assert answer["Body"].read() == PNG
@@ -73,17 +78,32 @@ def test_s3_objects_survive_a_restart_and_a_fresh_presigned_link_serves_them(emb
 
 
 def test_a_deleted_object_stays_deleted_and_an_unchanged_one_is_not_copied_again(embedded_s3, tmp_path):
-    client = embedded_s3(s3_dir=tmp_path / "s3")
+    client = s3(embedded_s3(s3_dir=tmp_path / "s3"))
     media_put(client)
     client.put_object(Bucket=BUCKET, Key="reports/1.json", Body=b"{}", ContentType="application/json")
-    client = embedded_s3(s3_dir=tmp_path / "s3")
+    client = s3(embedded_s3(s3_dir=tmp_path / "s3"))
     client.delete_object(Bucket=BUCKET, Key="reports/1.json")
 
-    client = embedded_s3(s3_dir=tmp_path / "s3")
+    client = s3(embedded_s3(s3_dir=tmp_path / "s3"))
 
     keys = [item["Key"] for item in client.list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert keys == [KEY]
     assert len(list((tmp_path / "s3" / "objects").iterdir())) == 1  # the report's copy is gone too
+
+
+def test_what_a_running_stack_saved_survives_moto_killed_outright(embedded_s3, tmp_path):
+    services = embedded_s3(s3_dir=tmp_path / "s3")
+    client = s3(services)
+    media_put(client)
+    services.moto.s3_keep()  # as the supervisor does every minute
+    client.put_object(Bucket=BUCKET, Key="reports/late.json", Body=b"{}")
+    os.killpg(services.moto.process.pid, signal.SIGKILL)
+    services.moto.process.wait()
+
+    client = s3(embedded_s3(s3_dir=tmp_path / "s3"))
+
+    keys = [item["Key"] for item in client.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert keys == [KEY]  # what came after the last save is lost, and only that
 
 
 def test_without_a_folder_moto_forgets_and_a_presigned_link_answers_signature_does_not_match(
@@ -91,10 +111,10 @@ def test_without_a_folder_moto_forgets_and_a_presigned_link_answers_signature_do
 ):
     """What a restart of `make run` did before S3 was kept: the object is gone, and moto answers a
     presigned link to a missing key that names response headers with SignatureDoesNotMatch."""
-    client = embedded_s3(s3_dir=None)
+    client = s3(embedded_s3(s3_dir=None))
     media_put(client)
 
-    client = embedded_s3(s3_dir=None)
+    client = s3(embedded_s3(s3_dir=None))
     client.create_bucket(Bucket=BUCKET)  # as storage_setup does at each start
 
     answer = httpx.get(media_link(client), timeout=10)
