@@ -16,7 +16,7 @@ $(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.installed
-	PORT=$(PORT) $(BIN)/python -m config.stack run
+	PORT=$(PORT) $(BIN)/python -m devstack.stack run
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(ARGS)

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from config.stack import BASE_DIR, BIN_DIR, VAR_DIR, EmbeddedPostgres, MotoServer, SandboxServer, free_port
+from devstack.stack import BASE_DIR, BIN_DIR, VAR_DIR, EmbeddedPostgres, MotoServer, SandboxServer, free_port
 
 ACCESS_TOKEN = "bench-access-token"
 APP_SECRET = "bench-app-secret"

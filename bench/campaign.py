@@ -27,7 +27,7 @@ import time
 
 from bench._setup import django_on_fresh_database, peak_rss_mb, report, servers_start, worker_start
 from bench.outbound import Sandbox
-from config.stack import VAR_DIR, stop_process
+from devstack.stack import VAR_DIR, stop_process
 
 CONTACTS = int(os.environ.get("BENCH_CAMPAIGN_CONTACTS", "100000"))
 RATE = int(os.environ.get("BENCH_CAMPAIGN_RATE", "1000"))

@@ -14,7 +14,7 @@ import time
 from itertools import pairwise
 
 from bench._setup import django_on_fresh_database, peak_rss_mb, report
-from config.stack import VAR_DIR, SandboxServer, free_port
+from devstack.stack import VAR_DIR, SandboxServer, free_port
 
 SENDS = int(os.environ.get("BENCH_CHANNEL_SENDS", "400"))
 

@@ -39,7 +39,7 @@ import uuid
 
 from bench._setup import django_on_fresh_database, report, servers_start, worker_start
 from bench.webhook import group_cpu_s
-from config.stack import VAR_DIR, MotoServer, SandboxServer, stop_process
+from devstack.stack import VAR_DIR, MotoServer, SandboxServer, stop_process
 
 PACING_S = float(os.environ.get("BENCH_PACING_S", "30"))
 PACING_RATES = {"100000000000080": 80, "100000000000020": 20}  # phone_number_id -> messages/s

@@ -21,7 +21,7 @@ import urllib.request
 import uuid
 
 from bench._setup import django_on_fresh_database, moto_start, percentile, report
-from config.stack import BASE_DIR, BIN_DIR, VAR_DIR, free_port, stop_process
+from devstack.stack import BASE_DIR, BIN_DIR, VAR_DIR, free_port, stop_process
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "20000"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))

@@ -53,6 +53,9 @@ INSTALLED_APPS = [
     "campaigns",
     "archival",
 ]
+# The embedded development stack (`make run`, the tests) adds its commands; never in production.
+if env.bool("DEVSTACK", default=False):
+    INSTALLED_APPS.append("devstack")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

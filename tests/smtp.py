@@ -17,7 +17,7 @@ from email.message import Message
 import pytest
 from aiosmtpd.controller import Controller
 
-from config.stack import free_port
+from devstack.stack import free_port
 
 
 @dataclass

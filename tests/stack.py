@@ -2,7 +2,7 @@
 
 PostgreSQL comes from DATABASE_URL when it is set, else the embedded server in var/pg; S3 and
 SQS always come from a moto server started for this test session over HTTP on loopback, and the
-Graph API and AWS End User Messaging SMS from a sandbox process (messaging/sandbox) started for it
+Graph API and AWS End User Messaging SMS from a sandbox process (devstack/sandbox) started for it
 too. Email goes to Django's memory backend unless a test takes the `smtp_server` fixture, a real
 SMTP server on loopback.
 The hook wraps pytest-django's own, which reads the settings, so the environment is ready first.
@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from config.stack import Services
+from devstack.stack import Services
 
 ACCESS_TOKEN = "test-access-token"
 APP_SECRET = "test-app-secret"
@@ -39,6 +39,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
         values["SMS_ENDPOINT_URL"].removesuffix("/sms") + "/sandbox/sns/"
     )
     os.environ.update(
+        DEVSTACK="1",
         SECRET_KEY="tests-only-secret-key",
         AWS_STORAGE_BUCKET_NAME="wharf-test",
         SQS_QUEUE_PREFIX="wharf-test-",

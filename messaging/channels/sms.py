@@ -1,6 +1,6 @@
 """SMS to one contact through AWS End User Messaging SMS (boto3's `pinpoint-sms-voice-v2`).
 
-SMS_ENDPOINT_URL aims the client at the sandbox (messaging/sandbox/sms.py) under `make run` and in
+SMS_ENDPOINT_URL aims the client at the sandbox (devstack/sandbox/sms.py) under `make run` and in
 tests; unset, at AWS in AWS_REGION with the usual credential chain. botocore's own retries are off:
 whether and when to try again is the caller's decision, made from the ChannelError, so a message
 whose answer was lost is never sent again behind its back.

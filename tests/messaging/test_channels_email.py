@@ -7,9 +7,9 @@ import pytest
 from django.core import signing
 from django.core.mail import get_connection
 
-from config.stack import free_port
 from contacts.models import Channel
 from core.models import AuditLog
+from devstack.stack import free_port
 from messaging.channels import ChannelError, email_send, unsubscribe_token, unsubscribe_url
 from tests.factories import ContactFactory
 

@@ -108,7 +108,7 @@ def test_the_sandbox_refuses_what_aws_refuses(sms_sandbox):
 
 
 def test_an_unreachable_endpoint_is_retryable_and_nothing_left(settings):
-    from config.stack import free_port
+    from devstack.stack import free_port
 
     settings.SMS_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}/sms"
 

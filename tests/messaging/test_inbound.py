@@ -10,10 +10,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from config.celery import app as celery_app
-from config.stack import MotoServer, free_port
 from core.aws import sqs_client
 from core.models import AuditLog
 from core.queues import dlq_list, queues_ensure
+from devstack.stack import MotoServer, free_port
 from messaging.inbound import apply as inbound_apply
 from messaging.inbound import events as inbound_events
 from messaging.inbound.apply import ApplyResult

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from django.conf import settings
 
-from config.stack import BASE_DIR
-from messaging.sandbox import payloads
+from devstack.sandbox import payloads
+from devstack.stack import BASE_DIR
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
@@ -225,7 +225,7 @@ def test_health():
 
 def test_the_sandbox_and_the_payloads_need_no_django():
     code = (
-        "import sys, messaging.sandbox.app, messaging.sandbox.payloads, messaging.sandbox.__main__;"
+        "import sys, devstack.sandbox.app, devstack.sandbox.payloads, devstack.sandbox.__main__;"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'django'], 'django imported'"
     )
     env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}

@@ -16,10 +16,10 @@ import pytest
 from django.conf import settings
 
 from config.celery import app as celery_app
+from devstack.sandbox import payloads
+from devstack.sandbox.errors import GraphApiError
+from devstack.sandbox.outbox import OutboundSettings, Outbox
 from messaging.models import Message
-from messaging.sandbox import payloads
-from messaging.sandbox.errors import GraphApiError
-from messaging.sandbox.outbox import OutboundSettings, Outbox
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory
 from tests.messaging.test_sandbox import assert_graph_error, sandbox_root, upload
 

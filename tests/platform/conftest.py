@@ -15,9 +15,9 @@ from django.conf import settings
 from kombu import Connection
 
 from config.celery import app as celery_app
-from config.stack import BASE_DIR, stop_process
 from core.aws import sqs_client
 from core.queues import QueueState, queues_ensure
+from devstack.stack import BASE_DIR, stop_process
 
 
 def broker_connection(prefix: str) -> Connection:

@@ -1,6 +1,6 @@
 """What `make run` fills in for email and SMS when nothing is configured."""
 
-from config.stack import channel_defaults, sms_configured
+from devstack.stack import channel_defaults, sms_configured
 
 
 def test_make_run_defaults_to_the_console_and_the_sandbox(monkeypatch):

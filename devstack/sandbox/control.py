@@ -15,19 +15,19 @@
   `DELETE /sandbox/stats` zeroes the counts only.
 - `POST /sandbox/reset`: settings, counts, limits, templates, faults and scheduled statuses back
   to how the process started (media stay); the SMS service's too.
-- `/sandbox/sms/...`: the SMS service's controls (messaging/sandbox/sms.py).
+- `/sandbox/sms/...`: the SMS service's controls (devstack/sandbox/sms.py).
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, request
 
-from messaging.sandbox.calls import sandbox_state
-from messaging.sandbox.errors import invalid_parameter, unknown_object
-from messaging.sandbox.media import mime_base
-from messaging.sandbox.messages import sandbox_outbox, sandbox_statuses
-from messaging.sandbox.sms import sms_outbox
-from messaging.sandbox.state import INBOUND_MEDIA_TTL, ErrorFault
+from devstack.sandbox.calls import sandbox_state
+from devstack.sandbox.errors import invalid_parameter, unknown_object
+from devstack.sandbox.media import mime_base
+from devstack.sandbox.messages import sandbox_outbox, sandbox_statuses
+from devstack.sandbox.sms import sms_outbox
+from devstack.sandbox.state import INBOUND_MEDIA_TTL, ErrorFault
 
 blueprint = Blueprint("control", __name__, url_prefix="/sandbox")
 

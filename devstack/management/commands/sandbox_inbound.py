@@ -7,8 +7,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from core.models import AuditLog
+from devstack.sandbox import payloads
 from messaging.models import PhoneNumber
-from messaging.sandbox import payloads
 from messaging.services import phone_number_create
 
 

@@ -1,17 +1,21 @@
 """The embedded stack: the whole platform on a machine with nothing but Python.
 
-`python -m config.stack run` (what `make run` calls) fills in whatever the environment leaves
+`python -m devstack.stack run` (what `make run` calls) fills in whatever the environment leaves
 unset, then supervises the platform's processes:
 
 - no DATABASE_URL: an embedded PostgreSQL (the pgserver package) with its data in var/pg;
 - no AWS_ENDPOINT_URL and no AWS credentials: moto's server on a loopback port, in which the
-  bucket, every queue and every dead-letter queue are created;
-- no WHATSAPP_ACCESS_TOKEN: the sandbox Graph API (messaging/sandbox) on a loopback port, with a
+  bucket, every queue and every dead-letter queue are created; S3's objects are saved in var/s3
+  when the stack stops and put back when it starts (SQS's messages are not kept);
+- no WHATSAPP_ACCESS_TOKEN: the sandbox Graph API (devstack/sandbox) on a loopback port, with a
   token kept in var/; the webhook's app secret and verify token are kept there too when unset;
 - no SMS_ENDPOINT_URL and no SMS_ORIGINATION_IDENTITY: the same sandbox stands in for AWS End User
   Messaging SMS, posting inbound SMS to /webhooks/sms/; email goes to the console backend;
 - then migrations, queues, bucket, static files and a first admin user; then gunicorn, one
   Celery worker on every queue and Celery beat, their output prefixed with their names.
+
+What it fills in goes to var/stack.env, with DEVSTACK=1 so that the settings install the devstack
+app and `manage.py sandbox_inbound` works beside the stack.
 
 Every child runs in its own session so that Ctrl-C reaches only this supervisor, which stops
 them in order (SIGTERM, then SIGKILL after a grace period) and leaves nothing running. The test
@@ -35,11 +39,14 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from devstack.s3store import S3Saved, s3_restore, s3_save
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 BIN_DIR = Path(sys.executable).parent
 QUEUE_NAMES = ("incoming", "outgoing", "analytics", "archival", "default")
 GRACE_S = 20
+S3_SAVE_EVERY_S = 60  # besides on stop: a supervisor killed outright loses at most this much of S3
 GRAPH_VERSION = "v23.0"
 
 
@@ -104,11 +111,14 @@ class EmbeddedPostgres:
 
 
 class MotoServer:
-    """moto's server over HTTP on loopback. Its state lives in memory: it is lost on stop."""
+    """moto's server over HTTP on loopback. Its state lives in memory; with `s3_dir`, S3's buckets
+    and objects are put back from that folder on start and saved there on stop (devstack/s3store.py).
+    """
 
-    def __init__(self, port: int, log_path: Path):
+    def __init__(self, port: int, log_path: Path, *, s3_dir: Path | None = None):
         self.port = port
         self.endpoint = f"http://127.0.0.1:{port}"
+        self.s3_dir = s3_dir
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [str(BIN_DIR / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
@@ -117,17 +127,47 @@ class MotoServer:
             start_new_session=True,
         )
         wait_answering(self.process, f"{self.endpoint}/moto-api/", name="moto's server")
+        if s3_dir:
+            try:
+                restored = s3_restore(endpoint=self.endpoint, folder=s3_dir)
+            except BaseException:
+                self.s3_dir = None  # what was saved stays as it was
+                self.stop()
+                raise
+            if restored:
+                log(f"S3: {restored} object(s) put back from {display_path(s3_dir)}")
+
+    def s3_keep(self) -> S3Saved | None:
+        """Save S3 into `s3_dir` now; None when there is no folder or the save failed (said in the
+        log), the previous save then left as it was."""
+        if not self.s3_dir or self.process.poll() is not None:
+            return None
+        try:
+            return s3_save(endpoint=self.endpoint, folder=self.s3_dir)
+        except Exception as error:  # logged; the caller goes on stopping moto, or serving
+            log(f"S3 could not be saved to {display_path(self.s3_dir)}: {error!r}")
+            return None
 
     def stop(self) -> None:
+        saved = self.s3_keep()
+        if saved:
+            log(f"S3: {saved.objects} object(s), {saved.bytes} byte(s) kept in {display_path(self.s3_dir)}")
+            if saved.unreadable:
+                log(f"S3: {saved.unreadable} object(s) in a cold storage class could not be read")
         stop_process(self.process)
         self._log.close()
+
+
+def display_path(path: Path) -> str:
+    """`path` relative to the project when it is inside it, as the log lines name var/."""
+    return str(path.relative_to(BASE_DIR)) if path.is_relative_to(BASE_DIR) else str(path)
 
 
 # -- the sandbox Graph API ----------------------------------------------------------------------
 
 
 class SandboxServer:
-    """The local Graph API look-alike (`python -m messaging.sandbox`) on loopback; media in memory.
+    """The local Graph API look-alike (`python -m devstack.sandbox`) on loopback; media in memory.
 
     Its token and the app secret reach it through the environment, not its command line.
     """
@@ -157,7 +197,7 @@ class SandboxServer:
             "PYTHONUNBUFFERED": "1",
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "messaging.sandbox", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "devstack.sandbox", "--host", "127.0.0.1", "--port", str(port)],
             cwd=BASE_DIR,
             env=env,
             stdout=self._log,
@@ -223,6 +263,7 @@ class Services:
         database: str,
         moto_port: int | None,
         force_moto: bool = False,
+        s3_dir: Path | None = None,
         sandbox_token: str | None = None,
         sandbox_port: int | None = None,
         app_secret: str = "",
@@ -233,6 +274,7 @@ class Services:
     ) -> dict[str, str]:
         """Start what is missing; returns the environment variables that point at it.
 
+        With `s3_dir`, the S3 of the moto server started here is kept in that folder across restarts.
         The sandbox starts when `sandbox_token` is given: the token it will accept. It stands in
         for the Graph API when `sandbox_whatsapp`, for AWS End User Messaging SMS when `sandbox_sms`.
         """
@@ -243,7 +285,7 @@ class Services:
             values["DATABASE_URL"] = self.postgres.url()
         if force_moto or not aws_configured():
             port = moto_port or free_port()
-            self.moto = MotoServer(port, VAR_DIR / f"moto-{port}.log")
+            self.moto = MotoServer(port, VAR_DIR / f"moto-{port}.log", s3_dir=s3_dir)
             values.update(
                 AWS_ENDPOINT_URL=self.moto.endpoint,
                 AWS_ACCESS_KEY_ID="testing",
@@ -401,6 +443,7 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
         values = services.start(
             database="wharf",
             moto_port=moto_port if port_is_free(moto_port) else None,
+            s3_dir=VAR_DIR / "s3",
             sandbox_token=None
             if graph_configured and sms_configured()
             else var_secret("sandbox_access_token"),
@@ -416,7 +459,7 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
         if services.postgres:
             log(f"PostgreSQL (embedded) in var/pg, socket {services.postgres.socket_dir}")
         if services.moto:
-            log(f"S3 and SQS (moto's server) at {services.moto.endpoint}")
+            log(f"S3 and SQS (moto's server) at {services.moto.endpoint}; S3 kept in var/s3 across restarts")
         if services.sandbox:
             sandbox = services.sandbox
             log(f"the sandbox at {sandbox.root}, its log in var/{sandbox.log_path.name}")
@@ -425,6 +468,7 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
             if "SMS_ENDPOINT_URL" in values:
                 log(f"SMS (the sandbox) at {sandbox.sms_url}")
         values.setdefault("SECRET_KEY", os.environ.get("SECRET_KEY") or secret_key())
+        values["DEVSTACK"] = "1"  # the settings add the devstack app: `manage.py sandbox_inbound`
         stack_env = write_stack_env(values)
         env = {**os.environ, **values, "PYTHONUNBUFFERED": "1"}
 
@@ -486,11 +530,15 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
             )
         log("Ctrl-C stops everything")
         watched = [(child.name, child.process) for child in children] + services.processes()
+        s3_saved_at = time.monotonic()
         while not stopping.is_set():
             for name, process in watched:
                 if process.poll() is not None:
                     log(f"{name} exited with {process.returncode}; stopping")
                     stopping.set()
+            if services.moto and time.monotonic() - s3_saved_at >= S3_SAVE_EVERY_S:
+                services.moto.s3_keep()
+                s3_saved_at = time.monotonic()
             stopping.wait(0.5)
         return 0
     except subprocess.CalledProcessError as error:
@@ -509,7 +557,7 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m config.stack")
+    parser = argparse.ArgumentParser(prog="python -m devstack.stack")
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="serve the whole platform on embedded defaults")
     run_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))

@@ -22,11 +22,11 @@ import threading
 import httpx
 from flask import Blueprint, request, url_for
 
-from messaging.sandbox import payloads
-from messaging.sandbox.calls import graph_call
-from messaging.sandbox.errors import invalid_parameter, unknown_object
-from messaging.sandbox.messages import sandbox_outbox
-from messaging.sandbox.outbox import SandboxTemplate, template_id_new
+from devstack.sandbox import payloads
+from devstack.sandbox.calls import graph_call
+from devstack.sandbox.errors import invalid_parameter, unknown_object
+from devstack.sandbox.messages import sandbox_outbox
+from devstack.sandbox.outbox import SandboxTemplate, template_id_new
 
 blueprint = Blueprint("templates", __name__)
 logger = logging.getLogger(__name__)

@@ -33,8 +33,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from messaging.sandbox.errors import GraphApiError, invalid_parameter
-from messaging.sandbox.payloads import DEFAULT_DISPLAY_PHONE_NUMBER, DEFAULT_WABA_ID, wamid_new
+from devstack.sandbox.errors import GraphApiError, invalid_parameter
+from devstack.sandbox.payloads import DEFAULT_DISPLAY_PHONE_NUMBER, DEFAULT_WABA_ID, wamid_new
 
 DEFAULT_RATE_LIMIT_PER_S = 80
 SERVICE_WINDOW_S = 24 * 3600

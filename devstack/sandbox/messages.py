@@ -21,12 +21,12 @@ import time
 import httpx
 from flask import Blueprint, current_app, request
 
-from messaging.sandbox.calls import graph_call, sandbox_state
-from messaging.sandbox.errors import GraphApiError, invalid_parameter
-from messaging.sandbox.media import UPLOAD_LIMITS, mime_base
-from messaging.sandbox.outbox import ERROR_DOCS, FAILED_TITLES, Outbox
-from messaging.sandbox.statuses import StatusDispatcher, StatusPlan
-from messaging.sandbox.validation import MEDIA_KINDS, message_check, read_check, template_parameters_check
+from devstack.sandbox.calls import graph_call, sandbox_state
+from devstack.sandbox.errors import GraphApiError, invalid_parameter
+from devstack.sandbox.media import UPLOAD_LIMITS, mime_base
+from devstack.sandbox.outbox import ERROR_DOCS, FAILED_TITLES, Outbox
+from devstack.sandbox.statuses import StatusDispatcher, StatusPlan
+from devstack.sandbox.validation import MEDIA_KINDS, message_check, read_check, template_parameters_check
 
 blueprint = Blueprint("messages", __name__)
 

@@ -1,4 +1,4 @@
-"""`python -m messaging.sandbox --port 8002`: serve the sandbox on loopback (no Django needed).
+"""`python -m devstack.sandbox --port 8002`: serve the sandbox on loopback (no Django needed).
 
 The token and the app secret come from the environment (SANDBOX_ACCESS_TOKEN,
 SANDBOX_APP_SECRET) so that they do not show in the process list; the options override them.
@@ -19,7 +19,7 @@ import sys
 
 from gunicorn.app.base import BaseApplication
 
-from messaging.sandbox.app import SandboxConfig, create_app
+from devstack.sandbox.app import SandboxConfig, create_app
 
 
 class GunicornServer(BaseApplication):
@@ -37,7 +37,7 @@ class GunicornServer(BaseApplication):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m messaging.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack.sandbox", description=__doc__)
     parser.add_argument("--host", default=os.environ.get("SANDBOX_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("SANDBOX_PORT", "8002")))
     parser.add_argument("--access-token", default=os.environ.get("SANDBOX_ACCESS_TOKEN", ""))

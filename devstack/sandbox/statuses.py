@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from messaging.sandbox import payloads
+from devstack.sandbox import payloads
 
 logger = logging.getLogger(__name__)
 

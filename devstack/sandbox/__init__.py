@@ -1,6 +1,6 @@
 """The sandbox: a local look-alike of Meta's Graph API for development and tests.
 
-It runs as its own process (`python -m messaging.sandbox --port 8002`) and imports nothing from
+It runs as its own process (`python -m devstack.sandbox --port 8002`) and imports nothing from
 Django, so it stands in for graph.facebook.com exactly where the real one would be: over HTTP,
 with a bearer token and Meta's JSON shapes for answers and errors. `app.py` builds the Flask app
 from blueprints (`media.py` for Meta's media endpoints, `messages.py` for sending and marking read,

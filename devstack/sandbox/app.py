@@ -9,11 +9,11 @@ from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from messaging.sandbox import control, media, messages, sms, templates
-from messaging.sandbox.errors import GraphApiError, unknown_path
-from messaging.sandbox.outbox import OutboundSettings, Outbox
-from messaging.sandbox.state import SandboxState
-from messaging.sandbox.statuses import StatusDispatcher
+from devstack.sandbox import control, media, messages, sms, templates
+from devstack.sandbox.errors import GraphApiError, unknown_path
+from devstack.sandbox.outbox import OutboundSettings, Outbox
+from devstack.sandbox.state import SandboxState
+from devstack.sandbox.statuses import StatusDispatcher
 
 
 @dataclass(frozen=True)

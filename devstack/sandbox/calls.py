@@ -8,8 +8,8 @@ import time
 
 from flask import current_app, request
 
-from messaging.sandbox.errors import GraphApiError, invalid_token
-from messaging.sandbox.state import SandboxState
+from devstack.sandbox.errors import GraphApiError, invalid_token
+from devstack.sandbox.state import SandboxState
 
 
 def sandbox_state() -> SandboxState:

@@ -12,9 +12,9 @@ import time
 
 from flask import Blueprint, Response, current_app, request, url_for
 
-from messaging.sandbox.calls import graph_call, sandbox_state
-from messaging.sandbox.errors import GraphApiError, invalid_parameter, unknown_object
-from messaging.sandbox.state import UPLOADED_MEDIA_TTL
+from devstack.sandbox.calls import graph_call, sandbox_state
+from devstack.sandbox.errors import GraphApiError, invalid_parameter, unknown_object
+from devstack.sandbox.state import UPLOADED_MEDIA_TTL
 
 blueprint = Blueprint("media", __name__)
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from messaging.sandbox.errors import GraphApiError, invalid_parameter
+from devstack.sandbox.errors import GraphApiError, invalid_parameter
 
 KINDS = (
     "text",
