@@ -14,9 +14,9 @@ from django.utils.html import format_html
 from archival.models import ArchiveBatch
 from archival.selectors import conversation_archived
 from archival.tasks import archive_batches_restore_task, media_archive_task, messages_archive_task
-from config.aws import s3_client
 from config.console import ReadOnlyAdmin
 from contacts.models import Contact
+from core.aws import s3_client
 from messaging.admin import conversation_url
 
 RUNS = {"messages": messages_archive_task, "media": media_archive_task}

@@ -14,7 +14,7 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 from django.conf import settings
 
-from config.aws import s3_client
+from core.aws import s3_client
 
 RULE_PREFIX = "wharf-"
 YEAR = 365

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from archival.messages import ArchivalError, Progress, archival_crash_point, archival_lock
 from archival.models import ArchiveBatch, ArchivedMedia
-from config.aws import s3_client
+from core.aws import s3_client
 from messaging.models import Message
 
 logger = logging.getLogger(__name__)

@@ -58,7 +58,7 @@ from django.utils import timezone
 from psycopg import sql
 
 from archival.models import ArchiveBatch
-from config.aws import s3_client
+from core.aws import s3_client
 from messaging.models import Message, SendAttempt
 
 logger = logging.getLogger(__name__)

@@ -92,7 +92,7 @@ def main() -> int:
         from django.db import connection
 
         from archival.messages import messages_archive, messages_restore
-        from config.aws import storage_ensure_bucket
+        from core.aws import storage_ensure_bucket
 
         storage_ensure_bucket()
         started = time.monotonic()

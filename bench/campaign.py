@@ -112,7 +112,7 @@ def main() -> int:
         from campaigns.models import Campaign, Recipient
         from campaigns.reports import campaign_report_write
         from campaigns.services import campaign_create, campaign_pause, campaign_resume, campaign_start
-        from config.aws import storage_ensure_bucket
+        from core.aws import storage_ensure_bucket
         from messaging.models import PhoneNumber, Template
 
         call_command("createcachetable")

@@ -20,7 +20,7 @@ from django.utils.text import slugify
 
 from campaigns.models import Campaign
 from campaigns.selectors import REPORT_ROWS_SQL, campaign_progress
-from config.aws import s3_client
+from core.aws import s3_client
 
 logger = logging.getLogger(__name__)
 

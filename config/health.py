@@ -7,7 +7,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
-from config.aws import s3_client, sqs_client
+from core.aws import s3_client, sqs_client
 
 logger = logging.getLogger(__name__)
 

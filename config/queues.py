@@ -24,7 +24,7 @@ from typing import Any
 
 from django.conf import settings
 
-from config.aws import sqs_client
+from core.aws import sqs_client
 
 logger = logging.getLogger(__name__)
 

@@ -38,8 +38,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from config.aws import s3_client
 from config.queues import task_publish
+from core.aws import s3_client
 from messaging.graph import GraphError, GraphRetryableError, media_download, media_info
 from messaging.models import Message
 

@@ -96,10 +96,10 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from config.aws import s3_client
 from config.queues import QUEUES, task_publish
 from contacts.models import AuditLog, Contact
 from contacts.services import Actor, audit_log_record
+from core.aws import s3_client
 from messaging.graph import (
     GraphAuthError,
     GraphError,

@@ -15,8 +15,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 
-from config.aws import s3_client
 from contacts.services import Actor, audit_log_record
+from core.aws import s3_client
 from messaging.models import Message, PhoneNumber
 
 logger = logging.getLogger(__name__)

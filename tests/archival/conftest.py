@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from config.aws import s3_client, storage_ensure_bucket
+from core.aws import s3_client, storage_ensure_bucket
 from messaging.models import AnalyticsEvent, Message, SendAttempt
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory
 from tests.platform.conftest import queue_prefix  # noqa: F401 - a fixture for the e2e test

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 from archival.lifecycle import lifecycle_current
-from config.aws import s3_client
+from core.aws import s3_client
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from archival.media import ARCHIVED_RESTORE_REQUESTED, media_archive, media_archive_key
 from archival.models import ArchiveBatch, ArchivedMedia
-from config.aws import s3_client
+from core.aws import s3_client
 from messaging.media import media_access, media_presigned_url
 from messaging.models import Message
 from tests.archival.conftest import days_ago

@@ -27,7 +27,7 @@ from archival.messages import (
 from archival.models import ArchiveBatch, ArchivedConversation
 from archival.tasks import messages_archive_task
 from campaigns.models import Campaign, Recipient
-from config.aws import s3_client
+from core.aws import s3_client
 from messaging.models import AnalyticsEvent, Message, OperatorAlert, SendAttempt
 from tests.archival.conftest import archive_objects, closed_port, days_ago
 from tests.factories import ContactFactory, MessageFactory

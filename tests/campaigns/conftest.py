@@ -86,6 +86,6 @@ def feed_step(campaign: Campaign) -> str:
 
 @pytest.fixture(scope="module", autouse=True)
 def bucket():
-    from config.aws import storage_ensure_bucket
+    from core.aws import storage_ensure_bucket
 
     storage_ensure_bucket()

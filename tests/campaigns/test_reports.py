@@ -11,7 +11,7 @@ from campaigns.models import Campaign, Recipient
 from campaigns.reports import campaign_report_url, campaign_report_write
 from campaigns.services import campaign_cancel, campaign_start
 from campaigns.tasks import campaign_report_task
-from config.aws import s3_client
+from core.aws import s3_client
 from messaging.outbound import outgoing_drain
 from tests.campaigns.conftest import contacts, feed_step, whatsapp_campaign
 

@@ -8,8 +8,8 @@ import pytest
 from django.conf import settings
 from django.utils.html import escape
 
-from config.aws import s3_client, storage_ensure_bucket
 from contacts.models import AuditLog
+from core.aws import s3_client, storage_ensure_bucket
 from messaging.admin import MessageAdmin
 from messaging.models import InboundEvent, Message, PhoneNumber, WebhookEvent
 from messaging.parsing import inbound_payload_apply

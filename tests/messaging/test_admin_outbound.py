@@ -9,8 +9,8 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from config.aws import s3_client, storage_ensure_bucket
 from contacts.models import AuditLog
+from core.aws import s3_client, storage_ensure_bucket
 from messaging.alerts import operator_alert_raise
 from messaging.models import Message, PhoneNumber, SendAttempt, Template
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory

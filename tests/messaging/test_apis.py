@@ -7,8 +7,8 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from config.aws import s3_client, storage_ensure_bucket
 from contacts.models import AuditLog
+from core.aws import s3_client, storage_ensure_bucket
 from messaging.models import Message
 from tests.factories import ContactFactory, MessageFactory
 

@@ -9,11 +9,11 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config.aws import sqs_client
 from config.celery import app as celery_app
 from config.queues import dlq_list, queues_ensure
 from config.stack import MotoServer, free_port
 from contacts.models import AuditLog
+from core.aws import sqs_client
 from messaging import inbound, parsing
 from messaging.inbound import (
     WAKE_STALE_S,

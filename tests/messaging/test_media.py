@@ -17,9 +17,9 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from config.aws import s3_client, storage_ensure_bucket
 from config.queues import queues_ensure
 from contacts.models import Contact
+from core.aws import s3_client, storage_ensure_bucket
 from messaging.graph import (
     GraphAuthError,
     GraphClient,

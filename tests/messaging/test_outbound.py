@@ -9,8 +9,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from config.aws import s3_client, storage_ensure_bucket
 from contacts.models import AuditLog, Contact
+from core.aws import s3_client, storage_ensure_bucket
 from messaging import outbound
 from messaging.models import Message, Template, WakeUp
 from messaging.outbound import WINDOW_CLOSED, message_abandon, message_resend, message_send

@@ -15,8 +15,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.utils import timezone
 
-from config.aws import s3_client, storage_ensure_bucket
 from config.queues import queues_ensure
+from core.aws import s3_client, storage_ensure_bucket
 from messaging import inbound, outbound
 from messaging.media import media_outgoing_upload
 from messaging.models import Message, SendAttempt

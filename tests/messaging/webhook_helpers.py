@@ -11,9 +11,9 @@ from typing import Any
 from django.conf import settings
 from django.test import Client
 
-from config.aws import sqs_client
 from config.celery import app as celery_app
 from config.queues import QueueState
+from core.aws import sqs_client
 from tests.platform.conftest import receive_all
 
 WEBHOOK_URL = "/webhooks/whatsapp/"

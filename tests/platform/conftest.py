@@ -14,10 +14,10 @@ import pytest
 from django.conf import settings
 from kombu import Connection
 
-from config.aws import sqs_client
 from config.celery import app as celery_app
 from config.queues import QueueState, queues_ensure
 from config.stack import BASE_DIR, stop_process
+from core.aws import sqs_client
 
 
 def broker_connection(prefix: str) -> Connection:

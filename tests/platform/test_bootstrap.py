@@ -21,7 +21,7 @@ def test_admin_bootstrap_creates_one_admin_and_prints_its_password_once(capsys):
 def test_storage_setup_creates_the_bucket_with_public_access_blocked():
     from django.conf import settings
 
-    from config.aws import s3_client
+    from core.aws import s3_client
 
     call_command("storage_setup")
     call_command("storage_setup")

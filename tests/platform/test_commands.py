@@ -4,8 +4,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from config.aws import sqs_client
 from config.queues import dlq_list
+from core.aws import sqs_client
 
 TASK = "messaging.tasks.message_send_task"
 

@@ -4,7 +4,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from config.aws import sqs_client
 from config.queues import (
     DLQ_RETENTION_S,
     LONG_POLL_S,
@@ -14,6 +13,7 @@ from config.queues import (
     dlq_replay,
     queues_ensure,
 )
+from core.aws import sqs_client
 from tests.platform.conftest import receive_all
 
 TASK = "messaging.tasks.message_send_task"

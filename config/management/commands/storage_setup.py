@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from config.aws import storage_ensure_bucket
+from core.aws import storage_ensure_bucket
 
 
 class Command(BaseCommand):
