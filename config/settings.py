@@ -260,12 +260,13 @@ CELERY_BEAT_SCHEDULE["archive-messages"] = {
     "task": "archival.messages_archive",
     "schedule": _crontab(ARCHIVE_MESSAGES_SCHEDULE),
 }
-# Presigned URLs for media and reports expire after this many seconds.
+# Presigned URLs for media, reports and archives expire after this many seconds (core/storage.py).
 PRESIGNED_URL_EXPIRY_S = env.int("PRESIGNED_URL_EXPIRY_S", default=300)
 
-# The bucket's files through django-storages (core/storage.py says what each holds), private: no
-# ACLs, presigned SigV4 URLs only. Path-style addressing reaches moto's server on a loopback port;
-# AWS itself gets boto3's choice. Timeouts and retries are those of core/aws.py's clients.
+# The bucket's files through django-storages (core/storage.py: what each storage holds, and why
+# its class is a small subclass of S3Storage). Private: no ACLs, SigV4 presigned URLs only.
+# Path-style addressing reaches moto's server on a loopback port; AWS itself gets boto3's choice.
+# Timeouts and retries are those of core/aws.py's clients.
 _S3_OPTIONS = {
     "bucket_name": AWS_STORAGE_BUCKET_NAME,
     "endpoint_url": AWS_ENDPOINT_URL,
@@ -281,17 +282,18 @@ _S3_OPTIONS = {
         read_timeout=AWS_CLIENT_TIMEOUT_S,
         retries={"total_max_attempts": 3, "mode": "standard"},
         max_pool_connections=20,
+        ignore_configured_endpoint_urls=True,  # AWS_ENDPOINT_URL above is the only one
     ),
 }
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
-    "media": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {**_S3_OPTIONS, "location": ""}},
+    "media": {"BACKEND": "core.storage.S3Storage", "OPTIONS": {**_S3_OPTIONS, "location": ""}},
     "reports": {
-        "BACKEND": "storages.backends.s3.S3Storage",
+        "BACKEND": "core.storage.S3Storage",
         "OPTIONS": {**_S3_OPTIONS, "location": REPORTS_PREFIX},
     },
-    "archive": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {**_S3_OPTIONS, "location": ""}},
+    "archive": {"BACKEND": "core.storage.S3Storage", "OPTIONS": {**_S3_OPTIONS, "location": ""}},
 }
 
 # -- contacts -----------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ def _client(service: str, endpoint_url: str | None, region: str, timeout: float,
         read_timeout=timeout,
         retries={"total_max_attempts": attempts, "mode": "standard"},
         max_pool_connections=20,
+        # The endpoint is the one given, never boto3's own reading of AWS_ENDPOINT_URL et al.
+        ignore_configured_endpoint_urls=True,
         # Presigned URLs signed with SigV4, as AWS requires, whatever the endpoint and region.
         signature_version="s3v4" if service == "s3" else None,
     )

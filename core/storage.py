@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
+from storages.backends import s3
 
 # Types a browser displays without running anything: images (not SVG), audio, video, PDF.
 INLINE_TYPES = frozenset(
@@ -37,6 +38,18 @@ INLINE_TYPES = frozenset(
         "application/pdf",
     }
 )
+
+
+class S3Storage(s3.S3Storage):
+    """django-storages' S3Storage, except that no Content-Encoding is guessed from a file's name:
+    a medium called `x.tar.gz` is a gzip file to download, not a response for the browser to
+    unpack. (Its Content-Type is the one its file carries: see `file_save`.)"""
+
+    def _get_write_parameters(self, name, content=None):
+        params = super()._get_write_parameters(name, content)
+        if "ContentEncoding" not in self.get_object_parameters(name):
+            params.pop("ContentEncoding", None)
+        return params
 
 
 class FileMissing(FileNotFoundError):

@@ -11,7 +11,7 @@ from campaigns.models import Campaign, Recipient
 from campaigns.reports import campaign_report_url, campaign_report_write
 from campaigns.services import campaign_cancel, campaign_start
 from campaigns.tasks import campaign_report_task
-from core.aws import object_head
+from core.aws import multipart_uploads_pending, object_head
 from core.storage import reports_storage
 from messaging.outbound import outgoing_drain
 from tests.campaigns.conftest import contacts, feed_step, whatsapp_campaign
@@ -56,7 +56,12 @@ def test_a_completed_campaign_s_report_lists_every_recipient_with_its_message(sa
     sent = [row for row in rows if row["status"] == "sent"]
     assert all(row["messageId"].startswith("wamid.") and row["sentAt"] for row in sent)
     assert {row["address"] for row in rows} == {person.wa_id or person.phone.lstrip("+") for person in people}
-    assert json.loads(httpx.get(campaign_report_url(campaign=campaign)).content) == document
+    answer = httpx.get(campaign_report_url(campaign=campaign))
+    assert json.loads(answer.content) == document
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.headers["Content-Disposition"] == (
+        f"attachment; filename*=UTF-8''campaign-{campaign.pk}-spring-offer.json"
+    )
 
 
 def test_a_large_report_is_streamed_in_parts(sender, template, settings):
@@ -79,3 +84,22 @@ def test_a_large_report_is_streamed_in_parts(sender, template, settings):
     assert len(document["recipients"]) == 40000
     assert Recipient.objects.filter(campaign=campaign).count() == 40000
     assert Campaign.objects.get(pk=campaign.pk).report_written_at is not None
+
+
+def test_a_report_that_fails_half_way_leaves_the_previous_one_and_no_upload(sender, template, monkeypatch):
+    contacts(2)
+    campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
+    campaign = campaign_cancel(campaign=campaign, actor=None, source="api")
+    key = campaign_report_write(campaign=campaign)
+    before = s3_json(key)
+
+    def broken(campaign):
+        yield '{"jobId": 1, "recipients": ['
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr("campaigns.reports._document", broken)
+    with pytest.raises(RuntimeError, match="went away"):
+        campaign_report_write(campaign=campaign)
+
+    assert s3_json(key) == before
+    assert multipart_uploads_pending(key) == []
