@@ -1,12 +1,12 @@
 """One boto3 client per service and configuration, whoever asks for it."""
 
-from core.aws import aws_client, s3_client, sqs_client
+from core.aws import aws_client, sqs_client
 from messaging.channels.sms import sms_client
 
 
 def test_every_client_comes_from_the_one_cache(settings):
-    assert s3_client() is aws_client("s3") and sqs_client() is aws_client("sqs")
-    assert s3_client().meta.endpoint_url == settings.AWS_ENDPOINT_URL
+    assert sqs_client() is aws_client("sqs")
+    assert sqs_client().meta.endpoint_url == settings.AWS_ENDPOINT_URL
     assert sms_client() is aws_client(
         "pinpoint-sms-voice-v2",
         endpoint_url=settings.SMS_ENDPOINT_URL,
@@ -25,7 +25,7 @@ def test_the_sms_client_goes_to_aws_itself_without_its_endpoint_not_to_the_s3_em
 
 
 def test_a_changed_setting_gives_a_new_client(settings):
-    before = s3_client()
+    before = sqs_client()
     settings.AWS_CLIENT_TIMEOUT_S = 1.5
 
-    assert s3_client() is not before and s3_client().meta.config.read_timeout == 1.5
+    assert sqs_client() is not before and sqs_client().meta.config.read_timeout == 1.5
