@@ -2,7 +2,6 @@
 download link; run-now buttons for the two archival runs; restore of the selected batches, or of a
 conversation's archived messages from its page. Runs and restores go to the `archival` queue."""
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
@@ -15,8 +14,8 @@ from archival.models import ArchiveBatch
 from archival.selectors import conversation_archived
 from archival.tasks import archive_batches_restore_task, media_archive_task, messages_archive_task
 from contacts.models import Contact
-from core.aws import s3_client
 from core.console import ReadOnlyAdmin
+from core.storage import archive_storage, presigned_url
 from messaging.admin import conversation_url
 
 RUNS = {"messages": messages_archive_task, "media": media_archive_task}
@@ -29,14 +28,8 @@ def archive_batch_download_url(batch: ArchiveBatch) -> str | None:
         ArchiveBatch.State.EMPTY,
     ):
         return None
-    return s3_client().generate_presigned_url(
-        "get_object",
-        Params={
-            "Bucket": settings.AWS_STORAGE_BUCKET_NAME,
-            "Key": batch.key,
-            "ResponseContentDisposition": f'attachment; filename="{batch.key.rsplit("/", 1)[-1]}"',
-        },
-        ExpiresIn=settings.PRESIGNED_URL_EXPIRY_S,
+    return presigned_url(
+        archive_storage(), batch.key, filename=batch.key.rsplit("/", 1)[-1], content_type="application/gzip"
     )
 
 

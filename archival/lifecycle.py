@@ -11,10 +11,9 @@ the bucket is kept, and nothing is written when the bucket already has them.
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
 from django.conf import settings
 
-from core.aws import s3_client
+from core.aws import bucket_lifecycle_put, bucket_lifecycle_rules
 
 RULE_PREFIX = "wharf-"
 YEAR = 365
@@ -52,14 +51,7 @@ def lifecycle_rules() -> list[dict]:
 
 
 def lifecycle_current() -> list[dict]:
-    client = s3_client()
-    try:
-        answer = client.get_bucket_lifecycle_configuration(Bucket=settings.AWS_STORAGE_BUCKET_NAME)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "NoSuchLifecycleConfiguration":
-            return []
-        raise
-    return answer.get("Rules", [])
+    return bucket_lifecycle_rules()
 
 
 def _comparable(rule: dict) -> tuple:
@@ -76,9 +68,7 @@ def lifecycle_apply() -> tuple[bool, list[dict]]:
     wanted = others + lifecycle_rules()
     if sorted(map(_comparable, current)) == sorted(map(_comparable, wanted)):
         return False, current
-    s3_client().put_bucket_lifecycle_configuration(
-        Bucket=settings.AWS_STORAGE_BUCKET_NAME, LifecycleConfiguration={"Rules": wanted}
-    )
+    bucket_lifecycle_put(wanted)
     return True, lifecycle_current()
 
 

@@ -9,8 +9,8 @@ again to the same key; a crash after it leaves a recorded move whose original st
 every run starts by deleting those. A message's media is thus always at the key it points to.
 
 Media in a cold class (Glacier, Deep Archive) cannot be read until restored: asking for its link
-requests a restore (RESTORE_DAYS) and answers "archived, restore requested" instead of a link that
-would fail; once S3 has restored it, links work again.
+requests a restore and answers "archived, restore requested" instead of a link that would fail
+(messaging.media.media_access); once S3 has restored it, links work again.
 """
 
 from __future__ import annotations
@@ -19,29 +19,21 @@ import logging
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
 
-from botocore.exceptions import ClientError
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
 from archival.messages import ArchivalError, Progress, archival_crash_point, archival_lock
 from archival.models import ArchiveBatch, ArchivedMedia
-from core.aws import s3_client
+from core.aws import object_copy, object_head
+from core.storage import media_storage
+from messaging.media import media_archive_prefix
 from messaging.models import Message
 
 logger = logging.getLogger(__name__)
 
 STORAGE_CLASS = "STANDARD_IA"
-COLD_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}
-RESTORE_DAYS = 7
 CHUNK = 500
-
-ARCHIVED_RESTORE_REQUESTED = "archived, restore requested"
-ARCHIVED_RESTORING = "archived, restore in progress"
-
-
-def media_archive_prefix() -> str:
-    return f"{settings.ARCHIVE_PREFIX}media/"
 
 
 def media_archive_key(*, source_key: str) -> str:
@@ -100,24 +92,14 @@ def media_archive(*, older_than_days: int | None = None, progress: Progress | No
 
 def _media_move(*, batch: ArchiveBatch, source_key: str) -> int | None:
     """Copy, check, repoint, delete one original; None when it was not there any more."""
-    client, bucket = s3_client(), settings.AWS_STORAGE_BUCKET_NAME
     key = media_archive_key(source_key=source_key)
-    try:
-        source = client.head_object(Bucket=bucket, Key=source_key)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-            raise
+    source = object_head(source_key)
+    if source is None:
         logger.warning("media archival: %s is not in the bucket; its message(s) left as they are", source_key)
         return None
-    client.copy_object(
-        Bucket=bucket,
-        Key=key,
-        CopySource={"Bucket": bucket, "Key": source_key},
-        StorageClass=STORAGE_CLASS,
-        MetadataDirective="COPY",
-    )
+    object_copy(source_key=source_key, key=key, storage_class=STORAGE_CLASS)
     archival_crash_point("media_copied")
-    copy = client.head_object(Bucket=bucket, Key=key)
+    copy = object_head(key) or {"ContentLength": None}
     source_etag = source.get("ETag", "")
     if copy["ContentLength"] != source["ContentLength"] or (
         "-" not in source_etag and copy.get("ETag") != source_etag
@@ -142,7 +124,7 @@ def _media_move(*, batch: ArchiveBatch, source_key: str) -> int | None:
 
 
 def _original_delete(*, source_key: str) -> None:
-    s3_client().delete_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=source_key)
+    media_storage().delete(source_key)
     ArchivedMedia.objects.filter(source_key=source_key).update(source_deleted_at=timezone.now())
 
 
@@ -152,29 +134,3 @@ def _originals_delete() -> None:
         "source_key", flat=True
     ):
         _original_delete(source_key=source_key)
-
-
-def archived_media_note(*, key: str) -> str:
-    """Empty when the archived object can be read; else what to tell the operator, after asking S3
-    to restore it when nobody has yet."""
-    client, bucket = s3_client(), settings.AWS_STORAGE_BUCKET_NAME
-    head = client.head_object(Bucket=bucket, Key=key)
-    if head.get("StorageClass", "STANDARD") not in COLD_CLASSES:
-        return ""
-    restore = head.get("Restore") or ""
-    if 'ongoing-request="false"' in restore:
-        return ""
-    if 'ongoing-request="true"' in restore:
-        return ARCHIVED_RESTORING
-    try:
-        client.restore_object(
-            Bucket=bucket,
-            Key=key,
-            RestoreRequest={"Days": RESTORE_DAYS, "GlacierJobParameters": {"Tier": "Standard"}},
-        )
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "RestoreAlreadyInProgress":
-            raise
-        return ARCHIVED_RESTORING
-    logger.info("restore of archived media %s requested", key)
-    return ARCHIVED_RESTORE_REQUESTED

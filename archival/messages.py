@@ -38,7 +38,6 @@ comes back empty.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import time
@@ -58,7 +57,7 @@ from django.utils import timezone
 from psycopg import sql
 
 from archival.models import ArchiveBatch
-from core.aws import s3_client
+from core.aws import ObjectUpload, multipart_uploads_abort, object_chunks, object_head
 from messaging.models import Message, SendAttempt
 
 logger = logging.getLogger(__name__)
@@ -324,105 +323,34 @@ def _records_query(*, batch: ArchiveBatch) -> sql.Composed:
 
 
 class _ObjectWriter:
-    """Gzip and upload: one PUT when the object stays under a part, else a multipart upload with one
-    part in flight beside the one being filled. Memory stays at about two parts whatever the day."""
+    """Gzip, then the checked upload (core.aws.ObjectUpload): memory stays at about two parts."""
 
     def __init__(self, *, key: str, metadata: dict[str, str], resumed: bool):
-        self.client = s3_client()
-        self.bucket = settings.AWS_STORAGE_BUCKET_NAME
-        self.key = key
-        self.metadata = metadata
-        self.compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: a gzip stream
-        self.buffer = bytearray()
-        self.sha256 = hashlib.sha256()
-        self.md5s: list[bytes] = []
-        self.parts: list[Future] = []
-        self.size = 0
-        self.pool: ThreadPoolExecutor | None = None
-        self.upload_id: str | None = None
         if resumed:
-            _uploads_abort(key=key)
+            multipart_uploads_abort(key)  # what an interrupted run left
+        self.upload = ObjectUpload(
+            key, content_type="application/gzip", metadata=metadata, part_size=PART_SIZE
+        )
+        self.compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: a gzip stream
+
+    @property
+    def size(self) -> int:
+        return self.upload.size
+
+    @property
+    def sha256(self):
+        return self.upload.sha256
 
     def write(self, data: bytes | memoryview) -> None:
-        self.buffer += self.compressor.compress(data)
-        if len(self.buffer) >= PART_SIZE:
-            self._part()
-
-    def _part(self) -> None:
-        if self.upload_id is None:
-            self.pool = ThreadPoolExecutor(max_workers=1)
-            self.upload_id = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=self.key, ContentType="application/gzip", Metadata=self.metadata
-            )["UploadId"]
-        body = bytes(self.buffer)
-        self.buffer.clear()
-        self.sha256.update(body)
-        self.md5s.append(_md5(body))
-        self.size += len(body)
-        if self.parts:
-            self.parts[-1].result()  # at most one part uploading while the next is filled
-        self.parts.append(self.pool.submit(self._upload_part, len(self.md5s), body))
-
-    def _upload_part(self, number: int, body: bytes) -> dict:
-        answer = self.client.upload_part(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            PartNumber=number,
-            Body=body,
-            ContentMD5=base64.b64encode(_md5(body)).decode(),
-        )
-        return {"PartNumber": number, "ETag": answer["ETag"]}
+        self.upload.write(self.compressor.compress(data))
 
     def close(self) -> str:
         """Completes the object; returns the ETag S3 will report for it."""
-        self.buffer += self.compressor.flush()
-        if self.upload_id is None:
-            body = bytes(self.buffer)
-            self.sha256.update(body)
-            self.size = len(body)
-            digest = _md5(body)
-            self.client.put_object(
-                Bucket=self.bucket,
-                Key=self.key,
-                Body=body,
-                ContentType="application/gzip",
-                ContentMD5=base64.b64encode(digest).decode(),
-                Metadata=self.metadata,
-            )
-            return digest.hex()
-        self._part()
-        parts = [future.result() for future in self.parts]
-        self.pool.shutdown()
-        self.client.complete_multipart_upload(
-            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}
-        )
-        return f"{_md5(b''.join(self.md5s)).hex()}-{len(self.md5s)}"
+        self.upload.write(self.compressor.flush())
+        return self.upload.close()
 
     def abort(self) -> None:
-        if self.upload_id is None:
-            return
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        try:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
-        except Exception:
-            logger.warning("could not abort the upload of %s; a rerun aborts it", self.key)
-
-
-def _md5(data: bytes) -> bytes:
-    """S3's ETag is an MD5: an integrity check of what it received, not a security measure."""
-    return hashlib.md5(data, usedforsecurity=False).digest()
-
-
-def _uploads_abort(*, key: str) -> None:
-    """Abort what an earlier, interrupted run left of an upload to `key`."""
-    client = s3_client()
-    answer = client.list_multipart_uploads(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Prefix=key)
-    for upload in answer.get("Uploads", []):
-        if upload["Key"] == key:
-            client.abort_multipart_upload(
-                Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key, UploadId=upload["UploadId"]
-            )
+        self.upload.abort()
 
 
 def _batch_upload(*, batch: ArchiveBatch, progress: Progress | None, resumed: bool) -> ArchiveBatch:
@@ -470,7 +398,7 @@ def _batch_upload(*, batch: ArchiveBatch, progress: Progress | None, resumed: bo
 
 
 def _batch_verify(*, batch: ArchiveBatch) -> ArchiveBatch:
-    head = s3_client().head_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=batch.key)
+    head = object_head(batch.key) or {}
     etag = head.get("ETag", "").strip('"')
     if head.get("ContentLength") != batch.bytes or etag != batch.etag:
         ArchiveBatch.objects.filter(pk=batch.pk).update(state=ArchiveBatch.State.OPEN)
@@ -652,10 +580,9 @@ def archive_batch_restore(*, batch: ArchiveBatch, progress: Progress | None = No
     required, clear = _fk_fixups(Message)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("CREATE TEMP TABLE archival_restore (doc jsonb NOT NULL) ON COMMIT DROP")
-        body = s3_client().get_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=batch.key)["Body"]
         digest, decompressor = hashlib.sha256(), zlib.decompressobj(31)
         with cursor.copy(sql.SQL("COPY archival_restore (doc) FROM STDIN WITH (" + _COPY_JSON + ")")) as copy:
-            for chunk in body.iter_chunks(chunk_size=RESTORE_CHUNK):
+            for chunk in object_chunks(batch.key, chunk_size=RESTORE_CHUNK):
                 digest.update(chunk)
                 data = decompressor.decompress(chunk)
                 copy.write(data)

@@ -1,8 +1,10 @@
-"""A campaign's report: one JSON document in S3 under REPORTS_PREFIX, streamed.
+"""A campaign's report: one JSON document in the reports storage (REPORTS_PREFIX), streamed.
 
-Rows come from a server-side cursor and leave in multipart-upload parts of PART_BYTES, so memory
-stays flat at any size; a report smaller than one part is a single PUT. Writing again replaces
-the object (same key), so a report task that runs twice is harmless.
+Rows come from a server-side cursor and are written to the storage's file, which sends them as the
+parts of a multipart upload (AWS_S3_FILE_BUFFER_SIZE each, 5 MiB by default), so memory stays flat
+at any size. The object appears only when the file is closed, complete; a failure aborts the
+upload and leaves the previous report. Writing again replaces the object (same name), so a report
+task that runs twice is harmless.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 from celery import shared_task
-from django.conf import settings
 from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
@@ -22,18 +23,19 @@ from django.utils.text import slugify
 
 from campaigns.models import Campaign, Recipient
 from campaigns.selectors import REPORT_ROWS_SQL, campaign_progress
-from core.aws import s3_client
+from core.aws import multipart_uploads_abort
+from core.storage import presigned_url, reports_storage
 from messaging.models import Message
 
 logger = logging.getLogger(__name__)
 
-PART_BYTES = 8 * 1024 * 1024  # S3 wants at least 5 MiB per part but the last
 ROWS_PER_FETCH = 2000
 
 
-def report_key(campaign: Campaign) -> str:
+def report_name(campaign: Campaign) -> str:
+    """The report's name in the reports storage (its key in the bucket is under REPORTS_PREFIX)."""
     slug = slugify(campaign.name)[:60] or "campaign"
-    return f"{settings.REPORTS_PREFIX}campaign-{campaign.pk}-{slug}.json"
+    return f"campaign-{campaign.pk}-{slug}.json"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -83,64 +85,17 @@ def _document(campaign: Campaign) -> Iterator[str]:
     yield "\n]}\n"
 
 
-class _S3Writer:
-    """Bytes to one S3 object: a PUT if they fit one part, else a multipart upload."""
-
-    def __init__(self, key: str):
-        self.client, self.bucket, self.key = s3_client(), settings.AWS_STORAGE_BUCKET_NAME, key
-        self.buffer = bytearray()
-        self.upload_id: str | None = None
-        self.parts: list[dict] = []
-
-    def write(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) >= PART_BYTES:
-            self._part()
-
-    def _part(self) -> None:
-        if self.upload_id is None:
-            self.upload_id = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=self.key, ContentType="application/json"
-            )["UploadId"]
-        number = len(self.parts) + 1
-        answer = self.client.upload_part(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            PartNumber=number,
-            Body=bytes(self.buffer),
-        )
-        self.parts.append({"ETag": answer["ETag"], "PartNumber": number})
-        self.buffer.clear()
-
-    def close(self) -> None:
-        if self.upload_id is None:
-            self.client.put_object(
-                Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer), ContentType="application/json"
-            )
-            return
-        if self.buffer:
-            self._part()
-        self.client.complete_multipart_upload(
-            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
-        )
-
-    def abort(self) -> None:
-        if self.upload_id is not None:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
-
-
 def campaign_report_write(*, campaign: Campaign) -> str:
     """Write the report and record its key; returns the key."""
-    key = report_key(campaign)
-    writer = _S3Writer(key)
+    file = reports_storage().open(report_name(campaign), "wb")
+    key = file.obj.key
     try:
         for text in _document(campaign):
-            writer.write(text.encode())
-        writer.close()
+            file.write(text.encode())
     except BaseException:
-        writer.abort()
+        multipart_uploads_abort(key)  # closing would complete the object with what was written
         raise
+    file.close()
     now = timezone.now()
     Campaign.objects.filter(pk=campaign.pk).update(report_key=key, report_written_at=now, updated_at=now)
     campaign.report_key, campaign.report_written_at = key, now
@@ -152,16 +107,9 @@ def campaign_report_url(*, campaign: Campaign) -> str | None:
     """A short-lived link to the report, None until it is written."""
     if not campaign.report_key:
         return None
-    filename = campaign.report_key.rsplit("/", 1)[-1]
-    return s3_client().generate_presigned_url(
-        "get_object",
-        Params={
-            "Bucket": settings.AWS_STORAGE_BUCKET_NAME,
-            "Key": campaign.report_key,
-            "ResponseContentDisposition": f'attachment; filename="{filename}"',
-        },
-        ExpiresIn=settings.PRESIGNED_URL_EXPIRY_S,
-    )
+    storage = reports_storage()
+    name = campaign.report_key.removeprefix(f"{storage.location.rstrip('/')}/")
+    return presigned_url(storage, name, filename=name.rsplit("/", 1)[-1], content_type="application/json")
 
 
 REPORT_WAIT_S = 2.0  # a report waits for sends in flight, retrying this often

@@ -7,7 +7,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
-from core.aws import s3_client, sqs_client
+from core.aws import bucket_check, sqs_client
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ def _broker() -> None:
 
 
 def _storage() -> None:
-    s3_client().head_bucket(Bucket=settings.AWS_STORAGE_BUCKET_NAME)
+    bucket_check()
 
 
 CHECKS = {"database": _database, "broker": _broker, "storage": _storage}

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import environ
+from botocore.config import Config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -96,10 +97,7 @@ TEMPLATES = [
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
-}
+# STORAGES, with the bucket's media, reports and archive, follows the AWS settings below.
 # Serve static files from the apps' folders when collectstatic has not run (tests, a bare checkout).
 WHITENOISE_USE_FINDERS = True
 
@@ -266,8 +264,41 @@ CELERY_BEAT_SCHEDULE["archive-messages"] = {
     "task": "archival.messages_archive",
     "schedule": _crontab(ARCHIVE_MESSAGES_SCHEDULE),
 }
-# Presigned URLs for media and reports expire after this many seconds.
+# Presigned URLs for media, reports and archives expire after this many seconds (core/storage.py).
 PRESIGNED_URL_EXPIRY_S = env.int("PRESIGNED_URL_EXPIRY_S", default=300)
+
+# The bucket's files through django-storages (core/storage.py: what each storage holds, and why
+# its class is a small subclass of S3Storage). Private: no ACLs, SigV4 presigned URLs only.
+# Path-style addressing reaches moto's server on a loopback port; AWS itself gets boto3's choice.
+# Timeouts and retries are those of core/aws.py's clients.
+_S3_OPTIONS = {
+    "bucket_name": AWS_STORAGE_BUCKET_NAME,
+    "endpoint_url": AWS_ENDPOINT_URL,
+    "region_name": AWS_REGION,
+    "default_acl": None,
+    "querystring_auth": True,
+    "querystring_expire": PRESIGNED_URL_EXPIRY_S,
+    "file_overwrite": True,  # a name is written again by a retry, never renamed
+    "client_config": Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path" if AWS_ENDPOINT_URL else "auto"},
+        connect_timeout=AWS_CLIENT_TIMEOUT_S,
+        read_timeout=AWS_CLIENT_TIMEOUT_S,
+        retries={"total_max_attempts": 3, "mode": "standard"},
+        max_pool_connections=20,
+        ignore_configured_endpoint_urls=True,  # AWS_ENDPOINT_URL above is the only one
+    ),
+}
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    "media": {"BACKEND": "core.storage.S3Storage", "OPTIONS": {**_S3_OPTIONS, "location": ""}},
+    "reports": {
+        "BACKEND": "core.storage.S3Storage",
+        "OPTIONS": {**_S3_OPTIONS, "location": REPORTS_PREFIX},
+    },
+    "archive": {"BACKEND": "core.storage.S3Storage", "OPTIONS": {**_S3_OPTIONS, "location": ""}},
+}
 
 # -- contacts -----------------------------------------------------------------------------------
 # Region used to read phone numbers written without a leading "+" (ISO 3166 code, e.g. "GB").

@@ -30,16 +30,15 @@ import uuid
 from datetime import timedelta
 from functools import partial
 from typing import IO
-from urllib.parse import quote
 
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.aws import s3_client
 from core.backoff import Backoff
 from core.queues import task_publish
+from core.storage import cold_object_note, file_save, media_storage, presigned_url
 from messaging.graph import GraphError, GraphRetryableError, media_download, media_info
 from messaging.models import Message
 
@@ -103,14 +102,7 @@ def media_fetch(*, message_id: int) -> None:
     mime_type = mime_base(str(info.get("mime_type") or message.media_mime_type)) or "application/octet-stream"
     phone_number_id = message.phone_number.phone_number_id if message.phone_number else ""
     key = media_key(phone_number_id=phone_number_id, media_id=message.media_id, mime_type=mime_type)
-    s3_client().put_object(
-        Bucket=settings.AWS_STORAGE_BUCKET_NAME,
-        Key=key,
-        Body=content,
-        ContentType=mime_type,
-        ChecksumSHA256=base64.b64encode(digest).decode(),
-        Metadata={"media-id": message.media_id},
-    )
+    file_save(media_storage(), key, content, content_type=mime_type)
     message.media_key = key
     message.media_mime_type = mime_type
     message.media_size = len(content)
@@ -225,29 +217,27 @@ def media_presigned_url(*, message: Message) -> str | None:
     return media_access(message=message)[0]
 
 
+def media_archive_prefix() -> str:
+    """Where archival moves old media; only there may an object be in a cold storage class."""
+    return f"{settings.ARCHIVE_PREFIX}media/"
+
+
 def media_access(*, message: Message) -> tuple[str | None, str]:
     """(presigned URL or None, note): the note says why there is no link for archived media in a
     cold class ("archived, restore requested"; asking requests the restore)."""
     if message.media_state != Message.MediaState.STORED or not message.media_key:
         return None, ""
-    from archival.media import archived_media_note, media_archive_prefix
-
     if message.media_key.startswith(media_archive_prefix()):
-        note = archived_media_note(key=message.media_key)
+        note = cold_object_note(message.media_key)
         if note:
             return None, note
-    return _media_presign(message=message), ""
-
-
-def _media_presign(*, message: Message) -> str:
-    params = {"Bucket": settings.AWS_STORAGE_BUCKET_NAME, "Key": message.media_key}
-    if message.media_mime_type:
-        params["ResponseContentType"] = message.media_mime_type
-    if message.media_filename:
-        params["ResponseContentDisposition"] = f"inline; filename*=UTF-8''{quote(message.media_filename)}"
-    return s3_client().generate_presigned_url(
-        "get_object", Params=params, ExpiresIn=settings.PRESIGNED_URL_EXPIRY_S
+    url = presigned_url(
+        media_storage(),
+        message.media_key,
+        filename=message.media_filename or None,
+        content_type=message.media_mime_type or None,
     )
+    return url, ""
 
 
 def media_key(*, phone_number_id: str, media_id: str, mime_type: str) -> str:
@@ -300,15 +290,9 @@ def media_outgoing_upload(*, file: IO[bytes], filename: str, content_type: str) 
     The key is new for every upload (a random folder keeps the sender's file name readable)."""
     safe_name = _UNSAFE_FILENAME.sub("_", filename or "file").strip("._") or "file"
     key = f"{settings.MEDIA_OUTGOING_PREFIX}{uuid.uuid4().hex}/{safe_name[:200]}"
-    s3_client().upload_fileobj(
-        file,
-        settings.AWS_STORAGE_BUCKET_NAME,
-        key,
-        ExtraArgs={"ContentType": content_type or "application/octet-stream"},
-    )
-    return key
+    return file_save(media_storage(), key, file, content_type=content_type or "application/octet-stream")
 
 
 def media_outgoing_discard(*, key: str) -> None:
     """Remove an uploaded file that will not be sent after all."""
-    s3_client().delete_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key)
+    media_storage().delete(key)

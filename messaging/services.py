@@ -11,19 +11,18 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from core.audit import Actor, audit_log_record
-from core.aws import s3_client
+from core.aws import objects_delete
+from core.storage import media_storage
 from messaging.models import Message, PhoneNumber
 from messaging.ratelimit import sender_paces_delete
 
 logger = logging.getLogger(__name__)
 
-S3_DELETE_BATCH = 1000  # DeleteObjects' limit
 PHONE_NUMBER_FIELDS = (
     "phone_number_id",
     "display_phone_number",
@@ -39,25 +38,9 @@ PHONE_NUMBER_ID_TAKEN = "A sender number with this phone number id already exist
 # -- messages -------------------------------------------------------------------------------------
 
 
-def _media_objects_delete(keys: list[str]) -> None:
-    client = s3_client()
-    bucket = settings.AWS_STORAGE_BUCKET_NAME
-    for start in range(0, len(keys), S3_DELETE_BATCH):
-        batch = keys[start : start + S3_DELETE_BATCH]
-        try:
-            answer = client.delete_objects(
-                Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
-            )
-        except Exception:
-            logger.exception("Could not delete %d media object(s) from S3: %s", len(batch), batch)
-            continue
-        for error in answer.get("Errors", []):
-            logger.error("Could not delete media object %s from S3: %s", error.get("Key"), error.get("Code"))
-
-
 def _media_object_delete(key: str) -> None:
     try:
-        s3_client().delete_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key)
+        media_storage().delete(key)
     except Exception:
         logger.exception("Could not delete media object %s from S3", key)
 
@@ -101,7 +84,7 @@ def messages_delete(*, queryset: models.QuerySet[Message], actor: Actor, source:
         changes={"ids": ids, "media_keys": keys},
     )
     if keys:
-        transaction.on_commit(lambda: _media_objects_delete(keys))
+        transaction.on_commit(lambda: objects_delete(keys))  # failures are logged with their keys
     return len(ids)
 
 

@@ -12,10 +12,7 @@ reason DESTINATION_PHONE_NUMBER_OPTED_OUT: the contact is then opted out of SMS 
 from __future__ import annotations
 
 import logging
-import threading
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -27,6 +24,7 @@ from django.conf import settings
 
 from contacts.models import Channel, Contact
 from contacts.services import contact_channel_opt_out
+from core.aws import aws_client
 from core.models import AuditLog
 from messaging.channels.errors import ChannelError, contact_reachable_check
 
@@ -37,26 +35,16 @@ MESSAGE_TYPES = ("TRANSACTIONAL", "PROMOTIONAL")
 # AWS error codes worth another try later (5xx are too, whatever their code).
 RETRYABLE_CODES = {"ThrottlingException", "ServiceQuotaExceededException", "InternalServerException"}
 
-_clients: dict[tuple, object] = {}
-_clients_lock = threading.Lock()
-
 
 def sms_client():
-    """One client per process and configuration (boto3 clients are thread-safe, sessions are not)."""
-    key = (settings.SMS_ENDPOINT_URL, settings.AWS_REGION, settings.SMS_HTTP_TIMEOUT_S)
-    with _clients_lock:
-        if key not in _clients:
-            _clients[key] = boto3.session.Session().client(
-                "pinpoint-sms-voice-v2",
-                region_name=settings.AWS_REGION,
-                endpoint_url=settings.SMS_ENDPOINT_URL,
-                config=Config(
-                    connect_timeout=settings.SMS_HTTP_TIMEOUT_S,
-                    read_timeout=settings.SMS_HTTP_TIMEOUT_S,
-                    retries={"total_max_attempts": 1, "mode": "standard"},
-                ),
-            )
-        return _clients[key]
+    """The process's client for AWS End User Messaging SMS, at SMS_ENDPOINT_URL when set (else AWS
+    in AWS_REGION), with SMS_HTTP_TIMEOUT_S and one attempt per call."""
+    return aws_client(
+        "pinpoint-sms-voice-v2",
+        endpoint_url=settings.SMS_ENDPOINT_URL,
+        timeout_s=settings.SMS_HTTP_TIMEOUT_S,
+        total_attempts=1,
+    )
 
 
 def sms_send(*, contact: Contact, text: str, reference: str, message_type: str | None = None) -> str:

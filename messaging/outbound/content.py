@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from core.aws import s3_client
+from core.storage import FileMissing, media_head
 from messaging.models import PhoneNumber, Template
 from messaging.templates import template_get_approved
 
@@ -132,13 +132,11 @@ def _media_build(kind: str, content: dict) -> Built:
     require(isinstance(key, str), f"{kind}.s3_key", "Must be a string.")
     prefix = settings.MEDIA_OUTGOING_PREFIX
     require(key.startswith(prefix) and ".." not in key, f"{kind}.s3_key", f"Must be a key under {prefix}.")
-    client = s3_client()
     try:
-        head = client.head_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key)
-    except client.exceptions.ClientError:
-        raise ValidationError({f"{kind}.s3_key": f"No object {key} in the bucket."}) from None
-    mime_type = (head.get("ContentType") or "").split(";")[0].strip().lower()
-    size = int(head.get("ContentLength") or 0)
+        mime_type, size = media_head(key)
+    except FileMissing as error:
+        raise ValidationError({f"{kind}.s3_key": str(error)}) from None
+    mime_type = mime_type.split(";")[0].strip().lower()
     require(
         mime_type in types,
         f"{kind}.s3_key",

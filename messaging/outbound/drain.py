@@ -22,16 +22,15 @@ from typing import Any
 
 import httpx
 from celery import shared_task
-from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from core.alerts import operator_alert_raise
-from core.aws import s3_client
 from core.backoff import Backoff
 from core.pacing import pace_clock_now, pace_wait
 from core.queues import QUEUES, task_publish
+from core.storage import media_storage, presigned_url
 from messaging.graph import (
     GraphAuthError,
     GraphError,
@@ -196,10 +195,11 @@ def _request_body(message: Message) -> dict:
     body = message.payload
     if message.type in MEDIA_KINDS and message.media_key:
         media = dict(body.get(message.type) or {})
-        media["link"] = s3_client().generate_presigned_url(
-            "get_object",
-            Params={"Bucket": settings.AWS_STORAGE_BUCKET_NAME, "Key": message.media_key},
-            ExpiresIn=MEDIA_LINK_EXPIRY_S,
+        media["link"] = presigned_url(
+            media_storage(),
+            message.media_key,
+            expire=MEDIA_LINK_EXPIRY_S,
+            content_type=message.media_mime_type or None,
         )
         body = {**body, message.type: media}
     return body

@@ -2,13 +2,15 @@ import gzip
 import json
 import socket
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from core.aws import s3_client, storage_ensure_bucket
+from core.aws import storage_ensure_bucket
+from core.storage import archive_storage
 from messaging.models import AnalyticsEvent, Message, SendAttempt
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory
 from tests.platform.conftest import queue_prefix  # noqa: F401 - a fixture for the e2e test
@@ -98,13 +100,20 @@ def old_messages(db):
 
 def archive_objects(prefix: str) -> dict[str, list[dict]]:
     """Every message archive object under `prefix`, as its records."""
-    client = s3_client()
-    listing = client.list_objects_v2(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Prefix=f"{prefix}messages/")
     objects = {}
-    for item in listing.get("Contents", []):
-        body = client.get_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=item["Key"])["Body"].read()
-        objects[item["Key"]] = [json.loads(line) for line in gzip.decompress(body).splitlines()]
+    for key in storage_walk(archive_storage(), f"{prefix}messages"):
+        with archive_storage().open(key) as file:
+            objects[key] = [json.loads(line) for line in gzip.decompress(file.read()).splitlines()]
     return objects
+
+
+def storage_walk(storage, folder: str) -> Iterator[str]:
+    """The names of every file under `folder`, at any depth."""
+    folders, files = storage.listdir(folder)
+    for name in files:
+        yield f"{folder}/{name}"
+    for name in folders:
+        yield from storage_walk(storage, f"{folder}/{name}")
 
 
 def archived_wamids_of(prefix: str) -> Counter:

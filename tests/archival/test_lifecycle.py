@@ -7,16 +7,15 @@ from django.conf import settings
 from django.core.management import call_command
 
 from archival.lifecycle import lifecycle_current
-from core.aws import s3_client
+from core.aws import bucket_lifecycle_put, storage_ensure_bucket
 
 
 @pytest.fixture
 def lifecycle_bucket(settings, bucket):
     settings.AWS_STORAGE_BUCKET_NAME = "wharf-test-lifecycle"
-    client = s3_client()
-    client.create_bucket(Bucket=settings.AWS_STORAGE_BUCKET_NAME)
+    storage_ensure_bucket()
     yield settings.AWS_STORAGE_BUCKET_NAME
-    client.delete_bucket_lifecycle(Bucket=settings.AWS_STORAGE_BUCKET_NAME)
+    bucket_lifecycle_put([])
 
 
 def transitions(rule: dict) -> list[tuple[int, str]]:
@@ -24,12 +23,9 @@ def transitions(rule: dict) -> list[tuple[int, str]]:
 
 
 def test_applies_the_rules_keeps_others_and_is_idempotent(lifecycle_bucket):
-    s3_client().put_bucket_lifecycle_configuration(
-        Bucket=lifecycle_bucket,
-        LifecycleConfiguration={
-            "Rules": [{"ID": "reports-expire", "Filter": {"Prefix": "reports/"}, "Status": "Enabled",
-                       "Expiration": {"Days": 400}}]
-        },
+    bucket_lifecycle_put(
+        [{"ID": "reports-expire", "Filter": {"Prefix": "reports/"}, "Status": "Enabled",
+          "Expiration": {"Days": 400}}]
     )  # fmt: skip
     out = StringIO()
     call_command("s3_lifecycle", stdout=out)

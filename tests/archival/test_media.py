@@ -5,12 +5,14 @@ from io import StringIO
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 from django.conf import settings
 from django.core.management import call_command
 
-from archival.media import ARCHIVED_RESTORE_REQUESTED, media_archive, media_archive_key
+from archival.media import media_archive, media_archive_key
 from archival.models import ArchiveBatch, ArchivedMedia
-from core.aws import s3_client
+from core.aws import object_copy, object_head
+from core.storage import ARCHIVED_RESTORE_REQUESTED, file_save, media_storage
 from messaging.media import media_access, media_presigned_url
 from messaging.models import Message
 from tests.archival.conftest import days_ago
@@ -29,14 +31,11 @@ class Crash(Exception):
 def media(archive_prefix):
     """Two old media messages (one sharing its file with a recent message), one recent, one old
     whose file is missing."""
-    client = s3_client()
     made = {}
     for name, days in (("old", 40), ("shared", 31), ("recent", 10), ("missing", 50)):
         key = f"{settings.MEDIA_INCOMING_PREFIX}{archive_prefix}{name}.jpg"
         if name != "missing":
-            client.put_object(
-                Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key, Body=JPEG, ContentType="image/jpeg"
-            )
+            file_save(media_storage(), key, JPEG, content_type="image/jpeg")
         made[name] = MessageFactory(
             type="image",
             timestamp=days_ago(days),
@@ -55,8 +54,7 @@ def media(archive_prefix):
 
 
 def exists(key: str) -> bool:
-    listing = s3_client().list_objects_v2(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Prefix=key)
-    return any(item["Key"] == key for item in listing.get("Contents", []))
+    return media_storage().exists(key)
 
 
 def test_old_media_move_and_keep_working_links(media):
@@ -76,9 +74,7 @@ def test_old_media_move_and_keep_working_links(media):
         assert not exists(originals[name]) and exists(message.media_key)
         answer = httpx.get(media_presigned_url(message=message))
         assert answer.status_code == 200 and answer.content == JPEG
-    head = s3_client().head_object(
-        Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=Message.objects.get(pk=media["old"].pk).media_key
-    )
+    head = object_head(Message.objects.get(pk=media["old"].pk).media_key)
     assert head["StorageClass"] == "STANDARD_IA"
     assert Message.objects.get(pk=media["recent"].pk).media_key == originals["recent"]
     assert Message.objects.get(pk=media["missing"].pk).media_key == originals["missing"]
@@ -114,18 +110,14 @@ def test_a_crash_between_the_steps_converges(media, monkeypatch, point):
 def test_cold_media_answer_archived_restore_requested_then_work_again(media):
     media_archive()
     message = Message.objects.get(pk=media["old"].pk)
-    client, bucket = s3_client(), settings.AWS_STORAGE_BUCKET_NAME
     # the bucket's lifecycle moves it to Glacier (moto does not run lifecycles: done by hand)
-    client.copy_object(
-        Bucket=bucket, Key=message.media_key, CopySource={"Bucket": bucket, "Key": message.media_key},
-        StorageClass="GLACIER", MetadataDirective="COPY",
-    )  # fmt: skip
-    with pytest.raises(client.exceptions.ClientError, match="InvalidObjectState"):
-        client.get_object(Bucket=bucket, Key=message.media_key)
+    object_copy(source_key=message.media_key, key=message.media_key, storage_class="GLACIER")
+    with pytest.raises(ClientError, match="InvalidObjectState"):
+        media_storage().open(message.media_key).read()
 
     assert media_access(message=message) == (None, ARCHIVED_RESTORE_REQUESTED)
 
-    assert client.head_object(Bucket=bucket, Key=message.media_key).get("Restore")
+    assert object_head(message.media_key).get("Restore")
     url, note = media_access(message=message)  # moto restores at once
     assert note == "" and httpx.get(url).content == JPEG
 
@@ -133,13 +125,9 @@ def test_cold_media_answer_archived_restore_requested_then_work_again(media):
 def test_the_admin_and_the_api_say_archived_restore_requested(media, admin_client, api_client):
     media_archive()
     message = Message.objects.get(pk=media["old"].pk)
-    bucket = settings.AWS_STORAGE_BUCKET_NAME
 
     def freeze():  # a fresh cold copy each time: moto completes a restore at once
-        s3_client().copy_object(
-            Bucket=bucket, Key=message.media_key, CopySource={"Bucket": bucket, "Key": message.media_key},
-            StorageClass="DEEP_ARCHIVE", MetadataDirective="COPY",
-        )  # fmt: skip
+        object_copy(source_key=message.media_key, key=message.media_key, storage_class="DEEP_ARCHIVE")
 
     freeze()
     page = admin_client.get(f"/admin/messaging/message/conversation/{message.contact_id}/")

@@ -27,8 +27,9 @@ from archival.messages import (
 from archival.models import ArchiveBatch, ArchivedConversation
 from archival.tasks import messages_archive_task
 from campaigns.models import Campaign, Recipient
-from core.aws import s3_client
+from core.aws import multipart_uploads_pending, object_head
 from core.models import OperatorAlert
+from core.storage import archive_storage, file_save
 from messaging.models import AnalyticsEvent, Message, SendAttempt
 from tests.archival.conftest import archive_objects, closed_port, days_ago
 from tests.factories import ContactFactory, MessageFactory
@@ -93,7 +94,7 @@ def test_old_days_become_one_verified_object_each_and_their_rows_go(old_messages
     assert [attempt["outcome"] for attempt in record["send_attempts"]] == ["retry", "failed"]
     analytics = AnalyticsEvent.objects.get(wamid=outbound.wamid)
     assert record["references"]["messaging_analyticsevent.message_id"] == [analytics.pk]
-    head = s3_client().head_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=batch.key)
+    head = object_head(batch.key)
     assert head["ContentLength"] == batch.bytes and batch.sha256 and batch.etag
     assert batch.uploaded_at and batch.verified_at and batch.deleted_at
     contact = old_messages["contacts"][0]
@@ -139,7 +140,7 @@ def test_an_object_s3_does_not_hold_as_written_is_written_again(old_messages, ar
     with pytest.raises(Crash):
         messages_archive()
     (batch,) = ArchiveBatch.objects.all()
-    s3_client().put_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=batch.key, Body=b"truncated")
+    file_save(archive_storage(), batch.key, b"truncated", content_type="application/gzip")
     monkeypatch.setattr("archival.messages.archival_crash_point", lambda name: None)
 
     with pytest.raises(ArchivalError, match="written again"):
@@ -261,7 +262,7 @@ def test_restore_skips_messages_of_deleted_contacts(old_messages, archive_prefix
 
 def test_restore_refuses_an_object_that_changed(old_messages, archive_prefix):
     (batch, *_) = messages_archive()
-    s3_client().put_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=batch.key, Body=b"")
+    file_save(archive_storage(), batch.key, b"", content_type="application/gzip")
     with pytest.raises(ArchivalError, match="sha256"):
         archive_batches_restore(batch_ids=[batch.pk])
 
@@ -339,14 +340,13 @@ def test_a_failure_during_the_parts_leaves_no_upload_and_every_row(big_day, arch
     def fail(self, number, body):
         raise ConnectionError("S3 went away")
 
-    monkeypatch.setattr("archival.messages._ObjectWriter._upload_part", fail)
+    monkeypatch.setattr("core.aws.ObjectUpload._upload_part", fail)
     with pytest.raises(ConnectionError):
         messages_archive()
 
     assert Message.objects.count() == 3
     (batch,) = ArchiveBatch.objects.all()
-    uploads = s3_client().list_multipart_uploads(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Prefix=batch.key)
-    assert not uploads.get("Uploads")
+    assert multipart_uploads_pending(batch.key) == []
     monkeypatch.undo()
     monkeypatch.setattr("archival.messages.PART_SIZE", 5 * 1024 * 1024)
     messages_archive()

@@ -4,13 +4,14 @@ import json
 
 import httpx
 import pytest
+from django.conf import settings
 from django.db import connection
 
-from campaigns import reports
 from campaigns.models import Campaign, Recipient
 from campaigns.reports import campaign_report_task, campaign_report_url, campaign_report_write
 from campaigns.services import campaign_cancel, campaign_start
-from core.aws import s3_client
+from core.aws import multipart_uploads_pending, object_head
+from core.storage import reports_storage
 from messaging.outbound.drain import outgoing_drain
 from tests.campaigns.conftest import contacts, feed_step, whatsapp_campaign
 
@@ -18,9 +19,9 @@ pytestmark = pytest.mark.usefixtures("transactional_db", "no_enqueue")
 
 
 def s3_json(key: str) -> dict:
-    from django.conf import settings
-
-    return json.loads(s3_client().get_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key)["Body"].read())
+    """The report at `key`, read back through the reports storage."""
+    with reports_storage().open(key.removeprefix(settings.REPORTS_PREFIX)) as file:
+        return json.loads(file.read())
 
 
 def test_a_completed_campaign_s_report_lists_every_recipient_with_its_message(sandbox, sender, template):
@@ -54,10 +55,15 @@ def test_a_completed_campaign_s_report_lists_every_recipient_with_its_message(sa
     sent = [row for row in rows if row["status"] == "sent"]
     assert all(row["messageId"].startswith("wamid.") and row["sentAt"] for row in sent)
     assert {row["address"] for row in rows} == {person.wa_id or person.phone.lstrip("+") for person in people}
-    assert json.loads(httpx.get(campaign_report_url(campaign=campaign)).content) == document
+    answer = httpx.get(campaign_report_url(campaign=campaign))
+    assert json.loads(answer.content) == document
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.headers["Content-Disposition"] == (
+        f"attachment; filename*=UTF-8''campaign-{campaign.pk}-spring-offer.json"
+    )
 
 
-def test_a_large_report_is_streamed_in_parts(sender, template, monkeypatch):
+def test_a_large_report_is_streamed_in_parts(sender, template, settings):
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO contacts_contact (phone, wa_id, user_id, name, email, tags, language, attributes,"
@@ -67,21 +73,32 @@ def test_a_large_report_is_streamed_in_parts(sender, template, monkeypatch):
         )
     campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
     campaign = campaign_cancel(campaign=campaign, actor=None, source="api")
-    parts = []
-    real = reports._S3Writer._part
-
-    def counted(self):
-        parts.append(len(self.buffer))
-        real(self)
-
-    monkeypatch.setattr(reports._S3Writer, "_part", counted)
-    monkeypatch.setattr(reports, "PART_BYTES", 5 * 1024 * 1024)
+    settings.AWS_S3_FILE_BUFFER_SIZE = 5 * 1024 * 1024  # S3's least part
 
     key = campaign_report_write(campaign=campaign)
 
-    assert len(parts) >= 2
+    assert object_head(key)["ETag"].strip('"').endswith(("-2", "-3")), "a multipart upload of 2 or 3 parts"
     document = s3_json(key)
     assert (document["totalRecipients"], document["cancelledCount"]) == (40000, 40000)
     assert len(document["recipients"]) == 40000
     assert Recipient.objects.filter(campaign=campaign).count() == 40000
     assert Campaign.objects.get(pk=campaign.pk).report_written_at is not None
+
+
+def test_a_report_that_fails_half_way_leaves_the_previous_one_and_no_upload(sender, template, monkeypatch):
+    contacts(2)
+    campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
+    campaign = campaign_cancel(campaign=campaign, actor=None, source="api")
+    key = campaign_report_write(campaign=campaign)
+    before = s3_json(key)
+
+    def broken(campaign):
+        yield '{"jobId": 1, "recipients": ['
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr("campaigns.reports._document", broken)
+    with pytest.raises(RuntimeError, match="went away"):
+        campaign_report_write(campaign=campaign)
+
+    assert s3_json(key) == before
+    assert multipart_uploads_pending(key) == []

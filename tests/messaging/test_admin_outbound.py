@@ -10,8 +10,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from core.alerts import operator_alert_raise
-from core.aws import s3_client, storage_ensure_bucket
+from core.aws import storage_ensure_bucket
 from core.models import AuditLog
+from core.storage import media_storage
 from messaging.models import Message, PhoneNumber, SendAttempt, Template
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory
 
@@ -170,8 +171,8 @@ def test_a_media_reply_goes_to_s3_under_the_outgoing_prefix(admin_client, contac
     sent = Message.objects.get(direction="outbound")
     assert sent.type == "image" and sent.media_key.startswith(settings.MEDIA_OUTGOING_PREFIX)
     assert sent.media_key.endswith("/my_photo.png")
-    stored = s3_client().get_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=sent.media_key)
-    assert stored["Body"].read() == PNG
+    with media_storage().open(sent.media_key) as stored:
+        assert stored.read() == PNG
 
 
 def test_a_refused_media_reply_leaves_no_object_behind(admin_client, contact, sender):
@@ -179,10 +180,12 @@ def test_a_refused_media_reply_leaves_no_object_behind(admin_client, contact, se
     upload = SimpleUploadedFile("run.exe", b"MZ" * 100, content_type="application/x-msdownload")
     response = admin_client.post(conversation(contact), {"reply_kind": "media", "file": upload})
     assert response.status_code == 200 and "wharf-reply-errors" in response.content.decode()
-    listed = s3_client().list_objects_v2(
-        Bucket=settings.AWS_STORAGE_BUCKET_NAME, Prefix=settings.MEDIA_OUTGOING_PREFIX
-    )
-    assert not [item for item in listed.get("Contents", []) if item["Key"].endswith("/run.exe")]
+    uploads = media_storage().listdir(settings.MEDIA_OUTGOING_PREFIX)[0]
+    assert not [
+        folder
+        for folder in uploads
+        if media_storage().exists(f"{settings.MEDIA_OUTGOING_PREFIX}{folder}/run.exe")
+    ]
 
 
 # -- messages: failures, attempts, in doubt -----------------------------------------------------------

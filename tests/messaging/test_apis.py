@@ -7,8 +7,9 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from core.aws import s3_client, storage_ensure_bucket
+from core.aws import storage_ensure_bucket
 from core.models import AuditLog
+from core.storage import file_save, media_storage
 from messaging.models import Message
 from tests.factories import ContactFactory, MessageFactory
 
@@ -28,9 +29,7 @@ def stored_media(db):
 
     def put(message: Message, content: bytes, mime_type: str = "image/jpeg") -> str:
         key = f"{settings.MEDIA_INCOMING_PREFIX}{message.wamid}"
-        s3_client().put_object(
-            Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key, Body=content, ContentType=mime_type
-        )
+        file_save(media_storage(), key, content, content_type=mime_type)
         Message.objects.filter(pk=message.pk).update(
             media_key=key,
             media_state=Message.MediaState.STORED,
@@ -51,8 +50,7 @@ def presigned_lifetime_s(url: str) -> float:
 
 
 def s3_has(key: str) -> bool:
-    answer = s3_client().list_objects_v2(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Prefix=key)
-    return any(item["Key"] == key for item in answer.get("Contents", []))
+    return media_storage().exists(key)
 
 
 # -- doors and locks ---------------------------------------------------------------------------

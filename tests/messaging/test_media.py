@@ -18,8 +18,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from contacts.models import Contact
-from core.aws import s3_client, storage_ensure_bucket
+from core.aws import storage_ensure_bucket
 from core.queues import queues_ensure
+from core.storage import media_storage
 from messaging.graph import (
     GraphAuthError,
     GraphClient,
@@ -110,13 +111,13 @@ def inbound_media(db, bucket):
 
 
 def stored(key: str) -> dict:
-    answer = s3_client().get_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key)
-    return {"body": answer["Body"].read(), "content_type": answer["ContentType"]}
+    with media_storage().open(key) as file:
+        return {"body": file.read(), "content_type": file.obj.content_type}
 
 
 def keys_under(prefix: str) -> list[str]:
-    answer = s3_client().list_objects_v2(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Prefix=prefix)
-    return [item["Key"] for item in answer.get("Contents", [])]
+    folder, _, start = prefix.rpartition("/")
+    return [f"{folder}/{name}" for name in media_storage().listdir(folder)[1] if name.startswith(start)]
 
 
 # -- the fetch ----------------------------------------------------------------------------------

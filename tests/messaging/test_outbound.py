@@ -10,8 +10,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from contacts.models import Contact
-from core.aws import s3_client, storage_ensure_bucket
+from core.aws import storage_ensure_bucket
 from core.models import AuditLog
+from core.storage import file_save, media_storage
 from messaging.models import Message, Template, WakeUp
 from messaging.outbound import drain as outbound_drain
 from messaging.outbound.send import WINDOW_CLOSED, message_abandon, message_resend, message_send
@@ -175,14 +176,10 @@ def test_other_kinds_pass_and_keep_meta_s_shapes(sender, contact):
 
 def test_media_from_s3_is_checked_for_type_and_size_and_linked_fresh_at_each_attempt(sender, contact):
     storage_ensure_bucket()
-    bucket, prefix = settings.AWS_STORAGE_BUCKET_NAME, settings.MEDIA_OUTGOING_PREFIX
-    s3_client().put_object(Bucket=bucket, Key=f"{prefix}a.gif", Body=b"GIF89a", ContentType="image/gif")
-    s3_client().put_object(
-        Bucket=bucket, Key=f"{prefix}big.webp", Body=b"x" * 600_000, ContentType="image/webp"
-    )
-    s3_client().put_object(
-        Bucket=bucket, Key=f"{prefix}a.jpg", Body=b"\xff\xd8jpeg", ContentType="image/jpeg"
-    )
+    prefix = settings.MEDIA_OUTGOING_PREFIX
+    file_save(media_storage(), f"{prefix}a.gif", b"GIF89a", content_type="image/gif")
+    file_save(media_storage(), f"{prefix}big.webp", b"x" * 600_000, content_type="image/webp")
+    file_save(media_storage(), f"{prefix}a.jpg", b"\xff\xd8jpeg", content_type="image/jpeg")
 
     assert (
         "image/gif"
@@ -376,8 +373,8 @@ def test_api_clients_upload_a_file_then_send_it_by_its_key(api_client, sender, c
     key = uploaded.json()["s3_key"]
     assert key.startswith(settings.MEDIA_OUTGOING_PREFIX) and key.endswith("/shop_front.png")
     assert uploaded.json()["mime_type"] == "image/png" and uploaded.json()["size"] == 72
-    stored = s3_client().get_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key)
-    assert stored["ContentType"] == "image/png" and stored["Body"].read().startswith(b"\x89PNG")
+    with media_storage().open(key) as stored:
+        assert stored.obj.content_type == "image/png" and stored.read().startswith(b"\x89PNG")
     assert sent.status_code == 201, sent.json()
     assert Message.objects.get(pk=sent.json()["id"]).payload["type"] == "image"
 

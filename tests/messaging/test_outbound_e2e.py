@@ -15,8 +15,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.utils import timezone
 
-from core.aws import s3_client, storage_ensure_bucket
+from core.aws import storage_ensure_bucket
 from core.queues import queues_ensure
+from core.storage import media_storage
 from messaging.inbound import events as inbound_events
 from messaging.media import media_outgoing_upload
 from messaging.models import Message, SendAttempt
@@ -165,7 +166,7 @@ def test_a_medium_gone_from_the_bucket_fails_with_meta_s_media_error(sandbox, qu
         actor=None,
         source="api",
     )
-    s3_client().delete_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=key)
+    media_storage().delete(key)
     with worker_running(
         queues=["outgoing"], queue_prefix=queue_prefix, log_path=tmp_path / "worker.log"
     ) as worker:

@@ -19,12 +19,9 @@ def test_admin_bootstrap_creates_one_admin_and_prints_its_password_once(capsys):
 
 @pytest.mark.django_db
 def test_storage_setup_creates_the_bucket_with_public_access_blocked():
-    from django.conf import settings
-
-    from core.aws import s3_client
+    from core.aws import bucket_public_access_block
 
     call_command("storage_setup")
     call_command("storage_setup")
 
-    block = s3_client().get_public_access_block(Bucket=settings.AWS_STORAGE_BUCKET_NAME)
-    assert all(block["PublicAccessBlockConfiguration"].values())
+    assert all(bucket_public_access_block().values())

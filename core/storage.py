@@ -1,0 +1,148 @@
+"""The bucket's files through django-storages (`STORAGES` in config/settings.py).
+
+- `media`: media received and media to send, under MEDIA_INCOMING_PREFIX and MEDIA_OUTGOING_PREFIX,
+  and their archived copies under ARCHIVE_PREFIX; names are the objects' keys, as messages record them.
+- `reports`: campaign reports, under REPORTS_PREFIX; names are relative to it.
+- `archive`: the message archives under ARCHIVE_PREFIX; names are keys, as their batches record them.
+
+The bucket is never public: files are handed out only as presigned GET URLs, made by `presigned_url`
+alone, short-lived (PRESIGNED_URL_EXPIRY_S unless the caller needs longer) and never shown inline by a
+browser unless their type is one a browser can only display (INLINE_TYPES); anything else downloads.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import IO
+from urllib.parse import quote
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage, storages
+from storages.backends import s3
+
+from core.aws import object_head, object_restore
+
+logger = logging.getLogger(__name__)
+
+# Types a browser displays without running anything: images (not SVG), audio, video, PDF.
+INLINE_TYPES = frozenset(
+    {
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "image/gif",
+        "audio/aac",
+        "audio/amr",
+        "audio/mpeg",
+        "audio/mp4",
+        "audio/ogg",
+        "video/mp4",
+        "video/3gpp",
+        "application/pdf",
+    }
+)
+
+
+class S3Storage(s3.S3Storage):
+    """django-storages' S3Storage, except that no Content-Encoding is guessed from a file's name:
+    a medium called `x.tar.gz` is a gzip file to download, not a response for the browser to
+    unpack. (Its Content-Type is the one its file carries: see `file_save`.)"""
+
+    def _get_write_parameters(self, name, content=None):
+        params = super()._get_write_parameters(name, content)
+        if "ContentEncoding" not in self.get_object_parameters(name):
+            params.pop("ContentEncoding", None)
+        return params
+
+
+class FileMissing(FileNotFoundError):
+    """No object under that name."""
+
+
+def media_storage() -> Storage:
+    return storages["media"]
+
+
+def reports_storage() -> Storage:
+    return storages["reports"]
+
+
+def archive_storage() -> Storage:
+    return storages["archive"]
+
+
+def content_disposition(*, content_type: str | None, filename: str | None = None) -> str:
+    """`inline` for the types in INLINE_TYPES, `attachment` for any other (or none), with the file
+    name in RFC 6266's UTF-8 form when there is one."""
+    base = (content_type or "").split(";", 1)[0].strip().lower()
+    disposition = "inline" if base in INLINE_TYPES else "attachment"
+    if filename:
+        disposition += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return disposition
+
+
+def presigned_url(
+    storage: Storage,
+    name: str,
+    *,
+    expire: int | None = None,
+    filename: str | None = None,
+    content_type: str | None = None,
+) -> str:
+    """A GET URL for one file that lasts `expire` seconds (PRESIGNED_URL_EXPIRY_S by default, read
+    at each call). The response carries `content_type` when given, and always a disposition (see
+    `content_disposition`)."""
+    parameters = {
+        "ResponseContentDisposition": content_disposition(content_type=content_type, filename=filename)
+    }
+    if content_type:
+        parameters["ResponseContentType"] = content_type
+    if expire is None:
+        expire = settings.PRESIGNED_URL_EXPIRY_S
+    return storage.url(name, parameters=parameters, expire=expire)
+
+
+def file_save(storage: Storage, name: str, content: bytes | IO[bytes], *, content_type: str) -> str:
+    """Store `content` under exactly `name`, replacing any file there, typed `content_type`;
+    returns the name."""
+    file = ContentFile(content) if isinstance(content, bytes) else File(content)
+    file.content_type = content_type  # what S3Storage sends as the object's Content-Type
+    return storage.save(name, file)
+
+
+def media_head(key: str) -> tuple[str, int]:
+    """(content type, size in bytes) of a stored medium, asked of S3 without downloading it.
+
+    Raises FileMissing when there is none under `key`."""
+    try:
+        file = media_storage().open(key)  # a HEAD: the bytes are read only when asked for
+    except FileNotFoundError:
+        raise FileMissing(f"No object {key} in the bucket.") from None
+    with file:
+        return file.obj.content_type or "", file.size
+
+
+COLD_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}
+RESTORE_DAYS = 7
+ARCHIVED_RESTORE_REQUESTED = "archived, restore requested"
+ARCHIVED_RESTORING = "archived, restore in progress"
+
+
+def cold_object_note(key: str) -> str:
+    """Empty when the object can be read; for one in a cold class (Glacier, Deep Archive), what to
+    tell the reader instead of a link that would fail, after asking S3 to restore it for
+    RESTORE_DAYS when nobody has yet."""
+    head = object_head(key)
+    if head is None:
+        raise FileMissing(f"No object {key} in the bucket.")
+    if head.get("StorageClass", "STANDARD") not in COLD_CLASSES:
+        return ""
+    restore = head.get("Restore") or ""
+    if 'ongoing-request="false"' in restore:
+        return ""
+    if 'ongoing-request="true"' in restore or not object_restore(key=key, days=RESTORE_DAYS):
+        return ARCHIVED_RESTORING
+    logger.info("restore of archived media %s requested", key)
+    return ARCHIVED_RESTORE_REQUESTED
