@@ -27,6 +27,7 @@ from messaging.outbound import (
 from messaging.parsing import inbound_payload_apply
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory
 from tests.messaging.webhook_helpers import envelope
+from tests.waiting import wait_until
 
 S = Message.Status
 
@@ -537,7 +538,7 @@ def stall_once(monkeypatch, *, after: int, stall_s: float) -> None:
     def stalling(self, send):
         handed.append(send)
         if len(handed) == after + 1:
-            time.sleep(stall_s)
+            time.sleep(stall_s)  # the stall under test
         hand_over(self, send)
 
     monkeypatch.setattr(outbound._Stream, "hand_over", stalling)
@@ -574,8 +575,12 @@ def test_a_slow_sender_s_send_that_would_leave_late_is_queued_again_unsent(sandb
     stall_once(monkeypatch, after=3, stall_s=0.08)
 
     result = outgoing_drain()
-    while Message.objects.filter(status=S.QUEUED).exists():
+
+    def all_sent() -> bool:
         result.sent += outgoing_drain().sent
+        return not Message.objects.filter(status=S.QUEUED).exists()
+
+    wait_until(all_sent, interval=0, message="the messages queued again sent by later drains")
 
     stats = sandbox.stats()
     assert (stats["accepted"], stats["rate_limited"], stats["duplicates"]) == (2 * rate, 0, 0)
@@ -604,17 +609,13 @@ def test_a_message_held_back_by_its_recipient_s_spacing_waits_in_the_queue_for_a
         assert (message.status, message.attempts, message.claimed_by) == (S.QUEUED, 0, "")
         assert message.due_at > fresh(first).sent_at
         assert not message.attempts_made.exists()
-    sent = 6
-    while sent < 8:
-        time.sleep(
-            max(
-                0.0,
-                (
-                    Message.objects.filter(status=S.QUEUED).earliest("due_at").due_at - timezone.now()
-                ).total_seconds(),
-            )
-        )
-        sent += outgoing_drain().sent
+    sent = [6]
+
+    def all_sent() -> bool:
+        sent.append(outgoing_drain().sent)
+        return sum(sent) >= 8
+
+    wait_until(all_sent, message="the held messages sent at their recipient's turns")
     stats = sandbox.stats()
     assert (stats["accepted"], stats["pair_limited"], stats["duplicates"]) == (8, 0, 0)
     assert all(fresh(m).status == S.SENT for m in (first, second, third, *others))

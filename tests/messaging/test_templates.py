@@ -3,7 +3,6 @@ webhooks (through the parser), and filled in for a send."""
 
 import copy
 import json
-import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,6 +23,7 @@ from messaging.templates import (
     templates_sync_task,
 )
 from tests.factories import InboundEventFactory, PhoneNumberFactory
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -359,10 +359,11 @@ def test_a_status_change_at_meta_reaches_the_template_through_our_webhook(
     try:
         url = f"{sandbox_root()}/sandbox/templates/{template.meta_id}/status"
         assert httpx.post(url, json={"status": "DISABLED", "reason": "LOW"}).json()["webhook"] is True
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and template.status != "DISABLED":
-            time.sleep(0.05)
-            template.refresh_from_db()
+        wait_until(
+            lambda: Template.objects.filter(pk=template.pk, status="DISABLED").exists(),
+            message="the template disabled by Meta's webhook",
+        )
+        template.refresh_from_db()
     finally:
         httpx.post(f"{sandbox_root()}/sandbox/reset")
     assert template.status == "DISABLED"
