@@ -249,12 +249,13 @@ def test_a_retryable_error_backs_off_through_a_due_time_then_sends(sandbox, send
     (message,) = queued(sender)
     sandbox.fault(status=503, code=131000, message="Something went wrong")
 
+    before = timezone.now()
     assert outgoing_drain().retrying == 1
     assert drain_at_due_time(no_worker)  # a drain delayed until the retry is due
 
     message = fresh(message)
     assert (message.status, message.attempts, message.error_code) == (S.QUEUED, 1, 131000)
-    assert timezone.now() + timedelta(seconds=1) < message.due_at < timezone.now() + timedelta(seconds=10)
+    assert before + timedelta(seconds=1) < message.due_at < timezone.now() + timedelta(seconds=10)
     (attempt,) = message.attempts_made.all()
     assert (attempt.outcome, attempt.http_status, attempt.error_code) == ("retry", 503, 131000)
     assert outgoing_drain().sent == 0  # not due yet
