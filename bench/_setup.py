@@ -4,13 +4,13 @@ import json
 import os
 import resource
 import subprocess
-import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 from devstack.stack import BASE_DIR, BIN_DIR, VAR_DIR, EmbeddedPostgres, MotoServer, SandboxServer, free_port
+from tests.waiting import wait_until
 
 ACCESS_TOKEN = "bench-access-token"
 APP_SECRET = "bench-app-secret"
@@ -98,11 +98,13 @@ def worker_start(*, queues: str, concurrency: str, env: dict, log_path: Path) ->
         start_new_session=True,
     )  # fmt: skip
     log.close()
-    deadline = time.monotonic() + 60
-    while b" ready." not in log_path.read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the Celery worker did not come up: see {log_path}")
-        time.sleep(0.2)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited: see {log_path}")
+        return b" ready." in log_path.read_bytes()
+
+    wait_until(ready, timeout=60, interval=0.2, message=f"the Celery worker ready: see {log_path}")
     return process
 
 

@@ -22,6 +22,7 @@ import uuid
 
 from bench._setup import django_on_fresh_database, moto_start, percentile, report
 from devstack.stack import BASE_DIR, BIN_DIR, VAR_DIR, free_port, stop_process
+from tests.waiting import WaitTimeout, wait_until
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "20000"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
@@ -145,15 +146,23 @@ def postgres_cpu_s() -> float:
     return total
 
 
+def healthy(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
 def wait_processed(total: int, timeout_s: float) -> tuple[int, int]:
     from messaging.models import InboundEvent
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        done = InboundEvent.objects.exclude(state=InboundEvent.State.PENDING).count()
-        if done >= total or time.monotonic() > deadline:
-            return done, InboundEvent.objects.filter(state=InboundEvent.State.FAILED).count()
-        time.sleep(0.2)
+    def done() -> int:
+        return InboundEvent.objects.exclude(state=InboundEvent.State.PENDING).count()
+
+    with contextlib.suppress(WaitTimeout):  # the figures say how far it got
+        wait_until(lambda: done() >= total, timeout=timeout_s, interval=0.2, message="the events processed")
+    return done(), InboundEvent.objects.filter(state=InboundEvent.State.FAILED).count()
 
 
 def main() -> int:
@@ -224,15 +233,7 @@ def main() -> int:
             )
         )
         url = f"http://127.0.0.1:{port}/webhooks/whatsapp/"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("gunicorn did not come up") from None
-                time.sleep(0.5)
+        wait_until(lambda: healthy(port), timeout=60, interval=0.5, message="gunicorn up")
 
         bodies = [body_for(i) for i in range(EVENTS)]
         postgres_before = postgres_cpu_s()

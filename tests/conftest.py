@@ -3,6 +3,7 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from tests.broker import broker  # noqa: F401 - a fixture for every test package
 from tests.factories import UserFactory
 from tests.sms import sms_sandbox  # noqa: F401 - fixtures for every test package
 from tests.smtp import smtp_server  # noqa: F401

@@ -1,10 +1,8 @@
 import pytest
 
-from campaigns import services
 from campaigns.models import Campaign
 from campaigns.services import campaign_create, campaign_feed
 from messaging.models import Template
-from messaging.outbound import drain as outbound_drain
 from tests.factories import ContactFactory, PhoneNumberFactory
 from tests.messaging.test_outbound_send import Sandbox
 
@@ -49,16 +47,11 @@ def template(db, sender, sandbox):
 
 
 @pytest.fixture
-def no_enqueue(monkeypatch, settings):
-    """Feeder steps and drains run where the test calls them; what would be enqueued is recorded."""
-    calls = []
-    monkeypatch.setattr(
-        outbound_drain, "outgoing_drain_enqueue", lambda **kwargs: calls.append("drain") or True
-    )
-    monkeypatch.setattr(services, "_feed_enqueue", lambda *args, **kwargs: calls.append(("feed", args)))
-    monkeypatch.setattr(services, "_report_enqueue", lambda task, pk: calls.append(("report", pk)))
+def no_worker(broker, settings):
+    """Feeder steps and drains run where the test calls them: the tasks the services publish wait
+    unread in this test's own queues, where a test can read them."""
     settings.WHATSAPP_RECIPIENT_SPACING_S = 0
-    return calls
+    return broker
 
 
 def contacts(n: int, *, tag: str = "spring", **fields):

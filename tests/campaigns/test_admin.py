@@ -10,7 +10,7 @@ from campaigns.services import campaign_start
 from messaging.models import Message
 from tests.campaigns.conftest import contacts, whatsapp_campaign
 
-pytestmark = pytest.mark.usefixtures("no_enqueue")
+pytestmark = pytest.mark.usefixtures("no_worker")
 
 
 def test_build_a_campaign_and_see_its_audience(admin_client, sender, template):

@@ -9,7 +9,7 @@ from campaigns.models import Campaign
 from campaigns.reports import campaign_report_write
 from tests.campaigns.conftest import contacts
 
-pytestmark = pytest.mark.usefixtures("no_enqueue")
+pytestmark = pytest.mark.usefixtures("no_worker")
 ALL = (
     "campaigns.view_campaign",
     "campaigns.add_campaign",

@@ -12,7 +12,7 @@ from contacts.models import Contact
 from tests.campaigns.conftest import feed_step
 from tests.factories import ContactFactory
 
-pytestmark = pytest.mark.usefixtures("transactional_db", "no_enqueue")
+pytestmark = pytest.mark.usefixtures("transactional_db", "no_worker")
 R = Recipient.Status
 
 

@@ -15,7 +15,7 @@ from core.storage import reports_storage
 from messaging.outbound.drain import outgoing_drain
 from tests.campaigns.conftest import contacts, feed_step, whatsapp_campaign
 
-pytestmark = pytest.mark.usefixtures("transactional_db", "no_enqueue")
+pytestmark = pytest.mark.usefixtures("transactional_db", "no_worker")
 
 
 def s3_json(key: str) -> dict:

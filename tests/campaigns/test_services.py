@@ -23,9 +23,14 @@ from messaging.outbound.drain import outgoing_drain
 from tests.campaigns.conftest import contacts, feed_step, whatsapp_campaign
 from tests.factories import ContactFactory
 
-pytestmark = pytest.mark.usefixtures("transactional_db", "no_enqueue")
+pytestmark = pytest.mark.usefixtures("transactional_db", "no_worker")
 C = Campaign.Status
 R = Recipient.Status
+
+
+def published(broker) -> list[tuple[str, list]]:
+    """The campaign tasks published so far, with their arguments (received: each is seen once)."""
+    return [(task.task, task.args) for task in broker.published("default")]
 
 
 def run_to_end(campaign, *, steps: int = 200) -> None:
@@ -60,7 +65,7 @@ def test_launch_writes_one_recipient_per_contact_and_a_second_start_is_refused(s
 
 
 def test_a_campaign_sends_each_recipient_once_with_its_parameters_and_completes(
-    sandbox, sender, template, no_enqueue
+    sandbox, sender, template, no_worker
 ):
     contacts(12)
     nameless = ContactFactory(tags=["spring"], name="", attributes={"code": "Z"})
@@ -70,7 +75,7 @@ def test_a_campaign_sends_each_recipient_once_with_its_parameters_and_completes(
 
     campaign.refresh_from_db()
     assert campaign.status == C.COMPLETED
-    assert ("report", campaign.pk) in no_enqueue
+    assert ("campaigns.campaign_report", [campaign.pk]) in published(no_worker)
     progress = campaign_progress(campaign=campaign)
     assert (progress["total"], progress["sent"], progress["failed"], progress["pending"]) == (13, 13, 0, 0)
     stats = sandbox.stats()
@@ -171,7 +176,7 @@ def test_a_duplicate_feeder_task_does_nothing(sender, template):
     assert campaign_feed(campaign_id=campaign.pk, token=token) == "stale"  # the step scheduled a new token
 
 
-def test_cancel_in_the_middle_cancels_the_rest_and_keeps_what_was_sent(sandbox, sender, template, no_enqueue):
+def test_cancel_in_the_middle_cancels_the_rest_and_keeps_what_was_sent(sandbox, sender, template, no_worker):
     contacts(30)
     sender.rate_limit_per_s = 5  # a step queues 10
     sender.save()
@@ -183,7 +188,7 @@ def test_cancel_in_the_middle_cancels_the_rest_and_keeps_what_was_sent(sandbox, 
     campaign = campaign_cancel(campaign=campaign, actor=None, source="api")
 
     assert campaign.status == C.CANCELLED
-    assert ("report", campaign.pk) in no_enqueue
+    assert ("campaigns.campaign_report", [campaign.pk]) in published(no_worker)
     progress = campaign_progress(campaign=campaign)
     assert (progress["sent"], progress["cancelled"], progress["pending"], progress["queued"]) == (
         10,
@@ -211,7 +216,7 @@ def test_failures_past_the_threshold_pause_the_campaign_with_the_reason(sandbox,
     assert failure["code"] == "131026" and failure["count"] >= 20
 
 
-def test_a_scheduled_campaign_starts_when_beat_finds_it_due(sender, template, no_enqueue):
+def test_a_scheduled_campaign_starts_when_beat_finds_it_due(sender, template, no_worker):
     contacts(2)
     campaign = whatsapp_campaign(sender, template, scheduled_at=timezone.now() + timedelta(hours=1))
     campaign = campaign_start(campaign=campaign, actor=None, source="api")
@@ -223,18 +228,21 @@ def test_a_scheduled_campaign_starts_when_beat_finds_it_due(sender, template, no
 
     campaign.refresh_from_db()
     assert (campaign.status, campaign.total_recipients) == (C.RUNNING, 2)
-    assert any(call[0] == "feed" for call in no_enqueue if isinstance(call, tuple))
+    assert ("campaigns.campaign_feed", [campaign.pk, campaign.feed_token]) in published(no_worker)
 
 
-def test_the_tick_restarts_a_feeder_chain_that_broke(sender, template, no_enqueue):
+def test_the_tick_restarts_a_feeder_chain_that_broke(sender, template, no_worker):
     contacts(2)
     campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
     old = Campaign.objects.get(pk=campaign.pk).feed_token
     Campaign.objects.filter(pk=campaign.pk).update(feed_at=timezone.now() - timedelta(minutes=5))
+    no_worker.purge("default")
 
     assert campaigns_tick()["restarted"] == 1
 
-    assert Campaign.objects.get(pk=campaign.pk).feed_token != old
+    new = Campaign.objects.get(pk=campaign.pk).feed_token
+    assert new != old
+    assert published(no_worker) == [("campaigns.campaign_feed", [campaign.pk, new])]  # its task carries it
 
 
 def test_an_empty_parameter_fails_that_recipient_only(sandbox, sender, template):

@@ -22,16 +22,6 @@ LIST = "/api/v1/messages/"
 ADD = "messaging.add_message"
 
 
-@pytest.fixture(autouse=True)
-def no_enqueue(monkeypatch):
-    """The wake's enqueue is recorded, not published: these tests look at rows."""
-    calls = []
-    monkeypatch.setattr(
-        outbound_drain, "outgoing_drain_enqueue", lambda **kwargs: calls.append(kwargs["reason"]) or True
-    )
-    return calls
-
-
 @pytest.fixture
 def sender(db):
     return PhoneNumberFactory(phone_number_id="106540352242922", waba_id="102290129340398")
@@ -73,7 +63,7 @@ def error_of(call) -> dict:
 
 
 def test_a_text_is_queued_with_meta_s_body_a_placeholder_wamid_an_audit_and_a_wake(
-    sender, contact, no_enqueue, django_capture_on_commit_callbacks
+    sender, contact, broker, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
         message = send(sender, contact, "text", {"body": "Hi", "preview_url": True}, reply_to_wamid="wamid.Q")
@@ -93,7 +83,7 @@ def test_a_text_is_queued_with_meta_s_body_a_placeholder_wamid_an_audit_and_a_wa
     assert (message.text, message.context_wamid, message.phone_number) == ("Hi", "wamid.Q", sender)
     assert AuditLog.objects.filter(action="message.send", target_id=str(message.pk)).exists()
     assert WakeUp.objects.get(name="outgoing").pending
-    assert no_enqueue == ["wake"]
+    assert broker.published("outgoing") == [("messaging.outbound_send", [], {}, None)]  # a drain, now
 
 
 @pytest.mark.parametrize(
@@ -300,7 +290,7 @@ def test_the_same_idempotency_key_from_the_same_user_returns_the_same_message(se
     assert Message.objects.count() == 3
 
 
-def test_resend_and_abandon_only_move_messages_in_doubt(sender, contact, no_enqueue):
+def test_resend_and_abandon_only_move_messages_in_doubt(sender, contact):
     doubtful = send(sender, contact, "text", {"body": "Hi"})
     with pytest.raises(ValidationError):
         message_resend(message=doubtful, actor=None)  # queued, not in doubt

@@ -26,6 +26,7 @@ from messaging.outbound import sweep as outbound_sweep
 from messaging.outbound.drain import outgoing_drain
 from messaging.outbound.send import message_send
 from messaging.outbound.sweep import outgoing_sweep
+from tests.broker import Broker
 from tests.factories import ContactFactory, PhoneNumberFactory
 from tests.messaging.test_outbound_send import Sandbox
 from tests.messaging.webhook_helpers import celery_publishing_to
@@ -228,10 +229,13 @@ def test_a_worker_killed_mid_batch_sends_nothing_twice_and_loses_nothing(
 
     # The sweeper, once the claims are old enough; then a drain sends what was requeued.
     monkeypatch.setattr(outbound_sweep, "CLAIM_STALE_S", lambda: 0)
-    monkeypatch.setattr(outbound_sweep, "outgoing_drain_enqueue", lambda **kwargs: True)
+    broker = Broker(queue_prefix)
+    broker.purge("outgoing")  # the wakes of the sends above
     swept = outgoing_sweep()
     assert swept["requeued"] + swept["in_doubt"] == len(claimed)
     assert swept["in_doubt"] == len(started)  # those whose request may have left: none requeued
+    if Message.objects.filter(pk__in=ids, status=S.QUEUED).exists():  # due now: a drain for them
+        assert swept["woken"] == 1 and broker.tasks("outgoing") == ["messaging.outbound_send"]
     sandbox.config(latency_ms=0)
     outgoing_drain()
 

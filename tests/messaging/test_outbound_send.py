@@ -27,18 +27,23 @@ from messaging.outbound.send import message_resend, message_send
 from messaging.outbound.sweep import outgoing_sweep
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory
 from tests.messaging.webhook_helpers import envelope
+from tests.waiting import wait_until
 
 S = Message.Status
 
 
 @pytest.fixture(autouse=True)
-def no_enqueue(monkeypatch, settings):
-    calls = []
-    monkeypatch.setattr(
-        outbound_drain, "outgoing_drain_enqueue", lambda **kwargs: calls.append(kwargs["reason"]) or True
-    )
+def no_worker(broker, settings):
+    """The drains run where the tests call them; the drains they publish wait unread in this
+    test's own queues, where a test can read them."""
     settings.WHATSAPP_RECIPIENT_SPACING_S = 0
-    return calls
+    return broker
+
+
+def drain_at_due_time(broker) -> bool:
+    """Whether one drain, delayed until a retry or a deferred send is due, is all that was published."""
+    (published,) = broker.published("outgoing")
+    return published.task == "messaging.outbound_send" and published.eta is not None
 
 
 class Sandbox:
@@ -240,16 +245,17 @@ def test_a_status_settles_a_send_left_unanswered_whether_it_comes_before_or_afte
     assert sandbox.stats()["duplicates"] == 0
 
 
-def test_a_retryable_error_backs_off_through_a_due_time_then_sends(sandbox, sender, no_enqueue):
+def test_a_retryable_error_backs_off_through_a_due_time_then_sends(sandbox, sender, no_worker):
     (message,) = queued(sender)
     sandbox.fault(status=503, code=131000, message="Something went wrong")
 
+    before = timezone.now()
     assert outgoing_drain().retrying == 1
-    assert no_enqueue == ["next due"]  # a drain delayed until the retry is due
+    assert drain_at_due_time(no_worker)  # a drain delayed until the retry is due
 
     message = fresh(message)
     assert (message.status, message.attempts, message.error_code) == (S.QUEUED, 1, 131000)
-    assert timezone.now() + timedelta(seconds=1) < message.due_at < timezone.now() + timedelta(seconds=10)
+    assert before + timedelta(seconds=1) < message.due_at < timezone.now() + timedelta(seconds=10)
     (attempt,) = message.attempts_made.all()
     assert (attempt.outcome, attempt.http_status, attempt.error_code) == ("retry", 503, 131000)
     assert outgoing_drain().sent == 0  # not due yet
@@ -329,7 +335,7 @@ def test_a_dropped_connection_after_the_request_leaves_the_message_in_doubt_unti
     assert sandbox.stats()["duplicates"] == 1  # the operator's choice, counted as such
 
 
-def test_after_a_request_left_unanswered_the_rest_of_the_sender_s_batch_waits(sandbox, sender, no_enqueue):
+def test_after_a_request_left_unanswered_the_rest_of_the_sender_s_batch_waits(sandbox, sender, no_worker):
     first, *rest = queued(sender, 3)
     sandbox.config(messages_drop_next=1)
 
@@ -343,7 +349,7 @@ def test_after_a_request_left_unanswered_the_rest_of_the_sender_s_batch_waits(sa
         assert message.due_at > timezone.now()
     assert not SendAttempt.objects.filter(message__in=rest).exists()
     assert sandbox.stats()["accepted"] == 1
-    assert no_enqueue == ["next due"]
+    assert drain_at_due_time(no_worker)
 
 
 def test_meta_s_statuses_carrying_our_id_settle_a_doubt_as_sent_and_nothing_is_resent(sandbox, sender):
@@ -503,7 +509,7 @@ def drop_from(monkeypatch, sandbox, *, send: int, drops: int) -> None:
 
 
 def test_one_request_left_unanswered_among_answered_ones_does_not_stop_the_sender(
-    sandbox, sender, monkeypatch, no_enqueue
+    sandbox, sender, monkeypatch
 ):
     sender.rate_limit_per_s = 20
     sender.save()
@@ -515,9 +521,7 @@ def test_one_request_left_unanswered_among_answered_ones_does_not_stop_the_sende
     assert (result.sent, result.in_doubt, result.released) == (7, 1, 0)
 
 
-def test_requests_left_unanswered_three_in_a_row_stop_the_sender_for_the_drain(
-    sandbox, sender, monkeypatch, no_enqueue
-):
+def test_requests_left_unanswered_three_in_a_row_stop_the_sender_for_the_drain(sandbox, sender, monkeypatch):
     sender.rate_limit_per_s = 20
     sender.save()
     messages = queued(sender, 10)
@@ -539,7 +543,7 @@ def stall_once(monkeypatch, *, after: int, stall_s: float) -> None:
     def stalling(self, send):
         handed.append(send)
         if len(handed) == after + 1:
-            time.sleep(stall_s)
+            time.sleep(stall_s)  # the stall under test
         hand_over(self, send)
 
     monkeypatch.setattr(outbound_drain._Stream, "hand_over", stalling)
@@ -576,8 +580,12 @@ def test_a_slow_sender_s_send_that_would_leave_late_is_queued_again_unsent(sandb
     stall_once(monkeypatch, after=3, stall_s=0.08)
 
     result = outgoing_drain()
-    while Message.objects.filter(status=S.QUEUED).exists():
+
+    def all_sent() -> bool:
         result.sent += outgoing_drain().sent
+        return not Message.objects.filter(status=S.QUEUED).exists()
+
+    wait_until(all_sent, interval=0, message="the messages queued again sent by later drains")
 
     stats = sandbox.stats()
     assert (stats["accepted"], stats["rate_limited"], stats["duplicates"]) == (2 * rate, 0, 0)
@@ -606,17 +614,13 @@ def test_a_message_held_back_by_its_recipient_s_spacing_waits_in_the_queue_for_a
         assert (message.status, message.attempts, message.claimed_by) == (S.QUEUED, 0, "")
         assert message.due_at > fresh(first).sent_at
         assert not message.attempts_made.exists()
-    sent = 6
-    while sent < 8:
-        time.sleep(
-            max(
-                0.0,
-                (
-                    Message.objects.filter(status=S.QUEUED).earliest("due_at").due_at - timezone.now()
-                ).total_seconds(),
-            )
-        )
-        sent += outgoing_drain().sent
+    sent = [6]
+
+    def all_sent() -> bool:
+        sent.append(outgoing_drain().sent)
+        return sum(sent) >= 8
+
+    wait_until(all_sent, message="the held messages sent at their recipient's turns")
     stats = sandbox.stats()
     assert (stats["accepted"], stats["pair_limited"], stats["duplicates"]) == (8, 0, 0)
     assert all(fresh(m).status == S.SENT for m in (first, second, third, *others))

@@ -3,7 +3,6 @@ import io
 import itertools
 import json
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from messaging.inbound.apply import ApplyResult, inbound_payload_apply
 from messaging.models import AnalyticsEvent, InboundEvent, Message, PendingStatus, PhoneNumber, WebhookEvent
 from messaging.statuses import message_pending_statuses_apply
 from tests.factories import ContactFactory
+from tests.waiting import lock_waiter
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PHONE_NUMBER_ID = "109876543210987"
@@ -986,21 +986,6 @@ def test_an_event_without_a_payload_is_read_from_its_body_nuls_and_all(phone_num
 # -- concurrency ----------------------------------------------------------------------------------
 
 
-def _wait_until_blocked(timeout: float = 10.0) -> None:
-    """Until another session of this database waits on a lock (a row or an advisory lock)."""
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.02)
-    raise AssertionError("no session waited on a lock")
-
-
 def _in_thread(target, *args):
     errors: list[BaseException] = []
 
@@ -1033,7 +1018,7 @@ def test_concurrent_statuses_never_move_a_message_back(outbound):
     a, a_errors = _in_thread(worker_a)
     assert read_applied.wait(10)
     b, b_errors = _in_thread(lambda: apply(status_body("delivered")))
-    _wait_until_blocked()  # B waits for A's row lock
+    lock_waiter()  # B waits for A's row lock
     release.set()
     a.join(10)
     b.join(10)
@@ -1067,7 +1052,7 @@ def test_a_status_racing_its_messages_creation_is_never_left_pending(phone_numbe
     a, a_errors = _in_thread(sender)
     assert created.wait(10)
     b, b_errors = _in_thread(lambda: apply(status_body("read")))
-    _wait_until_blocked()  # on the wamid's advisory lock
+    assert lock_waiter().locktype == "advisory"  # on the wamid's lock
     release.set()
     a.join(10)
     b.join(10)

@@ -22,6 +22,7 @@ from messaging.ratelimit import (
 )
 from messaging.tasks import rate_paces_sweep_task
 from tests.factories import PhoneNumberFactory
+from tests.waiting import lock_waiter, wait_until
 
 US = timedelta(microseconds=1)
 
@@ -182,7 +183,7 @@ def test_a_held_entry_taken_again_at_its_recipient_s_turn_gets_a_sender_slot_fro
     RecipientPace.objects.create(phone_number=phone_number, recipient="a", next_at=turn)
     assert rate_slots_take(phone_number=phone_number, recipients=["a"]).held == {0: turn}
 
-    time.sleep((turn - db_now()).total_seconds())
+    wait_until(lambda: db_now() >= turn, message="the database's clock at the recipient's turn")
     again = rate_slots_take(phone_number=phone_number, recipients=["a"])
 
     assert again.held == {} and again[0] >= turn
@@ -285,7 +286,7 @@ class HostClockBehind:
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
-        time.sleep(seconds)
+        time.sleep(seconds)  # the wait under test, done for real: the test reads the clock after it
 
 
 def test_pace_wait_sleeps_until_the_slot_on_the_database_clock(db, no_spacing, monkeypatch):
@@ -343,7 +344,12 @@ def test_a_worker_kept_waiting_for_the_row_gets_slots_from_when_it_got_it(transa
         with transaction.atomic():
             rate_slots_take(phone_number=phone_number, recipients=["a"])
             locked.set()
-            time.sleep(0.5)
+            waiter = lock_waiter()
+            # Held past the waiter's start by more than a slot's lead: a slot from then would be early.
+            wait_until(
+                lambda: db_now() > waiter.query_start + 4 * SLOT_LEAD,
+                message="the database's clock past the waiter's start",
+            )
             released_at.append(db_now())
         connection.close()
 

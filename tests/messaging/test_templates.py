@@ -3,7 +3,6 @@ webhooks (through the parser), and filled in for a send."""
 
 import copy
 import json
-import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,6 +24,7 @@ from messaging.templates import (
     templates_sync_task,
 )
 from tests.factories import InboundEventFactory, PhoneNumberFactory
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -86,20 +86,25 @@ def test_status_quality_and_category_webhooks_update_the_template():
     assert template_get_approved(waba_id=WABA, name="order_shipped", language="en_GB") == template
 
 
-def test_events_that_are_not_statuses(django_capture_on_commit_callbacks, monkeypatch):
+def syncs_published(broker) -> list[str]:
+    """The WABAs of the template syncs published to SQS since the last look."""
+    published = broker.published("default")
+    assert {task.task for task in published} <= {templates_sync_task.name}
+    return [waba_id for task in published for waba_id in task.args]
+
+
+def test_events_that_are_not_statuses(django_capture_on_commit_callbacks, broker):
     template = order_shipped(status="APPROVED")
-    queued = []
-    monkeypatch.setattr("messaging.templates.templates_sync_task.delay", queued.append)
 
     with django_capture_on_commit_callbacks(execute=True):
         apply(webhook("message_template_status_update", event="FLAGGED"))
     template.refresh_from_db()
-    assert template.status == "APPROVED" and queued == []  # flagged templates stay approved
+    assert template.status == "APPROVED" and syncs_published(broker) == []  # flagged ones stay approved
 
     with django_capture_on_commit_callbacks(execute=True):
         apply(webhook("message_template_status_update", event="UNARCHIVED"))
     template.refresh_from_db()
-    assert template.status == "APPROVED" and queued == [WABA]  # Meta is asked what it is now
+    assert template.status == "APPROVED" and syncs_published(broker) == [WABA]  # Meta is asked what it is now
 
 
 def test_a_status_webhook_for_an_unknown_template_makes_its_row():
@@ -116,13 +121,12 @@ def test_a_webhook_finds_its_template_by_meta_id_after_a_rename():
     assert template.status == "DISABLED" and Template.objects.count() == 1
 
 
-def test_a_components_update_syncs_the_waba_after_commit(django_capture_on_commit_callbacks, monkeypatch):
+def test_a_components_update_syncs_the_waba_after_commit(django_capture_on_commit_callbacks, broker):
     template = order_shipped(status="APPROVED")
-    queued = []
-    monkeypatch.setattr("messaging.templates.templates_sync_task.delay", queued.append)
-    with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
         apply(webhook("message_template_components_update"))
-    assert queued == [WABA]
+        assert syncs_published(broker) == []  # not before the commit
+    assert callbacks and syncs_published(broker) == [WABA]
     template.refresh_from_db()
     assert template.status == "APPROVED"
 
@@ -266,13 +270,11 @@ def test_sync_picks_up_status_changes_made_at_meta():
     assert template.status == "PAUSED"
 
 
-def test_the_beat_task_syncs_every_waba_of_the_sender_numbers(monkeypatch):
+def test_the_beat_task_syncs_every_waba_of_the_sender_numbers(broker):
     PhoneNumberFactory(waba_id="111"), PhoneNumberFactory(waba_id="111"), PhoneNumberFactory(waba_id="222")
     PhoneNumberFactory(waba_id="")
-    queued = []
-    monkeypatch.setattr("messaging.templates.templates_sync_task.delay", queued.append)
     assert templates_sync_task() == 2
-    assert sorted(queued) == ["111", "222"]
+    assert sorted(syncs_published(broker)) == ["111", "222"]
 
     waba_id = sandbox_templates({"name": "alpha", "language": "en_US"})
     assert templates_sync_task(waba_id) == 1
@@ -360,10 +362,11 @@ def test_a_status_change_at_meta_reaches_the_template_through_our_webhook(
     try:
         url = f"{sandbox_root()}/sandbox/templates/{template.meta_id}/status"
         assert httpx.post(url, json={"status": "DISABLED", "reason": "LOW"}).json()["webhook"] is True
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and template.status != "DISABLED":
-            time.sleep(0.05)
-            template.refresh_from_db()
+        wait_until(
+            lambda: Template.objects.filter(pk=template.pk, status="DISABLED").exists(),
+            message="the template disabled by Meta's webhook",
+        )
+        template.refresh_from_db()
     finally:
         httpx.post(f"{sandbox_root()}/sandbox/reset")
     assert template.status == "DISABLED"

@@ -1,7 +1,6 @@
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from config.celery import app as celery_app
 from core.aws import sqs_client
 from core.queues import QueueState, queues_ensure
 from devstack.stack import BASE_DIR, stop_process
+from tests.waiting import wait_until
 
 
 def broker_connection(prefix: str) -> Connection:
@@ -64,16 +64,25 @@ class Worker:
 
 
 def wait_for(condition: Callable, *, timeout_s: float, interval_s: float = 0.5, worker: Worker, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    """wait_until for a test with a worker process: it fails at once, with the worker's log, when
+    the worker exits, and shows the end of the log when time runs out."""
+    __tracebackhide__ = True
+
+    def met():
         if value := condition():
             return value
         if worker.process.poll() is not None:
             pytest.fail(
                 f"the worker exited with {worker.process.returncode} waiting for {what}:\n{worker.log()}"
             )
-        time.sleep(interval_s)
-    pytest.fail(f"no {what} after {timeout_s} s; the worker's log:\n{worker.log()[-6000:]}")
+        return None
+
+    return wait_until(
+        met,
+        timeout=timeout_s,
+        interval=interval_s,
+        message=lambda: f"{what}; the worker's log:\n{worker.log()[-6000:]}",
+    )
 
 
 @contextmanager
