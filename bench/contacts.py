@@ -139,7 +139,7 @@ def main() -> int:
 
     from contacts.models import Contact
     from contacts.selectors import contact_list
-    from contacts.services import contacts_import_csv
+    from contacts.services.csv_io import contacts_import_csv
 
     rng = random.Random(7)
     path = generate_csv(IMPORT_ROWS, rng)

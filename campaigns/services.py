@@ -61,7 +61,7 @@ from campaigns.placeholders import placeholders_check, placeholders_render
 from campaigns.reports import campaign_report_task
 from campaigns.selectors import campaign_failures
 from contacts.models import Contact
-from contacts.services import phone_normalise
+from contacts.services.cleaning import phone_normalise
 from core.audit import Actor, audit_log_record
 from core.models import AuditLog
 from core.queues import task_publish

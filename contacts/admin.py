@@ -12,20 +12,15 @@ from django.utils.html import format_html
 from contacts.apis import csv_download
 from contacts.models import Contact
 from contacts.selectors import contact_search_q, contact_tags_most_common
-from contacts.services import (
+from contacts.services.bulk import contacts_channel_opt_out, contacts_delete, contacts_opt_out, contacts_tag
+from contacts.services.cleaning import (
     CONTACT_FIELDS,
     PHONE_TAKEN,
-    contact_create,
-    contact_delete,
     contact_fields_clean,
     contact_uniques_check,
-    contact_update,
-    contacts_channel_opt_out,
-    contacts_delete,
-    contacts_import_csv,
-    contacts_opt_out,
-    contacts_tag,
 )
+from contacts.services.contact import contact_create, contact_delete, contact_update
+from contacts.services.csv_io import contacts_import_csv
 from core.console import admin_object_take, set_or_unset_filter
 from core.models import AuditLog
 

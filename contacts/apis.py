@@ -13,15 +13,14 @@ from rest_framework.views import APIView
 
 from contacts.models import Channel, Contact
 from contacts.selectors import contact_get, contact_list
-from contacts.services import (
+from contacts.services.contact import (
     contact_channel_opt_in,
     contact_channel_opt_out,
     contact_create,
     contact_delete,
     contact_update,
-    contacts_export_csv_stream,
-    contacts_import_csv,
 )
+from contacts.services.csv_io import contacts_export_csv_stream, contacts_import_csv
 from core.api import ModelPermissions
 from core.models import AuditLog
 

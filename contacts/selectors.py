@@ -7,7 +7,7 @@ from django.db import connection
 from django.db.models import F, Q, QuerySet
 
 from contacts.models import OPT_OUT_FIELDS, Channel, Contact
-from contacts.services import phone_normalise
+from contacts.services.cleaning import phone_normalise
 
 _PHONE_PUNCTUATION = str.maketrans("", "", " -().\t")
 

@@ -10,7 +10,8 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from contacts.models import Contact
-from contacts.services import contact_create, phone_normalise
+from contacts.services.cleaning import phone_normalise
+from contacts.services.contact import contact_create
 from core.models import AuditLog
 from messaging.graph import GraphError
 from messaging.media import media_access, media_outgoing_upload

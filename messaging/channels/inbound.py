@@ -23,7 +23,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from contacts.models import Channel, Contact
-from contacts.services import contact_channel_opt_out, phone_normalise
+from contacts.services.cleaning import phone_normalise
+from contacts.services.contact import contact_channel_opt_out
 from core.alerts import operator_alert_raise
 from core.models import AuditLog
 from messaging.channels.sns import SnsSignatureError, sns_signature_verify

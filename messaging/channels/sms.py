@@ -23,7 +23,7 @@ from botocore.exceptions import (
 from django.conf import settings
 
 from contacts.models import Channel, Contact
-from contacts.services import contact_channel_opt_out
+from contacts.services.contact import contact_channel_opt_out
 from core.aws import aws_client
 from core.models import AuditLog
 from messaging.channels.errors import ChannelError, contact_reachable_check

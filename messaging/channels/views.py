@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from contacts.models import Contact
-from contacts.services import contact_channel_opt_out
+from contacts.services.contact import contact_channel_opt_out
 from core.models import AuditLog
 from messaging.channels.email import unsubscribe_token_read
 from messaging.channels.inbound import SnsMessageError, sns_message_handle

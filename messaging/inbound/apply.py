@@ -42,7 +42,8 @@ from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 
 from contacts.models import Contact
-from contacts.services import contact_opt_in, contact_opt_out, contact_upsert_whatsapp
+from contacts.services.contact import contact_opt_in, contact_opt_out
+from contacts.services.whatsapp import contact_upsert_whatsapp
 from core.models import AuditLog
 from messaging.inbound.payloads import (
     inbound_payload_parse,

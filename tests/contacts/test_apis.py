@@ -6,7 +6,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from contacts.models import Contact
-from contacts.services import PHONE_TAKEN
+from contacts.services.cleaning import PHONE_TAKEN
 from core.models import AuditLog
 from tests.factories import ContactFactory
 

@@ -5,9 +5,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from contacts import services
 from contacts.models import Contact
-from contacts.services import contacts_export_csv, contacts_import_csv
+from contacts.services import csv_io
+from contacts.services.csv_io import contacts_export_csv, contacts_import_csv
 from core.models import AuditLog
 from tests.factories import ContactFactory
 
@@ -143,7 +143,7 @@ def test_import_refuses_a_file_that_is_not_utf8_and_imports_nothing():
 
 @pytest.mark.django_db
 def test_an_encoding_error_after_some_chunks_were_written_still_imports_nothing(monkeypatch):
-    monkeypatch.setattr(services, "IMPORT_CHUNK_ROWS", 2)
+    monkeypatch.setattr(csv_io, "IMPORT_CHUNK_ROWS", 2)
     rows = "".join(f"+4474000000{n:02d},Name {n}\n" for n in range(1, 8))
     text = b"phone,name\n" + rows.encode() + b"+447400000099,Zo\xeb\n"
 
@@ -185,7 +185,7 @@ def test_import_reads_excels_csv_utf8_and_text_streams():
 
 @pytest.mark.django_db
 def test_import_in_chunks_counts_and_reports_progress(monkeypatch):
-    monkeypatch.setattr(services, "IMPORT_CHUNK_ROWS", 2)
+    monkeypatch.setattr(csv_io, "IMPORT_CHUNK_ROWS", 2)
     ContactFactory(phone="+447400000003", name="Old")
     rows = [f"+4474000000{n:02d},Name {n}" for n in range(1, 8)]
     text = "phone,name\n" + "\n".join([*rows[:4], "bad,Bad", *rows[4:]]) + "\n"

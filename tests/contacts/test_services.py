@@ -3,20 +3,17 @@ import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 
-from contacts import services
 from contacts.models import Contact
-from contacts.services import (
-    PHONE_TAKEN,
+from contacts.services import cleaning
+from contacts.services import contact as contact_services
+from contacts.services.bulk import contacts_delete, contacts_opt_out, contacts_tag, contacts_untag
+from contacts.services.cleaning import PHONE_TAKEN, phone_normalise
+from contacts.services.contact import (
     contact_create,
     contact_delete,
     contact_opt_in,
     contact_opt_out,
     contact_update,
-    contacts_delete,
-    contacts_opt_out,
-    contacts_tag,
-    contacts_untag,
-    phone_normalise,
 )
 from core.models import AuditLog
 from tests.factories import ContactFactory, UserFactory
@@ -67,7 +64,7 @@ def test_phone_validity_shortcut_agrees_with_phonenumbers():
                     national_number=example.national_number + delta,
                     italian_leading_zero=example.italian_leading_zero,
                 )
-                assert services._phone_is_valid(number) == phonenumbers.is_valid_number(number), number
+                assert cleaning._phone_is_valid(number) == phonenumbers.is_valid_number(number), number
                 checked += 1
     assert checked > 5000
 
@@ -130,7 +127,9 @@ def test_contact_create_refuses_a_phone_that_exists_in_another_format():
 @pytest.mark.django_db
 def test_contact_create_answers_a_race_on_the_constraint_as_a_field_error(monkeypatch):
     ContactFactory(phone="+447400123456", wa_id="447400123456")
-    monkeypatch.setattr(services, "contact_uniques_check", lambda **kwargs: None)  # the other writer won
+    monkeypatch.setattr(
+        contact_services, "contact_uniques_check", lambda **kwargs: None
+    )  # the other writer won
 
     with pytest.raises(ValidationError) as excinfo:
         contact_create(phone="+447400123456", source=API)
@@ -148,7 +147,7 @@ def test_contact_create_refuses_a_taken_whatsapp_id():
     with pytest.raises(ValidationError) as excinfo:
         contact_create(phone="+447400999999", wa_id="447400123456", source=API)
 
-    assert errors_of(excinfo) == {"wa_id": [services.WA_ID_TAKEN]}
+    assert errors_of(excinfo) == {"wa_id": [cleaning.WA_ID_TAKEN]}
 
 
 @pytest.mark.django_db

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 import pytest
 
 from contacts.models import Contact
-from contacts.services import contact_upsert_whatsapp, contacts_export_csv, contacts_import_csv
+from contacts.services.csv_io import contacts_export_csv, contacts_import_csv
+from contacts.services.whatsapp import contact_upsert_whatsapp
 from core.models import AuditLog
 from tests.factories import ContactFactory
 

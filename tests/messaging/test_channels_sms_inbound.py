@@ -7,7 +7,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from contacts.services import contact_channel_opt_in
+from contacts.services.contact import contact_channel_opt_in
 from core.models import AuditLog, OperatorAlert
 from messaging.channels import ChannelError, sms_send
 from tests.factories import ContactFactory

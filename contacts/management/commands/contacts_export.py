@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from contacts.selectors import contact_list
-from contacts.services import contacts_export_csv
+from contacts.services.csv_io import contacts_export_csv
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from contacts.services import contacts_import_csv
+from contacts.services.csv_io import contacts_import_csv
 from core.models import AuditLog
 
 
