@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Case, F, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -23,10 +22,10 @@ from messaging.models import Message, PhoneNumber
 from messaging.outbound.content import KINDS, TEMPLATE_KIND, content_build, require, text_field
 from messaging.outbound.drain import outgoing_wake
 from messaging.statuses import PLACEHOLDER_PREFIX, outgoing_doubts_resolve
+from messaging.window import whatsapp_window
 
 logger = logging.getLogger(__name__)
 
-WINDOW = timedelta(hours=24)
 WINDOW_CLOSED = "The 24-hour customer service window is closed: send a template."
 _S = Message.Status
 
@@ -35,16 +34,19 @@ _S = Message.Status
 
 
 def phone_number_default(*, contact: Contact) -> PhoneNumber | None:
-    """The number the contact last wrote to, else the first sender number that is not paused."""
+    """The sender a message to the contact leaves from when none is chosen, skipping paused
+    numbers: the number the contact last wrote to, else the one that last wrote to them, else the
+    first number. None when there is no number that is not paused."""
     last = (
         Message.objects.filter(
-            contact=contact, direction=Message.Direction.INBOUND, phone_number__isnull=False
+            contact=contact, phone_number__isnull=False, phone_number__paused_at__isnull=True
         )
-        .order_by("-timestamp", "-id")
+        .annotate(inbound=Case(When(direction=Message.Direction.INBOUND, then=1), default=0))
+        .order_by("-inbound", "-timestamp", "-id")
         .select_related("phone_number")
         .first()
     )
-    if last is not None and last.phone_number.paused_at is None:
+    if last is not None:
         return last.phone_number
     return PhoneNumber.objects.filter(paused_at__isnull=True).order_by("id").first()
 
@@ -93,8 +95,7 @@ def message_send_or_get(
         "resume it first.",
     )
     if kind != TEMPLATE_KIND:
-        last = contact.last_inbound_at
-        require(last is not None and last >= timezone.now() - WINDOW, "type", WINDOW_CLOSED)
+        require(whatsapp_window(contact, phone_number=phone_number).is_open, "type", WINDOW_CLOSED)
     if reply_to_wamid:
         text_field(reply_to_wamid, "reply_to", max_length=255)
     built = content_build(kind, content, phone_number=phone_number)
