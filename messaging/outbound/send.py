@@ -4,7 +4,6 @@ with its audit record and a wake-up after commit (see messaging/outbound/__init_
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -21,7 +20,8 @@ from messaging.graph import (
 from messaging.models import Message, PhoneNumber
 from messaging.outbound.content import KINDS, TEMPLATE_KIND, content_build, require, text_field
 from messaging.outbound.drain import outgoing_wake
-from messaging.statuses import PLACEHOLDER_PREFIX, outgoing_doubts_resolve
+from messaging.outbound.rows import message_ids_take, outbound_message_build
+from messaging.statuses import outgoing_doubts_resolve
 from messaging.window import whatsapp_window
 
 logger = logging.getLogger(__name__)
@@ -100,36 +100,21 @@ def message_send_or_get(
         text_field(reply_to_wamid, "reply_to", max_length=255)
     built = content_build(kind, content, phone_number=phone_number)
     to = _recipient(contact)
-    payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
-    if reply_to_wamid:
-        payload["context"] = {"message_id": reply_to_wamid}
-    payload.update({"type": kind, kind: built.body})
-    now = timezone.now()
-    message = Message(
-        wamid=f"{PLACEHOLDER_PREFIX}{uuid.uuid4()}",
-        direction=Message.Direction.OUTBOUND,
-        type=kind,
-        status=_S.QUEUED,
-        contact=contact,
+    message = outbound_message_build(
+        pk=message_ids_take(1)[0],
+        kind=kind,
+        built=built,
+        to=to,
+        contact_id=contact.pk,
         phone_number=phone_number,
-        text=built.text,
-        payload=payload,
-        timestamp=now,
-        context_wamid=reply_to_wamid,
-        target_wamid=built.target_wamid,
-        media_key=built.media_key,
-        media_mime_type=built.media_mime_type,
-        media_size=built.media_size,
-        media_filename=built.media_filename,
-        media_state=Message.MediaState.STORED if built.media_key else Message.MediaState.NONE,
+        now=timezone.now(),
+        reply_to_wamid=reply_to_wamid,
         created_by=user,
         idempotency_key=idempotency_key,
     )
     try:
         with transaction.atomic():
-            message.save()
-            message.payload["biz_opaque_callback_data"] = str(message.pk)
-            Message.objects.filter(pk=message.pk).update(payload=message.payload)
+            message.save(force_insert=True)
             audit_log_record(
                 actor=actor,
                 source=source,
