@@ -345,6 +345,35 @@ def test_the_reply_box_reads_the_window_from_the_latest_message(admin_client, co
     assert (latest + timedelta(hours=24)).strftime("%-d %b %Y %H:%M") in page
 
 
+def test_a_location_template_is_sent_from_the_reply_box(admin_client, contact, sender):
+    pickup = Template.objects.create(
+        waba_id=sender.waba_id,
+        name="pickup",
+        language="en",
+        status="APPROVED",
+        category="UTILITY",
+        components=[{"type": "HEADER", "format": "LOCATION"}, {"type": "BODY", "text": "Ready at {{1}}"}],
+    )
+    page = admin_client.get(conversation(contact)).content.decode()
+    assert 'name="param-header-0-LOCATION.latitude"' in page
+    response = admin_client.post(
+        conversation(contact),
+        {
+            "reply_kind": "template",
+            "template": pickup.pk,
+            "phone_number": sender.pk,
+            "param-header-0-LOCATION.latitude": "51.5",
+            "param-header-0-LOCATION.longitude": "-0.12",
+            "param-header-0-LOCATION.name": "Depot",
+            "param-header-0-LOCATION.address": "1 Quay St",
+            "param-body-0-1": "noon",
+        },
+    )
+    assert response.status_code == 302
+    header = Message.objects.get(direction="outbound").payload["template"]["components"][0]
+    assert header["parameters"][0]["location"]["latitude"] == 51.5
+
+
 def test_the_sender_can_be_switched(admin_client, contact, sender, template):
     other = PhoneNumberFactory(waba_id="888")
     page = admin_client.get(conversation(contact)).content.decode()
