@@ -11,7 +11,8 @@ from django.db.models import Case, F, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from contacts.models import Contact
+from contacts.models import Channel, Contact
+from contacts.reachability import NO_ADDRESS, OPTED_OUT, contact_address, contact_reachable
 from core.audit import Actor, audit_log_record
 from core.models import AuditLog
 from messaging.graph import (
@@ -51,10 +52,10 @@ def phone_number_default(*, contact: Contact) -> PhoneNumber | None:
     return PhoneNumber.objects.filter(paused_at__isnull=True).order_by("id").first()
 
 
-def _recipient(contact: Contact) -> str:
-    to = contact.wa_id or (contact.phone or "").lstrip("+")
-    require(bool(to), "contact", "The contact has no WhatsApp number.")
-    return to
+_UNREACHABLE = {
+    NO_ADDRESS: "The contact has no WhatsApp number.",
+    OPTED_OUT: "The contact has opted out of WhatsApp messages.",
+}
 
 
 def _actor_user(actor: Actor):
@@ -84,7 +85,8 @@ def message_send_or_get(
     if (existing := _existing(user, idempotency_key)) is not None:
         return existing, False
     require(kind in KINDS, "type", f"One of {', '.join(KINDS)}.")
-    require(not contact.is_opted_out, "contact", "The contact has opted out of WhatsApp messages.")
+    unreachable = contact_reachable(contact, Channel.WHATSAPP)
+    require(unreachable is None, "contact", _UNREACHABLE.get(unreachable or "", ""))
     if phone_number is None:
         phone_number = phone_number_default(contact=contact)
         require(phone_number is not None, "phone_number_id", "No sender number is set up.")
@@ -99,7 +101,7 @@ def message_send_or_get(
     if reply_to_wamid:
         text_field(reply_to_wamid, "reply_to", max_length=255)
     built = content_build(kind, content, phone_number=phone_number)
-    to = _recipient(contact)
+    to = contact_address(contact, Channel.WHATSAPP)
     message = outbound_message_build(
         pk=message_ids_take(1)[0],
         kind=kind,
