@@ -344,6 +344,12 @@ def test_the_reply_box_reads_the_window_from_the_latest_message(admin_client, co
     assert "The 24-hour window is open until" in page
     assert (latest + timedelta(hours=24)).strftime("%-d %b %Y %H:%M") in page
 
+    Contact.objects.filter(pk=contact.pk).update(last_inbound_at=None)  # a copy never written
+    Message.objects.filter(contact=contact).update(timestamp=latest - timedelta(days=2))
+    page = admin_client.get(conversation(contact)).content.decode()
+    closed = (latest - timedelta(days=1)).strftime("%-d %b %Y %H:%M")
+    assert f"The 24-hour window closed {closed} UTC" in page
+
 
 def test_a_location_template_is_sent_from_the_reply_box(admin_client, contact, sender):
     pickup = Template.objects.create(
