@@ -36,8 +36,8 @@ _S = Message.Status
 
 def phone_number_default(*, contact: Contact) -> PhoneNumber | None:
     """The sender a message to the contact leaves from when none is chosen, skipping paused
-    numbers: the number the contact last wrote to, else the one that last wrote to them, else the
-    first number. None when there is no number that is not paused."""
+    numbers: the number the contact last wrote to, else the number the conversation last used,
+    else the first number. None when every number is paused (or there is none)."""
     last = (
         Message.objects.filter(
             contact=contact, phone_number__isnull=False, phone_number__paused_at__isnull=True
@@ -89,7 +89,7 @@ def message_send_or_get(
     require(unreachable is None, "contact", _UNREACHABLE.get(unreachable or "", ""))
     if phone_number is None:
         phone_number = phone_number_default(contact=contact)
-        require(phone_number is not None, "phone_number_id", "No sender number is set up.")
+        require(phone_number is not None, "phone_number_id", "No sender number that is not paused.")
     require(
         phone_number.paused_at is None,
         "phone_number_id",
@@ -114,6 +114,7 @@ def message_send_or_get(
         created_by=user,
         idempotency_key=idempotency_key,
     )
+    message.contact = contact
     try:
         with transaction.atomic():
             message.save(force_insert=True)

@@ -12,7 +12,7 @@ from django.utils import timezone
 from contacts.models import Contact
 from core.aws import s3_client, storage_ensure_bucket
 from core.models import AuditLog
-from messaging.models import Message, Template, WakeUp
+from messaging.models import Message, PhoneNumber, Template, WakeUp
 from messaging.outbound import drain as outbound_drain
 from messaging.outbound.send import WINDOW_CLOSED, message_abandon, message_resend, message_send
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory
@@ -442,3 +442,21 @@ def test_a_media_header_takes_its_own_medium(sender, contact):
     assert errors == {"template.components[0].parameters[0].document": ["Give the medium's link or id."]}
     document = {"type": "document", "document": {"link": "https://example.com/r.pdf", "filename": "r.pdf"}}
     assert send(sender, contact, "template", content(document)).status == "queued"
+
+
+def test_the_default_sender_skips_paused_numbers(sender, contact):
+    wrote_to = PhoneNumberFactory(phone_number_id="2001", waba_id=sender.waba_id)
+    MessageFactory(contact=contact, phone_number=wrote_to)
+    assert send(None, contact, "text", {"body": "Hi"}).phone_number == wrote_to
+
+    wrote_to.paused_at = timezone.now()
+    wrote_to.save()
+    assert send(None, contact, "text", {"body": "Again"}).phone_number == sender  # the first not paused
+    used = PhoneNumberFactory(phone_number_id="2002", waba_id=sender.waba_id)
+    MessageFactory(contact=contact, phone_number=used, direction="outbound")
+    assert send(None, contact, "text", {"body": "Later"}).phone_number == used  # the conversation's
+
+    PhoneNumber.objects.update(paused_at=timezone.now())
+    assert error_of(lambda: send(None, contact, "text", {"body": "Hi"})) == {
+        "phone_number_id": ["No sender number that is not paused."]
+    }
