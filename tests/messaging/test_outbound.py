@@ -12,7 +12,7 @@ from django.utils import timezone
 from contacts.models import Contact
 from core.aws import s3_client, storage_ensure_bucket
 from core.models import AuditLog
-from messaging.models import Message, PhoneNumber, Template, WakeUp
+from messaging.models import Message, Template, WakeUp
 from messaging.outbound import drain as outbound_drain
 from messaging.outbound.send import WINDOW_CLOSED, message_abandon, message_resend, message_send
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory
@@ -456,7 +456,9 @@ def test_the_default_sender_skips_paused_numbers(sender, contact):
     MessageFactory(contact=contact, phone_number=used, direction="outbound")
     assert send(None, contact, "text", {"body": "Later"}).phone_number == used  # the conversation's
 
-    PhoneNumber.objects.update(paused_at=timezone.now())
+    for number in (sender, used):
+        number.paused_at = timezone.now()
+        number.save()
     assert error_of(lambda: send(None, contact, "text", {"body": "Hi"})) == {
         "phone_number_id": ["No sender number that is not paused."]
     }
