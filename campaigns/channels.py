@@ -39,6 +39,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, Recipient
 from campaigns.placeholders import contact_values, placeholders_check, placeholders_render
 from contacts.models import Channel
+from contacts.reachability import UNREACHABLE_CODES
 from core.backoff import Backoff
 from core.pacing import pace_clock_now, pace_wait
 from messaging.channels import ChannelError, channel_slots_take, email_send, sms_send
@@ -51,8 +52,13 @@ ROUND_S = 1.0
 MAX_ATTEMPTS = 5
 BACKOFF = Backoff(base_s=10.0, cap_s=600.0)
 SLOT_WAIT_MAX_S = 5.0
-UNREACHABLE = {"opted_out", "no_address", "DESTINATION_PHONE_NUMBER_OPTED_OUT"}
-CHANNELS = {Campaign.Channel.EMAIL: Channel.EMAIL, Campaign.Channel.SMS: Channel.SMS}
+# Refusals that mean "not reachable on this channel": ours, and AWS's for an SMS opt-out it keeps.
+UNREACHABLE = UNREACHABLE_CODES | {"DESTINATION_PHONE_NUMBER_OPTED_OUT"}
+CHANNELS = {
+    Campaign.Channel.WHATSAPP: Channel.WHATSAPP,
+    Campaign.Channel.EMAIL: Channel.EMAIL,
+    Campaign.Channel.SMS: Channel.SMS,
+}
 
 
 def CLAIM_STALE_S() -> float:

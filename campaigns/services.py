@@ -50,6 +50,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from campaigns.channels import (
+    CHANNELS,
     campaign_channel_send,
     channel_claims_release,
     channel_claims_sweep,
@@ -61,6 +62,7 @@ from campaigns.placeholders import placeholders_check, placeholders_render
 from campaigns.reports import campaign_report_task
 from campaigns.selectors import campaign_failures
 from contacts.models import Contact
+from contacts.reachability import NO_ADDRESS, OPTED_OUT, contact_address_sql, contact_unreachable_sql
 from contacts.services.cleaning import phone_normalise
 from core.audit import Actor, audit_log_record
 from core.models import AuditLog
@@ -140,18 +142,11 @@ def campaign_content_check(*, campaign: Campaign) -> None:
 
 
 def _address_sql(channel: str) -> str:
-    if channel == Campaign.Channel.EMAIL:
-        return "c.email"
-    if channel == Campaign.Channel.SMS:
-        return "COALESCE(c.phone, '')"
-    return "COALESCE(NULLIF(c.wa_id, ''), ltrim(COALESCE(c.phone, ''), '+'))"
+    return contact_address_sql(CHANNELS[channel], "c")
 
 
-def _opted_out_sql(channel: str) -> str:
-    column = {Campaign.Channel.EMAIL: "email_opted_out_at", Campaign.Channel.SMS: "sms_opted_out_at"}.get(
-        channel, "opted_out_at"
-    )
-    return f"c.{column} IS NULL"
+def _unreachable_sql(channel: str) -> str:
+    return contact_unreachable_sql(CHANNELS[channel], "c")
 
 
 def audience_filters_clean(filters: Any) -> dict[str, Any]:
@@ -210,8 +205,7 @@ def _audience_sql(campaign: Campaign) -> tuple[str, list[Any]]:
         params.append(filters["created_before"])
     if filters.get("opted_in") is not None:
         clauses.append(f"c.opted_in_at IS {'NOT ' if filters['opted_in'] else ''}NULL")
-    clauses.append(_opted_out_sql(campaign.channel))
-    clauses.append(f"{_address_sql(campaign.channel)} <> ''")
+    clauses.append(f"{_unreachable_sql(campaign.channel)} IS NULL")
     return " AND ".join(clauses), params
 
 
@@ -598,9 +592,14 @@ def _backlog(campaign: Campaign) -> int:
         return cursor.fetchone()[0]
 
 
+_UNREACHABLE_SINCE_START = {
+    NO_ADDRESS: "The contact's WhatsApp number was removed after the campaign started.",
+    OPTED_OUT: "The contact opted out after the campaign started.",
+}
+
 _CHUNK_SQL = f"""
     SELECT r.id, r.contact_id, r.address, c.name, c.phone, c.email, c.wa_id, c.language,
-        c.attributes, {{opted_out}} AS allowed
+        c.attributes, {{unreachable}} AS unreachable
     FROM {_RECIPIENT} r JOIN {_CONTACT} c ON c.id = r.contact_id
     WHERE r.campaign_id = %s AND r.status = 'pending'
     ORDER BY r.id LIMIT %s
@@ -645,7 +644,7 @@ def campaign_chunk_feed(*, campaign: Campaign, batch: TemplateBatch, limit: int)
             if row is None or row[0] != _C.RUNNING:
                 return None
             cursor.execute(
-                _CHUNK_SQL.format(opted_out=_opted_out_sql(campaign.channel)), [campaign.pk, limit]
+                _CHUNK_SQL.format(unreachable=_unreachable_sql(campaign.channel)), [campaign.pk, limit]
             )
             rows = cursor.fetchall()
         if not rows:
@@ -663,7 +662,7 @@ def campaign_chunk_feed(*, campaign: Campaign, batch: TemplateBatch, limit: int)
             wa_id,
             language,
             attributes,
-            allowed,
+            unreachable,
         ) in rows:
             contact = {
                 "name": name,
@@ -674,10 +673,10 @@ def campaign_chunk_feed(*, campaign: Campaign, batch: TemplateBatch, limit: int)
                 "attributes": attributes if isinstance(attributes, dict) else json.loads(attributes or "{}"),
             }
             ids.append(recipient_id)
-            if not allowed:
+            if unreachable is not None:
                 statuses.append(_R.SKIPPED)
-                codes.append("opted_out")
-                titles.append("The contact opted out after the campaign started.")
+                codes.append(unreachable)
+                titles.append(_UNREACHABLE_SINCE_START[unreachable])
                 continue
             values, error = _parameters_render(campaign, contact)
             if error:

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import F, Q, QuerySet
 
-from contacts.models import OPT_OUT_FIELDS, Channel, Contact
+from contacts.models import Contact
 from contacts.services.cleaning import phone_normalise
 
 _PHONE_PUNCTUATION = str.maketrans("", "", " -().\t")
@@ -76,17 +76,3 @@ def contact_tags_most_common(*, limit: int = 100, cache_seconds: int = 60) -> li
             tags = [(tag, count) for tag, count in cursor.fetchall()]
         cache.set(key, tags, cache_seconds)
     return tags
-
-
-def contact_reachable_q(channel: str) -> Q:
-    """Contacts that have an address on the channel and have not opted out of it.
-
-    WhatsApp needs a phone or a WhatsApp id, SMS a phone, email an email address.
-    """
-    channel = Channel(channel)
-    address = {
-        Channel.WHATSAPP: ~Q(phone=None) | ~Q(wa_id=""),
-        Channel.EMAIL: ~Q(email=""),
-        Channel.SMS: ~Q(phone=None),
-    }[channel]
-    return address & Q(**{f"{OPT_OUT_FIELDS[channel][0]}__isnull": True})

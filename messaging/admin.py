@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -23,7 +22,6 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
@@ -45,7 +43,13 @@ from messaging.models import (
     Template,
     WebhookEvent,
 )
-from messaging.outbound.send import message_abandon, message_resend, message_send, phone_number_resume
+from messaging.outbound.send import (
+    message_abandon,
+    message_resend,
+    message_send,
+    phone_number_default,
+    phone_number_resume,
+)
 from messaging.selectors import CONVERSATION_PAGE_SIZE, conversation, message_media_error
 from messaging.services import (
     PHONE_NUMBER_FIELDS,
@@ -64,6 +68,7 @@ from messaging.templates import (
     templates_sync,
     templates_waba_ids,
 )
+from messaging.window import whatsapp_window
 
 SOURCE = AuditLog.Source.ADMIN
 PHONE_PUNCTUATION = str.maketrans("", "", " -().\t")
@@ -543,32 +548,21 @@ class MessageAdmin(admin.ModelAdmin):
 
 # -- the conversation's reply box ----------------------------------------------------------------------
 
-REPLY_WINDOW = timedelta(hours=24)
-
-
-def reply_window_open(contact: Contact) -> bool:
-    """Free-form messages are allowed for 24 hours after the contact last wrote."""
-    return contact.last_inbound_at is not None and timezone.now() - contact.last_inbound_at < REPLY_WINDOW
-
 
 def reply_sender(request: HttpRequest, contact: Contact) -> PhoneNumber | None:
-    """The number chosen (?sender= or the form's), else the one this conversation last used."""
+    """The number chosen (?sender= or the form's), else the send service's default for the contact
+    (the number they last wrote to, else the first one not paused)."""
     chosen = request.POST.get("phone_number") or request.GET.get("sender")
     if chosen and chosen.isdigit():
         found = PhoneNumber.objects.filter(pk=int(chosen)).first()
         if found is not None:
             return found
-    last = (
-        Message.objects.filter(contact=contact, phone_number__isnull=False)
-        .order_by("-timestamp", "-id")
-        .select_related("phone_number")
-        .first()
-    )
-    return last.phone_number if last is not None else PhoneNumber.objects.first()
+    return phone_number_default(contact=contact)
 
 
 def reply_context(request: HttpRequest, contact: Contact, *, errors: list[str]) -> dict[str, Any]:
     sender = reply_sender(request, contact)
+    window = whatsapp_window(contact, phone_number=sender)
     templates = []
     if sender is not None and sender.waba_id:
         approved = Template.objects.filter(waba_id=sender.waba_id, status=SENDABLE).order_by(
@@ -581,8 +575,8 @@ def reply_context(request: HttpRequest, contact: Contact, *, errors: list[str]) 
     return {
         "quoted": Message.objects.filter(contact=contact, wamid=quoting).first() if quoting else None,
         "can_send": request.user.has_perm("messaging.add_message"),
-        "window_open": reply_window_open(contact),
-        "window_closes_at": contact.last_inbound_at + REPLY_WINDOW if contact.last_inbound_at else None,
+        "window_open": window.is_open,
+        "window_closes_at": window.closes_at,
         "senders": list(PhoneNumber.objects.all()),
         "sender": sender,
         "templates": templates,

@@ -3,7 +3,7 @@ once for the batch, and the messages written with one INSERT.
 
 The rows are the ones `message_send` writes (queued, a placeholder wamid, the Graph body as
 payload with the message's id as `biz_opaque_callback_data`), so the outgoing worker sends them
-with the same claim, limiter and attempt protocol (messaging/outbound.py); there is no second
+with the same claim, limiter and attempt protocol (messaging/outbound/); there is no second
 path to Meta. Ids are taken from the table's sequence first, so the callback data is in the row
 as inserted. The caller's transaction holds the INSERT: a caller that links each message to its
 own record in that transaction knows, after commit, that each record has exactly one message.
@@ -11,18 +11,17 @@ own record in that transaction knows, after commit, that each record has exactly
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from messaging.models import Message, PhoneNumber
-from messaging.outbound.content import TEMPLATE_KIND, template_build
+from messaging.outbound.content import TEMPLATE_KIND, Built, template_build
 from messaging.outbound.drain import outgoing_wake
-from messaging.statuses import PLACEHOLDER_PREFIX
+from messaging.outbound.rows import message_ids_take, outbound_message_build
 
 
 @dataclass(frozen=True)
@@ -84,21 +83,12 @@ class BulkEntry:
     values: dict[str, list[Any]]  # the batch's keys, each with this contact's values
 
 
-def _ids_take(count: int) -> list[int]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-            [Message._meta.db_table, count],
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
 def template_messages_queue(*, batch: TemplateBatch, entries: list[BulkEntry], created_by=None) -> list[int]:
     """Queue one template message per entry, in the caller's transaction; returns their ids in the
     entries' order, and wakes the outgoing worker after commit."""
     if not entries:
         return []
-    ids = _ids_take(len(entries))
+    ids = message_ids_take(len(entries))
     now = timezone.now()
     rows = []
     for pk, entry in zip(ids, entries, strict=True):
@@ -106,24 +96,14 @@ def template_messages_queue(*, batch: TemplateBatch, entries: list[BulkEntry], c
         if entry.values:
             template["components"] = template_components(entry.values)
         rows.append(
-            Message(
+            outbound_message_build(
                 pk=pk,
-                wamid=f"{PLACEHOLDER_PREFIX}{uuid.uuid4()}",
-                direction=Message.Direction.OUTBOUND,
-                type=TEMPLATE_KIND,
-                status=Message.Status.QUEUED,
+                kind=TEMPLATE_KIND,
+                built=Built(template, text=batch.text),
+                to=entry.to,
                 contact_id=entry.contact_id,
                 phone_number=batch.phone_number,
-                text=batch.text,
-                payload={
-                    "messaging_product": "whatsapp",
-                    "recipient_type": "individual",
-                    "to": entry.to,
-                    "type": TEMPLATE_KIND,
-                    TEMPLATE_KIND: template,
-                    "biz_opaque_callback_data": str(pk),
-                },
-                timestamp=now,
+                now=now,
                 created_by=created_by,
             )
         )

@@ -253,18 +253,91 @@ def templates_sync_task(waba_id: str | None = None) -> int:
         return 0
 
 
-# -- filling a template in --------------------------------------------------------------------------
+# -- the parameters a template takes ------------------------------------------------------------------
+#
+# Per Meta's "Message templates" reference: a header is TEXT (its {{placeholders}} are text
+# parameters), IMAGE, VIDEO or DOCUMENT (one parameter of that type carrying the medium's `link`
+# or `id`), or LOCATION (one `location` parameter, {"latitude", "longitude", "name", "address"},
+# given at send time: a location is not a medium). The body's placeholders are text parameters
+# (Meta also takes `currency` and `date_time` there); a URL button's placeholder is one text
+# parameter of a `button` component with `sub_type` url and the button's index.
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 MEDIA_HEADER_FORMATS = frozenset({"IMAGE", "VIDEO", "DOCUMENT"})
+LOCATION_FORMAT = "LOCATION"
+LOCATION_FIELDS = ("latitude", "longitude", "name", "address")
+TEXT_TYPES = frozenset({"text", "currency", "date_time"})  # what a text placeholder may be given
+
+
+@dataclass(frozen=True)
+class TemplateParameter:
+    """One parameter a send of the template must carry."""
+
+    component: str  # "header", "body" or "button"
+    type: str  # "text", "image", "video", "document" or "location"
+    name: str = ""  # the placeholder ("1", "customer_name") of a text parameter
+    index: int = 0  # the button's position, for URL buttons
+
+    @property
+    def key(self) -> str:
+        """The component it belongs to: "header", "body", "button.0" ..."""
+        return f"button.{self.index}" if self.component == "button" else self.component
+
+
+def template_parameters(components: Any) -> list[TemplateParameter]:
+    """The parameters a template's stored components take, in Meta's order (header, body, buttons).
+    The one reading of a template's components: sends check against it, the console's form and
+    the components it builds follow it."""
+    found: list[TemplateParameter] = []
+    for component in components if isinstance(components, list) else []:
+        if not isinstance(component, dict):
+            continue
+        kind = str(component.get("type") or "").upper()
+        if kind == "HEADER":
+            header_format = str(component.get("format") or "TEXT").upper()
+            if header_format in MEDIA_HEADER_FORMATS or header_format == LOCATION_FORMAT:
+                found.append(TemplateParameter("header", header_format.lower()))
+            else:
+                found += [
+                    TemplateParameter("header", "text", n) for n in _placeholders(component.get("text"))
+                ]
+        elif kind == "BODY":
+            found += [TemplateParameter("body", "text", n) for n in _placeholders(component.get("text"))]
+        elif kind == "BUTTONS":
+            for index, button in enumerate(component.get("buttons") or []):
+                if isinstance(button, dict) and str(button.get("type") or "").upper() == "URL":
+                    names = _placeholders(button.get("url"))
+                    found += [TemplateParameter("button", "text", name, index) for name in names]
+    return found
+
+
+def template_parameters_expected(components: Any) -> dict[str, list[str]]:
+    """The parameter types each component of the template wants, by component key ("header",
+    "body", "button.0"); a component that takes none is absent."""
+    expected: dict[str, list[str]] = {}
+    for parameter in template_parameters(components):
+        expected.setdefault(parameter.key, []).append(parameter.type)
+    return expected
+
+
+def _placeholders(text: Any) -> list[str]:
+    seen: list[str] = []
+    for name in _PLACEHOLDER.findall(str(text or "")):
+        if name not in seen:
+            seen.append(name)
+    return seen
+
+
+# -- filling a template in (the console's form) ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class TemplateSlot:
-    """One value a template needs at send time: a text placeholder, or a media header's link."""
+    """One value the console asks for: a text placeholder, a media header's link, or one field of
+    a location header ("LOCATION.latitude")."""
 
     component: str  # "header", "body" or "button"
-    placeholder: str  # "1", "customer_name", or the media format for a header link
+    placeholder: str  # "1", "customer_name", the media format, or LOCATION.<field>
     index: int = 0  # the button's position, for URL buttons
     example: str = ""
 
@@ -276,68 +349,56 @@ class TemplateSlot:
     def label(self) -> str:
         if self.component == "header" and self.placeholder in MEDIA_HEADER_FORMATS:
             return f"header {self.placeholder.lower()} link"
+        if self.placeholder.startswith(f"{LOCATION_FORMAT}."):
+            return f"header location {self.placeholder.split('.', 1)[1]}"
         where = f"button {self.index + 1}" if self.component == "button" else self.component
         return f"{where} {{{{{self.placeholder}}}}}"
 
 
+def _slots(parameter: TemplateParameter) -> list[TemplateSlot]:
+    if parameter.type == "location":
+        return [TemplateSlot("header", f"{LOCATION_FORMAT}.{field}") for field in LOCATION_FIELDS]
+    if parameter.type != "text":
+        return [TemplateSlot("header", parameter.type.upper())]
+    return [TemplateSlot(parameter.component, parameter.name, parameter.index)]
+
+
 def template_slots(*, template: Template) -> list[TemplateSlot]:
-    """The values a send of this template must give, in Meta's order (header, body, buttons)."""
-    slots: list[TemplateSlot] = []
-    for component in template.components or []:
-        if not isinstance(component, dict):
-            continue
-        kind = str(component.get("type") or "").upper()
-        if kind == "HEADER":
-            header_format = str(component.get("format") or "TEXT").upper()
-            if header_format in MEDIA_HEADER_FORMATS:
-                slots.append(TemplateSlot("header", header_format))
-            else:
-                slots += [TemplateSlot("header", name) for name in _placeholders(component.get("text"))]
-        elif kind == "BODY":
-            slots += [TemplateSlot("body", name) for name in _placeholders(component.get("text"))]
-        elif kind == "BUTTONS":
-            for index, button in enumerate(component.get("buttons") or []):
-                if isinstance(button, dict) and str(button.get("type") or "").upper() == "URL":
-                    names = _placeholders(button.get("url"))
-                    slots += [TemplateSlot("button", name, index) for name in names]
-    return slots
+    """The values a send of this template must be given, in Meta's order (header, body, buttons)."""
+    return [slot for parameter in template_parameters(template.components) for slot in _slots(parameter)]
 
 
-def _placeholders(text: Any) -> list[str]:
-    seen: list[str] = []
-    for name in _PLACEHOLDER.findall(str(text or "")):
-        if name not in seen:
-            seen.append(name)
-    return seen
+def _number(value: str) -> float | str:
+    """A coordinate typed into the form; what is not a number is passed on for the send to refuse."""
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def template_components_build(*, template: Template, values: dict[str, str]) -> list[dict]:
     """Meta's `components` for a send, from the slots' values keyed by `TemplateSlot.key`."""
-    header: list[dict] = []
-    body: list[dict] = []
-    buttons: dict[int, list[dict]] = {}
-    for slot in template_slots(template=template):
-        value = values.get(slot.key, "")
-        if slot.component == "header" and slot.placeholder in MEDIA_HEADER_FORMATS:
-            kind = slot.placeholder.lower()
-            header.append({"type": kind, kind: {"link": value}})
-            continue
-        parameter = {"type": "text", "text": value}
-        if not slot.placeholder.isdigit():
-            parameter["parameter_name"] = slot.placeholder
-        if slot.component == "header":
-            header.append(parameter)
-        elif slot.component == "body":
-            body.append(parameter)
+    parameters: dict[str, list[dict]] = {}
+    for parameter in template_parameters(template.components):
+        slots = _slots(parameter)
+        if parameter.type == "location":
+            location: dict[str, Any] = {}
+            for slot, field in zip(slots, LOCATION_FIELDS, strict=True):
+                value = values.get(slot.key, "")
+                location[field] = _number(value) if field in ("latitude", "longitude") else value
+            given = {"type": "location", "location": location}
+        elif parameter.type != "text":
+            given = {"type": parameter.type, parameter.type: {"link": values.get(slots[0].key, "")}}
         else:
-            buttons.setdefault(slot.index, []).append(parameter)
+            given = {"type": "text", "text": values.get(slots[0].key, "")}
+            if not parameter.name.isdigit():
+                given["parameter_name"] = parameter.name
+        parameters.setdefault(parameter.key, []).append(given)
     components: list[dict] = []
-    if header:
-        components.append({"type": "header", "parameters": header})
-    if body:
-        components.append({"type": "body", "parameters": body})
-    for index, parameters in sorted(buttons.items()):
-        components.append(
-            {"type": "button", "sub_type": "url", "index": str(index), "parameters": parameters}
-        )
+    for key, given in parameters.items():
+        if key.startswith("button."):
+            index = key.split(".", 1)[1]
+            components.append({"type": "button", "sub_type": "url", "index": index, "parameters": given})
+        else:
+            components.append({"type": key, "parameters": given})
     return components

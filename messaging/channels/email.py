@@ -64,7 +64,7 @@ def email_send(
     `connection` is an open backend connection to reuse across sends (get_connection()); without
     one, each call opens and closes its own.
     """
-    contact_reachable_check(contact=contact, channel=Channel.EMAIL, address=contact.email)
+    contact_reachable_check(contact=contact, channel=Channel.EMAIL)
     from_email = from_email or settings.DEFAULT_FROM_EMAIL
     url = unsubscribe_url(contact=contact, channel=Channel.EMAIL)
     message_id = make_msgid(domain=parseaddr(from_email)[1].rpartition("@")[2] or "localhost")

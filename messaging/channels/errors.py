@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contacts.models import Channel, Contact
+from contacts.reachability import NO_ADDRESS, contact_reachable
 
 
 class ChannelError(Exception):
@@ -34,13 +35,10 @@ def _channel_error(code: str, title: str, detail: str, retryable: bool, request_
     return ChannelError(code=code, title=title, detail=detail, retryable=retryable, request_left=request_left)
 
 
-def contact_reachable_check(*, contact: Contact, channel: Channel, address: str) -> None:
+def contact_reachable_check(*, contact: Contact, channel: Channel) -> None:
     """Refuses, before anything is sent, a contact without an address on the channel or opted out of it."""
-    if not address:
-        raise ChannelError(
-            code="no_address", title=f"The contact has no {channel.label} address.", retryable=False
-        )
-    if contact.is_opted_out_of(channel):
-        raise ChannelError(
-            code="opted_out", title=f"The contact opted out of {channel.label}.", retryable=False
-        )
+    reason = contact_reachable(contact, channel)
+    if reason == NO_ADDRESS:
+        raise ChannelError(code=reason, title=f"The contact has no {channel.label} address.", retryable=False)
+    if reason is not None:
+        raise ChannelError(code=reason, title=f"The contact opted out of {channel.label}.", retryable=False)

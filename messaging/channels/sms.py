@@ -53,7 +53,7 @@ def sms_send(*, contact: Contact, text: str, reference: str, message_type: str |
     `message_type` is TRANSACTIONAL or PROMOTIONAL (default SMS_MESSAGE_TYPE); the origination
     identity (a phone number, sender id or pool) is SMS_ORIGINATION_IDENTITY, else AWS's choice.
     """
-    contact_reachable_check(contact=contact, channel=Channel.SMS, address=contact.phone or "")
+    contact_reachable_check(contact=contact, channel=Channel.SMS)
     message_type = (message_type or settings.SMS_MESSAGE_TYPE).upper()
     if message_type not in MESSAGE_TYPES:
         raise ValueError(f"message_type must be one of {', '.join(MESSAGE_TYPES)}, not {message_type!r}")

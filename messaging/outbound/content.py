@@ -3,7 +3,6 @@ body built from an API client's or operator's content, or a ValidationError keye
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,7 +12,7 @@ from django.core.exceptions import ValidationError
 
 from core.storage import FileMissing, media_head
 from messaging.models import PhoneNumber, Template
-from messaging.templates import template_get_approved
+from messaging.templates import TEXT_TYPES, template_get_approved, template_parameters_expected
 
 # -- Meta's rules ---------------------------------------------------------------------------------
 
@@ -65,7 +64,6 @@ LIST_ROWS_MAX = 10
 LIST_SECTIONS_MAX = 10
 ROW_TITLE_MAX = 24
 ROW_DESCRIPTION_MAX = 72
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 
 
 def require(condition: bool, field: str, message: str) -> None:
@@ -272,28 +270,28 @@ def _contacts_build(content: Any) -> Built:
     return Built(cards, text=", ".join(names))
 
 
-def _template_placeholders(text: Any) -> int:
-    return len(set(_PLACEHOLDER.findall(text))) if isinstance(text, str) else 0
-
-
-def _template_expected(components: list) -> dict[str, int]:
-    """How many parameters each of the stored template's components wants: header, body, and
-    buttons by index ("button.0"); a media header wants one."""
-    expected: dict[str, int] = {}
-    for component in components if isinstance(components, list) else []:
-        if not isinstance(component, dict):
-            continue
-        kind = str(component.get("type", "")).lower()
-        if kind == "header":
-            media = str(component.get("format", "TEXT")).upper() in ("IMAGE", "VIDEO", "DOCUMENT", "LOCATION")
-            expected["header"] = 1 if media else _template_placeholders(component.get("text"))
-        elif kind == "body":
-            expected["body"] = _template_placeholders(component.get("text"))
-        elif kind == "buttons":
-            for index, button in enumerate(component.get("buttons") or []):
-                if isinstance(button, dict) and (count := _template_placeholders(button.get("url"))):
-                    expected[f"button.{index}"] = count
-    return expected
+def _template_parameter_check(want: str, parameter: dict, field: str, *, where: str) -> None:
+    """A parameter of the type the template's component takes: a text (or currency, date and
+    time) for a placeholder, the medium's link or id for a media header, coordinates for a
+    location header."""
+    got = str(parameter.get("type", "")).lower()
+    if want == "text":
+        require(got in TEXT_TYPES, field, f"{where} wants a text parameter here, got {got or 'none'}.")
+        return
+    require(got == want, field, f"{where} wants a {want} parameter, got {got or 'none'}.")
+    value = _object(parameter.get(want), f"{field}.{want}")
+    if want == "location":
+        for name, bound in (("latitude", 90), ("longitude", 180)):
+            number = value.get(name)
+            require(
+                isinstance(number, int | float)
+                and not isinstance(number, bool)
+                and -bound <= number <= bound,
+                f"{field}.location.{name}",
+                f"A number between -{bound} and {bound}.",
+            )
+        return
+    require(bool(value.get("link") or value.get("id")), f"{field}.{want}", "Give the medium's link or id.")
 
 
 def _template_find(*, waba_id: str, name: str, language: str) -> Template:
@@ -316,8 +314,8 @@ def template_build(content: dict, *, phone_number: PhoneNumber) -> Built:
     components = content.get("components", [])
     require(isinstance(components, list), "template.components", "Must be a list.")
     template = _template_find(waba_id=phone_number.waba_id, name=name, language=code)
-    expected = _template_expected(template.components)
-    given: dict[str, int] = {}
+    expected = template_parameters_expected(template.components)
+    given: dict[str, list[tuple[str, dict]]] = {}
     for index, component in enumerate(components):
         field = f"template.components[{index}]"
         _object(component, field)
@@ -325,22 +323,24 @@ def template_build(content: dict, *, phone_number: PhoneNumber) -> Built:
         require(kind in ("header", "body", "button"), f"{field}.type", "One of header, body, button.")
         parameters = component.get("parameters", [])
         require(isinstance(parameters, list), f"{field}.parameters", "Must be a list.")
+        key = f"button.{component.get('index', 0)}" if kind == "button" else kind
         for p_index, parameter in enumerate(parameters):
             require(
                 isinstance(parameter, dict) and "type" in parameter,
                 f"{field}.parameters[{p_index}]",
                 'Each parameter is an object with a "type".',
             )
-        key = f"button.{component.get('index', 0)}" if kind == "button" else kind
-        given[key] = given.get(key, 0) + len(parameters)
+            given.setdefault(key, []).append((f"{field}.parameters[{p_index}]", parameter))
     for key in sorted(set(expected) | set(given)):
-        want, got = expected.get(key, 0), given.get(key, 0)
+        want, got = expected.get(key, []), given.get(key, [])
         require(
-            want == got,
+            len(want) == len(got),
             "template.components",
-            f"Template {name} ({code}) wants {want} parameter{'s' if want != 1 else ''} "
-            f"in its {key}, got {got}.",
+            f"Template {name} ({code}) wants {len(want)} parameter{'s' if len(want) != 1 else ''} "
+            f"in its {key}, got {len(got)}.",
         )
+        for want_type, (field, parameter) in zip(want, got, strict=True):
+            _template_parameter_check(want_type, parameter, field, where=f"Template {name} ({code})'s {key}")
     body = {"name": name, "language": {"code": code}}
     if components:
         body["components"] = components

@@ -4,16 +4,15 @@ with its audit record and a wake-up after commit (see messaging/outbound/__init_
 from __future__ import annotations
 
 import logging
-import uuid
-from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Case, F, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from contacts.models import Contact
+from contacts.models import Channel, Contact
+from contacts.reachability import NO_ADDRESS, OPTED_OUT, contact_address, contact_reachable
 from core.audit import Actor, audit_log_record
 from core.models import AuditLog
 from messaging.graph import (
@@ -22,11 +21,12 @@ from messaging.graph import (
 from messaging.models import Message, PhoneNumber
 from messaging.outbound.content import KINDS, TEMPLATE_KIND, content_build, require, text_field
 from messaging.outbound.drain import outgoing_wake
-from messaging.statuses import PLACEHOLDER_PREFIX, outgoing_doubts_resolve
+from messaging.outbound.rows import message_ids_take, outbound_message_build
+from messaging.statuses import outgoing_doubts_resolve
+from messaging.window import whatsapp_window
 
 logger = logging.getLogger(__name__)
 
-WINDOW = timedelta(hours=24)
 WINDOW_CLOSED = "The 24-hour customer service window is closed: send a template."
 _S = Message.Status
 
@@ -35,24 +35,27 @@ _S = Message.Status
 
 
 def phone_number_default(*, contact: Contact) -> PhoneNumber | None:
-    """The number the contact last wrote to, else the first sender number that is not paused."""
+    """The sender a message to the contact leaves from when none is chosen, skipping paused
+    numbers: the number the contact last wrote to, else the number the conversation last used,
+    else the first number. None when every number is paused (or there is none)."""
     last = (
         Message.objects.filter(
-            contact=contact, direction=Message.Direction.INBOUND, phone_number__isnull=False
+            contact=contact, phone_number__isnull=False, phone_number__paused_at__isnull=True
         )
-        .order_by("-timestamp", "-id")
+        .annotate(inbound=Case(When(direction=Message.Direction.INBOUND, then=1), default=0))
+        .order_by("-inbound", "-timestamp", "-id")
         .select_related("phone_number")
         .first()
     )
-    if last is not None and last.phone_number.paused_at is None:
+    if last is not None:
         return last.phone_number
     return PhoneNumber.objects.filter(paused_at__isnull=True).order_by("id").first()
 
 
-def _recipient(contact: Contact) -> str:
-    to = contact.wa_id or (contact.phone or "").lstrip("+")
-    require(bool(to), "contact", "The contact has no WhatsApp number.")
-    return to
+_UNREACHABLE = {
+    NO_ADDRESS: "The contact has no WhatsApp number.",
+    OPTED_OUT: "The contact has opted out of WhatsApp messages.",
+}
 
 
 def _actor_user(actor: Actor):
@@ -82,10 +85,11 @@ def message_send_or_get(
     if (existing := _existing(user, idempotency_key)) is not None:
         return existing, False
     require(kind in KINDS, "type", f"One of {', '.join(KINDS)}.")
-    require(not contact.is_opted_out, "contact", "The contact has opted out of WhatsApp messages.")
+    unreachable = contact_reachable(contact, Channel.WHATSAPP)
+    require(unreachable is None, "contact", _UNREACHABLE.get(unreachable or "", ""))
     if phone_number is None:
         phone_number = phone_number_default(contact=contact)
-        require(phone_number is not None, "phone_number_id", "No sender number is set up.")
+        require(phone_number is not None, "phone_number_id", "No sender number that is not paused.")
     require(
         phone_number.paused_at is None,
         "phone_number_id",
@@ -93,42 +97,27 @@ def message_send_or_get(
         "resume it first.",
     )
     if kind != TEMPLATE_KIND:
-        last = contact.last_inbound_at
-        require(last is not None and last >= timezone.now() - WINDOW, "type", WINDOW_CLOSED)
+        require(whatsapp_window(contact, phone_number=phone_number).is_open, "type", WINDOW_CLOSED)
     if reply_to_wamid:
         text_field(reply_to_wamid, "reply_to", max_length=255)
     built = content_build(kind, content, phone_number=phone_number)
-    to = _recipient(contact)
-    payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
-    if reply_to_wamid:
-        payload["context"] = {"message_id": reply_to_wamid}
-    payload.update({"type": kind, kind: built.body})
-    now = timezone.now()
-    message = Message(
-        wamid=f"{PLACEHOLDER_PREFIX}{uuid.uuid4()}",
-        direction=Message.Direction.OUTBOUND,
-        type=kind,
-        status=_S.QUEUED,
-        contact=contact,
+    to = contact_address(contact, Channel.WHATSAPP)
+    message = outbound_message_build(
+        pk=message_ids_take(1)[0],
+        kind=kind,
+        built=built,
+        to=to,
+        contact_id=contact.pk,
         phone_number=phone_number,
-        text=built.text,
-        payload=payload,
-        timestamp=now,
-        context_wamid=reply_to_wamid,
-        target_wamid=built.target_wamid,
-        media_key=built.media_key,
-        media_mime_type=built.media_mime_type,
-        media_size=built.media_size,
-        media_filename=built.media_filename,
-        media_state=Message.MediaState.STORED if built.media_key else Message.MediaState.NONE,
+        now=timezone.now(),
+        reply_to_wamid=reply_to_wamid,
         created_by=user,
         idempotency_key=idempotency_key,
     )
+    message.contact = contact
     try:
         with transaction.atomic():
-            message.save()
-            message.payload["biz_opaque_callback_data"] = str(message.pk)
-            Message.objects.filter(pk=message.pk).update(payload=message.payload)
+            message.save(force_insert=True)
             audit_log_record(
                 actor=actor,
                 source=source,

@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from contacts.models import Channel, Contact
-from contacts.selectors import contact_reachable_q
+from contacts.reachability import contact_reachable_q
 from contacts.services.contact import contact_channel_opt_in, contact_channel_opt_out
 from core.models import AuditLog
 from tests.factories import ContactFactory

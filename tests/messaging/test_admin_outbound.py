@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from contacts.models import Contact
 from core.alerts import operator_alert_raise
 from core.aws import storage_ensure_bucket
 from core.models import AuditLog
@@ -45,6 +46,13 @@ def contact(sender):
     return contact
 
 
+def last_wrote(contact, at) -> None:
+    """The contact's latest message, and its copy on the contact, moved back to `at`."""
+    contact.last_inbound_at = at
+    contact.save()
+    Message.objects.filter(contact=contact, direction="inbound").update(timestamp=at)
+
+
 @pytest.fixture
 def template(sender) -> Template:
     return Template.objects.create(
@@ -72,8 +80,7 @@ def test_an_open_window_offers_text_media_and_templates(admin_client, contact, t
 
 
 def test_a_closed_window_offers_only_approved_templates_of_the_senders_waba(admin_client, contact, template):
-    contact.last_inbound_at = timezone.now() - timedelta(hours=25)
-    contact.save()
+    last_wrote(contact, timezone.now() - timedelta(hours=25))
     pending = Template.objects.create(waba_id=template.waba_id, name="draft", language="en", status="PENDING")
     other_waba = Template.objects.create(waba_id="999", name="elsewhere", language="en", status="APPROVED")
 
@@ -115,8 +122,7 @@ def test_a_text_reply_is_queued_once_through_the_send_service(admin_client, cont
 
 
 def test_the_services_refusal_is_shown_and_nothing_is_queued(admin_client, contact, sender):
-    contact.last_inbound_at = timezone.now() - timedelta(days=3)
-    contact.save()
+    last_wrote(contact, timezone.now() - timedelta(days=3))
     response = admin_client.post(
         conversation(contact), {"reply_kind": "text", "body": "hello", "phone_number": sender.pk}
     )
@@ -313,8 +319,68 @@ def test_the_reply_box_says_what_is_missing(admin_client):
     number = PhoneNumberFactory(waba_id="777")
     PhoneNumber.objects.filter(pk=number.pk).update(paused_at=timezone.now(), paused_reason="token expired")
     page = admin_client.get(conversation(lonely)).content.decode()
+    assert "Every sender number is paused" in page
+
+    page = admin_client.get(f"{conversation(lonely)}?sender={number.pk}").content.decode()
     assert "This number is paused: token expired" in page
     assert "No approved templates for this number's WABA (777)" in page
+
+
+def test_the_reply_box_defaults_to_a_sender_that_is_not_paused(admin_client, contact, sender):
+    """The send service's default, paused numbers skipped: not the paused number the contact wrote to."""
+    other = PhoneNumberFactory(waba_id="888")
+    PhoneNumber.objects.filter(pk=sender.pk).update(paused_at=timezone.now(), paused_reason="token expired")
+    page = admin_client.get(conversation(contact)).content.decode()
+    assert f'<option value="{other.pk}" selected>' in page
+    assert f'name="phone_number" value="{other.pk}"' in page
+
+    response = admin_client.post(conversation(contact), {"reply_kind": "text", "body": "Still here"})
+    assert response.status_code == 302
+    assert Message.objects.get(direction="outbound").phone_number == other
+
+
+def test_the_reply_box_reads_the_window_from_the_latest_message(admin_client, contact):
+    """A stale copy on the contact does not close the window the customer's latest message opened."""
+    Contact.objects.filter(pk=contact.pk).update(last_inbound_at=timezone.now() - timedelta(days=3))
+    latest = Message.objects.get(contact=contact).timestamp
+    page = admin_client.get(conversation(contact)).content.decode()
+    assert "The 24-hour window is open until" in page
+    assert (latest + timedelta(hours=24)).strftime("%-d %b %Y %H:%M") in page
+
+    Contact.objects.filter(pk=contact.pk).update(last_inbound_at=None)  # a copy never written
+    Message.objects.filter(contact=contact).update(timestamp=latest - timedelta(days=2))
+    page = admin_client.get(conversation(contact)).content.decode()
+    closed = (latest - timedelta(days=1)).strftime("%-d %b %Y %H:%M")
+    assert f"The 24-hour window closed {closed} UTC" in page
+
+
+def test_a_location_template_is_sent_from_the_reply_box(admin_client, contact, sender):
+    pickup = Template.objects.create(
+        waba_id=sender.waba_id,
+        name="pickup",
+        language="en",
+        status="APPROVED",
+        category="UTILITY",
+        components=[{"type": "HEADER", "format": "LOCATION"}, {"type": "BODY", "text": "Ready at {{1}}"}],
+    )
+    page = admin_client.get(conversation(contact)).content.decode()
+    assert 'name="param-header-0-LOCATION.latitude"' in page
+    response = admin_client.post(
+        conversation(contact),
+        {
+            "reply_kind": "template",
+            "template": pickup.pk,
+            "phone_number": sender.pk,
+            "param-header-0-LOCATION.latitude": "51.5",
+            "param-header-0-LOCATION.longitude": "-0.12",
+            "param-header-0-LOCATION.name": "Depot",
+            "param-header-0-LOCATION.address": "1 Quay St",
+            "param-body-0-1": "noon",
+        },
+    )
+    assert response.status_code == 302
+    header = Message.objects.get(direction="outbound").payload["template"]["components"][0]
+    assert header["parameters"][0]["location"]["latitude"] == 51.5
 
 
 def test_the_sender_can_be_switched(admin_client, contact, sender, template):

@@ -374,3 +374,78 @@ def test_an_upload_needs_a_file_a_token_and_the_send_permission(api_client, clie
     assert api_client("messaging.view_message").post("/api/v1/media/", {}).status_code == 403
     answer = api_client(ADD).post("/api/v1/media/", {}, format="multipart")
     assert answer.status_code == 400 and "file" in answer.json()
+
+
+def test_a_location_header_takes_a_location_not_a_medium(sender, contact):
+    Template.objects.create(
+        waba_id=sender.waba_id,
+        name="pickup",
+        language="en",
+        status="APPROVED",
+        components=[{"type": "HEADER", "format": "LOCATION"}, {"type": "BODY", "text": "Pick up at {{1}}"}],
+    )
+
+    def content(header):
+        body = {"type": "body", "parameters": [{"type": "text", "text": "noon"}]}
+        return {
+            "name": "pickup",
+            "language": "en",
+            "components": [{"type": "header", "parameters": [header]}, body],
+        }
+
+    image = {"type": "image", "image": {"link": "https://example.com/map.png"}}
+    errors = error_of(lambda: send(sender, contact, "template", content(image)))
+    assert "wants a location parameter, got image" in errors["template.components[0].parameters[0]"][0]
+    nowhere = {"type": "location", "location": {"latitude": 120, "longitude": 0}}
+    errors = error_of(lambda: send(sender, contact, "template", content(nowhere)))
+    assert list(errors) == ["template.components[0].parameters[0].location.latitude"]
+
+    location = {"type": "location", "location": {"latitude": 51.5, "longitude": -0.12, "name": "Depot"}}
+    message = send(sender, contact, "template", content(location))
+    assert message.payload["template"]["components"][0] == {"type": "header", "parameters": [location]}
+
+
+def test_a_media_header_takes_its_own_medium(sender, contact):
+    Template.objects.create(
+        waba_id=sender.waba_id,
+        name="receipt",
+        language="en",
+        status="APPROVED",
+        components=[{"type": "HEADER", "format": "DOCUMENT"}, {"type": "BODY", "text": "Thanks"}],
+    )
+
+    def content(header):
+        return {
+            "name": "receipt",
+            "language": "en",
+            "components": [{"type": "header", "parameters": [header]}],
+        }
+
+    errors = error_of(lambda: send(sender, contact, "template", content({"type": "text", "text": "x"})))
+    assert "wants a document parameter, got text" in errors["template.components[0].parameters[0]"][0]
+    errors = error_of(
+        lambda: send(sender, contact, "template", content({"type": "document", "document": {}}))
+    )
+    assert errors == {"template.components[0].parameters[0].document": ["Give the medium's link or id."]}
+    document = {"type": "document", "document": {"link": "https://example.com/r.pdf", "filename": "r.pdf"}}
+    assert send(sender, contact, "template", content(document)).status == "queued"
+
+
+def test_the_default_sender_skips_paused_numbers(sender, contact):
+    wrote_to = PhoneNumberFactory(phone_number_id="2001", waba_id=sender.waba_id)
+    MessageFactory(contact=contact, phone_number=wrote_to)
+    assert send(None, contact, "text", {"body": "Hi"}).phone_number == wrote_to
+
+    wrote_to.paused_at = timezone.now()
+    wrote_to.save()
+    assert send(None, contact, "text", {"body": "Again"}).phone_number == sender  # the first not paused
+    used = PhoneNumberFactory(phone_number_id="2002", waba_id=sender.waba_id)
+    MessageFactory(contact=contact, phone_number=used, direction="outbound")
+    assert send(None, contact, "text", {"body": "Later"}).phone_number == used  # the conversation's
+
+    for number in (sender, used):
+        number.paused_at = timezone.now()
+        number.save()
+    assert error_of(lambda: send(None, contact, "text", {"body": "Hi"})) == {
+        "phone_number_id": ["No sender number that is not paused."]
+    }

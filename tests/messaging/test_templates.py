@@ -18,6 +18,7 @@ from messaging.templates import (
     TemplateSlot,
     template_components_build,
     template_get_approved,
+    template_parameters_expected,
     template_slots,
     template_webhook_apply,
     templates_sync,
@@ -194,6 +195,45 @@ def test_named_parameters_and_a_media_header():
     assert [slot.label for slot in template_slots(template=template)] == [
         "header image link",
         "body {{customer_name}}",
+    ]
+
+
+def test_the_parameters_each_header_format_takes():
+    """Per Meta's template reference: a media header takes one parameter of its type, a LOCATION
+    header one `location` parameter (not a medium), a TEXT header its placeholders."""
+    body = {"type": "BODY", "text": "Hi {{1}}"}
+    button = {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "OK", "url": "{{1}}"}]}
+    for header, wants in (
+        ({"type": "HEADER", "format": "IMAGE"}, ["image"]),
+        ({"type": "HEADER", "format": "video"}, ["video"]),
+        ({"type": "HEADER", "format": "DOCUMENT"}, ["document"]),
+        ({"type": "HEADER", "format": "LOCATION"}, ["location"]),
+        ({"type": "HEADER", "format": "TEXT", "text": "Order {{1}} {{2}} {{1}}"}, ["text", "text"]),
+    ):
+        assert template_parameters_expected([header, body, button]) == {"header": wants, "body": ["text"]}
+    assert template_parameters_expected([{"type": "HEADER", "format": "TEXT", "text": "Hello"}]) == {}
+
+
+def test_a_location_header_is_filled_in_with_coordinates():
+    template = order_shipped(components=[{"type": "HEADER", "format": "LOCATION"}, *BODY])
+    assert [slot.label for slot in template_slots(template=template)] == [
+        "header location latitude",
+        "header location longitude",
+        "header location name",
+        "header location address",
+        "body {{1}}",
+    ]
+    values = {
+        "header-0-LOCATION.latitude": "51.5",
+        "header-0-LOCATION.longitude": "-0.12",
+        "header-0-LOCATION.name": "Depot",
+        "header-0-LOCATION.address": "1 Quay St",
+        "body-0-1": "Ann",
+    }
+    location = {"latitude": 51.5, "longitude": -0.12, "name": "Depot", "address": "1 Quay St"}
+    assert template_components_build(template=template, values=values) == [
+        {"type": "header", "parameters": [{"type": "location", "location": location}]},
+        {"type": "body", "parameters": [{"type": "text", "text": "Ann"}]},
     ]
 
 
