@@ -16,7 +16,7 @@ from archival.tasks import archive_batches_restore_task, media_archive_task, mes
 from contacts.models import Contact
 from core.console import ReadOnlyAdmin
 from core.storage import archive_storage, presigned_url
-from messaging.admin import conversation_url
+from messaging.admin.common import conversation_url
 
 RUNS = {"messages": messages_archive_task, "media": media_archive_task}
 

@@ -1,7 +1,7 @@
 """Email and SMS campaigns: each recipient is its own send record, sent at most once.
 
 WhatsApp recipients hand their send to a Message and the outgoing worker; email and SMS have no
-such queue, so the recipient row carries the same protocol (messaging/outbound.py's, in small):
+such queue, so the recipient row carries the same protocol (messaging/outbound/__init__.py's, in small):
 
 1. Claim. A feeder step takes, in one transaction that sees the campaign running, up to a
    second's worth (the channel's pace, or the campaign's cap) of due pending recipients FOR

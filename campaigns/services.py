@@ -15,7 +15,7 @@ The record is per recipient, never a checkpoint. The protocol:
    duplicate or redelivered task holds an old token and does nothing. Beat's `campaigns_tick`
    starts due scheduled campaigns, restarts a chain whose next run is overdue, and finishes
    campaigns with nothing left to send.
-3. Send. The outgoing worker sends each message at most once (messaging/outbound.py).
+3. Send. The outgoing worker sends each message at most once (messaging/outbound/__init__.py).
 4. Pause and cancel. One transaction takes the campaign row FOR UPDATE (so no chunk is half
    fed), changes the status, then locks the campaign's messages still `queued` or `sending` and
    deletes those with no open SendAttempt, putting their recipients back to pending (pause) or

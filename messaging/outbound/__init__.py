@@ -5,7 +5,7 @@ The protocol, in the order things happen:
 1. Queue. `message_send` checks Meta's rules and the 24-hour window, then writes the message as
    `queued` (a local placeholder `wamid`, `wharf-<uuid>`, until Meta names it; `payload` is the Graph
    request body) with its audit row in one transaction, and after commit raises the `outgoing`
-   WakeUp flag, coalesced as inbound's (messaging/inbound.py), which enqueues one drain. A medium
+   WakeUp flag, coalesced as inbound's (messaging/wakeups.py), which enqueues one drain. A medium
    in S3 (under MEDIA_OUTGOING_PREFIX) is sent by a link presigned at each attempt, valid for
    MEDIA_LINK_EXPIRY_S, rather than uploaded to Meta: no second copy, no media id to expire.
 2. Claim. `outgoing_drain` takes, per sender that is not paused, about ROUND_S worth of due
@@ -36,7 +36,7 @@ The protocol, in the order things happen:
    request does not leave; its attempt is closed unsent and the message queued again.
    The drain records the answers as they come, the successes together (at most GROUP_MAX of them,
    or every GROUP_S) in one statement (attempts and messages, with the locks parsing takes on their
-   wamids, messaging/parsing.py), each other answer at once in a statement of its own:
+   wamids, messaging/statuses.py), each other answer at once in a statement of its own:
    sent (Meta's wamid; statuses that arrived first, kept pending by wamid, are applied), queued
    again with a due time (retryable errors, exponential backoff with jitter, failed after
    MAX_ATTEMPTS), failed (Meta's code, title and details), queued again with its sender paused

@@ -216,7 +216,7 @@ def _request_left(error: GraphRetryableError) -> bool:
 
 
 # The attempt's answer and the message's new state in one statement. A message given Meta's wamid
-# also takes the lock parsing takes on that wamid (messaging/parsing.py), within the caller's
+# also takes the lock status application takes on that wamid (messaging/statuses.py), within the caller's
 # transaction, so that a status stored meanwhile as pending is seen by the statement after it.
 _OUTCOME_SQL = f"""
     WITH attempt AS (

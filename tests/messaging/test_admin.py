@@ -11,7 +11,7 @@ from django.utils.html import escape
 from core.aws import storage_ensure_bucket
 from core.models import AuditLog
 from core.storage import file_save, media_storage
-from messaging.admin import MessageAdmin
+from messaging.admin.messages import MessageAdmin
 from messaging.inbound.apply import inbound_payload_apply
 from messaging.models import InboundEvent, Message, PhoneNumber, WebhookEvent
 from tests.factories import (

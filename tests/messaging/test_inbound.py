@@ -1,4 +1,4 @@
-"""The inbound protocol (messaging/inbound.py): coalesced wake-ups, claims with SKIP LOCKED, a crash
+"""The inbound protocol (messaging/inbound/events.py): coalesced wake-ups, claims with SKIP LOCKED, a crash
 mid-batch, retries and failures, dead letters, the sweeper, reprocessing, and SQS going away."""
 
 import threading

@@ -201,3 +201,16 @@ def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_cycle_finder_finds_a_cycle():
     assert _strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _strongly_connected({"a": {"b"}, "b": set()}) == []
+
+
+def test_only_core_aws_makes_aws_clients():
+    """S3 goes through django-storages (core/storage.py); what it cannot do, and every other AWS
+    client, goes through core/aws.py's one client cache."""
+    clients = [
+        found
+        for module, imports in IMPORTS.items()
+        if _app(module) in PRODUCTION and module != "core.aws"
+        for found in imports
+        if found.target.split(".")[0] == "boto3"
+    ]
+    assert not clients, f"boto3 used outside core/aws.py: {clients}"

@@ -1,0 +1,345 @@
+"""Messages and conversations: the message list (in-doubt ones resent or abandoned) and the
+conversation page of a contact, with its reply box (messaging/admin/reply.py)."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from contacts.models import Contact
+from contacts.selectors import contact_search_q
+from messaging.admin.common import (
+    MESSAGE_TYPES,
+    PHONE_PUNCTUATION,
+    SOURCE,
+    conversation_url,
+    pretty_json,
+    ticks_html,
+)
+from messaging.admin.reply import reply_context, reply_send
+from messaging.media import media_access
+from messaging.models import (
+    Message,
+    SendAttempt,
+)
+from messaging.outbound.send import (
+    message_abandon,
+    message_resend,
+)
+from messaging.selectors import CONVERSATION_PAGE_SIZE, conversation, message_media_error
+from messaging.services import (
+    message_delete,
+    messages_delete,
+)
+
+
+class MessageTypeFilter(admin.SimpleListFilter):
+    """Meta's message types, listed rather than read from a table that grows without end."""
+
+    title = "type"
+    parameter_name = "type"
+
+    def lookups(self, request, model_admin):
+        return [(kind, kind) for kind in MESSAGE_TYPES]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(type=self.value())
+        return queryset
+
+
+class InDoubtFilter(admin.SimpleListFilter):
+    """Messages an operator must decide on: their worker died while Meta may have had them."""
+
+    title = "in doubt"
+    parameter_name = "in_doubt"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "In doubt")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(status=Message.Status.IN_DOUBT)
+        return queryset
+
+
+class SendAttemptInline(admin.TabularInline):
+    model = SendAttempt
+    fields = (
+        "started_at",
+        "finished_at",
+        "worker",
+        "outcome",
+        "http_status",
+        "error_code",
+        "error_title",
+        "error_details",
+        "latency_ms",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "attempts to send"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+def failure_text(message: Message) -> str:
+    """Meta's code and title, the way operators look them up: `131047: Re-engagement message`."""
+    if message.error_code is None and not message.error_title:
+        return ""
+    code = f"{message.error_code}: " if message.error_code is not None else ""
+    return f"{code}{message.error_title}"
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    """Messages are Meta's record: read here, deleted through the service, never edited."""
+
+    list_display = (
+        "timestamp",
+        "contact_link",
+        "direction",
+        "type",
+        "text_short",
+        "status_ticks",
+        "failure",
+        "media_state",
+        "phone_number",
+        "conversation_link",
+    )
+    list_display_links = ("timestamp",)
+    list_filter = (
+        InDoubtFilter,
+        "direction",
+        "status",
+        MessageTypeFilter,
+        "media_state",
+        "phone_number",
+        ("timestamp", admin.DateFieldListFilter),
+    )
+    list_select_related = ("contact", "phone_number")
+    search_fields = ("=wamid", "text", "contact__phone")
+    search_help_text = "A wamid, words of the text, or the contact's phone number in any format."
+    show_full_result_count = False
+    ordering = ("-timestamp", "-id")
+    conversation_page_size = CONVERSATION_PAGE_SIZE
+    fieldsets = (
+        (
+            None,
+            {"fields": ("wamid", "direction", "type", "status", "contact_link", "phone_number", "timestamp")},
+        ),
+        (
+            "Content",
+            {"fields": ("text", "context_wamid", "target_wamid", "reaction", "edited_at", "revoked_at")},
+        ),
+        (
+            "Media",
+            {
+                "fields": (
+                    "media_link",
+                    "media_state",
+                    "media_unavailable",
+                    "media_id",
+                    "media_mime_type",
+                    "media_size",
+                    "media_sha256",
+                    "media_filename",
+                    "media_key",
+                )
+            },
+        ),
+        (
+            "Sending",
+            {
+                "fields": (
+                    "created_by",
+                    "idempotency_key",
+                    "due_at",
+                    "attempts",
+                    "claimed_at",
+                    "claimed_by",
+                )
+            },
+        ),
+        ("Delivery", {"fields": ("sent_at", "delivered_at", "read_at", "played_at", "failed_at")}),
+        ("Error", {"fields": ("error_code", "error_title", "error_details")}),
+        ("As Meta sent it", {"fields": ("payload_pretty", "created_at", "updated_at")}),
+    )
+
+    inlines = (SendAttemptInline,)
+    actions = ("resend", "abandon")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
+
+    def has_send_permission(self, request) -> bool:
+        return request.user.has_perm("messaging.add_message")
+
+    @admin.display(description="failure")
+    def failure(self, message: Message) -> str:
+        return failure_text(message)
+
+    @admin.action(description="Resend the selected in-doubt messages", permissions=["send"])
+    def resend(self, request, queryset):
+        self._in_doubt_apply(request, queryset, message_resend, "Queued {} in-doubt message(s) again.")
+
+    @admin.action(description="Abandon the selected in-doubt messages (do not send)", permissions=["send"])
+    def abandon(self, request, queryset):
+        self._in_doubt_apply(request, queryset, message_abandon, "Abandoned {} in-doubt message(s).")
+
+    def _in_doubt_apply(self, request: HttpRequest, queryset, service, done: str) -> None:
+        chosen = list(queryset.filter(status=Message.Status.IN_DOUBT))
+        count = 0
+        for message in chosen:
+            try:
+                service(message=message, actor=request.user)
+            except ValidationError as error:
+                self.message_user(request, f"{message.wamid}: {' '.join(error.messages)}", messages.ERROR)
+            else:
+                count += 1
+        if count:
+            self.message_user(request, done.format(count), messages.SUCCESS)
+        elif not chosen:
+            self.message_user(request, "None of the selected messages is in doubt.", messages.WARNING)
+
+    def get_search_results(self, request, queryset, search_term):
+        """A wamid exactly, a phone number by its digits (the contacts' search), else the text."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.startswith("wamid."):
+            return queryset.filter(wamid=term), False
+        digits = term.translate(PHONE_PUNCTUATION).removeprefix("+")
+        if digits.isascii() and digits.isdigit():
+            return queryset.filter(
+                Q(contact__in=Contact.objects.filter(contact_search_q(term))) | Q(text__icontains=term)
+            ), False
+        return queryset.filter(text__icontains=term), False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def delete_model(self, request, obj):
+        message_delete(message=obj, actor=request.user, source=SOURCE)
+
+    def delete_queryset(self, request, queryset):
+        messages_delete(queryset=queryset, actor=request.user, source=SOURCE)
+
+    @admin.display(description="contact", ordering="contact__phone")
+    def contact_link(self, message: Message) -> str:
+        url = reverse("admin:contacts_contact_change", args=[message.contact_id])
+        return format_html('<a href="{}">{}</a>', url, message.contact)
+
+    @admin.display(description="text")
+    def text_short(self, message: Message) -> str:
+        return Truncator(message.text).chars(80)
+
+    @admin.display(description="status", ordering="status")
+    def status_ticks(self, message: Message) -> str:
+        return format_html("{} {}", ticks_html(message), message.status)
+
+    @admin.display(description="")
+    def conversation_link(self, message: Message) -> str:
+        return format_html(
+            '<a href="{}#message-{}">conversation</a>', conversation_url(message.contact_id), message.pk
+        )
+
+    @admin.display(description="media")
+    def media_link(self, message: Message) -> str:
+        url, note = media_access(message=message)
+        if not url:
+            return note or "—"
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener">open {}</a> (link valid for a few minutes)',
+            url,
+            message.media_filename or message.media_mime_type or "media",
+        )
+
+    @admin.display(description="why unavailable")
+    def media_unavailable(self, message: Message) -> str:
+        return message_media_error(message=message) or "—"
+
+    @admin.display(description="payload")
+    def payload_pretty(self, message: Message) -> str:
+        return pretty_json(message.payload)
+
+    # -- the conversation page ------------------------------------------------------------------
+
+    def get_urls(self):
+        conversation_path = path(
+            "conversation/<int:contact_id>/",
+            self.admin_site.admin_view(self.conversation_view),
+            name="messaging_message_conversation",
+        )
+        decide_path = path(
+            "<int:message_id>/in-doubt/",
+            self.admin_site.admin_view(self.in_doubt_view),
+            name="messaging_message_in_doubt",
+        )
+        return [conversation_path, decide_path, *super().get_urls()]
+
+    def in_doubt_view(self, request: HttpRequest, message_id: int) -> HttpResponse:
+        """A conversation's "Resend" / "Abandon" buttons on one in-doubt message."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_send_permission(request):
+            raise PermissionDenied
+        message = get_object_or_404(Message, pk=message_id)
+        services = {"resend": (message_resend, "Queued again."), "abandon": (message_abandon, "Abandoned.")}
+        if request.POST.get("decision") not in services:
+            return HttpResponse("decision must be resend or abandon", status=400)
+        service, done = services[request.POST["decision"]]
+        try:
+            service(message=message, actor=request.user)
+        except ValidationError as error:
+            self.message_user(request, " ".join(error.messages), messages.ERROR)
+        else:
+            self.message_user(request, done, messages.SUCCESS)
+        return HttpResponseRedirect(f"{conversation_url(message.contact_id)}#message-{message.pk}")
+
+    def conversation_view(self, request: HttpRequest, contact_id: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        contact = get_object_or_404(Contact, pk=contact_id)
+        before = request.GET.get("before")
+        if before is not None and not before.isdigit():
+            raise Http404
+        page = conversation(
+            contact=contact, before_id=int(before) if before else None, limit=self.conversation_page_size
+        )
+        reply_errors: list[str] = []
+        if request.method == "POST":
+            if not self.has_send_permission(request):
+                raise PermissionDenied
+            sent, reply_errors = reply_send(request, contact)
+            if sent is not None:
+                self.message_user(request, "Message queued.", messages.SUCCESS)
+                return HttpResponseRedirect(f"{conversation_url(contact.pk)}#message-{sent.pk}")
+        for entry in page.entries:
+            if entry.message.media_state == Message.MediaState.STORED:
+                entry.media_url, entry.media_note = media_access(message=entry.message)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Conversation with {contact}",
+            "contact": contact,
+            "conversation": page,
+            "can_view_contact": request.user.has_perm("contacts.view_contact"),
+            "reply": reply_context(request, contact, errors=reply_errors),
+        }
+        return TemplateResponse(request, "admin/messaging/conversation.html", context)
