@@ -135,7 +135,7 @@ def _wake_enqueue() -> None:
             logger.warning("could not reset the incoming wake-up flag: %s", type(error).__name__)
 
 
-class _EnqueuePause:
+class EnqueuePause:
     """After a failed publish, this process skips publishing for a few seconds: while SQS is down,
     one request pays for finding out, not every request; the sweeper catches up later."""
 
@@ -155,7 +155,7 @@ def _drain_enqueue(
     *, reason: str, event_ids: list[int] | None = None, countdown: float | None = None
 ) -> bool:
     """Publish a drain (or a retry of `event_ids`) once, failing fast: a webhook must not wait on SQS."""
-    if _EnqueuePause.active():
+    if EnqueuePause.active():
         logger.info("inbound drain not enqueued (%s): SQS failed moments ago", reason)
         return False
     published = task_publish(
@@ -166,7 +166,7 @@ def _drain_enqueue(
         fallback="the sweeper",
     )
     if not published:
-        _EnqueuePause.start()
+        EnqueuePause.start()
     return published
 
 

@@ -28,7 +28,7 @@ S = Message.Status
 
 @pytest.fixture
 def queue_prefix(transactional_db, settings, monkeypatch):
-    monkeypatch.setattr(inbound_events._EnqueuePause, "until", 0.0)
+    monkeypatch.setattr(inbound_events.EnqueuePause, "until", 0.0)
     prefix = f"wharf-test-{uuid4().hex[:10]}-"
     settings.SQS_QUEUE_PREFIX = prefix
     queues_ensure(visibility_timeout_override=30)

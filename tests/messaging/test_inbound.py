@@ -71,7 +71,7 @@ def fake_apply(monkeypatch) -> FakeApply:
 @pytest.fixture
 def incoming(settings, monkeypatch):
     """The `incoming` queue of this test's own, on the session's SQS server, where the app publishes."""
-    monkeypatch.setattr(inbound_events._EnqueuePause, "until", 0.0)
+    monkeypatch.setattr(inbound_events.EnqueuePause, "until", 0.0)
     prefix = f"wharf-test-{uuid4().hex[:10]}-"
     settings.SQS_QUEUE_PREFIX = prefix
     states = {state.name: state for state in queues_ensure()}
@@ -438,7 +438,7 @@ def test_200_webhooks_make_one_sqs_message_and_one_drain_takes_them_all(
 @pytest.fixture
 def own_sqs(settings, tmp_path, monkeypatch):
     """A moto server of this test's own, that it can stop and start again on the same port."""
-    monkeypatch.setattr(inbound_events._EnqueuePause, "until", 0.0)
+    monkeypatch.setattr(inbound_events.EnqueuePause, "until", 0.0)
     port = free_port()
     servers = [MotoServer(port, tmp_path / "moto.log")]
     settings.AWS_ENDPOINT_URL = servers[0].endpoint
@@ -475,9 +475,7 @@ def test_sqs_down_while_200_webhooks_arrive_all_200_then_all_processed_once_it_r
     assert 1 <= failures < 10  # one request finds SQS down; the others skip it for a while
 
     queues = own_sqs.start()
-    monkeypatch.setattr(
-        inbound_events._EnqueuePause, "until", 0.0
-    )  # the pause after the last failure is over
+    monkeypatch.setattr(inbound_events.EnqueuePause, "until", 0.0)  # the pause after the last failure is over
     assert inbound_events_sweep() is True
     assert webhook_post(client, text_body(wamid="wamid.back", text="back")).status_code == 200
     assert [task for task, _args, _kwargs in queued_tasks(queues["incoming"])] == [

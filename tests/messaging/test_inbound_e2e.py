@@ -21,7 +21,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "text.json"
 @pytest.fixture
 def incoming_worker(transactional_db, settings, tmp_path, monkeypatch):
     """A worker on `incoming` only, on queues of this test's own, where the webhook's wake publishes."""
-    monkeypatch.setattr(inbound_events._EnqueuePause, "until", 0.0)
+    monkeypatch.setattr(inbound_events.EnqueuePause, "until", 0.0)
     prefix = f"wharf-test-{uuid4().hex[:10]}-"
     settings.SQS_QUEUE_PREFIX = prefix
     queues_ensure(visibility_timeout_override=10)

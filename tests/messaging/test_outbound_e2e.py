@@ -48,7 +48,7 @@ def sandbox(settings):
 @pytest.fixture
 def queue_prefix(transactional_db, settings, monkeypatch):
     """Queues of this test's own, where the app publishes (the API's and the webhook's wakes)."""
-    monkeypatch.setattr(inbound_events._EnqueuePause, "until", 0.0)
+    monkeypatch.setattr(inbound_events.EnqueuePause, "until", 0.0)
     prefix = f"wharf-test-{uuid4().hex[:10]}-"
     settings.SQS_QUEUE_PREFIX = prefix
     queues_ensure(visibility_timeout_override=30)
