@@ -62,7 +62,13 @@ from campaigns.placeholders import placeholders_check, placeholders_render
 from campaigns.reports import campaign_report_task
 from campaigns.selectors import campaign_failures
 from contacts.models import Contact
-from contacts.reachability import NO_ADDRESS, OPTED_OUT, contact_address_sql, contact_unreachable_sql
+from contacts.reachability import (
+    NO_ADDRESS,
+    OPTED_OUT,
+    contact_address_sql,
+    contact_reachable_sql,
+    contact_unreachable_sql,
+)
 from contacts.services.cleaning import phone_normalise
 from core.audit import Actor, audit_log_record
 from core.models import AuditLog
@@ -205,7 +211,7 @@ def _audience_sql(campaign: Campaign) -> tuple[str, list[Any]]:
         params.append(filters["created_before"])
     if filters.get("opted_in") is not None:
         clauses.append(f"c.opted_in_at IS {'NOT ' if filters['opted_in'] else ''}NULL")
-    clauses.append(f"{_unreachable_sql(campaign.channel)} IS NULL")
+    clauses.append(contact_reachable_sql(CHANNELS[campaign.channel], "c"))
     return " AND ".join(clauses), params
 
 

@@ -13,6 +13,7 @@ from contacts.reachability import (
     contact_address_sql,
     contact_reachable,
     contact_reachable_q,
+    contact_reachable_sql,
     contact_unreachable_sql,
 )
 from tests.factories import ContactFactory
@@ -26,10 +27,11 @@ NO_ADDRESS_FIELDS = {
 }
 
 
-def sql_answers(channel: Channel, contact: Contact) -> tuple[str | None, str]:
+def sql_answers(channel: Channel, contact: Contact) -> tuple[str | None, str, bool]:
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {contact_unreachable_sql(channel)}, {contact_address_sql(channel)}"
+            f"SELECT {contact_unreachable_sql(channel)}, {contact_address_sql(channel)},"
+            f" {contact_reachable_sql(channel)}"
             " FROM contacts_contact c WHERE c.id = %s",
             [contact.pk],
         )
@@ -54,10 +56,10 @@ def test_python_queryset_and_sql_agree_on_every_case(channel):
 
     reachable_ids = set(Contact.objects.filter(contact_reachable_q(channel)).values_list("id", flat=True))
     for contact in Contact.objects.filter(pk__in=expected):
-        reason, address = sql_answers(channel, contact)
+        reason, address, reachable = sql_answers(channel, contact)
         assert contact_reachable(contact, channel) == reason == expected[contact.pk], (channel, contact.pk)
         assert contact_address(contact, channel) == address
-        assert (contact.pk in reachable_ids) == (reason is None)
+        assert (contact.pk in reachable_ids) == (reason is None) == reachable
 
 
 def test_whatsapp_writes_to_the_whatsapp_id_else_the_phone_without_its_plus():
