@@ -199,6 +199,7 @@ CELERY_BEAT_SCHEDULE = {
     "media-fetch-sweep": {"task": "messaging.media_fetch_sweep", "schedule": 300.0},
     "ratelimit-sweep": {"task": "messaging.ratelimit_sweep", "schedule": 600.0},
     "outbound-sweep": {"task": "messaging.outbound_sweep", "schedule": 30.0},
+    "conversations-wake": {"task": "messaging.conversations_wake", "schedule": 30.0},
     "templates-sync": {"task": "messaging.templates_sync", "schedule": 3600.0},
     "campaigns-tick": {"task": "campaigns.campaigns_tick", "schedule": 5.0},
 }
@@ -210,6 +211,7 @@ CELERY_TASK_ROUTES = {
     "messaging.ratelimit_*": {"queue": "outgoing"},
     "messaging.outbound_*": {"queue": "outgoing"},
     "messaging.templates_*": {"queue": "default"},
+    "messaging.conversations_*": {"queue": "default"},
     "archival.*": {"queue": "archival"},
     "campaigns.*": {"queue": "default"},
 }

@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from messaging.conversations import conversations_outbound_prepare
 from messaging.models import Message, PhoneNumber
 from messaging.outbound.content import TEMPLATE_KIND, Built, template_build
 from messaging.outbound.drain import outgoing_wake
@@ -107,6 +108,7 @@ def template_messages_queue(*, batch: TemplateBatch, entries: list[BulkEntry], c
                 created_by=created_by,
             )
         )
+    conversations_outbound_prepare(messages=rows, reply=False)  # a campaign is nobody's answer
     Message.objects.bulk_create(rows, batch_size=1000)
     transaction.on_commit(outgoing_wake)
     return ids

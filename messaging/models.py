@@ -69,6 +69,70 @@ class InboundEvent(models.Model):
         return f"event {self.pk} ({self.state})"
 
 
+class Conversation(models.Model):
+    """A contact's thread with one sender number: what the inbox lists and operators work on.
+
+    Messages whose sender number is unknown (an event for a phone_number_id Wharf does not know)
+    share one conversation per contact with no number: the unique constraint treats NULL as a value.
+    Counters and times are written only by single UPSERT/UPDATE statements in
+    messaging/conversations.py, never read-modify-write.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open"  # the customer waits for us
+        PENDING = "pending"  # we answered; waiting on the customer
+        RESOLVED = "resolved"
+        SNOOZED = "snoozed"  # back to open at snoozed_until (beat), or when the customer writes
+
+    class Priority(models.TextChoices):
+        NONE = "none"
+        LOW = "low"
+        MEDIUM = "medium"
+        HIGH = "high"
+        URGENT = "urgent"
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="conversations")
+    phone_number = models.ForeignKey(
+        PhoneNumber, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    snoozed_until = models.DateTimeField(null=True, blank=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    labels = ArrayField(models.CharField(max_length=32), blank=True, default=list)
+    priority = models.CharField(max_length=8, choices=Priority.choices, default=Priority.NONE)
+    unread_count = models.PositiveIntegerField(default=0)  # inbound messages no operator has seen
+    last_inbound_at = models.DateTimeField(null=True, blank=True)
+    last_outbound_at = models.DateTimeField(null=True, blank=True)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    last_message_preview = models.CharField(max_length=200, blank=True, default="")
+    # When the customer's oldest unanswered message arrived; None once an operator answered.
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-last_message_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contact", "phone_number"], nulls_distinct=False, name="conversation_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "waiting_since"], name="conversation_status_waiting"),
+            models.Index(fields=["assignee", "status"], name="conversation_assignee_status"),
+            models.Index(fields=["phone_number", "status"], name="conversation_number_status"),
+            models.Index(fields=["last_message_at"], name="conversation_latest"),
+            models.Index(
+                fields=["snoozed_until"], condition=models.Q(status="snoozed"), name="conversation_snoozed"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact} via {self.phone_number or 'no number'}"
+
+
 class Message(models.Model):
     """A WhatsApp message, inbound or outbound, keyed by Meta's `wamid`."""
 
@@ -102,6 +166,9 @@ class Message(models.Model):
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="messages")
     phone_number = models.ForeignKey(
         PhoneNumber, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
     )
     text = models.TextField(blank=True, default="")
     payload = models.JSONField(default=dict, blank=True)

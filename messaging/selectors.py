@@ -3,13 +3,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from contacts.models import Contact
 from messaging.inbound.apply import TARGET_KINDS
-from messaging.models import Message
+from messaging.models import Conversation, Message
 
 CONVERSATION_PAGE_SIZE = 200
+CONVERSATION_TABS = ("all", "mine", "unassigned")
+CONVERSATION_SORTS = ("waiting", "latest")
 
 
 def message_list(
@@ -77,7 +79,7 @@ class ConversationEntry:
 
 
 @dataclass
-class Conversation:
+class ConversationPage:
     contact: Contact
     entries: list[ConversationEntry]
     earlier: Message | None  # the oldest message shown, when older ones exist
@@ -85,7 +87,7 @@ class Conversation:
 
 def conversation(
     *, contact: Contact, before_id: int | None = None, limit: int = CONVERSATION_PAGE_SIZE
-) -> Conversation:
+) -> ConversationPage:
     """The contact's latest `limit` messages (or those before message `before_id`), oldest first.
 
     Reactions, edits and revokes are attached to the message they are about when it is on the
@@ -124,4 +126,52 @@ def conversation(
                 continue
             entry.target = others.get(message.target_wamid)
         shown.append(entry)
-    return Conversation(contact=contact, entries=shown, earlier=earlier)
+    return ConversationPage(contact=contact, entries=shown, earlier=earlier)
+
+
+def conversation_list(
+    *,
+    user,
+    tab: str = "all",
+    status: str | None = None,
+    phone_number: int | None = None,
+    label: str | None = None,
+    assignee: int | None = None,
+    sort: str = "waiting",
+    q: str | None = None,
+) -> QuerySet[Conversation]:
+    """The inbox: conversations with their contact, number and assignee joined, and the latest
+    message's preview as a column of the row (`last_message_preview`, written by the statements
+    that move `last_message_at`, so a page costs no query per row).
+
+    `tab` is all, mine (assigned to `user`) or unassigned; `phone_number` and `assignee` are ids;
+    "waiting" puts the longest-waiting first (then the latest), "latest" the latest message first;
+    `q` looks in the contact's name, phone and WhatsApp id and in the conversation's message text.
+    """
+    queryset = Conversation.objects.select_related("contact", "phone_number", "assignee")
+    if tab == "mine":
+        queryset = queryset.filter(assignee=user)
+    elif tab == "unassigned":
+        queryset = queryset.filter(assignee__isnull=True)
+    if status:
+        queryset = queryset.filter(status=status)
+    if phone_number is not None:
+        queryset = queryset.filter(phone_number_id=phone_number)
+    if label:
+        queryset = queryset.filter(labels__contains=[label])
+    if assignee is not None:
+        queryset = queryset.filter(assignee_id=assignee)
+    if q and q.strip():
+        term = q.strip()
+        said = Message.objects.filter(conversation=OuterRef("pk"), text__icontains=term)
+        queryset = queryset.filter(
+            Q(contact__name__icontains=term)
+            | Q(contact__phone__icontains=term)
+            | Q(contact__wa_id__icontains=term)
+            | Exists(said)
+        )
+    if sort == "latest":
+        return queryset.order_by(F("last_message_at").desc(nulls_last=True), "-id")
+    return queryset.order_by(
+        F("waiting_since").asc(nulls_last=True), F("last_message_at").desc(nulls_last=True), "-id"
+    )

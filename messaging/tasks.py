@@ -4,6 +4,7 @@ which enqueues it; the rest are thin wrappers of their services."""
 
 from celery import shared_task
 
+from messaging.conversations import conversations_wake
 from messaging.inbound.events import inbound_events_process_task, inbound_events_sweep
 from messaging.media import media_fetch_task
 from messaging.outbound.drain import outbound_send_task
@@ -11,6 +12,7 @@ from messaging.outbound.sweep import outgoing_sweep
 from messaging.ratelimit import rate_paces_sweep
 
 __all__ = [
+    "conversations_wake_task",
     "inbound_events_process_task",
     "inbound_events_sweep_task",
     "media_fetch_task",
@@ -33,3 +35,8 @@ def outbound_sweep_task() -> dict:
 @shared_task(name="messaging.ratelimit_sweep")
 def rate_paces_sweep_task() -> int:
     return rate_paces_sweep()
+
+
+@shared_task(name="messaging.conversations_wake")
+def conversations_wake_task() -> int:
+    return conversations_wake()

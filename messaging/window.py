@@ -1,10 +1,12 @@
 """WhatsApp's customer service window: free-form messages (anything but a template) may be sent
 for 24 hours from the customer's latest message; at exactly 24 hours it is closed.
 
-Meta counts from the customer's latest message, so the latest inbound message's own timestamp is
-what decides. `Contact.last_inbound_at` is a copy kept for lists and filters; it is also read here,
-and the later of the two wins, so a missing or stale copy (or a message already archived) changes
-nothing.
+Meta keeps one window per business phone number and user, counted from the customer's latest
+message to that number, so the latest inbound message's own timestamp is what decides. Copies kept
+for lists and filters are read too, and the later wins, so a missing or stale copy (or a message
+already archived) changes nothing: the conversation's `last_inbound_at` for that number, and the
+contact's `last_inbound_at` when nothing says which number the customer wrote to (a contact with no
+conversation that heard from them yet: rows from before conversations, imports).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from contacts.models import Contact
-from messaging.models import Message, PhoneNumber
+from messaging.models import Conversation, Message, PhoneNumber
 
 WHATSAPP_WINDOW = timedelta(hours=24)
 
@@ -30,22 +32,27 @@ class WhatsAppWindow:
 def whatsapp_window(
     contact: Contact, *, phone_number: PhoneNumber | None = None, now: datetime | None = None
 ) -> WhatsAppWindow:
-    """The window between the contact and the business.
-
-    `phone_number` is the sender the message would leave from. Meta keeps a window per business
-    number; Wharf keeps it per contact for now (a customer who wrote to one number opens it for
-    every number), so the argument does not narrow the answer yet.
-    """
+    """The window between the contact and the business number `phone_number` (the sender the
+    message would leave from); across all numbers when it is None."""
     now = now or timezone.now()
-    latest = None
+    candidates = []
+    per_number = False
     if contact.pk is not None:
-        latest = (
-            Message.objects.filter(contact=contact, direction=Message.Direction.INBOUND)
-            .order_by("-timestamp")
-            .values_list("timestamp", flat=True)
-            .first()
-        )
-    candidates = [at for at in (latest, contact.last_inbound_at) if at is not None]
+        messages = Message.objects.filter(contact=contact, direction=Message.Direction.INBOUND)
+        if phone_number is not None:
+            copies = dict(
+                Conversation.objects.filter(contact=contact, last_inbound_at__isnull=False).values_list(
+                    "phone_number_id", "last_inbound_at"
+                )
+            )
+            per_number = bool(copies)
+            candidates.append(copies.get(phone_number.pk))
+            if per_number:
+                messages = messages.filter(phone_number=phone_number)
+        candidates.append(messages.order_by("-timestamp").values_list("timestamp", flat=True).first())
+    if not per_number:
+        candidates.append(contact.last_inbound_at)
+    candidates = [at for at in candidates if at is not None]
     if not candidates:
         return WhatsAppWindow(is_open=False, last_inbound_at=None, closes_at=None)
     last = max(candidates)

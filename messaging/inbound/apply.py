@@ -45,6 +45,7 @@ from contacts.models import Contact
 from contacts.services.contact import contact_opt_in, contact_opt_out
 from contacts.services.whatsapp import contact_upsert_whatsapp
 from core.models import AuditLog
+from messaging.conversations import conversation_message_apply
 from messaging.inbound.payloads import (
     inbound_payload_parse,
     meta_dict,
@@ -433,6 +434,8 @@ class _Apply:
             self.result.media_message_ids.append(message.pk)
         if not created:
             return
+        # Only the body that inserted the message counts it: a replay changes no conversation.
+        conversation_message_apply(message=message, reply=echo)
         if not echo:
             AnalyticsEvent.objects.bulk_create(
                 [

@@ -15,6 +15,7 @@ from contacts.models import Channel, Contact
 from contacts.reachability import NO_ADDRESS, OPTED_OUT, contact_address, contact_reachable
 from core.audit import Actor, audit_log_record
 from core.models import AuditLog
+from messaging.conversations import conversations_outbound_prepare
 from messaging.graph import (
     graph_client,
 )
@@ -117,6 +118,8 @@ def message_send_or_get(
     message.contact = contact
     try:
         with transaction.atomic():
+            # Every message through this door is someone answering (campaigns queue in bulk).
+            conversations_outbound_prepare(messages=[message], reply=True)
             message.save(force_insert=True)
             audit_log_record(
                 actor=actor,

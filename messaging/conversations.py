@@ -1,0 +1,314 @@
+"""Conversations: one per contact and sender number, kept current by the paths that write messages.
+
+Counters and times move only inside single statements (`INSERT ... ON CONFLICT ... DO UPDATE` with
+GREATEST / LEAST, or a conditional UPDATE), so two workers applying messages of one conversation at
+once cannot lose each other's changes, and messages applied out of order leave the latest times.
+The inbound path calls `conversation_message_apply` only for a message row it has just inserted,
+so a replayed webhook counts nothing twice. Outbound rows get their conversation before their
+INSERT (`conversations_outbound_prepare`), one statement for a whole campaign batch, its rows
+taken in contact order so that concurrent batches lock conversations in the same order.
+
+What counts as the customer writing (reopens, unread, waiting): an inbound message other than a
+reaction, an edit, a revoke or a system notice. Those still join the conversation, and all but
+system notices move `last_inbound_at` (the 24-hour window of that number, messaging/window.py).
+An operator's reply (the send service, a message echoed from the WhatsApp Business app) makes an
+open conversation pending and ends the wait; a campaign's message changes neither.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+
+from core.audit import Actor, audit_log_record
+from core.models import AuditLog
+from messaging.models import Conversation, Message
+
+PREVIEW_LENGTH = Conversation._meta.get_field("last_message_preview").max_length
+QUIET_KINDS = frozenset({"reaction", "edit", "revoke", "system"})  # never the customer waiting
+LABEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+LABELS_MAX = 20
+
+_C = Conversation._meta.db_table
+_M = Message._meta.db_table
+_S = Conversation.Status
+
+# The latest message's preview, for SET clauses where `c` is the stored row and EXCLUDED the new one.
+_PREVIEW_SET = """
+    last_message_preview = CASE
+        WHEN EXCLUDED.last_message_at IS NOT NULL
+             AND (c.last_message_at IS NULL OR EXCLUDED.last_message_at >= c.last_message_at)
+        THEN EXCLUDED.last_message_preview ELSE c.last_message_preview END,
+    last_message_at = GREATEST(c.last_message_at, EXCLUDED.last_message_at)"""
+
+_INBOUND_SQL = f"""
+WITH conversation AS (
+    INSERT INTO {_C} AS c (
+        contact_id, phone_number_id, status, labels, priority, unread_count, last_inbound_at,
+        last_message_at, last_message_preview, waiting_since, created_at, updated_at
+    ) VALUES (
+        %(contact_id)s, %(phone_number_id)s, %(status)s, '{{}}', 'none', %(unread)s, %(inbound_at)s,
+        %(message_at)s, %(preview)s, %(waiting_since)s, now(), now()
+    )
+    ON CONFLICT (contact_id, phone_number_id) DO UPDATE SET
+        status = CASE WHEN %(writes)s THEN '{_S.OPEN}' ELSE c.status END,
+        snoozed_until = CASE WHEN %(writes)s THEN NULL ELSE c.snoozed_until END,
+        unread_count = c.unread_count + EXCLUDED.unread_count,
+        last_inbound_at = GREATEST(c.last_inbound_at, EXCLUDED.last_inbound_at),
+        waiting_since = LEAST(c.waiting_since, EXCLUDED.waiting_since),
+        {_PREVIEW_SET},
+        updated_at = now()
+    RETURNING id
+)
+UPDATE {_M} SET conversation_id = (SELECT id FROM conversation) WHERE id = %(message_id)s
+"""
+
+_OUTBOUND_SQL = f"""
+INSERT INTO {_C} AS c (
+    contact_id, phone_number_id, status, labels, priority, unread_count, last_outbound_at,
+    last_message_at, last_message_preview, created_at, updated_at
+)
+SELECT t.contact_id, t.phone_number_id, '{_S.PENDING}', '{{}}', 'none', 0, t.at, t.at, t.preview, now(), now()
+FROM unnest(%(contact_ids)s::bigint[], %(phone_number_ids)s::bigint[], %(ats)s::timestamptz[],
+            %(previews)s::text[]) AS t(contact_id, phone_number_id, at, preview)
+ORDER BY t.contact_id, t.phone_number_id
+ON CONFLICT (contact_id, phone_number_id) DO UPDATE SET
+    last_outbound_at = GREATEST(c.last_outbound_at, EXCLUDED.last_outbound_at),
+    status = CASE WHEN %(reply)s AND c.status = '{_S.OPEN}' THEN '{_S.PENDING}' ELSE c.status END,
+    waiting_since = CASE WHEN %(reply)s THEN NULL ELSE c.waiting_since END,
+    {_PREVIEW_SET},
+    updated_at = now()
+RETURNING id, contact_id, phone_number_id
+"""
+
+
+def message_preview(*, kind: str, text: str) -> str:
+    """What the inbox shows of a message: its text, else its kind."""
+    preview = " ".join(text.split()) or f"[{kind}]"
+    return preview[:PREVIEW_LENGTH]
+
+
+# -- kept current by the message paths --------------------------------------------------------------
+
+
+def conversation_message_apply(*, message: Message, reply: bool = False) -> None:
+    """Join a just-inserted message to its conversation (created if needed), in one statement.
+
+    Inbound: the customer writing opens or reopens it, counts one unread and starts the wait.
+    Outbound (a message echoed from the business app): `reply` says an operator answered."""
+    if message.direction == Message.Direction.OUTBOUND:
+        (conversation_id,) = conversations_outbound_prepare(messages=[message], reply=reply).values()
+        Message.objects.filter(pk=message.pk).update(conversation_id=conversation_id)
+        message.conversation_id = conversation_id
+        return
+    writes = message.type not in QUIET_KINDS
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INBOUND_SQL,
+            {
+                "contact_id": message.contact_id,
+                "phone_number_id": message.phone_number_id,
+                "status": _S.OPEN if writes else _S.PENDING,
+                "writes": writes,
+                "unread": 1 if writes else 0,
+                "inbound_at": message.timestamp if message.type != "system" else None,
+                "message_at": message.timestamp if writes else None,
+                "preview": message_preview(kind=message.type, text=message.text) if writes else "",
+                "waiting_since": message.timestamp if writes else None,
+                "message_id": message.pk,
+            },
+        )
+
+
+def conversations_outbound_prepare(*, messages: Iterable[Message], reply: bool) -> dict[tuple, int]:
+    """Upsert the conversations of outbound messages about to be inserted (or just inserted) and set
+    each message's `conversation_id`; one statement for the batch. Returns the conversation id by
+    (contact_id, phone_number_id)."""
+    latest: dict[tuple, Message] = {}
+    messages = list(messages)
+    for message in messages:
+        key = (message.contact_id, message.phone_number_id)
+        if key not in latest or message.timestamp >= latest[key].timestamp:
+            latest[key] = message
+    if not latest:
+        return {}
+    rows = list(latest.values())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _OUTBOUND_SQL,
+            {
+                "contact_ids": [m.contact_id for m in rows],
+                "phone_number_ids": [m.phone_number_id for m in rows],
+                "ats": [m.timestamp for m in rows],
+                "previews": [message_preview(kind=m.type, text=m.text) for m in rows],
+                "reply": reply,
+            },
+        )
+        ids = {(contact_id, number_id): pk for pk, contact_id, number_id in cursor.fetchall()}
+    for message in messages:
+        message.conversation_id = ids[(message.contact_id, message.phone_number_id)]
+    return ids
+
+
+# -- operators' actions -----------------------------------------------------------------------------
+
+
+def _refreshed(conversation: Conversation) -> Conversation:
+    conversation.refresh_from_db()
+    return conversation
+
+
+def conversation_read(
+    *, conversation: Conversation, actor: Actor, source: str = AuditLog.Source.ADMIN
+) -> Conversation:
+    """An operator has seen the conversation: nothing unread. Audited only when something was."""
+    with transaction.atomic():
+        read = Conversation.objects.filter(pk=conversation.pk, unread_count__gt=0).update(
+            unread_count=0, updated_at=timezone.now()
+        )
+        if read:
+            audit_log_record(actor=actor, source=source, action="conversation.read", target=conversation)
+    return _refreshed(conversation)
+
+
+def conversation_assign(
+    *,
+    conversation: Conversation,
+    assignee: AbstractBaseUser | None,
+    actor: Actor,
+    source: str = AuditLog.Source.ADMIN,
+) -> Conversation:
+    """Assign (or unassign, with None) a conversation the caller saw with `conversation.assignee_id`.
+
+    A conditional UPDATE on that assignee: of two operators assigning at once, one wins and the
+    other gets a ValidationError on `assignee` naming who holds it now."""
+    seen = conversation.assignee_id
+    wanted = assignee.pk if assignee is not None else None
+    if seen == wanted:
+        return _refreshed(conversation)
+    with transaction.atomic():
+        moved = Conversation.objects.filter(pk=conversation.pk, assignee_id=seen).update(
+            assignee_id=wanted, updated_at=timezone.now()
+        )
+        if not moved:
+            holder = Conversation.objects.select_related("assignee").get(pk=conversation.pk).assignee
+            if (holder.pk if holder else None) == wanted:
+                return _refreshed(conversation)
+            who = (holder.get_username() if holder else "nobody (it was unassigned)") or str(holder)
+            raise ValidationError({"assignee": f"Someone else changed the assignee meanwhile: now {who}."})
+        audit_log_record(
+            actor=actor,
+            source=source,
+            action="conversation.assign",
+            target=conversation,
+            changes={"assignee": [seen, wanted]},
+        )
+    return _refreshed(conversation)
+
+
+def conversation_status_set(
+    *,
+    conversation: Conversation,
+    status: str,
+    actor: Actor,
+    snoozed_until: datetime | None = None,
+    source: str = AuditLog.Source.ADMIN,
+) -> Conversation:
+    """Open, pending, resolved, or snoozed until a time in the future. Resolving ends the wait."""
+    if status not in _S.values:
+        raise ValidationError({"status": f"One of {', '.join(_S.values)}."})
+    now = timezone.now()
+    if status == _S.SNOOZED:
+        if snoozed_until is None:
+            raise ValidationError({"snoozed_until": "Say until when."})
+        if snoozed_until <= now:
+            raise ValidationError({"snoozed_until": "A snooze ends in the future."})
+    else:
+        snoozed_until = None
+    changes: dict = {"status": status, "snoozed_until": snoozed_until, "updated_at": now}
+    if status == _S.RESOLVED:
+        changes["waiting_since"] = None
+    with transaction.atomic():
+        before = (
+            Conversation.objects.select_for_update().values("status", "snoozed_until").get(pk=conversation.pk)
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(**changes)
+        audit_log_record(
+            actor=actor,
+            source=source,
+            action="conversation.status",
+            target=conversation,
+            changes={"status": [before["status"], status]}
+            | ({"snoozed_until": snoozed_until.isoformat()} if snoozed_until else {}),
+        )
+    return _refreshed(conversation)
+
+
+def conversation_labels_set(
+    *, conversation: Conversation, labels: list[str], actor: Actor, source: str = AuditLog.Source.ADMIN
+) -> Conversation:
+    """Replace the labels: short slugs (lower-case letters, digits, - and _), at most 20."""
+    if not isinstance(labels, list | tuple) or not all(isinstance(label, str) for label in labels):
+        raise ValidationError({"labels": "A list of labels."})
+    cleaned = list(dict.fromkeys(label.strip().lower() for label in labels))
+    invalid = [label for label in cleaned if not LABEL_PATTERN.match(label)]
+    if invalid:
+        raise ValidationError(
+            {"labels": f"Not a label: {', '.join(invalid)} (up to 32 letters, digits, - or _)."}
+        )
+    if len(cleaned) > LABELS_MAX:
+        raise ValidationError({"labels": f"At most {LABELS_MAX} labels."})
+    with transaction.atomic():
+        before = (
+            Conversation.objects.select_for_update().values_list("labels", flat=True).get(pk=conversation.pk)
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(labels=cleaned, updated_at=timezone.now())
+        audit_log_record(
+            actor=actor,
+            source=source,
+            action="conversation.labels",
+            target=conversation,
+            changes={"labels": [before, cleaned]},
+        )
+    return _refreshed(conversation)
+
+
+def conversation_priority_set(
+    *, conversation: Conversation, priority: str, actor: Actor, source: str = AuditLog.Source.ADMIN
+) -> Conversation:
+    if priority not in Conversation.Priority.values:
+        raise ValidationError({"priority": f"One of {', '.join(Conversation.Priority.values)}."})
+    with transaction.atomic():
+        Conversation.objects.filter(pk=conversation.pk).update(priority=priority, updated_at=timezone.now())
+        audit_log_record(
+            actor=actor,
+            source=source,
+            action="conversation.priority",
+            target=conversation,
+            changes={"priority": [conversation.priority, priority]},
+        )
+    return _refreshed(conversation)
+
+
+def conversations_wake(*, now: datetime | None = None) -> int:
+    """Snoozed conversations whose time has come are open again (beat); returns how many."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        woken = Conversation.objects.filter(status=_S.SNOOZED, snoozed_until__lte=now).update(
+            status=_S.OPEN, snoozed_until=None, updated_at=now
+        )
+        if woken:
+            audit_log_record(
+                actor=None,
+                source=AuditLog.Source.SYSTEM,
+                action="conversation.wake",
+                target_repr=f"{woken} snoozed conversations",
+                changes={"count": woken},
+            )
+    return woken
