@@ -1,9 +1,9 @@
 """Pages in a real browser: Playwright's sync API driving Debian's Chromium against a live server.
 
-Every test under tests/browser/ is marked `browser` (a test elsewhere may take the mark too). Chromium
-is found at $WHARF_CHROMIUM when it is set, else /usr/bin/chromium, else `chromium` on PATH. Without
-one the browser tests are skipped and the terminal summary says so in one loud line; with `CI` set
-they fail instead, so that CI never passes without them (`.ci/run` installs Chromium).
+Every test under tests/browser/ is marked `browser` at collection, and these fixtures serve them
+only. Chromium is found at $WHARF_CHROMIUM when it is set, else /usr/bin/chromium, else `chromium` on
+PATH. Without one the browser tests are skipped and the terminal summary says so in one loud line;
+with `CI` set they fail instead, so that CI never passes without them (`.ci/run` installs Chromium).
 
 Playwright's sync API runs its asyncio loop in a greenlet of the test's own thread, so while it is
 started `asyncio.get_running_loop()` answers in the test's code too, and Django refuses every query
