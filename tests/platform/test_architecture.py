@@ -22,7 +22,7 @@ ALLOWED = {
 }
 # config wires the apps together (URLs, Celery's beat, health): it may import any of them.
 ALLOWED["config"] |= {"contacts", "messaging", "campaigns", "archival"}
-DEVELOPMENT_ONLY = {"devstack", "tests", "bench", "moto", "flask", "flask_cors", "pgserver"}
+DEVELOPMENT_ONLY = {"devstack", "tests", "bench", "moto", "flask", "flask_cors", "pgserver", "playwright"}
 
 
 def _module_name(path: Path) -> str:
