@@ -21,7 +21,7 @@ from campaigns.services import (
     campaign_start,
     campaign_update,
 )
-from core.api import ModelPermissions
+from core.api import ChangePermissions, ModelPermissions
 from core.models import AuditLog
 from messaging.models import PhoneNumber, Template
 
@@ -32,10 +32,6 @@ class RunPermissions(ModelPermissions):
     """Start, pause, resume and cancel: the `run_campaign` permission."""
 
     perms_map = {**ModelPermissions.perms_map, "POST": ["%(app_label)s.run_campaign"]}
-
-
-class ChangePermissions(ModelPermissions):
-    perms_map = {**ModelPermissions.perms_map, "POST": ["%(app_label)s.change_%(model_name)s"]}
 
 
 class TemplateRefSerializer(serializers.Serializer):

@@ -21,16 +21,10 @@ from contacts.services.contact import (
     contact_update,
 )
 from contacts.services.csv_io import contacts_export_csv_stream, contacts_import_csv
-from core.api import ModelPermissions
+from core.api import ChangePermissions, ModelPermissions
 from core.models import AuditLog
 
 SOURCE = AuditLog.Source.API
-
-
-class ChangePermissions(ModelPermissions):
-    """For actions posted to a contact (opt-out, opt-in): they change it."""
-
-    perms_map = {**ModelPermissions.perms_map, "POST": ["%(app_label)s.change_%(model_name)s"]}
 
 
 class ImportPermissions(ModelPermissions):

@@ -13,6 +13,12 @@ class ModelPermissions(permissions.DjangoModelPermissions):
     }
 
 
+class ChangePermissions(ModelPermissions):
+    """For actions posted to one object (opt-out, assign): they change it, they add nothing."""
+
+    perms_map = {**ModelPermissions.perms_map, "POST": ["%(app_label)s.change_%(model_name)s"]}
+
+
 class Pagination(pagination.PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 500

@@ -53,8 +53,15 @@ def whatsapp_window(
     if not per_number:
         candidates.append(contact.last_inbound_at)
     candidates = [at for at in candidates if at is not None]
-    if not candidates:
+    return whatsapp_window_since(max(candidates, default=None), now=now)
+
+
+def whatsapp_window_since(last_inbound_at: datetime | None, *, now: datetime | None = None) -> WhatsAppWindow:
+    """The window opened by a customer's message at `last_inbound_at` (None: they never wrote).
+    Lists use it with a conversation's own copy, so a page costs no query per row."""
+    if last_inbound_at is None:
         return WhatsAppWindow(is_open=False, last_inbound_at=None, closes_at=None)
-    last = max(candidates)
-    closes_at = last + WHATSAPP_WINDOW
-    return WhatsAppWindow(is_open=now < closes_at, last_inbound_at=last, closes_at=closes_at)
+    closes_at = last_inbound_at + WHATSAPP_WINDOW
+    return WhatsAppWindow(
+        is_open=(now or timezone.now()) < closes_at, last_inbound_at=last_inbound_at, closes_at=closes_at
+    )
