@@ -177,6 +177,15 @@ def conversation_read(
     return _refreshed(conversation)
 
 
+class ConversationAssignConflict(ValidationError):
+    """Someone else changed the assignee since the caller looked; `holder` has it now (None: nobody)."""
+
+    def __init__(self, *, holder: AbstractBaseUser | None):
+        who = (holder.get_username() or str(holder)) if holder else "nobody (it was unassigned)"
+        super().__init__({"assignee": f"Someone else changed the assignee meanwhile: now {who}."})
+        self.holder = holder
+
+
 def conversation_assign(
     *,
     conversation: Conversation,
@@ -186,29 +195,30 @@ def conversation_assign(
 ) -> Conversation:
     """Assign (or unassign, with None) a conversation the caller saw with `conversation.assignee_id`.
 
-    A conditional UPDATE on that assignee: of two operators assigning at once, one wins and the
-    other gets a ValidationError on `assignee` naming who holds it now."""
+    Only to an active staff member (operators work in the admin). A conditional UPDATE on the
+    assignee the caller saw: of two operators assigning at once, one wins and the other gets a
+    ConversationAssignConflict (a ValidationError on `assignee`) naming who holds it now; so does
+    a caller who asks for no change when the conversation has changed hands meanwhile."""
+    if assignee is not None and not (assignee.is_active and assignee.is_staff):
+        raise ValidationError({"assignee": f"{assignee.get_username()} is not an active staff member."})
     seen = conversation.assignee_id
     wanted = assignee.pk if assignee is not None else None
-    if seen == wanted:
-        return _refreshed(conversation)
     with transaction.atomic():
-        moved = Conversation.objects.filter(pk=conversation.pk, assignee_id=seen).update(
-            assignee_id=wanted, updated_at=timezone.now()
-        )
-        if not moved:
+        unchanged = Conversation.objects.filter(pk=conversation.pk, assignee_id=seen)
+        moved = unchanged.update(assignee_id=wanted, updated_at=timezone.now()) if seen != wanted else 0
+        if not moved and not (seen == wanted and unchanged.exists()):
             holder = Conversation.objects.select_related("assignee").get(pk=conversation.pk).assignee
             if (holder.pk if holder else None) == wanted:
                 return _refreshed(conversation)
-            who = (holder.get_username() if holder else "nobody (it was unassigned)") or str(holder)
-            raise ValidationError({"assignee": f"Someone else changed the assignee meanwhile: now {who}."})
-        audit_log_record(
-            actor=actor,
-            source=source,
-            action="conversation.assign",
-            target=conversation,
-            changes={"assignee": [seen, wanted]},
-        )
+            raise ConversationAssignConflict(holder=holder)
+        if moved:
+            audit_log_record(
+                actor=actor,
+                source=source,
+                action="conversation.assign",
+                target=conversation,
+                changes={"assignee": [seen, wanted]},
+            )
     return _refreshed(conversation)
 
 

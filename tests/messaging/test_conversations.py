@@ -212,7 +212,7 @@ def test_reading_clears_the_unread_count_and_is_audited_once(client, number_a):
 
 
 def test_of_two_operators_assigning_at_once_one_wins_and_the_other_is_told_who(client, number_a):
-    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    alice, bob = UserFactory(username="alice", is_staff=True), UserFactory(username="bob", is_staff=True)
     conversation = conversation_of(customer_writes(client, "wamid.assign.1", "hi"))
     seen_by_alice = Conversation.objects.get(pk=conversation.pk)
     seen_by_bob = Conversation.objects.get(pk=conversation.pk)
@@ -224,9 +224,22 @@ def test_of_two_operators_assigning_at_once_one_wins_and_the_other_is_told_who(c
     assert "alice" in lost.value.message_dict["assignee"][0]
     assert Conversation.objects.get(pk=conversation.pk).assignee == alice
     assert AuditLog.objects.filter(action="conversation.assign").count() == 1
+    # asking for no change on a conversation that changed hands is the same conflict
+    with pytest.raises(ValidationError):
+        conversation_assign(conversation=seen_by_bob, assignee=None, actor=bob)
     # seen afresh, bob may take it over
     conversation_assign(conversation=Conversation.objects.get(pk=conversation.pk), assignee=bob, actor=bob)
     assert Conversation.objects.get(pk=conversation.pk).assignee == bob
+
+
+def test_only_an_active_staff_member_is_assigned(client, number_a):
+    conversation = conversation_of(customer_writes(client, "wamid.assign.2", "hi"))
+    for user in (UserFactory(), UserFactory(is_staff=True, is_active=False)):
+        with pytest.raises(ValidationError) as refused:
+            conversation_assign(conversation=conversation, assignee=user, actor=None)
+
+        assert "not an active staff member" in refused.value.message_dict["assignee"][0]
+    assert Conversation.objects.get(pk=conversation.pk).assignee is None
 
 
 def test_a_snooze_in_the_past_is_refused_and_changes_nothing(client, number_a):
@@ -321,7 +334,7 @@ def test_the_migration_builds_conversations_for_stored_messages_and_links_every_
 
 
 def test_the_inbox_lists_by_tab_filter_and_sort(client, number_a, number_b):
-    me, other = UserFactory(), UserFactory()
+    me, other = UserFactory(is_staff=True), UserFactory(is_staff=True)
     now = int(time.time())
     old = conversation_of(customer_writes(client, "wamid.sel.1", "refund please", at=now - 600))
     Contact.objects.filter(pk=old.contact_id).update(name="Grace Hopper")
