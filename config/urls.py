@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import healthz
-from messaging.apis import MediaUploadApi
+from messaging.apis.messages import MediaUploadApi
 from messaging.channels.views import sms_webhook, unsubscribe
 
 api_v1 = [

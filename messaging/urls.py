@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from messaging.apis import MessageDetailApi, MessageListApi, MessageReadApi
+from messaging.apis.messages import MessageDetailApi, MessageListApi, MessageReadApi
 
 app_name = "messaging"
 

@@ -1,0 +1,1 @@
+"""The messaging API: `messages.py` (messages and media uploads)."""
