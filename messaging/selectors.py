@@ -86,17 +86,24 @@ class ConversationPage:
 
 
 def conversation(
-    *, contact: Contact, before_id: int | None = None, limit: int = CONVERSATION_PAGE_SIZE
+    *,
+    contact: Contact,
+    before_id: int | None = None,
+    limit: int = CONVERSATION_PAGE_SIZE,
+    conversation_id: int | None = None,
 ) -> ConversationPage:
-    """The contact's latest `limit` messages (or those before message `before_id`), oldest first.
+    """The contact's latest `limit` messages (or those before message `before_id`), oldest first;
+    only those of conversation `conversation_id` (one sender number) when it is given.
 
     Reactions, edits and revokes are attached to the message they are about when it is on the
     page; replies carry the message they quote. Two queries, whatever the number of messages:
     the page, and one for quoted or targeted messages that are not on it.
     """
     queryset = Message.objects.filter(contact=contact)
+    if conversation_id is not None:
+        queryset = queryset.filter(conversation_id=conversation_id)
     if before_id is not None:
-        anchor = Message.objects.filter(contact=contact, id=before_id).values("timestamp", "id").first()
+        anchor = queryset.filter(id=before_id).values("timestamp", "id").first()
         if anchor is not None:
             queryset = queryset.filter(
                 Q(timestamp__lt=anchor["timestamp"]) | Q(timestamp=anchor["timestamp"], id__lt=anchor["id"])
@@ -127,6 +134,10 @@ def conversation(
             entry.target = others.get(message.target_wamid)
         shown.append(entry)
     return ConversationPage(contact=contact, entries=shown, earlier=earlier)
+
+
+def conversation_get(*, id: int) -> Conversation | None:
+    return Conversation.objects.select_related("contact", "phone_number", "assignee").filter(id=id).first()
 
 
 def conversation_list(
