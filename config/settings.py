@@ -332,6 +332,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Contacts, conversations and campaigns on the WhatsApp Business Platform.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Choice sets that share a field name ("status", "channel") get names of their own.
+    "ENUM_NAME_OVERRIDES": {
+        "ContactChannelEnum": "contacts.models.Channel",
+        "MessageStatusEnum": "messaging.models.Message.Status",
+        "ConversationStatusEnum": "messaging.models.Conversation.Status",
+    },
 }
 
 # -- login protection (django-axes) -------------------------------------------------------------
