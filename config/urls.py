@@ -10,6 +10,7 @@ api_v1 = [
     path("contacts/", include("contacts.urls")),
     path("campaigns/", include("campaigns.urls")),
     path("messages/", include("messaging.urls")),
+    path("conversations/", include("messaging.conversation_urls")),
     path("media/", MediaUploadApi.as_view(), name="media-upload"),
 ]
 

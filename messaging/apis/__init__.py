@@ -1,1 +1,1 @@
-"""The messaging API: `messages.py` (messages and media uploads)."""
+"""The messaging API: `messages.py` (messages and media uploads), `conversations.py` (the inbox)."""
