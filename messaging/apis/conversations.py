@@ -169,7 +169,7 @@ class ConflictSerializer(serializers.Serializer):
         ref_name = "ConversationAssignConflict"
 
 
-class ErrorSerializer(serializers.Serializer):
+class ApiErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
     class Meta:
@@ -180,9 +180,9 @@ _ERRORS = {
     400: OpenApiResponse(
         OpenApiTypes.OBJECT, description='Bad input: {"<field>": ["why"]}, nothing changed.'
     ),
-    401: OpenApiResponse(ErrorSerializer, description="No or a bad token."),
-    403: OpenApiResponse(ErrorSerializer, description="The user lacks the permission."),
-    404: OpenApiResponse(ErrorSerializer, description="No such conversation."),
+    401: OpenApiResponse(ApiErrorSerializer, description="No or a bad token."),
+    403: OpenApiResponse(ApiErrorSerializer, description="The user lacks the permission."),
+    404: OpenApiResponse(ApiErrorSerializer, description="No such conversation."),
 }
 
 
