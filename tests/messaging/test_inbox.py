@@ -1,5 +1,5 @@
 """The inbox page in the admin: tabs with counts, filters, search, paging, the live `changes/` answer,
-and opening a conversation reading it."""
+the landing after login, and opening a conversation reading it."""
 
 import time
 from datetime import timedelta
@@ -192,6 +192,14 @@ def test_the_inbox_queries_do_not_grow_with_its_rows(
     with django_assert_num_queries(len(few.captured_queries)):
         response = admin_client.get(INBOX)
     assert len(response.context["rows"]) == 30
+
+
+def test_operators_land_on_the_inbox_and_others_on_the_index(client):
+    client.force_login(UserFactory(is_staff=True, permissions=["messaging.view_conversation"]))
+    response = client.get("/admin/")
+    assert response.status_code == 302 and response["Location"] == INBOX
+    client.force_login(UserFactory(is_staff=True, permissions=["contacts.view_contact"]))
+    assert "Operators&#x27; console" in client.get("/admin/").text
 
 
 def test_opening_a_conversation_from_the_inbox_reads_it(admin_client, client):
