@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin.apps import AdminConfig
 
 
 class PlatformConfig(AppConfig):
@@ -7,3 +8,9 @@ class PlatformConfig(AppConfig):
     name = "config"
     label = "platform"
     verbose_name = "Platform"
+
+
+class WharfAdminConfig(AdminConfig):
+    """Django's admin with Wharf's site (config/admin_site.py)."""
+
+    default_site = "config.admin_site.WharfAdminSite"

@@ -34,7 +34,7 @@ LANGUAGE_CODE = "en-us"
 USE_I18N = True
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.apps.WharfAdminConfig",  # Django's admin, landing operators on the inbox
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

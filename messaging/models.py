@@ -124,6 +124,7 @@ class Conversation(models.Model):
             models.Index(fields=["assignee", "status"], name="conversation_assignee_status"),
             models.Index(fields=["phone_number", "status"], name="conversation_number_status"),
             models.Index(fields=["last_message_at"], name="conversation_latest"),
+            models.Index(fields=["updated_at"], name="conversation_updated"),  # the inbox's live token
             models.Index(
                 fields=["snoozed_until"], condition=models.Q(status="snoozed"), name="conversation_snoozed"
             ),

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from contacts.models import Contact
 from messaging.inbound.apply import TARGET_KINDS
@@ -12,6 +13,9 @@ from messaging.models import Conversation, Message
 CONVERSATION_PAGE_SIZE = 200
 CONVERSATION_TABS = ("all", "mine", "unassigned")
 CONVERSATION_SORTS = ("waiting", "latest")
+# How long a change may take to commit and still move the inbox's token (a transaction's now() is
+# its start, so a slow one can commit a row older than the newest one already seen).
+CONVERSATION_CHANGES_WINDOW = timedelta(minutes=5)
 
 
 def message_list(
@@ -160,10 +164,8 @@ def conversation_list(
     `q` looks in the contact's name, phone and WhatsApp id and in the conversation's message text.
     """
     queryset = Conversation.objects.select_related("contact", "phone_number", "assignee")
-    if tab == "mine":
-        queryset = queryset.filter(assignee=user)
-    elif tab == "unassigned":
-        queryset = queryset.filter(assignee__isnull=True)
+    if tab != "all":
+        queryset = queryset.filter(conversation_tab_q(user=user, tab=tab))
     if status:
         queryset = queryset.filter(status=status)
     if phone_number is not None:
@@ -186,3 +188,47 @@ def conversation_list(
     return queryset.order_by(
         F("waiting_since").asc(nulls_last=True), F("last_message_at").desc(nulls_last=True), "-id"
     )
+
+
+def conversation_tab_q(*, user, tab: str) -> Q:
+    """What a tab holds: mine (assigned to `user`), unassigned, or all."""
+    if tab == "mine":
+        return Q(assignee=user)
+    if tab == "unassigned":
+        return Q(assignee__isnull=True)
+    return Q()
+
+
+def conversation_counts(*, user, **filters) -> dict[str, int]:
+    """How many conversations each tab holds under the inbox's other filters, and how many of them
+    have unread messages (`unread`); one query."""
+    counts = {tab: Count("id", filter=conversation_tab_q(user=user, tab=tab)) for tab in CONVERSATION_TABS}
+    return (
+        conversation_list(user=user, tab="all", **filters)
+        .order_by()
+        .aggregate(**counts, unread=Count("id", filter=Q(unread_count__gt=0)))
+    )
+
+
+def conversation_changes_token(*, user) -> str:
+    """A token that moves whenever a conversation `user` may see changes: the latest `updated_at`
+    and how many rows changed within CONVERSATION_CHANGES_WINDOW. The count catches a row committed
+    late with an older time; a row leaving the window moves it once more (one spare refresh).
+    One query on the `updated_at` index, whatever the number of conversations."""
+    since = timezone.now() - CONVERSATION_CHANGES_WINDOW
+    recent = (
+        conversation_list(user=user)
+        .order_by()
+        .filter(updated_at__gte=since)
+        .aggregate(latest=Max("updated_at"), count=Count("id"))
+    )
+    latest = recent["latest"]
+    return f"{int(latest.timestamp() * 1_000_000) if latest else 0}-{recent['count']}"
+
+
+def conversations_unread(*, contact: Contact, phone_number_id: int | None = None) -> QuerySet[Conversation]:
+    """The contact's conversations with unread messages, those with `phone_number_id` when given."""
+    queryset = Conversation.objects.filter(contact=contact, unread_count__gt=0)
+    if phone_number_id is not None:
+        queryset = queryset.filter(phone_number_id=phone_number_id)
+    return queryset

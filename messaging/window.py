@@ -52,6 +52,22 @@ def whatsapp_window(
         candidates.append(messages.order_by("-timestamp").values_list("timestamp", flat=True).first())
     if not per_number:
         candidates.append(contact.last_inbound_at)
+    return whatsapp_window_from(candidates, now=now)
+
+
+def conversation_window(conversation: Conversation, *, now: datetime | None = None) -> WhatsAppWindow:
+    """The window of a listed conversation from its row alone (no query): its `last_inbound_at` is
+    written by the statement that stores each inbound message, so it is what `whatsapp_window`
+    finds for that contact and number. One with no number counts across numbers, as
+    `whatsapp_window` does then, with the contact's copy (`conversation.contact` already joined)."""
+    candidates = [conversation.last_inbound_at]
+    if conversation.phone_number_id is None:
+        candidates.append(conversation.contact.last_inbound_at)
+    return whatsapp_window_from(candidates, now=now or timezone.now())
+
+
+def whatsapp_window_from(candidates: list[datetime | None], *, now: datetime) -> WhatsAppWindow:
+    """The window counted from the latest of the customer's message times given."""
     candidates = [at for at in candidates if at is not None]
     return whatsapp_window_since(max(candidates, default=None), now=now)
 

@@ -24,6 +24,7 @@ from messaging.admin.common import (
     ticks_html,
 )
 from messaging.admin.reply import reply_context, reply_send
+from messaging.conversations import conversation_read
 from messaging.media import media_access
 from messaging.models import (
     Message,
@@ -33,7 +34,12 @@ from messaging.outbound.send import (
     message_abandon,
     message_resend,
 )
-from messaging.selectors import CONVERSATION_PAGE_SIZE, conversation, message_media_error
+from messaging.selectors import (
+    CONVERSATION_PAGE_SIZE,
+    conversation,
+    conversations_unread,
+    message_media_error,
+)
 from messaging.services import (
     message_delete,
     messages_delete,
@@ -312,6 +318,14 @@ class MessageAdmin(admin.ModelAdmin):
             self.message_user(request, done, messages.SUCCESS)
         return HttpResponseRedirect(f"{conversation_url(message.contact_id)}#message-{message.pk}")
 
+    def _conversations_read(self, request: HttpRequest, contact: Contact) -> None:
+        """An operator opening the page has seen the conversation of the number it replies from
+        (`?sender=`, as the inbox links), or every conversation of the contact without one."""
+        sender = request.GET.get("sender", "")
+        number_id = int(sender) if sender.isdigit() else None
+        for unread in conversations_unread(contact=contact, phone_number_id=number_id):
+            conversation_read(conversation=unread, actor=request.user, source=SOURCE)
+
     def conversation_view(self, request: HttpRequest, contact_id: int) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
@@ -330,6 +344,8 @@ class MessageAdmin(admin.ModelAdmin):
             if sent is not None:
                 self.message_user(request, "Message queued.", messages.SUCCESS)
                 return HttpResponseRedirect(f"{conversation_url(contact.pk)}#message-{sent.pk}")
+        if request.method == "GET" and before is None:
+            self._conversations_read(request, contact)
         for entry in page.entries:
             if entry.message.media_state == Message.MediaState.STORED:
                 entry.media_url, entry.media_note = media_access(message=entry.message)

@@ -120,12 +120,13 @@ def operator(transactional_db):
 
 @pytest.fixture
 def admin_page(page, operator, screenshot):
-    """`page`, logged in as `operator` through the admin's login form, on the admin's index."""
+    """`page`, logged in as `operator` through the admin's login form, on the inbox (where the
+    admin's index sends operators)."""
     page.goto("/admin/login/")
     page.get_by_label("Username").fill(operator.username)
     page.get_by_label("Password").fill(OPERATOR_PASSWORD)
     page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Operators' console")).to_be_visible()
+    expect(page.get_by_role("heading", name="Inbox")).to_be_visible()
     screenshot(page, "logged-in")
     return page
 

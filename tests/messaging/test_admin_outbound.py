@@ -264,7 +264,7 @@ def test_paused_numbers_are_shown_and_resumed(admin_client, sender):
     assert "Error validating access token" in detail
 
     alert = operator_alert_raise(key=f"sender-paused:{sender.phone_number_id}", text="Sending is paused.")
-    assert "Sending is paused." in admin_client.get("/admin/").content.decode()
+    assert "Sending is paused." in admin_client.get("/admin/", follow=True).content.decode()
 
     admin_client.post("/admin/messaging/phonenumber/", action("resume_sending", [sender, running]))
 

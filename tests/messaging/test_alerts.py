@@ -75,7 +75,7 @@ def test_banner_on_every_admin_page_until_acknowledged(admin_client):
     alert = operator_alert_raise(key="sender-paused:9", text="Sender +1 555 0100 is paused: <token> expired")
 
     for url in ("/admin/", "/admin/contacts/contact/", "/admin/messaging/message/"):
-        page = admin_client.get(url).content.decode()
+        page = admin_client.get(url, follow=True).content.decode()  # the index leads operators to the inbox
         assert f'id="operator-alert-{alert.pk}"' in page, url
         assert "&lt;token&gt; expired" in page  # escaped
         assert f"/admin/core/operatoralert/{alert.pk}/acknowledge/" in page
@@ -84,7 +84,7 @@ def test_banner_on_every_admin_page_until_acknowledged(admin_client):
         f"/admin/core/operatoralert/{alert.pk}/acknowledge/", {"next": "/admin/contacts/contact/"}
     )
     assert response.status_code == 302 and response["Location"] == "/admin/contacts/contact/"
-    assert "operator-alert-" not in admin_client.get("/admin/").content.decode()
+    assert "operator-alert-" not in admin_client.get("/admin/", follow=True).content.decode()
 
 
 def test_acknowledge_goes_back_only_to_this_site(admin_client):
@@ -111,9 +111,9 @@ def test_banner_needs_staff_and_the_button_needs_the_permission(client):
 def test_banner_costs_one_query(admin_client):
     operator_alert_raise(key="a", text="first")
     operator_alert_raise(key="b", text="second")
-    admin_client.get("/admin/")  # warm caches (content types, permissions)
+    admin_client.get("/admin/", follow=True)  # warm caches (content types, permissions)
     with CaptureQueriesContext(connection) as queries:
-        admin_client.get("/admin/")
+        admin_client.get("/admin/", follow=True)
     assert len([q for q in queries if "messaging_operatoralert" in q["sql"]]) == 1
 
 
@@ -139,7 +139,7 @@ def test_the_banners_button_carries_a_working_csrf_token(admin_user):
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(admin_user)
     alert = operator_alert_raise(key="k", text="t")
-    page = browser.get("/admin/").content.decode()
+    page = browser.get("/admin/", follow=True).content.decode()
     form = page.split(f'id="operator-alert-{alert.pk}"', 1)[1]
     token = form.split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
     assert token

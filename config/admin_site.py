@@ -1,0 +1,20 @@
+"""The admin site: Django's, except that its index sends those who work on conversations to the
+inbox, the page an operator lands on after logging in (the list of apps stays in every page's side
+bar). Others (a manager with no conversations to answer) keep the index."""
+
+from django.contrib import admin
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+
+INBOX = "admin:messaging_conversation_changelist"
+
+
+class WharfAdminSite(admin.AdminSite):
+    site_header = "Wharf"
+    site_title = "Wharf"
+    index_title = "Operators' console"
+
+    def index(self, request, extra_context=None):
+        if request.user.has_perm("messaging.view_conversation"):
+            return HttpResponseRedirect(reverse(INBOX, current_app=self.name))
+        return super().index(request, extra_context)
