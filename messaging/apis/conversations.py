@@ -35,7 +35,7 @@ from messaging.selectors import (
     conversation_list,
     message_get,
 )
-from messaging.window import WhatsAppWindow, whatsapp_window, whatsapp_window_since
+from messaging.window import WhatsAppWindow, conversation_window, whatsapp_window
 
 SOURCE = AuditLog.Source.API
 CONTACTS_VIEW = "contacts.view_contact"
@@ -134,8 +134,8 @@ class ConversationOutputSerializer(serializers.ModelSerializer):
         return WindowSerializer(self.window_of(conversation)).data
 
     def window_of(self, conversation: Conversation) -> WhatsAppWindow:
-        """From the row's own copy of the customer's latest message: no query per row of a list."""
-        return whatsapp_window_since(conversation.last_inbound_at)
+        """From the row alone, as the inbox lists it: no query per row of a list."""
+        return conversation_window(conversation)
 
 
 class TimelineMessageSerializer(serializers.ModelSerializer):
