@@ -217,6 +217,7 @@ class Message(models.Model):
         ordering = ["timestamp", "id"]
         indexes = [
             models.Index(fields=["contact", "timestamp"], name="message_conversation"),
+            models.Index(fields=["contact", "updated_at"], name="message_contact_updated"),  # live page
             models.Index(
                 fields=["phone_number", "due_at", "id"],
                 condition=models.Q(status="queued"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.db import connection
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -232,3 +233,27 @@ def conversations_unread(*, contact: Contact, phone_number_id: int | None = None
     if phone_number_id is not None:
         queryset = queryset.filter(phone_number_id=phone_number_id)
     return queryset
+
+
+_TIMELINE_CHANGES_SQL = f"""
+    SELECT max(updated_at), count(*) FROM (
+        SELECT updated_at FROM {Message._meta.db_table}
+        WHERE contact_id = %(contact)s AND updated_at >= %(since)s
+        UNION ALL
+        SELECT updated_at FROM {Conversation._meta.db_table}
+        WHERE contact_id = %(contact)s AND updated_at >= %(since)s
+    ) AS changed
+"""
+
+
+def conversation_timeline_token(*, contact_id: int) -> str:
+    """A token that moves whenever the contact's conversation page would show something new: a
+    message arrives or changes (a status, media stored, an edit) or one of its conversations does.
+    As the inbox's token: the latest `updated_at` and how many rows changed within
+    CONVERSATION_CHANGES_WINDOW, so a row committed late with an older time still moves it. One
+    query: the messages' `(contact, updated_at)` index and the few conversations of the contact."""
+    with connection.cursor() as cursor:
+        since = timezone.now() - CONVERSATION_CHANGES_WINDOW
+        cursor.execute(_TIMELINE_CHANGES_SQL, {"contact": contact_id, "since": since})
+        latest, count = cursor.fetchone()
+    return f"{int(latest.timestamp() * 1_000_000) if latest else 0}-{count}"
