@@ -1,12 +1,25 @@
 """Messages and conversations: the message list (in-doubt ones resent or abandoned) and the
-conversation page of a contact, with its reply box (messaging/admin/reply.py)."""
+conversation page of a contact, with its reply box (messaging/admin/reply.py).
+
+The conversation page stays live as the inbox does: every few seconds its script asks
+`conversation/<contact>/changes/?since=<token>` (one query, `conversation_timeline_token`), and only
+when the answer is "changed" fetches the timeline again (`?fragment=timeline`) and swaps it in,
+leaving the reply box as the operator left it. That fetch marks newly arrived messages read too.
+"""
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -23,7 +36,8 @@ from messaging.admin.common import (
     pretty_json,
     ticks_html,
 )
-from messaging.admin.reply import reply_context, reply_send
+from messaging.admin.inbox import POLL_INTERVAL_MS
+from messaging.admin.reply import reply_context, reply_links_context, reply_send
 from messaging.conversations import conversation_read
 from messaging.media import media_access
 from messaging.models import (
@@ -37,6 +51,7 @@ from messaging.outbound.send import (
 from messaging.selectors import (
     CONVERSATION_PAGE_SIZE,
     conversation,
+    conversation_timeline_token,
     conversations_unread,
     message_media_error,
 )
@@ -292,12 +307,17 @@ class MessageAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.conversation_view),
             name="messaging_message_conversation",
         )
+        changes_path = path(
+            "conversation/<int:contact_id>/changes/",
+            self.admin_site.admin_view(self.conversation_changes_view),
+            name="messaging_message_conversation_changes",
+        )
         decide_path = path(
             "<int:message_id>/in-doubt/",
             self.admin_site.admin_view(self.in_doubt_view),
             name="messaging_message_in_doubt",
         )
-        return [conversation_path, decide_path, *super().get_urls()]
+        return [conversation_path, changes_path, decide_path, *super().get_urls()]
 
     def in_doubt_view(self, request: HttpRequest, message_id: int) -> HttpResponse:
         """A conversation's "Resend" / "Abandon" buttons on one in-doubt message."""
@@ -333,9 +353,6 @@ class MessageAdmin(admin.ModelAdmin):
         before = request.GET.get("before")
         if before is not None and not before.isdigit():
             raise Http404
-        page = conversation(
-            contact=contact, before_id=int(before) if before else None, limit=self.conversation_page_size
-        )
         reply_errors: list[str] = []
         if request.method == "POST":
             if not self.has_send_permission(request):
@@ -344,18 +361,36 @@ class MessageAdmin(admin.ModelAdmin):
             if sent is not None:
                 self.message_user(request, "Message queued.", messages.SUCCESS)
                 return HttpResponseRedirect(f"{conversation_url(contact.pk)}#message-{sent.pk}")
-        if request.method == "GET" and before is None:
+        live = before is None  # the latest messages follow the conversation; older ones stay still
+        if live and request.method == "GET":
             self._conversations_read(request, contact)
+        token = conversation_timeline_token(contact_id=contact.pk) if live else ""  # before the page
+        page = conversation(
+            contact=contact, before_id=int(before) if before else None, limit=self.conversation_page_size
+        )
         for entry in page.entries:
             if entry.message.media_state == Message.MediaState.STORED:
                 entry.media_url, entry.media_note = media_access(message=entry.message)
-        context = {
+        context = {"contact": contact, "conversation": page, "live": live, "token": token}
+        if live and request.GET.get("fragment") == "timeline":
+            context["reply"] = reply_links_context(request, contact)
+            return TemplateResponse(request, "admin/messaging/conversation_timeline.html", context)
+        context |= {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": f"Conversation with {contact}",
-            "contact": contact,
-            "conversation": page,
             "can_view_contact": request.user.has_perm("contacts.view_contact"),
             "reply": reply_context(request, contact, errors=reply_errors),
+            "changes_url": reverse("admin:messaging_message_conversation_changes", args=[contact.pk]),
+            "poll_interval_ms": POLL_INTERVAL_MS,
         }
         return TemplateResponse(request, "admin/messaging/conversation.html", context)
+
+    def conversation_changes_view(self, request: HttpRequest, contact_id: int) -> JsonResponse:
+        """{"changed": bool, "token": str}: whether the contact's conversation moved since `since`."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        token = conversation_timeline_token(contact_id=contact_id)
+        response = JsonResponse({"changed": token != request.GET.get("since", ""), "token": token})
+        response["Cache-Control"] = "no-store"
+        return response

@@ -68,6 +68,12 @@ def reply_context(request: HttpRequest, contact: Contact, *, errors: list[str]) 
     }
 
 
+def reply_links_context(request: HttpRequest, contact: Contact) -> dict[str, Any]:
+    """What the timeline alone needs of the reply box (its "reply" links, the in-doubt buttons)."""
+    window = whatsapp_window(contact, phone_number=reply_sender(request, contact))
+    return {"can_send": request.user.has_perm("messaging.add_message"), "window_open": window.is_open}
+
+
 def _media_kind(mime_type: str) -> str:
     """WhatsApp's kind for a file: WebP images are stickers; what is not image, video or audio is a
     document."""

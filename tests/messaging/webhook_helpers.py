@@ -72,6 +72,26 @@ def text_body(**kwargs: Any) -> bytes:
     return json.dumps(text_message(**kwargs)).encode()
 
 
+def status_body(*, wamid: str, status: str, timestamp: int, wa_id: str = "447700900123", error=None) -> bytes:
+    """A status of an outbound message, as in Meta's "messages" webhook reference; `error` is a
+    (code, title) for a failed one."""
+    update: dict[str, Any] = {
+        "id": wamid,
+        "status": status,
+        "timestamp": str(timestamp),
+        "recipient_id": wa_id,
+    }
+    if error is not None:
+        code, title = error
+        update["errors"] = [{"code": code, "title": title, "message": title}]
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+        "statuses": [update],
+    }
+    return json.dumps(envelope(value)).encode()
+
+
 def _pools_forget() -> None:
     """Drop the app's pools; the next publish looks them up again in kombu's registry, which keys
     them by broker URL and transport options, so each configuration keeps pools of its own."""
