@@ -24,7 +24,7 @@ from messaging.admin.common import (
     ticks_html,
 )
 from messaging.admin.reply import reply_context, reply_send
-from messaging.conversations import conversation_read
+from messaging.conversations import conversation_read, phone_number_visible
 from messaging.media import media_access
 from messaging.models import (
     Message,
@@ -37,6 +37,7 @@ from messaging.outbound.send import (
 from messaging.selectors import (
     CONVERSATION_PAGE_SIZE,
     conversation,
+    conversations_hidden,
     conversations_unread,
     message_media_error,
 )
@@ -323,8 +324,20 @@ class MessageAdmin(admin.ModelAdmin):
         (`?sender=`, as the inbox links), or every conversation of the contact without one."""
         sender = request.GET.get("sender", "")
         number_id = int(sender) if sender.isdigit() else None
-        for unread in conversations_unread(contact=contact, phone_number_id=number_id):
+        for unread in conversations_unread(contact=contact, user=request.user, phone_number_id=number_id):
             conversation_read(conversation=unread, actor=request.user, source=SOURCE)
+
+    @staticmethod
+    def _conversations_visible_or_404(request: HttpRequest, contact: Contact) -> None:
+        """404, as for a conversation that does not exist (the API answers the same), when the
+        sender number asked for (`?sender=`, the reply form's) is one the operator does not see, or
+        when the contact has conversations and the operator sees none of them. A contact nobody has
+        talked to yet stays open: an operator may write first from a number they see."""
+        for chosen in (request.GET.get("sender", ""), request.POST.get("phone_number", "")):
+            if chosen.isdigit() and not phone_number_visible(user=request.user, phone_number_id=int(chosen)):
+                raise Http404
+        if conversations_hidden(contact=contact, user=request.user):
+            raise Http404
 
     def conversation_view(self, request: HttpRequest, contact_id: int) -> HttpResponse:
         if not self.has_view_permission(request):
@@ -333,8 +346,12 @@ class MessageAdmin(admin.ModelAdmin):
         before = request.GET.get("before")
         if before is not None and not before.isdigit():
             raise Http404
+        self._conversations_visible_or_404(request, contact)
         page = conversation(
-            contact=contact, before_id=int(before) if before else None, limit=self.conversation_page_size
+            contact=contact,
+            before_id=int(before) if before else None,
+            limit=self.conversation_page_size,
+            user=request.user,
         )
         reply_errors: list[str] = []
         if request.method == "POST":
