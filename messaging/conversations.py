@@ -172,9 +172,10 @@ def phone_numbers_visible_q(user: AbstractBaseUser) -> Q:
 
 
 def conversations_visible_q(user: AbstractBaseUser) -> Q:
-    """The conversations `user` sees, as a filter on Conversation: those of the numbers of
-    `phone_numbers_visible_q`, and those without a sender number (Wharf did not learn it: such a
-    conversation belongs to no number's team, so hiding it would leave it to nobody)."""
+    """The conversations `user` sees, as a filter on Conversation (or on Message: the same
+    `phone_number` field): those of the numbers of `phone_numbers_visible_q`, and those without a
+    sender number (Wharf did not learn it: such a conversation belongs to no number's team, and
+    hiding it would leave it to nobody)."""
     if user.is_superuser:
         return Q()
     visible = PhoneNumber.objects.filter(phone_numbers_visible_q(user)).values("pk")

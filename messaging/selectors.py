@@ -7,9 +7,9 @@ from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from contacts.models import Contact
-from messaging.conversations import conversations_visible_q, phone_numbers_visible_q
+from messaging.conversations import conversations_visible_q
 from messaging.inbound.apply import TARGET_KINDS
-from messaging.models import Conversation, Message, PhoneNumber
+from messaging.models import Conversation, Message
 
 CONVERSATION_PAGE_SIZE = 200
 CONVERSATION_TABS = ("all", "mine", "unassigned")
@@ -100,7 +100,7 @@ def conversation(
 ) -> ConversationPage:
     """The contact's latest `limit` messages (or those before message `before_id`), oldest first;
     only those of conversation `conversation_id` (one sender number) when it is given, and only
-    those of the sender numbers `user` sees (`phone_numbers_visible_q`) when a user is given.
+    those of the sender numbers `user` sees (`conversations_visible_q`) when a user is given.
 
     Reactions, edits and revokes are attached to the message they are about when it is on the
     page; replies carry the message they quote. Two queries, whatever the number of messages:
@@ -109,9 +109,8 @@ def conversation(
     queryset = Message.objects.filter(contact=contact)
     if conversation_id is not None:
         queryset = queryset.filter(conversation_id=conversation_id)
-    if user is not None and not user.is_superuser:
-        visible = PhoneNumber.objects.filter(phone_numbers_visible_q(user)).values("pk")
-        queryset = queryset.filter(Q(phone_number__isnull=True) | Q(phone_number__in=visible))
+    if user is not None:
+        queryset = queryset.filter(conversations_visible_q(user))
     if before_id is not None:
         anchor = queryset.filter(id=before_id).values("timestamp", "id").first()
         if anchor is not None:

@@ -24,7 +24,7 @@ from messaging.admin.common import (
     ticks_html,
 )
 from messaging.admin.reply import reply_context, reply_send
-from messaging.conversations import conversation_read, phone_number_visible
+from messaging.conversations import conversation_read, conversations_visible_q, phone_number_visible
 from messaging.media import media_access
 from messaging.models import (
     Message,
@@ -188,6 +188,10 @@ class MessageAdmin(admin.ModelAdmin):
     inlines = (SendAttemptInline,)
     actions = ("resend", "abandon")
 
+    def get_queryset(self, request):
+        """Only messages of the sender numbers the operator sees, as in the inbox."""
+        return super().get_queryset(request).filter(conversations_visible_q(request.user))
+
     def get_readonly_fields(self, request, obj=None):
         return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
 
@@ -306,7 +310,7 @@ class MessageAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_send_permission(request):
             raise PermissionDenied
-        message = get_object_or_404(Message, pk=message_id)
+        message = get_object_or_404(self.get_queryset(request), pk=message_id)
         services = {"resend": (message_resend, "Queued again."), "abandon": (message_abandon, "Abandoned.")}
         if request.POST.get("decision") not in services:
             return HttpResponse("decision must be resend or abandon", status=400)

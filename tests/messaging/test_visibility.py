@@ -22,6 +22,7 @@ OPERATOR_PERMISSIONS = [
     "messaging.view_conversation",
     "messaging.change_conversation",
     "messaging.view_message",
+    "messaging.add_message",
     "contacts.view_contact",
 ]
 
@@ -181,3 +182,16 @@ def test_the_sender_numbers_admin_sets_its_groups_through_the_service(admin_clie
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert list(PhoneNumber.objects.get(pk=number.pk).groups.all()) == [numbers["team_a"]]
     assert AuditLog.objects.get(action="phone_number.groups").changes == {"groups": [[], ["team-a"]]}
+
+
+def test_the_message_list_shows_only_messages_of_numbers_the_operator_sees(client, numbers, conversations):
+    client.force_login(operator_in(numbers["team_a"]))
+    MessageFactory(phone_number=numbers["a"], text="for team A")
+    hidden = MessageFactory(phone_number=numbers["b"], text="for team B")
+
+    listing = client.get(reverse("admin:messaging_message_changelist"))
+
+    assert listing.status_code == 200
+    assert "for team A" in listing.text and "for team B" not in listing.text
+    in_doubt = reverse("admin:messaging_message_in_doubt", args=[hidden.pk])
+    assert client.post(in_doubt, {"decision": "abandon"}).status_code == 404
