@@ -24,11 +24,12 @@ from datetime import datetime
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from core.audit import Actor, audit_log_record
 from core.models import AuditLog
-from messaging.models import Conversation, Message
+from messaging.models import Conversation, Message, PhoneNumber
 
 PREVIEW_LENGTH = Conversation._meta.get_field("last_message_preview").max_length
 QUIET_KINDS = frozenset({"reaction", "edit", "revoke", "system"})  # never the customer waiting
@@ -156,6 +157,38 @@ def conversations_outbound_prepare(*, messages: Iterable[Message], reply: bool) 
     return ids
 
 
+# -- who sees what ---------------------------------------------------------------------------------
+
+
+def phone_numbers_visible_q(user: AbstractBaseUser) -> Q:
+    """The sender numbers whose conversations `user` sees, as a filter on PhoneNumber: every number
+    for a superuser; for anyone else the numbers with none of `PhoneNumber.groups` (an install that
+    never set groups works as before) and those with a group `user` belongs to. Whether the user may
+    view conversations at all is the permission `messaging.view_conversation`, checked by each door."""
+    if user.is_superuser:
+        return Q()
+    number_groups = PhoneNumber.groups.through.objects.filter(phonenumber_id=OuterRef("pk"))
+    return ~Exists(number_groups) | Exists(number_groups.filter(group__user=user.pk))
+
+
+def conversations_visible_q(user: AbstractBaseUser) -> Q:
+    """The conversations `user` sees, as a filter on Conversation (or on Message: the same
+    `phone_number` field): those of the numbers of `phone_numbers_visible_q`, and those without a
+    sender number (Wharf did not learn it: such a conversation belongs to no number's team, and
+    hiding it would leave it to nobody)."""
+    if user.is_superuser:
+        return Q()
+    visible = PhoneNumber.objects.filter(phone_numbers_visible_q(user)).values("pk")
+    return Q(phone_number__isnull=True) | Q(phone_number__in=visible)
+
+
+def phone_number_visible(*, user: AbstractBaseUser, phone_number_id: int | None) -> bool:
+    """Whether `user` sees the conversations of the number (None: a conversation without one)."""
+    if phone_number_id is None or user.is_superuser:
+        return True
+    return PhoneNumber.objects.filter(phone_numbers_visible_q(user), pk=phone_number_id).exists()
+
+
 # -- operators' actions -----------------------------------------------------------------------------
 
 
@@ -195,12 +228,19 @@ def conversation_assign(
 ) -> Conversation:
     """Assign (or unassign, with None) a conversation the caller saw with `conversation.assignee_id`.
 
-    Only to an active staff member (operators work in the admin). A conditional UPDATE on the
+    Only to an active staff member (operators work in the admin) who sees the conversation's number
+    (`phone_number_visible`). A conditional UPDATE on the
     assignee the caller saw: of two operators assigning at once, one wins and the other gets a
     ConversationAssignConflict (a ValidationError on `assignee`) naming who holds it now; so does
     a caller who asks for no change when the conversation has changed hands meanwhile."""
     if assignee is not None and not (assignee.is_active and assignee.is_staff):
         raise ValidationError({"assignee": f"{assignee.get_username()} is not an active staff member."})
+    if assignee is not None and not phone_number_visible(
+        user=assignee, phone_number_id=conversation.phone_number_id
+    ):
+        raise ValidationError(
+            {"assignee": f"{assignee.get_username()} does not see the conversations of this sender number."}
+        )
     seen = conversation.assignee_id
     wanted = assignee.pk if assignee is not None else None
     with transaction.atomic():

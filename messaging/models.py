@@ -18,6 +18,15 @@ class PhoneNumber(models.Model):
     # Sending stops while paused (Meta answered 190: the token no longer works for this number).
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_reason = models.CharField(max_length=255, blank=True, default="")
+    # Whose members see this number's conversations (messaging.conversations.phone_numbers_visible_q);
+    # none: every operator who may view conversations.
+    groups = models.ManyToManyField(
+        "auth.Group",
+        blank=True,
+        related_name="phone_numbers",
+        help_text="Members of these groups see this number's conversations and may be assigned them. "
+        "None: everyone who may view conversations.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

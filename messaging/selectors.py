@@ -8,6 +8,7 @@ from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from contacts.models import Contact
+from messaging.conversations import conversations_visible_q
 from messaging.inbound.apply import TARGET_KINDS
 from messaging.models import Conversation, Message
 
@@ -96,9 +97,11 @@ def conversation(
     before_id: int | None = None,
     limit: int = CONVERSATION_PAGE_SIZE,
     conversation_id: int | None = None,
+    user=None,
 ) -> ConversationPage:
     """The contact's latest `limit` messages (or those before message `before_id`), oldest first;
-    only those of conversation `conversation_id` (one sender number) when it is given.
+    only those of conversation `conversation_id` (one sender number) when it is given, and only
+    those of the sender numbers `user` sees (`conversations_visible_q`) when a user is given.
 
     Reactions, edits and revokes are attached to the message they are about when it is on the
     page; replies carry the message they quote. Two queries, whatever the number of messages:
@@ -107,6 +110,8 @@ def conversation(
     queryset = Message.objects.filter(contact=contact)
     if conversation_id is not None:
         queryset = queryset.filter(conversation_id=conversation_id)
+    if user is not None:
+        queryset = queryset.filter(conversations_visible_q(user))
     if before_id is not None:
         anchor = queryset.filter(id=before_id).values("timestamp", "id").first()
         if anchor is not None:
@@ -141,8 +146,13 @@ def conversation(
     return ConversationPage(contact=contact, entries=shown, earlier=earlier)
 
 
-def conversation_get(*, id: int) -> Conversation | None:
-    return Conversation.objects.select_related("contact", "phone_number", "assignee").filter(id=id).first()
+def conversation_get(*, id: int, user) -> Conversation | None:
+    """The conversation, when `user` sees it (`conversations_visible_q`)."""
+    return (
+        Conversation.objects.select_related("contact", "phone_number", "assignee")
+        .filter(conversations_visible_q(user), id=id)
+        .first()
+    )
 
 
 def conversation_list(
@@ -163,8 +173,12 @@ def conversation_list(
     `tab` is all, mine (assigned to `user`) or unassigned; `phone_number` and `assignee` are ids;
     "waiting" puts the longest-waiting first (then the latest), "latest" the latest message first;
     `q` looks in the contact's name, phone and WhatsApp id and in the conversation's message text.
+    Only the conversations `user` sees (`conversations_visible_q`): so are the tabs' counts and the
+    changes token, which read through here.
     """
-    queryset = Conversation.objects.select_related("contact", "phone_number", "assignee")
+    queryset = Conversation.objects.select_related("contact", "phone_number", "assignee").filter(
+        conversations_visible_q(user)
+    )
     if tab != "all":
         queryset = queryset.filter(conversation_tab_q(user=user, tab=tab))
     if status:
@@ -189,6 +203,15 @@ def conversation_list(
     return queryset.order_by(
         F("waiting_since").asc(nulls_last=True), F("last_message_at").desc(nulls_last=True), "-id"
     )
+
+
+def conversations_hidden(*, contact_id: int, user) -> bool:
+    """Whether the contact has conversations and `user` sees none of them (one query: the live
+    conversation page asks at every poll)."""
+    counts = Conversation.objects.filter(contact_id=contact_id).aggregate(
+        every=Count("id"), visible=Count("id", filter=conversations_visible_q(user))
+    )
+    return counts["every"] > 0 and counts["visible"] == 0
 
 
 def conversation_tab_q(*, user, tab: str) -> Q:
@@ -227,9 +250,12 @@ def conversation_changes_token(*, user) -> str:
     return f"{int(latest.timestamp() * 1_000_000) if latest else 0}-{recent['count']}"
 
 
-def conversations_unread(*, contact: Contact, phone_number_id: int | None = None) -> QuerySet[Conversation]:
-    """The contact's conversations with unread messages, those with `phone_number_id` when given."""
-    queryset = Conversation.objects.filter(contact=contact, unread_count__gt=0)
+def conversations_unread(
+    *, contact: Contact, user, phone_number_id: int | None = None
+) -> QuerySet[Conversation]:
+    """The contact's conversations with unread messages that `user` sees, those with
+    `phone_number_id` when given."""
+    queryset = Conversation.objects.filter(conversations_visible_q(user), contact=contact, unread_count__gt=0)
     if phone_number_id is not None:
         queryset = queryset.filter(phone_number_id=phone_number_id)
     return queryset

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
@@ -156,6 +157,27 @@ def phone_number_update(
     audit_log_record(
         actor=actor, source=source, action="phone_number.update", target=phone_number, changes=changes
     )
+    return phone_number
+
+
+@transaction.atomic
+def phone_number_groups_set(
+    *, phone_number: PhoneNumber, groups: Iterable[Group], actor: Actor, source: str
+) -> PhoneNumber:
+    """Which groups' members see the number's conversations (none: every operator); audited when
+    it changes."""
+    before = sorted(phone_number.groups.values_list("name", flat=True))
+    groups = list(groups)
+    after = sorted(group.name for group in groups)
+    if before != after:
+        phone_number.groups.set(groups)
+        audit_log_record(
+            actor=actor,
+            source=source,
+            action="phone_number.groups",
+            target=phone_number,
+            changes={"groups": [before, after]},
+        )
     return phone_number
 
 

@@ -24,6 +24,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from messaging.admin.common import conversation_url
+from messaging.conversations import conversations_visible_q, phone_numbers_visible_q
 from messaging.models import Conversation, PhoneNumber
 from messaging.selectors import (
     CONVERSATION_SORTS,
@@ -186,7 +187,11 @@ class ConversationAdmin(admin.ModelAdmin):
             "poll_interval_ms": POLL_INTERVAL_MS,
             "statuses": Conversation.Status.values,
             "sorts": [("waiting", "waiting longest"), ("latest", "latest message")],
-            "senders": list(PhoneNumber.objects.order_by("display_phone_number", "id")),
+            "senders": list(
+                PhoneNumber.objects.filter(phone_numbers_visible_q(request.user)).order_by(
+                    "display_phone_number", "id"
+                )
+            ),
             "assignees": list(user_model.objects.filter(is_staff=True, is_active=True).order_by("username")),
         }
         return TemplateResponse(request, "admin/messaging/inbox.html", context)
@@ -204,7 +209,9 @@ class ConversationAdmin(admin.ModelAdmin):
         """The admin's link to one conversation (the audit log's, say) opens its conversation page."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        found = get_object_or_404(Conversation, pk=conversation_id)
+        found = get_object_or_404(
+            Conversation.objects.filter(conversations_visible_q(request.user)), pk=conversation_id
+        )
         return HttpResponseRedirect(conversation_open_url(found))
 
     @staticmethod

@@ -38,7 +38,7 @@ from messaging.admin.common import (
 )
 from messaging.admin.inbox import POLL_INTERVAL_MS
 from messaging.admin.reply import reply_context, reply_links_context, reply_send
-from messaging.conversations import conversation_read
+from messaging.conversations import conversation_read, conversations_visible_q, phone_number_visible
 from messaging.media import media_access
 from messaging.models import (
     Message,
@@ -52,6 +52,7 @@ from messaging.selectors import (
     CONVERSATION_PAGE_SIZE,
     conversation,
     conversation_timeline_token,
+    conversations_hidden,
     conversations_unread,
     message_media_error,
 )
@@ -202,6 +203,10 @@ class MessageAdmin(admin.ModelAdmin):
     inlines = (SendAttemptInline,)
     actions = ("resend", "abandon")
 
+    def get_queryset(self, request):
+        """Only messages of the sender numbers the operator sees, as in the inbox."""
+        return super().get_queryset(request).filter(conversations_visible_q(request.user))
+
     def get_readonly_fields(self, request, obj=None):
         return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
 
@@ -325,7 +330,7 @@ class MessageAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_send_permission(request):
             raise PermissionDenied
-        message = get_object_or_404(Message, pk=message_id)
+        message = get_object_or_404(self.get_queryset(request), pk=message_id)
         services = {"resend": (message_resend, "Queued again."), "abandon": (message_abandon, "Abandoned.")}
         if request.POST.get("decision") not in services:
             return HttpResponse("decision must be resend or abandon", status=400)
@@ -343,8 +348,20 @@ class MessageAdmin(admin.ModelAdmin):
         (`?sender=`, as the inbox links), or every conversation of the contact without one."""
         sender = request.GET.get("sender", "")
         number_id = int(sender) if sender.isdigit() else None
-        for unread in conversations_unread(contact=contact, phone_number_id=number_id):
+        for unread in conversations_unread(contact=contact, user=request.user, phone_number_id=number_id):
             conversation_read(conversation=unread, actor=request.user, source=SOURCE)
+
+    @staticmethod
+    def _conversations_visible_or_404(request: HttpRequest, contact_id: int) -> None:
+        """404, as for a conversation that does not exist (the API answers the same), when the
+        sender number asked for (`?sender=`, the reply form's) is one the operator does not see, or
+        when the contact has conversations and the operator sees none of them. A contact nobody has
+        talked to yet stays open: an operator may write first from a number they see."""
+        for chosen in (request.GET.get("sender", ""), request.POST.get("phone_number", "")):
+            if chosen.isdigit() and not phone_number_visible(user=request.user, phone_number_id=int(chosen)):
+                raise Http404
+        if conversations_hidden(contact_id=contact_id, user=request.user):
+            raise Http404
 
     def conversation_view(self, request: HttpRequest, contact_id: int) -> HttpResponse:
         if not self.has_view_permission(request):
@@ -353,6 +370,7 @@ class MessageAdmin(admin.ModelAdmin):
         before = request.GET.get("before")
         if before is not None and not before.isdigit():
             raise Http404
+        self._conversations_visible_or_404(request, contact.pk)
         reply_errors: list[str] = []
         if request.method == "POST":
             if not self.has_send_permission(request):
@@ -366,7 +384,10 @@ class MessageAdmin(admin.ModelAdmin):
             self._conversations_read(request, contact)
         token = conversation_timeline_token(contact_id=contact.pk) if live else ""  # before the page
         page = conversation(
-            contact=contact, before_id=int(before) if before else None, limit=self.conversation_page_size
+            contact=contact,
+            before_id=int(before) if before else None,
+            limit=self.conversation_page_size,
+            user=request.user,
         )
         for entry in page.entries:
             if entry.message.media_state == Message.MediaState.STORED:
@@ -390,6 +411,7 @@ class MessageAdmin(admin.ModelAdmin):
         """{"changed": bool, "token": str}: whether the contact's conversation moved since `since`."""
         if not self.has_view_permission(request):
             raise PermissionDenied
+        self._conversations_visible_or_404(request, contact_id)
         token = conversation_timeline_token(contact_id=contact_id)
         response = JsonResponse({"changed": token != request.GET.get("since", ""), "token": token})
         response["Cache-Control"] = "no-store"

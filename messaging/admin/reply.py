@@ -12,6 +12,7 @@ from django.http import HttpRequest
 
 from contacts.models import Contact
 from messaging.admin.common import SOURCE
+from messaging.conversations import phone_numbers_visible_q
 from messaging.media import media_outgoing_discard, media_outgoing_upload
 from messaging.models import (
     Message,
@@ -32,13 +33,18 @@ from messaging.window import whatsapp_window
 
 def reply_sender(request: HttpRequest, contact: Contact) -> PhoneNumber | None:
     """The number chosen (?sender= or the form's), else the send service's default for the contact
-    (the number they last wrote to, else the first one not paused)."""
+    (the number they last wrote to, else the first one not paused); only a number the operator sees
+    (else the first they see that is not paused)."""
+    visible = PhoneNumber.objects.filter(phone_numbers_visible_q(request.user))
     chosen = request.POST.get("phone_number") or request.GET.get("sender")
     if chosen and chosen.isdigit():
-        found = PhoneNumber.objects.filter(pk=int(chosen)).first()
+        found = visible.filter(pk=int(chosen)).first()
         if found is not None:
             return found
-    return phone_number_default(contact=contact)
+    default = phone_number_default(contact=contact)
+    if default is None or visible.filter(pk=default.pk).exists():
+        return default
+    return visible.filter(paused_at__isnull=True).order_by("display_phone_number", "id").first()
 
 
 def reply_context(request: HttpRequest, contact: Contact, *, errors: list[str]) -> dict[str, Any]:
@@ -58,7 +64,7 @@ def reply_context(request: HttpRequest, contact: Contact, *, errors: list[str]) 
         "can_send": request.user.has_perm("messaging.add_message"),
         "window_open": window.is_open,
         "window_closes_at": window.closes_at,
-        "senders": list(PhoneNumber.objects.all()),
+        "senders": list(PhoneNumber.objects.filter(phone_numbers_visible_q(request.user))),
         "sender": sender,
         "templates": templates,
         "chosen_template": request.POST.get("template", ""),

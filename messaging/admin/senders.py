@@ -21,6 +21,7 @@ from messaging.services import (
     RATE_LIMIT_MAX_PER_S,
     phone_number_create,
     phone_number_fields_clean,
+    phone_number_groups_set,
     phone_number_update,
     phone_numbers_delete,
 )
@@ -38,7 +39,7 @@ class PhoneNumberForm(forms.ModelForm):
 
     class Meta:
         model = PhoneNumber
-        fields = PHONE_NUMBER_FIELDS
+        fields = (*PHONE_NUMBER_FIELDS, "groups")
 
     def clean(self):
         cleaned_data = super().clean()
@@ -90,8 +91,10 @@ class PhoneNumberAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        ("Who sees its conversations", {"fields": ("groups",)}),
         ("Activity", {"fields": ("created_at", "updated_at")}),
     )
+    filter_horizontal = ("groups",)
     actions = ("resume_sending",)
 
     def has_resume_permission(self, request) -> bool:
@@ -128,6 +131,14 @@ class PhoneNumberAdmin(admin.ModelAdmin):
         else:
             saved = phone_number_create(**fields, actor=request.user, source=SOURCE)
         admin_object_take(obj, saved)
+
+    def save_related(self, request, form, formsets, change):
+        """The groups through their service (audited), not the form's own save_m2m."""
+        phone_number_groups_set(
+            phone_number=form.instance, groups=form.cleaned_data["groups"], actor=request.user, source=SOURCE
+        )
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     def delete_model(self, request, obj):
         phone_numbers_delete(phone_numbers=[obj], actor=request.user, source=SOURCE)

@@ -2,9 +2,11 @@
 and answers with the conversation.
 
 Reading needs `messaging.view_conversation`, every action (a POST on one conversation)
-`messaging.change_conversation`. The contact's name, phone and WhatsApp id are shown only to
-users who may view contacts (`contacts.view_contact`); others get the contact's id alone, and
-may not search (`q` looks in contacts' names and numbers).
+`messaging.change_conversation`; either sees only the conversations of the sender numbers the
+caller sees (`messaging.conversations.conversations_visible_q`), any other is a 404.
+The contact's name, phone and WhatsApp id are shown only to users who may view contacts
+(`contacts.view_contact`); others get the contact's id alone, and may not search (`q` looks in
+contacts' names and numbers).
 """
 
 from django.contrib.auth import get_user_model
@@ -194,8 +196,9 @@ def _context(request) -> dict:
     return {"contacts_visible": request.user.has_perm(CONTACTS_VIEW)}
 
 
-def _conversation(id: int) -> Conversation:
-    found = conversation_get(id=id)
+def _conversation(request, id: int) -> Conversation:
+    """The conversation, or 404 when it does not exist or the caller does not see its number."""
+    found = conversation_get(id=id, user=request.user)
     if found is None:
         raise exceptions.NotFound()
     return found
@@ -304,7 +307,7 @@ class ConversationDetailApi(APIView):
         description="One conversation with the newest page of its timeline (or the page before a message).",
     )
     def get(self, request, id: int):
-        found = _conversation(id)
+        found = _conversation(request, id)
         filters = self.FilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         before = filters.validated_data.get("before")
@@ -337,7 +340,8 @@ class ConversationAssignApi(ConversationActionApi):
         assignee = serializers.PrimaryKeyRelatedField(
             queryset=get_user_model().objects.all(),
             allow_null=True,
-            help_text="A user's id (an active staff member), or null to unassign.",
+            help_text="A user's id (an active staff member who sees the conversation's number), or null "
+            "to unassign.",
         )
         expected_assignee = serializers.IntegerField(
             required=False,
@@ -358,7 +362,7 @@ class ConversationAssignApi(ConversationActionApi):
         },
     )
     def post(self, request, id: int):
-        found = _conversation(id)
+        found = _conversation(request, id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         if "expected_assignee" in serializer.validated_data:
@@ -391,7 +395,7 @@ class ConversationStatusApi(ConversationActionApi):
         request=InputSerializer, responses={200: ConversationOutputSerializer, **_errors(400, 401, 403, 404)}
     )
     def post(self, request, id: int):
-        found = _conversation(id)
+        found = _conversation(request, id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         changed = conversation_status_set(
@@ -420,7 +424,7 @@ class ConversationLabelsApi(ConversationActionApi):
         request=InputSerializer, responses={200: ConversationOutputSerializer, **_errors(400, 401, 403, 404)}
     )
     def post(self, request, id: int):
-        found = _conversation(id)
+        found = _conversation(request, id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         changed = conversation_labels_set(
@@ -441,7 +445,7 @@ class ConversationPriorityApi(ConversationActionApi):
         request=InputSerializer, responses={200: ConversationOutputSerializer, **_errors(400, 401, 403, 404)}
     )
     def post(self, request, id: int):
-        found = _conversation(id)
+        found = _conversation(request, id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         changed = conversation_priority_set(
@@ -462,5 +466,6 @@ class ConversationReadApi(ConversationActionApi):
     )
     def post(self, request, id: int):
         return _answer(
-            request, conversation_read(conversation=_conversation(id), actor=request.user, source=SOURCE)
+            request,
+            conversation_read(conversation=_conversation(request, id), actor=request.user, source=SOURCE),
         )

@@ -96,5 +96,5 @@ def test_the_changes_and_the_fragment_need_the_view_permission(client, reply):
 
 def test_the_changes_answer_costs_one_query(admin_client, reply, django_assert_num_queries):
     admin_client.get(changes_url(reply.contact_id))  # the session and the user, once
-    with django_assert_num_queries(3):  # the session, the user, the token
+    with django_assert_num_queries(4):  # the session, the user, who may see it, the token
         admin_client.get(changes_url(reply.contact_id), {"since": "0-0"})
