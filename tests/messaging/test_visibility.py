@@ -151,6 +151,19 @@ def test_the_conversation_page_is_404_for_a_contact_the_operator_sees_on_no_numb
     assert Conversation.objects.get(pk=conversations["b"].pk).unread_count == 1  # not read by opening
 
 
+def test_the_live_conversation_page_answers_404_for_what_the_operator_does_not_see(
+    client, numbers, conversations
+):
+    client.force_login(operator_in(numbers["team_a"]))
+    ada, bea = conversations["a"].contact, conversations["b"].contact
+    changes = "admin:messaging_message_conversation_changes"
+
+    assert client.get(reverse(changes, args=[ada.pk])).status_code == 200
+    assert client.get(reverse(changes, args=[bea.pk])).status_code == 404
+    fragment = reverse("admin:messaging_message_conversation", args=[bea.pk])
+    assert client.get(fragment, {"fragment": "timeline"}).status_code == 404
+
+
 def test_assigning_to_someone_who_does_not_see_the_number_is_refused(numbers, conversations):
     olivia, bruno = operator_in(numbers["team_a"]), operator_in(numbers["team_b"])
     conversation = conversations["a"]
