@@ -234,6 +234,11 @@ def conversation_counts(*, user, **filters) -> dict[str, int]:
     )
 
 
+def _changes_token(latest: datetime | None, count: int) -> str:
+    """The latest change in microseconds and how many rows changed recently (see below)."""
+    return f"{int(latest.timestamp() * 1_000_000) if latest else 0}-{count}"
+
+
 def conversation_changes_token(*, user) -> str:
     """A token that moves whenever a conversation `user` may see changes: the latest `updated_at`
     and how many rows changed within CONVERSATION_CHANGES_WINDOW. The count catches a row committed
@@ -246,8 +251,7 @@ def conversation_changes_token(*, user) -> str:
         .filter(updated_at__gte=since)
         .aggregate(latest=Max("updated_at"), count=Count("id"))
     )
-    latest = recent["latest"]
-    return f"{int(latest.timestamp() * 1_000_000) if latest else 0}-{recent['count']}"
+    return _changes_token(recent["latest"], recent["count"])
 
 
 def conversations_unread(
@@ -282,4 +286,4 @@ def conversation_timeline_token(*, contact_id: int) -> str:
         since = timezone.now() - CONVERSATION_CHANGES_WINDOW
         cursor.execute(_TIMELINE_CHANGES_SQL, {"contact": contact_id, "since": since})
         latest, count = cursor.fetchone()
-    return f"{int(latest.timestamp() * 1_000_000) if latest else 0}-{count}"
+    return _changes_token(latest, count)
