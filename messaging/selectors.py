@@ -28,9 +28,13 @@ def message_list(
     type: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    user=None,
 ) -> QuerySet[Message]:
-    """Messages, newest first; `since` is inclusive, `until` exclusive; a filter left None is not applied."""
+    """Messages, newest first; `since` is inclusive, `until` exclusive; a filter left None is not
+    applied. With `user`, only the messages of the sender numbers that user sees."""
     queryset = Message.objects.select_related("contact", "phone_number").order_by("-timestamp", "-id")
+    if user is not None:
+        queryset = queryset.filter(conversations_visible_q(user))
     if contact_id is not None:
         queryset = queryset.filter(contact_id=contact_id)
     if direction:
@@ -46,8 +50,12 @@ def message_list(
     return queryset
 
 
-def message_get(*, id: int) -> Message | None:
-    return Message.objects.select_related("contact", "phone_number").filter(id=id).first()
+def message_get(*, id: int, user=None) -> Message | None:
+    """The message; with `user`, only when that user sees its sender number's conversations."""
+    queryset = Message.objects.select_related("contact", "phone_number")
+    if user is not None:
+        queryset = queryset.filter(conversations_visible_q(user))
+    return queryset.filter(id=id).first()
 
 
 def message_quoted(*, message: Message) -> Message | None:

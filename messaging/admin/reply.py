@@ -32,19 +32,14 @@ from messaging.window import whatsapp_window
 
 
 def reply_sender(request: HttpRequest, contact: Contact) -> PhoneNumber | None:
-    """The number chosen (?sender= or the form's), else the send service's default for the contact
-    (the number they last wrote to, else the first one not paused); only a number the operator sees
-    (else the first they see that is not paused)."""
-    visible = PhoneNumber.objects.filter(phone_numbers_visible_q(request.user))
+    """The number chosen (?sender= or the form's) when the operator sees it, else the send
+    service's default among the numbers they see (`phone_number_default`)."""
     chosen = request.POST.get("phone_number") or request.GET.get("sender")
     if chosen and chosen.isdigit():
-        found = visible.filter(pk=int(chosen)).first()
+        found = PhoneNumber.objects.filter(phone_numbers_visible_q(request.user), pk=int(chosen)).first()
         if found is not None:
             return found
-    default = phone_number_default(contact=contact)
-    if default is None or visible.filter(pk=default.pk).exists():
-        return default
-    return visible.filter(paused_at__isnull=True).order_by("display_phone_number", "id").first()
+    return phone_number_default(contact=contact, user=request.user)
 
 
 def reply_context(request: HttpRequest, contact: Contact, *, errors: list[str]) -> dict[str, Any]:

@@ -13,11 +13,12 @@ from contacts.models import Contact
 from contacts.services.cleaning import phone_normalise
 from contacts.services.contact import contact_create
 from core.models import AuditLog
+from messaging.conversations import phone_numbers_visible_q
 from messaging.graph import GraphError
 from messaging.media import media_access, media_outgoing_upload
 from messaging.models import Message, PhoneNumber
 from messaging.outbound.content import KINDS
-from messaging.outbound.send import message_mark_read, message_send_or_get
+from messaging.outbound.send import message_mark_read, message_send_or_get, phone_number_default
 from messaging.selectors import message_get, message_list, message_media_error, message_quoted
 from messaging.services import message_delete
 
@@ -107,8 +108,9 @@ class MessageFilterSerializer(serializers.Serializer):
         return attrs
 
 
-def _message(id: int) -> Message:
-    message = message_get(id=id)
+def _message(request, id: int) -> Message:
+    """The message, 404 when it does not exist or is of a sender number the user does not see."""
+    message = message_get(id=id, user=request.user)
     if message is None:
         raise exceptions.NotFound()
     return message
@@ -182,7 +184,9 @@ class MessageSendApi(APIView):
         values = data.validated_data
         phone_number = None
         if values.get("phone_number_id"):
-            phone_number = PhoneNumber.objects.filter(phone_number_id=values["phone_number_id"]).first()
+            phone_number = PhoneNumber.objects.filter(
+                phone_numbers_visible_q(request.user), phone_number_id=values["phone_number_id"]
+            ).first()
             if phone_number is None:
                 raise serializers.ValidationError({"phone_number_id": "No such sender number."})
         with transaction.atomic():  # a contact made for a send that is refused is not kept
@@ -193,9 +197,16 @@ class MessageSendApi(APIView):
         )
 
     def _send(self, request, values: dict, phone_number: PhoneNumber | None) -> tuple[Message, bool]:
+        contact = _recipient(contact_id=values.get("contact"), to=values.get("to", ""))
+        if phone_number is None:
+            phone_number = phone_number_default(contact=contact, user=request.user)
+            if phone_number is None:
+                raise serializers.ValidationError(
+                    {"phone_number_id": "No sender number you may write from is available."}
+                )
         return message_send_or_get(
             phone_number=phone_number,
-            contact=_recipient(contact_id=values.get("contact"), to=values.get("to", "")),
+            contact=contact,
             kind=values["type"],
             content=values[values["type"]],
             actor=request.user,
@@ -214,7 +225,7 @@ class MessageReadApi(APIView):
     )
     def post(self, request, id: int):
         try:
-            message = message_mark_read(message=_message(id), actor=request.user, source=SOURCE)
+            message = message_mark_read(message=_message(request, id), actor=request.user, source=SOURCE)
         except GraphError as error:
             raise GraphApiUnavailable(error.reason) from error
         return Response(MessageOutputSerializer(message).data)
@@ -271,7 +282,8 @@ class MessageListApi(MessageSendApi):
         filters = MessageFilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(message_list(**filters.validated_data), request, view=self)
+        messages = message_list(**filters.validated_data, user=request.user)
+        page = paginator.paginate_queryset(messages, request, view=self)
         return paginator.get_paginated_response(MessageOutputSerializer(page, many=True).data)
 
 
@@ -330,9 +342,9 @@ class MessageDetailApi(APIView):
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request, id: int):
-        return Response(self.OutputSerializer(_message(id)).data)
+        return Response(self.OutputSerializer(_message(request, id)).data)
 
     @extend_schema(responses={204: None}, description="Deletes the message and its stored media.")
     def delete(self, request, id: int):
-        message_delete(message=_message(id), actor=request.user, source=SOURCE)
+        message_delete(message=_message(request, id), actor=request.user, source=SOURCE)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, When
 from django.db.models.functions import Coalesce
@@ -15,7 +16,7 @@ from contacts.models import Channel, Contact
 from contacts.reachability import NO_ADDRESS, OPTED_OUT, contact_address, contact_reachable
 from core.audit import Actor, audit_log_record
 from core.models import AuditLog
-from messaging.conversations import conversations_outbound_prepare
+from messaging.conversations import conversations_outbound_prepare, phone_numbers_visible_q
 from messaging.graph import (
     graph_client,
 )
@@ -35,14 +36,17 @@ _S = Message.Status
 # -- the send service -----------------------------------------------------------------------------
 
 
-def phone_number_default(*, contact: Contact) -> PhoneNumber | None:
+def phone_number_default(*, contact: Contact, user: AbstractBaseUser | None = None) -> PhoneNumber | None:
     """The sender a message to the contact leaves from when none is chosen, skipping paused
     numbers: the number the contact last wrote to, else the number the conversation last used,
-    else the first number. None when every number is paused (or there is none)."""
+    else the first number. None when every number is paused (or there is none). With `user`, only
+    the numbers that user sees (`phone_numbers_visible_q`): nobody writes from a number whose
+    conversations they cannot see."""
+    numbers = PhoneNumber.objects.filter(paused_at__isnull=True)
+    if user is not None:
+        numbers = numbers.filter(phone_numbers_visible_q(user))
     last = (
-        Message.objects.filter(
-            contact=contact, phone_number__isnull=False, phone_number__paused_at__isnull=True
-        )
+        Message.objects.filter(contact=contact, phone_number__in=numbers.values("pk"))
         .annotate(inbound=Case(When(direction=Message.Direction.INBOUND, then=1), default=0))
         .order_by("-inbound", "-timestamp", "-id")
         .select_related("phone_number")
@@ -50,7 +54,7 @@ def phone_number_default(*, contact: Contact) -> PhoneNumber | None:
     )
     if last is not None:
         return last.phone_number
-    return PhoneNumber.objects.filter(paused_at__isnull=True).order_by("id").first()
+    return numbers.order_by("id").first()
 
 
 _UNREACHABLE = {

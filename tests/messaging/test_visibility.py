@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from core.models import AuditLog
 from messaging.conversations import conversation_assign
 from messaging.models import Conversation, PhoneNumber
+from messaging.outbound.send import phone_number_default
 from messaging.selectors import conversation_changes_token, conversation_counts, conversation_list
 from tests.factories import MessageFactory, PhoneNumberFactory, UserFactory
 from tests.messaging.test_inbox import CHANGES, INBOX, conversation_make, names
@@ -208,3 +209,40 @@ def test_the_message_list_shows_only_messages_of_numbers_the_operator_sees(clien
     assert "for team A" in listing.text and "for team B" not in listing.text
     in_doubt = reverse("admin:messaging_message_in_doubt", args=[hidden.pk])
     assert client.post(in_doubt, {"decision": "abandon"}).status_code == 404
+
+
+def test_the_messages_api_shows_and_sends_only_through_numbers_the_caller_sees(numbers, conversations):
+    olivia = operator_in(numbers["team_a"])
+    api = api_as(olivia)
+    seen = MessageFactory(phone_number=numbers["a"], text="for team A")
+    hidden = MessageFactory(phone_number=numbers["b"], text="for team B")
+
+    listed = api.get("/api/v1/messages/")
+    assert listed.status_code == 200
+    texts = {row["text"] for row in listed.json()["results"]}
+    assert "for team A" in texts and "for team B" not in texts
+    assert api.get(f"/api/v1/messages/{seen.pk}/").status_code == 200
+    assert api.get(f"/api/v1/messages/{hidden.pk}/").status_code == 404
+
+    refused = api.post(
+        "/api/v1/messages/",
+        {
+            "contact": hidden.contact_id,
+            "phone_number_id": numbers["b"].phone_number_id,
+            "type": "text",
+            "text": {"body": "hi"},
+        },
+        format="json",
+    )
+    assert refused.status_code == 400
+    assert "phone_number_id" in refused.json()
+    assert not hidden.contact.messages.filter(text="hi").exists()
+
+
+def test_the_default_sender_is_one_the_user_sees(numbers):
+    olivia = operator_in(numbers["team_a"])
+    written_to_b = MessageFactory(phone_number=numbers["b"], direction="inbound")
+
+    assert phone_number_default(contact=written_to_b.contact) == numbers["b"]
+    chosen = phone_number_default(contact=written_to_b.contact, user=olivia)
+    assert chosen in (numbers["a"], numbers["shared"])
