@@ -14,12 +14,13 @@ from typing import Any
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from core.audit import Actor, audit_log_record
 from core.aws import objects_delete
 from core.storage import media_storage
-from messaging.models import Message, PhoneNumber
+from messaging.models import Conversation, Message, PhoneNumber
 from messaging.ratelimit import sender_paces_delete
 
 logger = logging.getLogger(__name__)
@@ -183,14 +184,59 @@ def phone_number_groups_set(
 
 @transaction.atomic
 def phone_numbers_delete(*, phone_numbers: Iterable[PhoneNumber], actor: Actor, source: str) -> int:
-    """Their messages stay, without a sender number."""
+    """Their messages and conversations stay, without a sender number; a contact's conversation
+    with a deleted number joins the one it already had without a number (one per contact and number,
+    the missing number included)."""
     count = 0
     for phone_number in phone_numbers:
-        audit_log_record(actor=actor, source=source, action="phone_number.delete", target=phone_number)
-        sender_paces_delete(phone_number_ids=[phone_number.pk])
-        phone_number.delete()
+        with transaction.atomic():
+            audit_log_record(actor=actor, source=source, action="phone_number.delete", target=phone_number)
+            sender_paces_delete(phone_number_ids=[phone_number.pk])
+            _conversations_numberless_merge(phone_number=phone_number)
+            phone_number.delete()
         count += 1
     return count
+
+
+def _latest(*conversations: Conversation, field: str):
+    return max((t for c in conversations if (t := getattr(c, field)) is not None), default=None)
+
+
+def _conversations_numberless_merge(*, phone_number: PhoneNumber) -> None:
+    """Fold each conversation of `phone_number` whose contact also has a conversation without a
+    number into that one: everything pointing at it (messages, notes, ...) moves, unread counts
+    add up, the latest times and the longest wait are kept, and it is open when either was."""
+    numberless = Conversation.objects.filter(contact=OuterRef("contact"), phone_number__isnull=True)
+    pairs = (
+        Conversation.objects.select_for_update()
+        .filter(phone_number=phone_number)
+        .annotate(into=Subquery(numberless.values("pk")[:1]))
+        .filter(into__isnull=False)
+    )
+    for doomed in pairs:
+        kept = Conversation.objects.select_for_update().get(pk=doomed.into)
+        for relation in Conversation._meta.related_objects:
+            if relation.one_to_many:
+                relation.related_model._base_manager.filter(**{relation.field.name: doomed}).update(
+                    **{relation.field.name: kept}
+                )
+        newer = doomed.last_message_at is not None and doomed.last_message_at == _latest(
+            kept, doomed, field="last_message_at"
+        )
+        waits = [t for t in (kept.waiting_since, doomed.waiting_since) if t is not None]
+        either_open = Conversation.Status.OPEN in (kept.status, doomed.status)
+        Conversation.objects.filter(pk=kept.pk).update(
+            unread_count=F("unread_count") + doomed.unread_count,
+            last_inbound_at=_latest(kept, doomed, field="last_inbound_at"),
+            last_outbound_at=_latest(kept, doomed, field="last_outbound_at"),
+            last_message_at=_latest(kept, doomed, field="last_message_at"),
+            last_message_preview=doomed.last_message_preview if newer else kept.last_message_preview,
+            waiting_since=min(waits, default=None),
+            status=Conversation.Status.OPEN if either_open else kept.status,
+            snoozed_until=None if either_open else kept.snoozed_until,
+            updated_at=timezone.now(),
+        )
+        doomed.delete()
 
 
 def phone_number_pause(*, phone_number: PhoneNumber, reason: str) -> bool:
