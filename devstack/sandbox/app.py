@@ -9,7 +9,7 @@ from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from devstack.sandbox import control, media, messages, sms, templates
+from devstack.sandbox import control, inbound, media, messages, sms, templates
 from devstack.sandbox.errors import GraphApiError, unknown_path
 from devstack.sandbox.outbox import OutboundSettings, Outbox
 from devstack.sandbox.state import SandboxState
@@ -51,6 +51,7 @@ def create_app(config: SandboxConfig) -> Flask:
     app.register_blueprint(messages.blueprint)
     app.register_blueprint(templates.blueprint)
     app.register_blueprint(control.blueprint)
+    app.register_blueprint(inbound.blueprint)
     app.register_blueprint(sms.blueprint)
 
     @app.errorhandler(GraphApiError)

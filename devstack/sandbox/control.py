@@ -15,6 +15,8 @@
   `DELETE /sandbox/stats` zeroes the counts only.
 - `POST /sandbox/reset`: settings, counts, limits, templates, faults and scheduled statuses back
   to how the process started (media stay); the SMS service's too.
+- `POST /sandbox/inbound`: a WhatsApp user writes; posted to Wharf as Meta's signed webhook
+  (devstack/sandbox/inbound.py).
 - `/sandbox/sms/...`: the SMS service's controls (devstack/sandbox/sms.py).
 """
 
