@@ -24,6 +24,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from messaging.admin.common import conversation_url
+from messaging.admin.reports import reports_view
 from messaging.conversations import conversations_visible_q, phone_numbers_visible_q
 from messaging.models import Conversation, PhoneNumber
 from messaging.selectors import (
@@ -145,6 +146,7 @@ class ConversationAdmin(admin.ModelAdmin):
         return [
             path("", view(self.inbox_view), name="messaging_conversation_changelist"),
             path("changes/", view(self.changes_view), name="messaging_conversation_changes"),
+            path("reports/", view(self.reports_view), name="messaging_conversation_reports"),
             path("<int:conversation_id>/change/", view(self.open_view), name="messaging_conversation_change"),
         ]
 
@@ -184,6 +186,7 @@ class ConversationAdmin(admin.ModelAdmin):
             "title": "Inbox",
             "filtered": any(value not in (None, "") for value in query.filters().values()),
             "changes_url": reverse("admin:messaging_conversation_changes"),
+            "reports_url": reverse("admin:messaging_conversation_reports"),
             "poll_interval_ms": POLL_INTERVAL_MS,
             "statuses": Conversation.Status.values,
             "sorts": [("waiting", "waiting longest"), ("latest", "latest message")],
@@ -204,6 +207,9 @@ class ConversationAdmin(admin.ModelAdmin):
         response = JsonResponse({"changed": token != request.GET.get("since", ""), "token": token})
         response["Cache-Control"] = "no-store"
         return response
+
+    def reports_view(self, request: HttpRequest) -> HttpResponse:
+        return reports_view(request, model_admin=self)
 
     def open_view(self, request: HttpRequest, conversation_id: int) -> HttpResponse:
         """The admin's link to one conversation (the audit log's, say) opens its conversation page."""
