@@ -212,6 +212,7 @@ CELERY_TASK_ROUTES = {
     "messaging.outbound_*": {"queue": "outgoing"},
     "messaging.templates_*": {"queue": "default"},
     "messaging.conversations_*": {"queue": "default"},
+    "messaging.read_receipt_*": {"queue": "default"},
     "archival.*": {"queue": "archival"},
     "campaigns.*": {"queue": "default"},
 }

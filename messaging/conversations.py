@@ -30,6 +30,7 @@ from django.utils import timezone
 from core.audit import Actor, audit_log_record
 from core.models import AuditLog
 from messaging.models import Conversation, Message, PhoneNumber
+from messaging.receipts import conversation_read_receipt_send
 
 PREVIEW_LENGTH = Conversation._meta.get_field("last_message_preview").max_length
 QUIET_KINDS = frozenset({"reaction", "edit", "revoke", "system"})  # never the customer waiting
@@ -200,13 +201,15 @@ def _refreshed(conversation: Conversation) -> Conversation:
 def conversation_read(
     *, conversation: Conversation, actor: Actor, source: str = AuditLog.Source.ADMIN
 ) -> Conversation:
-    """An operator has seen the conversation: nothing unread. Audited only when something was."""
+    """An operator has seen the conversation: nothing unread (audited only when something was), and
+    Meta is told the customer's messages were read (`conversation_read_receipt_send`)."""
     with transaction.atomic():
         read = Conversation.objects.filter(pk=conversation.pk, unread_count__gt=0).update(
             unread_count=0, updated_at=timezone.now()
         )
         if read:
             audit_log_record(actor=actor, source=source, action="conversation.read", target=conversation)
+        conversation_read_receipt_send(conversation=conversation)
     return _refreshed(conversation)
 
 

@@ -18,6 +18,11 @@ class PhoneNumber(models.Model):
     # Sending stops while paused (Meta answered 190: the token no longer works for this number).
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_reason = models.CharField(max_length=255, blank=True, default="")
+    read_receipts = models.BooleanField(
+        "Send read receipts",
+        default=True,
+        help_text="Opening a conversation marks the customer's messages read (blue ticks).",
+    )
     # Whose members see this number's conversations (messaging.conversations.phone_numbers_visible_q);
     # none: every operator who may view conversations.
     groups = models.ManyToManyField(
@@ -118,6 +123,9 @@ class Conversation(models.Model):
     last_message_preview = models.CharField(max_length=200, blank=True, default="")
     # When the customer's oldest unanswered message arrived; None once an operator answered.
     waiting_since = models.DateTimeField(null=True, blank=True)
+    # When Meta was last asked to show the customer a typing indicator (messaging/receipts.py);
+    # never touches `updated_at`, the live pages' token.
+    typing_sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

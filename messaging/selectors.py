@@ -163,6 +163,15 @@ def conversation_get(*, id: int, user) -> Conversation | None:
     )
 
 
+def conversation_of(*, contact_id: int, phone_number_id: int, user) -> Conversation | None:
+    """The contact's conversation with the sender number, when `user` sees it."""
+    return (
+        Conversation.objects.select_related("contact", "phone_number")
+        .filter(conversations_visible_q(user), contact_id=contact_id, phone_number_id=phone_number_id)
+        .first()
+    )
+
+
 def conversation_list(
     *,
     user,

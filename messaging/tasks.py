@@ -1,6 +1,7 @@
 """Celery tasks of messaging, routed by name ("messaging.inbound_*" and "messaging.media_*" to the
-`incoming` queue, "messaging.outbound_*" to `outgoing`). A drain's task lives beside the drain,
-which enqueues it; the rest are thin wrappers of their services."""
+`incoming` queue, "messaging.outbound_*" to `outgoing`, read receipts to `default`). A drain's task
+lives beside the drain, which enqueues it, as read receipts' beside theirs; the rest are thin
+wrappers of their services."""
 
 from celery import shared_task
 
@@ -10,12 +11,14 @@ from messaging.media import media_fetch_task
 from messaging.outbound.drain import outbound_send_task
 from messaging.outbound.sweep import outgoing_sweep
 from messaging.ratelimit import rate_paces_sweep
+from messaging.receipts import message_read_receipt_send_task
 
 __all__ = [
     "conversations_wake_task",
     "inbound_events_process_task",
     "inbound_events_sweep_task",
     "media_fetch_task",
+    "message_read_receipt_send_task",
     "outbound_send_task",
     "outbound_sweep_task",
     "rate_paces_sweep_task",

@@ -11,7 +11,9 @@
   pair spacing, undeliverable and failing recipients, the 24-hour window, the webhook URL and
   secret, status delays, the 5xx and dropped-connection faults; `latency_ms` too). Each key given
   replaces that setting; the answer is all of them.
-- `GET /sandbox/stats`: what was sent and refused (`?summary=1` leaves out the per-message maps);
+- `GET /sandbox/stats`: what was sent and refused, and the messages marked read (`reads`, and the
+  latest wamids in `read_wamids`, those with a typing indicator in `typing_wamids`; `?summary=1`
+  leaves out the per-message maps and lists);
   `DELETE /sandbox/stats` zeroes the counts only.
 - `POST /sandbox/reset`: settings, counts, limits, templates, faults and scheduled statuses back
   to how the process started (media stay); the SMS service's too.

@@ -49,8 +49,8 @@ def messages_send(version: str, phone_number_id: str):
         raise invalid_parameter("Send the message as a JSON object.")
     outbox.fault_5xx()
     if body.get("status") == "read":
-        read_check(body)
-        outbox.read_record()
+        wamid = read_check(body)
+        outbox.read_record(wamid=wamid, typing="typing_indicator" in body)
         return {"success": True}
     checked = message_check(body)
     media_id = body[checked.kind].get("id") if checked.kind in MEDIA_KINDS else None

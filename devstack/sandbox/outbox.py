@@ -39,6 +39,7 @@ from devstack.sandbox.payloads import DEFAULT_DISPLAY_PHONE_NUMBER, DEFAULT_WABA
 DEFAULT_RATE_LIMIT_PER_S = 80
 SERVICE_WINDOW_S = 24 * 3600
 STATUS_NAMES = ("sent", "delivered", "read")
+READS_KEPT = 1000  # the latest marks-as-read (and typing indicators) listed by wamid in the stats
 ERROR_DOCS = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
 # Titles of the codes a failed status may carry (`fail_after_accept`).
 FAILED_TITLES = {
@@ -230,7 +231,9 @@ class Accepted:
 @dataclass
 class Counters:
     messages: Counter = field(default_factory=Counter)  # phone_number_id → accepted sends
-    reads: int = 0
+    reads: int = 0  # marks-as-read, typing indicators included
+    read_wamids: deque = field(default_factory=lambda: deque(maxlen=READS_KEPT))  # in arrival order
+    typing_wamids: deque = field(default_factory=lambda: deque(maxlen=READS_KEPT))
     rate_limited: int = 0
     pair_limited: int = 0
     errors: Counter = field(default_factory=Counter)  # code → error answers of the messages endpoint
@@ -393,9 +396,13 @@ class Outbox:
             self._conversations[key] = conversation
         return conversation
 
-    def read_record(self) -> None:
+    def read_record(self, *, wamid: str, typing: bool) -> None:
+        """A mark-as-read Meta accepted (with a typing indicator when `typing`)."""
         with self._lock:
             self.counters.reads += 1
+            self.counters.read_wamids.append(wamid)
+            if typing:
+                self.counters.typing_wamids.append(wamid)
 
     def error_count(self, code: int) -> None:
         with self._lock:
@@ -408,6 +415,7 @@ class Outbox:
                 "messages": dict(counters.messages),
                 "accepted": sum(counters.messages.values()),
                 "reads": counters.reads,
+                "typing": len(counters.typing_wamids),
                 "rate_limited": counters.rate_limited,
                 "pair_limited": counters.pair_limited,
                 "errors": {str(code): count for code, count in counters.errors.items()},
@@ -425,6 +433,8 @@ class Outbox:
             if not summary:
                 answer["sends_by_callback"] = dict(counters.sends_by_callback)
                 answer["by_wamid"] = dict(counters.by_wamid)
+                answer["read_wamids"] = list(counters.read_wamids)
+                answer["typing_wamids"] = list(counters.typing_wamids)
             return answer
 
     # -- templates -------------------------------------------------------------------------------

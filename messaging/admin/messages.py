@@ -4,7 +4,9 @@ conversation page of a contact, with its reply box (messaging/admin/reply.py).
 The conversation page stays live as the inbox does: every few seconds its script asks
 `conversation/<contact>/changes/?since=<token>` (one query, `conversation_timeline_token`), and only
 when the answer is "changed" fetches the timeline again (`?fragment=timeline`) and swaps it in,
-leaving the reply box as the operator left it. That fetch marks newly arrived messages read too.
+leaving the reply box as the operator left it. That fetch marks newly arrived messages read too
+(and Meta is told, messaging/receipts.py). Typing in the reply box posts `conversation/<contact>/typing/`
+at most once per 25 s, which shows the customer a typing indicator.
 """
 
 from __future__ import annotations
@@ -48,9 +50,11 @@ from messaging.outbound.send import (
     message_abandon,
     message_resend,
 )
+from messaging.receipts import TYPING_INTERVAL, conversation_typing_send
 from messaging.selectors import (
     CONVERSATION_PAGE_SIZE,
     conversation,
+    conversation_of,
     conversation_timeline_token,
     conversations_hidden,
     conversations_unread,
@@ -317,12 +321,17 @@ class MessageAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.conversation_changes_view),
             name="messaging_message_conversation_changes",
         )
+        typing_path = path(
+            "conversation/<int:contact_id>/typing/",
+            self.admin_site.admin_view(self.conversation_typing_view),
+            name="messaging_message_conversation_typing",
+        )
         decide_path = path(
             "<int:message_id>/in-doubt/",
             self.admin_site.admin_view(self.in_doubt_view),
             name="messaging_message_in_doubt",
         )
-        return [conversation_path, changes_path, decide_path, *super().get_urls()]
+        return [conversation_path, changes_path, typing_path, decide_path, *super().get_urls()]
 
     def in_doubt_view(self, request: HttpRequest, message_id: int) -> HttpResponse:
         """A conversation's "Resend" / "Abandon" buttons on one in-doubt message."""
@@ -404,6 +413,8 @@ class MessageAdmin(admin.ModelAdmin):
             "reply": reply_context(request, contact, errors=reply_errors),
             "changes_url": reverse("admin:messaging_message_conversation_changes", args=[contact.pk]),
             "poll_interval_ms": POLL_INTERVAL_MS,
+            "typing_url": reverse("admin:messaging_message_conversation_typing", args=[contact.pk]),
+            "typing_interval_ms": int(TYPING_INTERVAL.total_seconds() * 1000),
         }
         return TemplateResponse(request, "admin/messaging/conversation.html", context)
 
@@ -416,3 +427,20 @@ class MessageAdmin(admin.ModelAdmin):
         response = JsonResponse({"changed": token != request.GET.get("since", ""), "token": token})
         response["Cache-Control"] = "no-store"
         return response
+
+    def conversation_typing_view(self, request: HttpRequest, contact_id: int) -> HttpResponse:
+        """POST ?sender=<number>: the operator is typing a reply from that number, so the customer is
+        shown a typing indicator (`conversation_typing_send`: at most once per 25 s). 204 whether it
+        was shown or not; the page needs no answer."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_send_permission(request):
+            raise PermissionDenied
+        sender = request.GET.get("sender", "")
+        if not sender.isdigit():
+            return JsonResponse({"sender": "The id of the sender number the reply is typed for."}, status=400)
+        self._conversations_visible_or_404(request, contact_id)
+        found = conversation_of(contact_id=contact_id, phone_number_id=int(sender), user=request.user)
+        if found is not None:
+            conversation_typing_send(conversation=found)
+        return HttpResponse(status=204)

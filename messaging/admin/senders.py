@@ -91,6 +91,7 @@ class PhoneNumberAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        ("Conversations", {"fields": ("read_receipts",)}),
         ("Who sees its conversations", {"fields": ("groups",)}),
         ("Activity", {"fields": ("created_at", "updated_at")}),
     )

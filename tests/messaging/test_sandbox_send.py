@@ -411,6 +411,22 @@ def test_mark_as_read_is_success_and_counted_apart(graph):
     assert stats()["accepted"] == 0
 
 
+def test_marks_as_read_and_typing_indicators_are_listed_by_wamid(graph):
+    read = {"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.inbound1"}
+    typing = {**read, "message_id": "wamid.inbound2", "typing_indicator": {"type": "text"}}
+
+    answers = [send(graph, read), send(graph, typing)]
+
+    assert [answer.json() for answer in answers] == [{"success": True}, {"success": True}]
+    seen = stats()
+    assert (seen["reads"], seen["typing"]) == (2, 1)
+    assert seen["read_wamids"] == ["wamid.inbound1", "wamid.inbound2"]
+    assert seen["typing_wamids"] == ["wamid.inbound2"]
+    wrong = send(graph, {**read, "typing_indicator": {"type": "audio"}})
+    assert_graph_error(wrong, status=400, code=100)
+    assert stats()["reads"] == 2
+
+
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token"])
 def test_a_send_with_a_wrong_token_is_190_and_counted(header):
     headers = {"Authorization": header} if header else {}
