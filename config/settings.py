@@ -338,6 +338,7 @@ SPECTACULAR_SETTINGS = {
         "ContactChannelEnum": "contacts.models.Channel",
         "MessageStatusEnum": "messaging.models.Message.Status",
         "ConversationStatusEnum": "messaging.models.Conversation.Status",
+        "CallStatusEnum": "messaging.models.Call.Status",
     },
 }
 

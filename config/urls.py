@@ -11,6 +11,7 @@ api_v1 = [
     path("campaigns/", include("campaigns.urls")),
     path("messages/", include("messaging.urls")),
     path("conversations/", include("messaging.conversation_urls")),
+    path("calls/", include("messaging.call_urls")),
     path("media/", MediaUploadApi.as_view(), name="media-upload"),
 ]
 

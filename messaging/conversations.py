@@ -12,7 +12,9 @@ What counts as the customer writing (reopens, unread, waiting): an inbound messa
 reaction, an edit, a revoke or a system notice. Those still join the conversation, and all but
 system notices move `last_inbound_at` (the 24-hour window of that number, messaging/window.py).
 An operator's reply (the send service, a message echoed from the WhatsApp Business app) makes an
-open conversation pending and ends the wait; a campaign's message changes neither.
+open conversation pending and ends the wait; a campaign's message changes neither. A call
+(messaging/calls.py) joins its conversation as its latest activity (time and preview) and changes
+nothing else, however often its events are applied.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from django.utils import timezone
 
 from core.audit import Actor, audit_log_record
 from core.models import AuditLog
-from messaging.models import Conversation, Message, PhoneNumber
+from messaging.models import Call, Conversation, Message, PhoneNumber
 from messaging.receipts import conversation_read_receipt_send
 
 PREVIEW_LENGTH = Conversation._meta.get_field("last_message_preview").max_length
@@ -39,6 +41,7 @@ LABELS_MAX = 20
 
 _C = Conversation._meta.db_table
 _M = Message._meta.db_table
+_CALL = Call._meta.db_table
 _S = Conversation.Status
 
 # The latest message's preview, for SET clauses where `c` is the stored row and EXCLUDED the new one.
@@ -90,6 +93,26 @@ RETURNING id, contact_id, phone_number_id
 """
 
 
+# A call is the conversation's latest activity and nothing more: status, unread, wait and window stay.
+_CALL_SQL = f"""
+WITH conversation AS (
+    INSERT INTO {_C} AS c (
+        contact_id, phone_number_id, status, labels, priority, unread_count,
+        last_message_at, last_message_preview, created_at, updated_at
+    ) VALUES (
+        %(contact_id)s, %(phone_number_id)s, '{_S.PENDING}', '{{}}', 'none', 0,
+        %(at)s, %(preview)s, now(), now()
+    )
+    ON CONFLICT (contact_id, phone_number_id) DO UPDATE SET
+        {_PREVIEW_SET},
+        updated_at = now()
+    RETURNING id
+)
+UPDATE {_CALL} SET conversation_id = (SELECT id FROM conversation) WHERE id = %(call_id)s
+RETURNING conversation_id
+"""
+
+
 def message_preview(*, kind: str, text: str) -> str:
     """What the inbox shows of a message: its text, else its kind."""
     preview = " ".join(text.split()) or f"[{kind}]"
@@ -126,6 +149,24 @@ def conversation_message_apply(*, message: Message, reply: bool = False) -> None
                 "message_id": message.pk,
             },
         )
+
+
+def conversation_call_apply(*, call: Call, preview: str) -> None:
+    """Join a call to its conversation (created pending if needed), in one statement, and show
+    `preview` when the call is the conversation's latest activity (by the call's start). Its
+    status, unread count, wait and 24-hour window are left as messages made them. Safe to repeat."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CALL_SQL,
+            {
+                "contact_id": call.contact_id,
+                "phone_number_id": call.phone_number_id,
+                "at": call.started_at,
+                "preview": preview[:PREVIEW_LENGTH],
+                "call_id": call.pk,
+            },
+        )
+        (call.conversation_id,) = cursor.fetchone()
 
 
 def conversations_outbound_prepare(*, messages: Iterable[Message], reply: bool) -> dict[tuple, int]:

@@ -253,6 +253,93 @@ class Message(models.Model):
         return f"{self.direction} {self.type} {self.wamid}"
 
 
+class Call(models.Model):
+    """A WhatsApp call with a contact, keyed by Meta's call id and kept current by the `calls`
+    webhooks (messaging/calls.py).
+
+    Only facts are written, each moving one way (`started_at` earliest, `ended_at` first, ...), so
+    events applied twice or out of order leave the same row; `status` and `missed` are computed
+    from them by PostgreSQL. Meta's states map to `status` thus: a call that has not ended is
+    ringing (connect, RINGING), or ongoing once connected (ACCEPTED, or a terminate with a
+    duration); an ended one failed (terminate FAILED), completed (it connected), was rejected
+    (REJECTED by the user), missed (an inbound call nobody answered) or unanswered (an outbound
+    call the user did not pick up). `missed` is any inbound call that ended without connecting.
+    """
+
+    class Direction(models.TextChoices):
+        INBOUND = "inbound"  # Meta's USER_INITIATED
+        OUTBOUND = "outbound"  # BUSINESS_INITIATED
+
+    class Status(models.TextChoices):
+        RINGING = "ringing"
+        ONGOING = "ongoing"
+        COMPLETED = "completed"
+        MISSED = "missed"
+        UNANSWERED = "unanswered"
+        REJECTED = "rejected"
+        FAILED = "failed"
+
+    call_id = models.CharField(max_length=255, unique=True)
+    phone_number = models.ForeignKey(
+        PhoneNumber, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="calls")
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    from_number = models.CharField(max_length=32, blank=True, default="")
+    to_number = models.CharField(max_length=32, blank=True, default="")
+    started_at = models.DateTimeField()  # the earliest time any event gives
+    connected_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    duration_s = models.PositiveIntegerField("duration (s)", null=True, blank=True)
+    rejected_at = models.DateTimeField(null=True, blank=True)  # the user declined a business call
+    end_status = models.CharField(max_length=16, blank=True, default="")  # Meta's: COMPLETED, FAILED
+    error_code = models.IntegerField(null=True, blank=True)
+    error_title = models.CharField(max_length=255, blank=True, default="")
+    error_details = models.TextField(blank=True, default="")
+    status = models.GeneratedField(
+        expression=models.Case(
+            models.When(end_status="FAILED", then=models.Value(Status.FAILED)),
+            models.When(
+                connected_at__isnull=False,
+                then=models.Case(
+                    models.When(ended_at__isnull=True, then=models.Value(Status.ONGOING)),
+                    default=models.Value(Status.COMPLETED),
+                ),
+            ),
+            models.When(rejected_at__isnull=False, then=models.Value(Status.REJECTED)),
+            models.When(ended_at__isnull=True, then=models.Value(Status.RINGING)),
+            models.When(direction=Direction.INBOUND, then=models.Value(Status.MISSED)),
+            default=models.Value(Status.UNANSWERED),
+        ),
+        output_field=models.CharField(max_length=16, choices=Status.choices),
+        db_persist=True,
+    )
+    missed = models.GeneratedField(
+        expression=models.Q(direction=Direction.INBOUND, ended_at__isnull=False, connected_at__isnull=True),
+        output_field=models.BooleanField(),
+        db_persist=True,
+    )
+    payload = models.JSONField(default=dict, blank=True)  # the latest event, as Meta sent it
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["phone_number", "-started_at"], name="call_number_started"),
+            models.Index(fields=["-started_at"], name="call_started"),
+            models.Index(fields=["conversation", "started_at"], name="call_conversation"),
+            models.Index(fields=["contact", "started_at"], name="call_contact"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.direction} call {self.call_id}"
+
+
 class PendingStatus(models.Model):
     """A status for a `wamid` not known yet: applied when its message appears."""
 

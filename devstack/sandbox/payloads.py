@@ -2,7 +2,8 @@
 
 The shapes follow Meta's webhook reference for the `messages` field: an envelope
 `{"object": "whatsapp_business_account", "entry": [{"id": <WABA id>, "changes": [{"field": "messages",
-"value": {...}}]}]}` whose value has `metadata`, `contacts` and `messages`, or `statuses`.
+"value": {...}}]}]}` whose value has `metadata`, `contacts` and `messages`, or `statuses`; and for
+the `calls` field, whose value has `metadata`, `contacts` and `calls` (connect, terminate).
 Timestamps are strings of Unix seconds, as Meta sends them. Nothing here needs Django.
 """
 
@@ -118,6 +119,62 @@ def status(
     if errors:
         entry["errors"] = errors
     return entry
+
+
+def call_id_new() -> str:
+    """A fresh id in the shape of Meta's call ids: `wacid.` and base64 of opaque bytes."""
+    return "wacid." + base64.b64encode(b"\x15\x02\x00\x11\x18\x12" + secrets.token_bytes(18)).decode()
+
+
+def call_connect(*, call_id: str, wa_id: str, business: str, timestamp: int | None = None) -> dict:
+    """A user calling the business: the `connect` event with the caller's SDP offer."""
+    return {
+        "id": call_id,
+        "from": wa_id,
+        "to": business,
+        "event": "connect",
+        "timestamp": str(timestamp if timestamp is not None else int(time.time())),
+        "direction": "USER_INITIATED",
+        "session": {"sdp_type": "offer", "sdp": "v=0\r\n"},
+    }
+
+
+def call_terminate(
+    *, call_id: str, wa_id: str, business: str, ended: int, duration_s: int = 0, status: str = "COMPLETED"
+) -> dict:
+    """The end of a user's call at `ended`; with `duration_s` 0 nobody answered it, and it carries
+    no start, end or duration."""
+    entry: dict[str, Any] = {
+        "id": call_id,
+        "from": wa_id,
+        "to": business,
+        "event": "terminate",
+        "direction": "USER_INITIATED",
+        "timestamp": str(ended),
+        "status": status,
+    }
+    if duration_s:
+        entry |= {"start_time": str(ended - duration_s), "end_time": str(ended), "duration": duration_s}
+    return entry
+
+
+def calls_body(
+    *,
+    calls: list[dict],
+    wa_id: str,
+    profile_name: str = "",
+    phone_number_id: str = DEFAULT_PHONE_NUMBER_ID,
+    display_phone_number: str = DEFAULT_DISPLAY_PHONE_NUMBER,
+    waba_id: str = DEFAULT_WABA_ID,
+) -> dict:
+    """A `calls` webhook carrying call events with one user (`wa_id`)."""
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": display_phone_number, "phone_number_id": phone_number_id},
+        "contacts": [{"profile": {"name": profile_name}, "wa_id": wa_id}],
+        "calls": calls,
+    }
+    return _envelope(waba_id=waba_id, field="calls", value=value)
 
 
 def template_status_body(

@@ -27,11 +27,14 @@ all the same, its rows without a sender number and the event flagged, so nothing
 operator. Messages the business sent from the WhatsApp Business app (smb_message_echoes) become
 outbound messages, so their statuses apply and the conversation is whole. A user's marketing "stop"
 in user_preferences opts the contact out and "resume" opts it back in, like the STOP and START
-keywords; the latest keyword a contact sent wins, whatever order the bodies arrive in.
+keywords; the latest keyword a contact sent wins, whatever order the bodies arrive in. Calls
+(connects, terminates and call statuses) become Call rows (messaging/calls.py); a call entry Wharf
+cannot read is kept as an unknown WebhookEvent beside the change's own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,6 +48,7 @@ from contacts.models import Contact
 from contacts.services.contact import contact_opt_in, contact_opt_out
 from contacts.services.whatsapp import contact_upsert_whatsapp
 from core.models import AuditLog
+from messaging.calls import CallEvent, CallEventInvalid, call_event_apply, call_event_read, call_status_read
 from messaging.conversations import conversation_message_apply
 from messaging.inbound.payloads import (
     inbound_payload_parse,
@@ -358,6 +362,18 @@ class _Apply:
         elif field_name in {"smb_message_echoes", "message_echoes"}:
             for echo in meta_dicts(value.get("message_echoes")):
                 self.message(echo, value, entry_time=entry_time, phone_number=phone_number, echo=True)
+        elif field_name == "calls":
+            self.calls_change(value, waba_id=waba_id, entry_time=entry_time, phone_number=phone_number)
+
+    def calls_change(
+        self, value: dict, *, waba_id: str, entry_time: datetime | None, phone_number: PhoneNumber | None
+    ) -> None:
+        """Connects and terminates (`calls`), and business calls' statuses (`statuses`)."""
+        for items, read in ((value.get("calls"), call_event_read), (value.get("statuses"), call_status_read)):
+            for item in items if isinstance(items, list) else []:
+                self.call(
+                    item, value, read=read, waba_id=waba_id, entry_time=entry_time, phone_number=phone_number
+                )
 
     def messages_change(
         self, value: dict, *, waba_id: str, entry_time: datetime | None, phone_number: PhoneNumber | None
@@ -371,6 +387,16 @@ class _Apply:
         if isinstance(statuses, list):
             handled = True
             for status in statuses:
+                if isinstance(status, dict) and meta_name(status.get("type")) == "call":
+                    self.call(
+                        status,
+                        value,
+                        read=call_status_read,
+                        waba_id=waba_id,
+                        entry_time=entry_time,
+                        phone_number=phone_number,
+                    )
+                    continue
                 self.status(status, entry_time=entry_time, phone_number=phone_number, waba_id=waba_id)
         if not handled:
             self.unknown(
@@ -458,6 +484,42 @@ class _Apply:
         if kind == "text" and not echo:
             _keywords_apply(message=message, contact=contact)
 
+    # -- calls -------------------------------------------------------------------------------------
+
+    def call(
+        self,
+        item: Any,
+        value: dict,
+        *,
+        read: Callable[..., CallEvent],
+        waba_id: str,
+        entry_time: datetime | None,
+        phone_number: PhoneNumber | None,
+    ) -> None:
+        """A connect, terminate or status of a call into its Call row; what cannot be read is kept
+        as an unknown event, and the rest of the body is applied all the same."""
+        try:
+            event = read(item=item, value=value, fallback_at=entry_time or self.fallback_time)
+        except CallEventInvalid as invalid:
+            self.unknown(
+                field="calls", event=invalid.event, value=item, waba_id=waba_id, phone_number=phone_number
+            )
+            return
+        contact = _profile_contact(
+            wa_id=event.customer_wa_id, user_id=event.customer_user_id, value=value, inbound_at=None
+        )
+        if contact is None:
+            self.unknown(
+                field="calls",
+                event="call_without_contact",
+                value=item,
+                waba_id=waba_id,
+                phone_number=phone_number,
+                occurred_at=event.at,
+            )
+            return
+        call_event_apply(event=event, contact=contact, phone_number=phone_number)
+
     # -- statuses ----------------------------------------------------------------------------------
 
     def status(
@@ -529,8 +591,17 @@ def _sender(message: dict, value: dict, *, echo: bool, inbound_at: datetime | No
     `value.contacts` gives the profile; an entry is used only when its wa_id or user id is the
     message's own, so a profile never lands on a contact it does not describe.
     """
-    wa_id = meta_name(message.get("to" if echo else "from"))
-    user_id = meta_name(message.get("to_user_id" if echo else "from_user_id"))
+    return _profile_contact(
+        wa_id=meta_name(message.get("to" if echo else "from")),
+        user_id=meta_name(message.get("to_user_id" if echo else "from_user_id")),
+        value=value,
+        inbound_at=inbound_at,
+    )
+
+
+def _profile_contact(*, wa_id: str, user_id: str, value: dict, inbound_at: datetime | None) -> Contact | None:
+    """The contact with these ids, its profile from `value.contacts` (the entry with its ids, or the
+    only entry when no id is given); None when neither gives an id."""
     profiles = meta_dicts(value.get("contacts"))
     profile = next(
         (
