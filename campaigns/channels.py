@@ -37,8 +37,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.models import Campaign, Recipient
-from campaigns.placeholders import contact_values, placeholders_check, placeholders_render
 from contacts.models import Channel
+from contacts.placeholders import contact_values, placeholders_check, placeholders_render
 from contacts.reachability import UNREACHABLE_CODES
 from core.backoff import Backoff
 from core.pacing import pace_clock_now, pace_wait

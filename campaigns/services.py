@@ -58,10 +58,10 @@ from campaigns.channels import (
     channel_failures_window,
 )
 from campaigns.models import Campaign, Recipient
-from campaigns.placeholders import placeholders_check, placeholders_render
 from campaigns.reports import campaign_report_task
 from campaigns.selectors import campaign_failures
 from contacts.models import Contact
+from contacts.placeholders import placeholders_check, placeholders_render
 from contacts.reachability import (
     NO_ADDRESS,
     OPTED_OUT,

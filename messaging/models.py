@@ -492,3 +492,46 @@ class RecipientPace(models.Model):
 
     def __str__(self) -> str:
         return f"{self.phone_number_id} -> {self.recipient}"
+
+
+class CannedResponse(models.Model):
+    """A prepared answer operators insert into the reply box by its shortcut ("/hours"). Kept per
+    team: one with a group is seen by that group's members, one without by everyone
+    (messaging.canned.canned_responses_for); its body may hold a contact's placeholders
+    (contacts.placeholders), filled when it is inserted."""
+
+    BODY_MAX_LENGTH = 4096  # WhatsApp's limit for a text message
+
+    shortcut = models.SlugField(max_length=64, help_text='Typed after "/" in the reply box, as in /hours.')
+    title = models.CharField(max_length=200)
+    body = models.TextField(
+        help_text="The text inserted. {{name}} and {{first_name}} are filled from the contact; "
+        "after | a default for a contact without one: {{first_name|there}}."
+    )
+    group = models.ForeignKey(
+        "auth.Group",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="canned_responses",
+        help_text="The team whose members see it. None: everyone.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["shortcut", "group_id", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["shortcut", "group"],
+                nulls_distinct=False,
+                name="cannedresponse_unique",
+                violation_error_message="This team already has a canned response with this shortcut.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"/{self.shortcut}"

@@ -1,13 +1,18 @@
-"""The operators' console for messaging, a module per family of pages: the inbox of conversations
-(and its reports), sender numbers (paused ones resumed), messages and conversations (with a reply
-box, and in-doubt messages resent or abandoned), WhatsApp calls, templates (synced from Meta), the raw inbound
-events with their reprocessing, typed webhook events and analytics rows. Importing the package
-registers them all with the admin site.
+"""The operators' console for messaging, a module per family of pages (importing the package
+registers them all with the admin site):
 
-Writes go through the services (messaging.services, .inbound, .outbound, .templates, core.alerts);
-raw events, calls, templates and analytics are read-only.
+- inbox: the inbox of conversations and its live answer; reports: its figures
+- senders: sender numbers (paused ones resumed)
+- messages: messages and the conversation page (reply box, in-doubt messages resent or abandoned)
+- canned: canned responses, kept per team
+- calls: WhatsApp calls, read-only
+- templates: templates, synced from Meta
+- events: the raw inbound events with their reprocessing, typed webhook events and analytics rows
+
+Writes go through the services (messaging.services, .canned, .conversations, .inbound, .outbound,
+.templates, core.alerts); raw events, calls, templates and analytics are read-only.
 """
 
-from messaging.admin import calls, events, inbox, messages, senders, templates
+from messaging.admin import calls, canned, events, inbox, messages, senders, templates
 
-__all__ = ["calls", "events", "inbox", "messages", "senders", "templates"]
+__all__ = ["calls", "canned", "events", "inbox", "messages", "senders", "templates"]

@@ -1,5 +1,6 @@
 """The conversation's reply box: text, files and templates through the send service, from the
-default sender, within the 24-hour window (messaging.window)."""
+default sender, within the 24-hour window (messaging.window); the operator's canned responses
+(messaging.canned) filled for the contact; each template's components for the page's live preview."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
+from django.utils import timezone
 
 from contacts.models import Contact
 from messaging.admin.common import SOURCE
+from messaging.canned import canned_responses_filled
 from messaging.conversations import phone_numbers_visible_q
 from messaging.media import media_outgoing_discard, media_outgoing_upload
 from messaging.models import (
@@ -20,6 +23,7 @@ from messaging.models import (
     Template,
 )
 from messaging.outbound.send import (
+    WINDOW_CLOSED,
     message_send,
     phone_number_default,
 )
@@ -43,29 +47,44 @@ def reply_sender(request: HttpRequest, contact: Contact) -> PhoneNumber | None:
 
 
 def reply_context(request: HttpRequest, contact: Contact, *, errors: list[str]) -> dict[str, Any]:
+    """The reply box's context. After a refused post (`errors`) what was posted comes back: the typed
+    text (kept even when the window closed meanwhile, to be copied) and the chosen template's values."""
     sender = reply_sender(request, contact)
     window = whatsapp_window(contact, phone_number=sender)
+    posted = request.POST if errors else {}
+    chosen_template = request.POST.get("template", "")
     templates = []
     if sender is not None and sender.waba_id:
         approved = Template.objects.filter(waba_id=sender.waba_id, status=SENDABLE).order_by(
             "name", "language"
         )
-        templates = [
-            {"template": template, "slots": template_slots(template=template)} for template in approved
-        ]
+        for template in approved:
+            refill = posted and chosen_template == str(template.pk)
+            slots = [
+                {"slot": slot, "value": posted.get(f"param-{slot.key}", "") if refill else ""}
+                for slot in template_slots(template=template)
+            ]
+            templates.append({"template": template, "slots": slots})
     quoting = request.POST.get("reply_to") or request.GET.get("reply_to") or ""
     return {
         "quoted": Message.objects.filter(contact=contact, wamid=quoting).first() if quoting else None,
         "can_send": request.user.has_perm("messaging.add_message"),
         "window_open": window.is_open,
         "window_closes_at": window.closes_at,
+        "now": timezone.now(),
+        "text_kept": bool(posted) and posted.get("reply_kind") == "text" and not window.is_open,
         "senders": list(PhoneNumber.objects.filter(phone_numbers_visible_q(request.user))),
         "sender": sender,
         "templates": templates,
-        "chosen_template": request.POST.get("template", ""),
+        "template_components": {
+            str(entry["template"].pk): entry["template"].components for entry in templates
+        },
+        "chosen_template": chosen_template if posted else "",
+        "canned": [vars(canned) for canned in canned_responses_filled(user=request.user, contact=contact)],
+        "can_add_canned": request.user.has_perm("messaging.add_cannedresponse"),
         "reply_key": request.POST.get("reply_key", "") if errors else uuid.uuid4().hex,
         "errors": errors,
-        "posted": request.POST if errors else {},
+        "posted": posted,
     }
 
 
@@ -149,6 +168,10 @@ def reply_send(request: HttpRequest, contact: Contact) -> tuple[Message | None, 
         if key:
             media_outgoing_discard(key=key)
         if hasattr(error, "error_dict"):
-            return None, [f"{field}: {text}" for field, texts in error.message_dict.items() for text in texts]
+            return None, [
+                text if text == WINDOW_CLOSED else f"{field}: {text}"
+                for field, texts in error.message_dict.items()
+                for text in texts
+            ]
         return None, list(error.messages)
     return message, []

@@ -1,5 +1,6 @@
-"""Placeholders in a campaign's template parameters, subject and body, filled from each contact:
-{{name}}, {{phone}}, {{email}}, {{wa_id}}, {{language}}, {{attributes.KEY}}, with a default after "|"."""
+"""Placeholders filled from a contact, one syntax wherever text is written for a contact (campaigns'
+template parameters, subjects and bodies; canned responses): {{name}}, {{first_name}}, {{phone}},
+{{email}}, {{wa_id}}, {{language}}, {{attributes.KEY}}, with a default after "|" ({{first_name|there}})."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from django.core.exceptions import ValidationError
 from contacts.models import Contact
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(?:\|([^}]*))?\}\}")
-PLACEHOLDER_FIELDS = ("name", "phone", "email", "wa_id", "language")
+PLACEHOLDER_FIELDS = ("name", "first_name", "phone", "email", "wa_id", "language")
 
 
 def contact_values(contact: Contact) -> dict[str, Any]:
@@ -25,20 +26,26 @@ def contact_values(contact: Contact) -> dict[str, Any]:
     }
 
 
+def _found(path: str, contact: dict[str, Any]) -> Any:
+    if path == "first_name":  # the first word of the name
+        words = str(contact.get("name") or "").split()
+        return words[0] if words else ""
+    if path.startswith("attributes."):
+        found: Any = contact.get("attributes") or {}
+        for part in path.split(".")[1:]:
+            found = found.get(part) if isinstance(found, dict) else None
+        return found
+    return contact.get(path)
+
+
 def placeholders_render(text: str, contact: dict[str, Any]) -> str:
-    """{{name}}, {{phone}}, {{email}}, {{wa_id}}, {{language}} and {{attributes.KEY}} from the
-    contact; after "|" a default for an empty value."""
+    """The placeholders of `text` filled from the contact's values (`contact_values`); after "|" a
+    default for an empty value."""
 
     def value(match: re.Match) -> str:
-        path, default = match.group(1), match.group(2)
-        if path.startswith("attributes."):
-            found: Any = contact.get("attributes") or {}
-            for part in path.split(".")[1:]:
-                found = found.get(part) if isinstance(found, dict) else None
-        else:
-            found = contact.get(path)
+        found = _found(match.group(1), contact)
         text = "" if found is None else str(found)
-        return text if text.strip() else (default or "")
+        return text if text.strip() else (match.group(2) or "")
 
     return _PLACEHOLDER.sub(value, text)
 
