@@ -86,3 +86,12 @@ REPORT_ROWS_SQL = f"""
     FROM {_RECIPIENT} r LEFT JOIN {_MESSAGE} m ON m.id = r.message_id
     WHERE r.campaign_id = %s ORDER BY r.id
 """
+
+
+def campaigns_of_messages(*, message_ids: list[int]) -> dict[int, Campaign]:
+    """The campaign each of the messages was sent for, by message id (those sent for none are
+    left out); one query."""
+    if not message_ids:
+        return {}
+    recipients = Recipient.objects.filter(message_id__in=message_ids).select_related("campaign")
+    return {recipient.message_id: recipient.campaign for recipient in recipients}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -32,3 +33,30 @@ def audit_log_record(
         target_repr=(str(target) if target is not None else target_repr)[:200],
         changes=changes or {},
     )
+
+
+def audit_log_record_many(
+    *,
+    actor: Actor,
+    source: str,
+    action: str,
+    targets: Sequence[models.Model],
+    changes: dict[str, Any] | None = None,
+) -> list[AuditLog]:
+    """One row per target of a bulk write, inserted in one statement, so each target's history
+    (its rows by `target_type`, `target_id`) has the change too."""
+    if not targets:
+        return []
+    rows = [
+        AuditLog(
+            actor=actor if actor is not None and actor.is_authenticated else None,
+            source=source,
+            action=action,
+            target_type=ContentType.objects.get_for_model(target),
+            target_id=str(target.pk),
+            target_repr=str(target)[:200],
+            changes=changes or {},
+        )
+        for target in targets
+    ]
+    return AuditLog.objects.bulk_create(rows)

@@ -7,6 +7,7 @@ from messaging.apis.conversations import (
     ConversationDetailApi,
     ConversationLabelsApi,
     ConversationListApi,
+    ConversationNotesApi,
     ConversationPriorityApi,
     ConversationReadApi,
     ConversationStatusApi,
@@ -22,4 +23,5 @@ urlpatterns = [
     path("<int:id>/labels/", ConversationLabelsApi.as_view(), name="labels"),
     path("<int:id>/priority/", ConversationPriorityApi.as_view(), name="priority"),
     path("<int:id>/read/", ConversationReadApi.as_view(), name="read"),
+    path("<int:id>/notes/", ConversationNotesApi.as_view(), name="notes"),
 ]

@@ -29,15 +29,16 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from core.audit import Actor, audit_log_record
+from core.audit import Actor, audit_log_record, audit_log_record_many
 from core.models import AuditLog
-from messaging.models import Call, Conversation, Message, PhoneNumber
+from messaging.models import Call, Conversation, ConversationNote, Message, PhoneNumber
 from messaging.receipts import conversation_read_receipt_send
 
 PREVIEW_LENGTH = Conversation._meta.get_field("last_message_preview").max_length
 QUIET_KINDS = frozenset({"reaction", "edit", "revoke", "system"})  # never the customer waiting
 LABEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 LABELS_MAX = 20
+NOTE_MAX_LENGTH = ConversationNote.BODY_MAX_LENGTH
 
 _C = Conversation._meta.db_table
 _M = Message._meta.db_table
@@ -390,19 +391,56 @@ def conversation_priority_set(
     return _refreshed(conversation)
 
 
+_WAKE_SQL = f"""
+UPDATE {_C} SET status = '{_S.OPEN}', snoozed_until = NULL, updated_at = %(now)s
+WHERE status = '{_S.SNOOZED}' AND snoozed_until <= %(now)s
+RETURNING id
+"""
+
+
 def conversations_wake(*, now: datetime | None = None) -> int:
-    """Snoozed conversations whose time has come are open again (beat); returns how many."""
+    """Snoozed conversations whose time has come are open again (beat); returns how many. One
+    UPDATE, and one audit row per woken conversation (its timeline says it woke), in one INSERT."""
     now = now or timezone.now()
     with transaction.atomic():
-        woken = Conversation.objects.filter(status=_S.SNOOZED, snoozed_until__lte=now).update(
-            status=_S.OPEN, snoozed_until=None, updated_at=now
-        )
-        if woken:
-            audit_log_record(
+        with connection.cursor() as cursor:
+            cursor.execute(_WAKE_SQL, {"now": now})
+            ids = [pk for (pk,) in cursor.fetchall()]
+        if ids:
+            audit_log_record_many(
                 actor=None,
                 source=AuditLog.Source.SYSTEM,
                 action="conversation.wake",
-                target_repr=f"{woken} snoozed conversations",
-                changes={"count": woken},
+                targets=list(
+                    Conversation.objects.select_related("contact", "phone_number").filter(pk__in=ids)
+                ),
+                changes={"status": [_S.SNOOZED, _S.OPEN]},
             )
-    return woken
+    return len(ids)
+
+
+def conversation_note_add(
+    *, conversation: Conversation, body: str, actor: Actor, source: str = AuditLog.Source.ADMIN
+) -> ConversationNote:
+    """A private note on the conversation (never sent to the customer). Moves the conversation's
+    `updated_at`, so the inbox's and the conversation page's live tokens move with it."""
+    text = body.strip() if isinstance(body, str) else ""
+    if not text:
+        raise ValidationError({"body": "Write the note first."})
+    if len(text) > NOTE_MAX_LENGTH:
+        raise ValidationError({"body": f"At most {NOTE_MAX_LENGTH} characters (this one has {len(text)})."})
+    with transaction.atomic():
+        note = ConversationNote.objects.create(
+            conversation=conversation,
+            author=actor if actor is not None and actor.is_authenticated else None,
+            body=text,
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+        audit_log_record(
+            actor=actor,
+            source=source,
+            action="conversation.note",
+            target=conversation,
+            changes={"note": note.pk},
+        )
+    return note

@@ -340,6 +340,26 @@ class Call(models.Model):
         return f"{self.direction} call {self.call_id}"
 
 
+class ConversationNote(models.Model):
+    """An operator's private note on a conversation: shown in its timeline, never sent to the customer."""
+
+    BODY_MAX_LENGTH = 4000
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    body = models.TextField(max_length=BODY_MAX_LENGTH)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["conversation", "created_at"], name="conversationnote_timeline")]
+
+    def __str__(self) -> str:
+        return f"note {self.pk} on conversation {self.conversation_id}"
+
+
 class PendingStatus(models.Model):
     """A status for a `wamid` not known yet: applied when its message appears."""
 

@@ -2,15 +2,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
+from django.db.models import CharField, Count, Exists, F, Max, OuterRef, Q, QuerySet
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from contacts.models import Contact
+from core.models import AuditLog
+from messaging.activity import ACTIVITY_ACTIONS, activity_user_ids, conversation_activity
 from messaging.conversations import conversations_visible_q
 from messaging.inbound.apply import TARGET_KINDS
-from messaging.models import Conversation, Message
+from messaging.models import Conversation, ConversationNote, Message
 
 CONVERSATION_PAGE_SIZE = 200
 CONVERSATION_TABS = ("all", "mine", "unassigned")
@@ -75,7 +81,14 @@ def message_media_error(*, message: Message) -> str:
 
 @dataclass
 class ConversationEntry:
-    message: Message
+    """One entry of a conversation's timeline: `kind` says what it is ("message", "note",
+    "activity"), `at` where it falls; a message is `message`, anything else `item` (the note, the
+    ConversationActivity)."""
+
+    kind: str
+    at: datetime
+    message: Message | None = None
+    item: Any = None
     quoted: Message | None = None  # the message a reply quotes
     target: Message | None = None  # for a reaction, edit or revoke shown alone: what it is about
     reactions: list[Message] = field(default_factory=list)
@@ -84,12 +97,12 @@ class ConversationEntry:
 
     @property
     def media_error(self) -> str:
-        return message_media_error(message=self.message)
+        return message_media_error(message=self.message) if self.message else ""
 
     @property
     def reaction(self) -> str:
         """The latest emoji on the message (the parser keeps it from every reaction row, as their text)."""
-        return self.message.reaction
+        return self.message.reaction if self.message else ""
 
 
 @dataclass
@@ -97,6 +110,64 @@ class ConversationPage:
     contact: Contact
     entries: list[ConversationEntry]
     earlier: Message | None  # the oldest message shown, when older ones exist
+
+    @property
+    def messages(self) -> list[Message]:
+        return [entry.message for entry in self.entries if entry.message is not None]
+
+
+def _within(queryset: QuerySet, field: str, since: datetime | None, until: datetime | None) -> QuerySet:
+    if since is not None:
+        queryset = queryset.filter(**{f"{field}__gte": since})
+    if until is not None:
+        queryset = queryset.filter(**{f"{field}__lt": until})
+    return queryset
+
+
+def _notes(
+    *, conversations: QuerySet[Conversation], since: datetime | None, until: datetime | None
+) -> list[ConversationEntry]:
+    """The conversations' private notes: one query."""
+    notes = _within(
+        ConversationNote.objects.filter(conversation__in=conversations), "created_at", since, until
+    )
+    return [
+        ConversationEntry(kind="note", at=note.created_at, item=note)
+        for note in notes.select_related("author").order_by("created_at", "id")
+    ]
+
+
+def _activity(
+    *, conversations: QuerySet[Conversation], since: datetime | None, until: datetime | None
+) -> list[ConversationEntry]:
+    """Who changed the conversations, from their audit rows (messaging.activity): one query, and
+    one more for the assignees they name."""
+    keys = conversations.annotate(key=Cast("pk", output_field=CharField())).values("key")
+    logs = _within(
+        AuditLog.objects.filter(
+            target_type=ContentType.objects.get_for_model(Conversation),
+            target_id__in=keys,
+            action__in=ACTIVITY_ACTIONS,
+        ),
+        "created_at",
+        since,
+        until,
+    )
+    logs = list(logs.select_related("actor").order_by("created_at", "id"))
+    named = activity_user_ids(logs)
+    users = {user.pk: user for user in get_user_model().objects.filter(pk__in=named)} if named else {}
+    entries = []
+    for log in logs:
+        activity = conversation_activity(log=log, users=users)
+        if activity is not None:
+            entries.append(ConversationEntry(kind="activity", at=log.created_at, item=activity))
+    return entries
+
+
+# What the timeline shows beside messages, each a few queries whatever the page's size: a source
+# gives the entries of `conversations` that fall within [since, until). A new kind is one more here.
+TIMELINE_SOURCES = (_notes, _activity)
+_KIND_ORDER = {"message": 0, "note": 1}  # at the same time: the message, then notes, then the rest
 
 
 def conversation(
@@ -114,12 +185,21 @@ def conversation(
     Reactions, edits and revokes are attached to the message they are about when it is on the
     page; replies carry the message they quote. Two queries, whatever the number of messages:
     the page, and one for quoted or targeted messages that are not on it.
+
+    The same conversations' notes and activity (TIMELINE_SOURCES) are merged in by time: those
+    from the page's oldest message (from the start when it reaches the first) up to the message
+    the page comes before (to now on the latest page), so each is on exactly one page. A few more
+    queries, as many whatever the number of entries.
     """
     queryset = Message.objects.filter(contact=contact)
+    conversations = Conversation.objects.filter(contact=contact)
     if conversation_id is not None:
         queryset = queryset.filter(conversation_id=conversation_id)
+        conversations = conversations.filter(pk=conversation_id)
     if user is not None:
         queryset = queryset.filter(conversations_visible_q(user))
+        conversations = conversations.filter(conversations_visible_q(user))
+    anchor = None
     if before_id is not None:
         anchor = queryset.filter(id=before_id).values("timestamp", "id").first()
         if anchor is not None:
@@ -137,7 +217,9 @@ def conversation(
     missing = wanted - by_wamid.keys()
     others = {m.wamid: m for m in Message.objects.filter(wamid__in=missing)} if missing else {}
 
-    entries: dict[str, ConversationEntry] = {m.wamid: ConversationEntry(message=m) for m in messages}
+    entries: dict[str, ConversationEntry] = {
+        m.wamid: ConversationEntry(kind="message", at=m.timestamp, message=m) for m in messages
+    }
     shown: list[ConversationEntry] = []
     for message in messages:
         entry = entries[message.wamid]
@@ -151,7 +233,22 @@ def conversation(
                 continue
             entry.target = others.get(message.target_wamid)
         shown.append(entry)
+
+    since = earlier.timestamp if earlier is not None else None
+    until = anchor["timestamp"] if anchor is not None else None
+    for source in TIMELINE_SOURCES:
+        shown.extend(source(conversations=conversations, since=since, until=until))
+    shown.sort(key=lambda entry: (entry.at, _KIND_ORDER.get(entry.kind, 2)))  # stable: ids stay in order
     return ConversationPage(contact=contact, entries=shown, earlier=earlier)
+
+
+def conversation_notes(*, conversation: Conversation) -> QuerySet[ConversationNote]:
+    """The conversation's private notes, oldest first, with their authors."""
+    return (
+        ConversationNote.objects.filter(conversation=conversation)
+        .select_related("author")
+        .order_by("created_at", "id")
+    )
 
 
 def conversation_get(*, id: int, user) -> Conversation | None:
@@ -295,7 +392,8 @@ _TIMELINE_CHANGES_SQL = f"""
 
 def conversation_timeline_token(*, contact_id: int) -> str:
     """A token that moves whenever the contact's conversation page would show something new: a
-    message arrives or changes (a status, media stored, an edit) or one of its conversations does.
+    message arrives or changes (a status, media stored, an edit) or one of its conversations does
+    (every operator's action and every note moves the conversation's `updated_at`, as the wake-up does).
     As the inbox's token: the latest `updated_at` and how many rows changed within
     CONVERSATION_CHANGES_WINDOW, so a row committed late with an older time still moves it. One
     query: the messages' `(contact, updated_at)` index and the few conversations of the contact."""

@@ -1,5 +1,6 @@
 """Messages and conversations: the message list (in-doubt ones resent or abandoned) and the
-conversation page of a contact, with its reply box (messaging/admin/reply.py).
+conversation page of a contact, with its reply box (messaging/admin/reply.py) and its private
+notes (messaging/admin/notes.py).
 
 The conversation page stays live as the inbox does: every few seconds its script asks
 `conversation/<contact>/changes/?since=<token>` (one query, `conversation_timeline_token`), and only
@@ -10,6 +11,8 @@ at most once per 25 s, which shows the customer a typing indicator.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -39,6 +42,7 @@ from messaging.admin.common import (
     ticks_html,
 )
 from messaging.admin.inbox import POLL_INTERVAL_MS
+from messaging.admin.notes import NOTE_PERMISSION, note_add, note_context
 from messaging.admin.reply import reply_context, reply_links_context, reply_send
 from messaging.conversations import conversation_read, conversations_visible_q, phone_number_visible
 from messaging.media import media_access
@@ -326,12 +330,17 @@ class MessageAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.conversation_typing_view),
             name="messaging_message_conversation_typing",
         )
+        notes_path = path(
+            "conversation/<int:contact_id>/notes/",
+            self.admin_site.admin_view(self.conversation_notes_view),
+            name="messaging_message_conversation_notes",
+        )
         decide_path = path(
             "<int:message_id>/in-doubt/",
             self.admin_site.admin_view(self.in_doubt_view),
             name="messaging_message_in_doubt",
         )
-        return [conversation_path, changes_path, typing_path, decide_path, *super().get_urls()]
+        return [conversation_path, changes_path, typing_path, notes_path, decide_path, *super().get_urls()]
 
     def in_doubt_view(self, request: HttpRequest, message_id: int) -> HttpResponse:
         """A conversation's "Resend" / "Abandon" buttons on one in-doubt message."""
@@ -388,7 +397,20 @@ class MessageAdmin(admin.ModelAdmin):
             if sent is not None:
                 self.message_user(request, "Message queued.", messages.SUCCESS)
                 return HttpResponseRedirect(f"{conversation_url(contact.pk)}#message-{sent.pk}")
-        live = before is None  # the latest messages follow the conversation; older ones stay still
+        return self._conversation_page(request, contact, before=before, reply_errors=reply_errors)
+
+    def _conversation_page(
+        self,
+        request: HttpRequest,
+        contact: Contact,
+        *,
+        before: str | None,
+        reply_errors: Sequence[str] = (),
+        note_errors: Sequence[str] = (),
+    ) -> HttpResponse:
+        # The latest messages follow the conversation; older ones stay still, and so does a page
+        # answering a note's POST (its address is the note's).
+        live = before is None and not note_errors
         if live and request.method == "GET":
             self._conversations_read(request, contact)
         token = conversation_timeline_token(contact_id=contact.pk) if live else ""  # before the page
@@ -399,24 +421,48 @@ class MessageAdmin(admin.ModelAdmin):
             user=request.user,
         )
         for entry in page.entries:
-            if entry.message.media_state == Message.MediaState.STORED:
+            if entry.message is not None and entry.message.media_state == Message.MediaState.STORED:
                 entry.media_url, entry.media_note = media_access(message=entry.message)
         context = {"contact": contact, "conversation": page, "live": live, "token": token}
         if live and request.GET.get("fragment") == "timeline":
             context["reply"] = reply_links_context(request, contact)
             return TemplateResponse(request, "admin/messaging/conversation_timeline.html", context)
+        reply = reply_context(request, contact, errors=list(reply_errors))
         context |= {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": f"Conversation with {contact}",
             "can_view_contact": request.user.has_perm("contacts.view_contact"),
-            "reply": reply_context(request, contact, errors=reply_errors),
+            "reply": reply,
+            "note": note_context(
+                request,
+                contact,
+                sender=reply["sender"],
+                errors=list(note_errors),
+                body=request.POST.get("body", "") if note_errors else "",
+            ),
             "changes_url": reverse("admin:messaging_message_conversation_changes", args=[contact.pk]),
             "poll_interval_ms": POLL_INTERVAL_MS,
             "typing_url": reverse("admin:messaging_message_conversation_typing", args=[contact.pk]),
             "typing_interval_ms": int(TYPING_INTERVAL.total_seconds() * 1000),
         }
         return TemplateResponse(request, "admin/messaging/conversation.html", context)
+
+    def conversation_notes_view(self, request: HttpRequest, contact_id: int) -> HttpResponse:
+        """The "Add private note" box: back to the page at the note, or the page with the refusal."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not (self.has_view_permission(request) and request.user.has_perm(NOTE_PERMISSION)):
+            raise PermissionDenied
+        contact = get_object_or_404(Contact, pk=contact_id)
+        self._conversations_visible_or_404(request, contact.pk)
+        note, errors = note_add(request, contact)
+        if note is None:
+            return self._conversation_page(request, contact, before=None, note_errors=errors)
+        self.message_user(request, "Private note added.", messages.SUCCESS)
+        sender = note.conversation.phone_number_id
+        query = f"?sender={sender}" if sender else ""
+        return HttpResponseRedirect(f"{conversation_url(contact.pk)}{query}#note-{note.pk}")
 
     def conversation_changes_view(self, request: HttpRequest, contact_id: int) -> JsonResponse:
         """{"changed": bool, "token": str}: whether the contact's conversation moved since `since`."""

@@ -1,9 +1,9 @@
 """The conversations API (the inbox): each view parses its input, calls one service or selector
 and answers with the conversation.
 
-Reading needs `messaging.view_conversation`, every action (a POST on one conversation)
-`messaging.change_conversation`; either sees only the conversations of the sender numbers the
-caller sees (`messaging.conversations.conversations_visible_q`), any other is a 404.
+Reading needs `messaging.view_conversation`, every action (a POST on one conversation, a private
+note included) `messaging.change_conversation`; either sees only the conversations of the sender
+numbers the caller sees (`messaging.conversations.conversations_visible_q`), any other is a 404.
 The contact's name, phone and WhatsApp id are shown only to users who may view contacts
 (`contacts.view_contact`); others get the contact's id alone, and may not search (`q` looks in
 contacts' names and numbers).
@@ -19,22 +19,26 @@ from rest_framework.views import APIView
 
 from core.api import ChangePermissions
 from core.models import AuditLog
+from messaging.activity import ConversationActivity
 from messaging.conversations import (
     LABELS_MAX,
     ConversationAssignConflict,
     conversation_assign,
     conversation_labels_set,
+    conversation_note_add,
     conversation_priority_set,
     conversation_read,
     conversation_status_set,
 )
-from messaging.models import Conversation, Message
+from messaging.models import Conversation, ConversationNote, Message
 from messaging.selectors import (
     CONVERSATION_SORTS,
     CONVERSATION_TABS,
+    ConversationEntry,
     conversation,
     conversation_get,
     conversation_list,
+    conversation_notes,
     message_get,
 )
 from messaging.window import WhatsAppWindow, conversation_window, whatsapp_window
@@ -163,6 +167,64 @@ class TimelineMessageSerializer(serializers.ModelSerializer):
         return self.ErrorSerializer(message).data
 
 
+class ConversationUserSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField(source="get_username")
+
+    class Meta:
+        ref_name = "ConversationUser"
+
+
+class NoteSerializer(serializers.ModelSerializer):
+    author = ConversationUserSerializer(read_only=True, allow_null=True, help_text="null: a removed user.")
+
+    class Meta:
+        model = ConversationNote
+        ref_name = "ConversationNote"
+        fields = ("id", "body", "author", "created_at")
+        read_only_fields = fields
+
+
+class ActivitySerializer(serializers.Serializer):
+    action = serializers.CharField(
+        help_text="The audit log's action: conversation.assign, .status, .labels, ..."
+    )
+    text = serializers.CharField(help_text='What happened, as the console says it: "alice resolved this".')
+    actor = ConversationUserSerializer(allow_null=True, help_text="Who did it; null: Wharf itself.")
+    snoozed_until = serializers.DateTimeField(
+        source="until", allow_null=True, help_text="For a snooze: until when."
+    )
+
+    class Meta:
+        ref_name = "ConversationActivity"
+
+
+class TimelineEntrySerializer(serializers.Serializer):
+    kind = serializers.CharField(
+        help_text="message, note or activity: which of the other fields holds the entry (a client "
+        "skips a kind it does not know: more may come)."
+    )
+    at = serializers.DateTimeField(help_text="When it happened: the entries are in this order.")
+    message = serializers.SerializerMethodField(help_text="With kind message; else null.")
+    note = serializers.SerializerMethodField(help_text="With kind note: a private note; else null.")
+    activity = serializers.SerializerMethodField(help_text="With kind activity; else null.")
+
+    class Meta:
+        ref_name = "ConversationTimelineEntry"
+
+    @extend_schema_field(TimelineMessageSerializer(allow_null=True))
+    def get_message(self, entry: ConversationEntry) -> dict | None:
+        return TimelineMessageSerializer(entry.message).data if entry.message is not None else None
+
+    @extend_schema_field(NoteSerializer(allow_null=True))
+    def get_note(self, entry: ConversationEntry) -> dict | None:
+        return NoteSerializer(entry.item).data if isinstance(entry.item, ConversationNote) else None
+
+    @extend_schema_field(ActivitySerializer(allow_null=True))
+    def get_activity(self, entry: ConversationEntry) -> dict | None:
+        return ActivitySerializer(entry.item).data if isinstance(entry.item, ConversationActivity) else None
+
+
 class ConflictSerializer(serializers.Serializer):
     detail = serializers.CharField()
     assignee = AssigneeSerializer(allow_null=True, help_text="Who holds the conversation now.")
@@ -275,7 +337,11 @@ class ConversationDetailApi(APIView):
 
     class OutputSerializer(ConversationOutputSerializer):
         messages = serializers.SerializerMethodField(
-            help_text="The page of the timeline, oldest first; reactions are on the message they are about."
+            help_text="The page's messages, oldest first; reactions are on the message they are about."
+        )
+        timeline = serializers.SerializerMethodField(
+            help_text="The page of the timeline, oldest first: its messages, and the private notes and "
+            "activity (assignment, status, labels, priority) from its oldest message on."
         )
         before = serializers.SerializerMethodField(
             help_text="Pass as ?before= for the older page; null when this page reaches the first message."
@@ -283,7 +349,7 @@ class ConversationDetailApi(APIView):
 
         class Meta(ConversationOutputSerializer.Meta):
             ref_name = "ConversationDetail"
-            fields = (*ConversationOutputSerializer.Meta.fields, "messages", "before")
+            fields = (*ConversationOutputSerializer.Meta.fields, "messages", "timeline", "before")
             read_only_fields = fields
 
         def window_of(self, conversation: Conversation) -> WhatsAppWindow:
@@ -293,8 +359,11 @@ class ConversationDetailApi(APIView):
 
         @extend_schema_field(TimelineMessageSerializer(many=True))
         def get_messages(self, conversation: Conversation) -> list:
-            entries = self.context["page"].entries
-            return TimelineMessageSerializer([entry.message for entry in entries], many=True).data
+            return TimelineMessageSerializer(self.context["page"].messages, many=True).data
+
+        @extend_schema_field(TimelineEntrySerializer(many=True))
+        def get_timeline(self, conversation: Conversation) -> list:
+            return TimelineEntrySerializer(self.context["page"].entries, many=True).data
 
         @extend_schema_field(serializers.IntegerField(allow_null=True))
         def get_before(self, conversation: Conversation) -> int | None:
@@ -322,6 +391,48 @@ class ConversationDetailApi(APIView):
             limit=filters.validated_data["limit"],
         )
         return Response(self.OutputSerializer(found, context={**_context(request), "page": page}).data)
+
+
+@extend_schema(tags=["conversations"])
+class ConversationNotesApi(APIView):
+    """A conversation's private notes: reading them needs `messaging.view_conversation`, adding
+    one `messaging.change_conversation` (as every operator's action on a conversation)."""
+
+    queryset = Conversation.objects.all()
+    permission_classes = [ChangePermissions]
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
+    class InputSerializer(serializers.Serializer):
+        body = serializers.CharField(
+            allow_blank=True, trim_whitespace=False, help_text="The note: up to 4000 characters."
+        )
+
+        class Meta:
+            ref_name = "ConversationNoteInput"
+
+    @extend_schema(
+        responses={200: NoteSerializer(many=True), **_errors(401, 403, 404)},
+        description="The conversation's private notes, oldest first.",
+    )
+    def get(self, request, id: int):
+        found = _conversation(request, id)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(conversation_notes(conversation=found), request, view=self)
+        return paginator.get_paginated_response(NoteSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: NoteSerializer, **_errors(400, 401, 403, 404)},
+        description="Add a private note: operators see it in the timeline; the customer never does.",
+    )
+    def post(self, request, id: int):
+        found = _conversation(request, id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        note = conversation_note_add(
+            conversation=found, body=serializer.validated_data["body"], actor=request.user, source=SOURCE
+        )
+        return Response(NoteSerializer(note).data, status=status.HTTP_201_CREATED)
 
 
 # -- actions ----------------------------------------------------------------------------------------
