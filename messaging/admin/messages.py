@@ -1,5 +1,6 @@
 """Messages and conversations: the message list (in-doubt ones resent or abandoned) and the
-conversation page of a contact, with its reply box (messaging/admin/reply.py).
+conversation page of a contact, with its header controls (messaging/admin/controls.py), its contact
+panel (messaging/admin/panel.py) and its reply box (messaging/admin/reply.py).
 
 The conversation page stays live as the inbox does: every few seconds its script asks
 `conversation/<contact>/changes/?since=<token>` (one query, `conversation_timeline_token`), and only
@@ -36,7 +37,9 @@ from messaging.admin.common import (
     pretty_json,
     ticks_html,
 )
+from messaging.admin.controls import conversation_controls_context
 from messaging.admin.inbox import POLL_INTERVAL_MS
+from messaging.admin.panel import contact_panel_context
 from messaging.admin.reply import reply_context, reply_links_context, reply_send
 from messaging.conversations import conversation_read, conversations_visible_q, phone_number_visible
 from messaging.media import media_access
@@ -396,12 +399,16 @@ class MessageAdmin(admin.ModelAdmin):
         if live and request.GET.get("fragment") == "timeline":
             context["reply"] = reply_links_context(request, contact)
             return TemplateResponse(request, "admin/messaging/conversation_timeline.html", context)
+        reply = reply_context(request, contact, errors=reply_errors)
+        header = conversation_controls_context(request, contact, reply["sender"])
         context |= {
             **self.admin_site.each_context(request),
+            "header": header,
+            "panel": contact_panel_context(request, contact, header["conversation"]),
             "opts": self.opts,
             "title": f"Conversation with {contact}",
             "can_view_contact": request.user.has_perm("contacts.view_contact"),
-            "reply": reply_context(request, contact, errors=reply_errors),
+            "reply": reply,
             "changes_url": reverse("admin:messaging_message_conversation_changes", args=[contact.pk]),
             "poll_interval_ms": POLL_INTERVAL_MS,
         }
