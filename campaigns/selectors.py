@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import connection
@@ -95,3 +97,33 @@ def campaigns_of_messages(*, message_ids: list[int]) -> dict[int, Campaign]:
         return {}
     recipients = Recipient.objects.filter(message_id__in=message_ids).select_related("campaign")
     return {recipient.message_id: recipient.campaign for recipient in recipients}
+
+
+@dataclass
+class ContactCampaign:
+    """A campaign a contact was among the recipients of: its state for them, and when it went out."""
+
+    campaign: Campaign
+    state: str  # as STATE_SQL: the message's status (WhatsApp), else the recipient's
+    at: datetime | None  # sent, else when the campaign started (None: not started)
+
+
+def contact_campaigns_recent(*, contact_id: int, limit: int = 5) -> list[ContactCampaign]:
+    """The latest campaigns that took the contact in, newest first (by recipient row)."""
+    recipients = (
+        Recipient.objects.filter(contact_id=contact_id)
+        .select_related("campaign", "message")
+        .order_by("-id")[:limit]
+    )
+    found = []
+    for recipient in recipients:
+        message = recipient.message
+        sent_at = (message.sent_at if message else None) or recipient.sent_at
+        found.append(
+            ContactCampaign(
+                campaign=recipient.campaign,
+                state=message.status if message else recipient.status,
+                at=sent_at or recipient.campaign.started_at,
+            )
+        )
+    return found

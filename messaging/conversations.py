@@ -19,10 +19,10 @@ nothing else, however often its events are applied.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import datetime
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -31,12 +31,12 @@ from django.utils import timezone
 
 from core.audit import Actor, audit_log_record, audit_log_record_many
 from core.models import AuditLog
-from messaging.models import Call, Conversation, ConversationNote, Message, PhoneNumber
+from messaging.labels import labels_unknown
+from messaging.models import LABEL_PATTERN, Call, Conversation, ConversationNote, Message, PhoneNumber
 from messaging.receipts import conversation_read_receipt_send
 
 PREVIEW_LENGTH = Conversation._meta.get_field("last_message_preview").max_length
 QUIET_KINDS = frozenset({"reaction", "edit", "revoke", "system"})  # never the customer waiting
-LABEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 LABELS_MAX = 20
 NOTE_MAX_LENGTH = ConversationNote.BODY_MAX_LENGTH
 
@@ -225,6 +225,21 @@ def conversations_visible_q(user: AbstractBaseUser) -> Q:
     return Q(phone_number__isnull=True) | Q(phone_number__in=visible)
 
 
+def phone_number_viewers_q(*, phone_number_id: int | None) -> Q:
+    """The users who see the conversations of the number, as a filter on the user model: the other
+    side of `phone_numbers_visible_q` (superusers; everyone when the number has no groups; else the
+    members of its groups). None, a conversation without a number: everyone."""
+    if phone_number_id is None:
+        return Q()
+    number_groups = PhoneNumber.groups.through.objects.filter(phonenumber_id=phone_number_id)
+    members = (
+        get_user_model()
+        .groups.through.objects.filter(group_id__in=number_groups.values("group_id"))
+        .values("user_id")
+    )
+    return Q(is_superuser=True) | ~Exists(number_groups) | Q(pk__in=members)
+
+
 def phone_number_visible(*, user: AbstractBaseUser, phone_number_id: int | None) -> bool:
     """Whether `user` sees the conversations of the number (None: a conversation without one)."""
     if phone_number_id is None or user.is_superuser:
@@ -348,7 +363,8 @@ def conversation_status_set(
 def conversation_labels_set(
     *, conversation: Conversation, labels: list[str], actor: Actor, source: str = AuditLog.Source.ADMIN
 ) -> Conversation:
-    """Replace the labels: short slugs (lower-case letters, digits, - and _), at most 20."""
+    """Replace the labels: names of the catalogue (messaging.labels; short slugs: lower-case
+    letters, digits, - and _), at most 20."""
     if not isinstance(labels, list | tuple) or not all(isinstance(label, str) for label in labels):
         raise ValidationError({"labels": "A list of labels."})
     cleaned = list(dict.fromkeys(label.strip().lower() for label in labels))
@@ -360,6 +376,9 @@ def conversation_labels_set(
     if len(cleaned) > LABELS_MAX:
         raise ValidationError({"labels": f"At most {LABELS_MAX} labels."})
     with transaction.atomic():
+        unknown = labels_unknown(cleaned)
+        if unknown:
+            raise ValidationError({"labels": f"Unknown label: {', '.join(unknown)}."})
         before = (
             Conversation.objects.select_for_update().values_list("labels", flat=True).get(pk=conversation.pk)
         )

@@ -1,5 +1,8 @@
+import re
+
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.validators import RegexValidator
 from django.db import models
 
 from contacts.models import Contact
@@ -81,6 +84,48 @@ class InboundEvent(models.Model):
 
     def __str__(self) -> str:
         return f"event {self.pk} ({self.state})"
+
+
+# A label's name: a short slug (lower-case letters, digits, - and _), as conversations carry them.
+LABEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+class Label(models.Model):
+    """A label operators may put on conversations: the catalogue `Conversation.labels` draws from.
+
+    Conversations keep the names (an array the inbox filters on with one index); the services keep
+    the two in step: a renamed label is renamed on its conversations, a deleted one taken off them."""
+
+    class Colour(models.TextChoices):
+        GREY = "grey"
+        BLUE = "blue"
+        GREEN = "green"
+        YELLOW = "yellow"
+        ORANGE = "orange"
+        RED = "red"
+        PURPLE = "purple"
+        TEAL = "teal"
+
+    name = models.CharField(
+        max_length=32,
+        unique=True,
+        validators=[
+            RegexValidator(
+                LABEL_PATTERN, "Up to 32 lower-case letters, digits, - or _, starting with a letter or digit."
+            )
+        ],
+        help_text="Lower-case letters, digits, - and _ (vip, refund, follow-up).",
+    )
+    colour = models.CharField(max_length=16, choices=Colour.choices, default=Colour.GREY)
+    description = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Conversation(models.Model):

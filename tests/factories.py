@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from contacts.models import Contact
-from messaging.models import InboundEvent, Message, PhoneNumber
+from messaging.models import InboundEvent, Label, Message, PhoneNumber
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -52,6 +52,21 @@ class PhoneNumberFactory(factory.django.DjangoModelFactory):
     display_phone_number = factory.Sequence(lambda n: f"1555{n:07d}")
     verified_name = "Wharf Test"
     waba_id = "102290129340398"
+
+
+class LabelFactory(factory.django.DjangoModelFactory):
+    """A label of the catalogue: LabelFactory(name="vip"), or several with labels_make("vip", "refund")."""
+
+    class Meta:
+        model = Label
+        django_get_or_create = ("name",)
+
+    name = factory.Sequence(lambda n: f"label-{n}")
+    colour = Label.Colour.BLUE
+
+
+def labels_make(*names: str) -> list[Label]:
+    return [LabelFactory(name=name) for name in names]
 
 
 class MessageFactory(factory.django.DjangoModelFactory):

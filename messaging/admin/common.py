@@ -67,3 +67,8 @@ def ticks_html(message: Message) -> str:
 
 def conversation_url(contact_id: int) -> str:
     return reverse("admin:messaging_message_conversation", args=[contact_id])
+
+
+def label_chip(name: str, colour: str) -> str:
+    """A label as the console shows it: its colour's dot and its name (CSS in label_style.html)."""
+    return format_html('<span class="wharf-label wharf-label-{}">{}</span>', colour, name)

@@ -4,7 +4,8 @@ It lists through `messaging.selectors.conversation_list` (tabs, filters, sorts, 
 live by polling `changes/`, which answers from one indexed query (`conversation_changes_token`)
 whether anything the operator may see moved since the page's token; only then does the page fetch
 the list again (`?fragment=1`) and swap it in. Conversations are written only by the services, from
-the conversation page; the inbox itself reads.
+the conversation page's header controls (`<id>/<control>/`, messaging/admin/controls.py); the inbox
+itself reads.
 """
 
 from __future__ import annotations
@@ -13,20 +14,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
 from messaging.admin.common import conversation_url
+from messaging.admin.controls import CHANGE_PERMISSION, CONTROLS, conversation_control_apply
 from messaging.admin.reports import reports_view
 from messaging.conversations import conversations_visible_q, phone_numbers_visible_q
-from messaging.models import Conversation, PhoneNumber
+from messaging.models import Conversation, Label, PhoneNumber
 from messaging.selectors import (
     CONVERSATION_SORTS,
     CONVERSATION_TABS,
@@ -70,6 +72,7 @@ class InboxRow:
     window_open: bool
     window_closes_at: datetime | None
     recent: bool  # the last message came within a day: show its time, else its date
+    labels: list[tuple[str, str]]  # (name, colour)
 
 
 @dataclass
@@ -148,6 +151,15 @@ class ConversationAdmin(admin.ModelAdmin):
             path("changes/", view(self.changes_view), name="messaging_conversation_changes"),
             path("reports/", view(self.reports_view), name="messaging_conversation_reports"),
             path("<int:conversation_id>/change/", view(self.open_view), name="messaging_conversation_change"),
+            *(
+                path(
+                    f"<int:conversation_id>/{control}/",
+                    view(self.control_view),
+                    {"control": control},
+                    name=f"messaging_conversation_{control}",
+                )
+                for control in CONTROLS
+            ),
         ]
 
     def inbox_view(self, request: HttpRequest) -> HttpResponse:
@@ -159,7 +171,9 @@ class ConversationAdmin(admin.ModelAdmin):
         listing = conversation_list(user=request.user, tab=query.tab, sort=query.sort, **query.filters())
         page = Paginator(listing, self.page_size).get_page(request.GET.get("page"))
         now = timezone.now()
-        rows = [self._row(conversation, now) for conversation in page.object_list]
+        catalogue = list(Label.objects.all())
+        colours = {label.name: label.colour for label in catalogue}
+        rows = [self._row(conversation, now, colours) for conversation in page.object_list]
         context = {
             "query": query,
             "rows": rows,
@@ -196,6 +210,7 @@ class ConversationAdmin(admin.ModelAdmin):
                 )
             ),
             "assignees": list(user_model.objects.filter(is_staff=True, is_active=True).order_by("username")),
+            "labels": catalogue,
         }
         return TemplateResponse(request, "admin/messaging/inbox.html", context)
 
@@ -220,8 +235,25 @@ class ConversationAdmin(admin.ModelAdmin):
         )
         return HttpResponseRedirect(conversation_open_url(found))
 
+    def control_view(self, request: HttpRequest, conversation_id: int, control: str) -> HttpResponse:
+        """One of the conversation page's header controls (messaging/admin/controls.py): back to the
+        page with what was done, or why not."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm(CHANGE_PERMISSION):
+            raise PermissionDenied
+        found = get_object_or_404(
+            Conversation.objects.filter(conversations_visible_q(request.user)), pk=conversation_id
+        )
+        done, errors = conversation_control_apply(request, found, control)
+        if done:
+            self.message_user(request, done, messages.SUCCESS)
+        for error in errors:
+            self.message_user(request, error, messages.ERROR)
+        return HttpResponseRedirect(conversation_open_url(found))
+
     @staticmethod
-    def _row(conversation: Conversation, now: datetime) -> InboxRow:
+    def _row(conversation: Conversation, now: datetime, colours: dict[str, str]) -> InboxRow:
         window = conversation_window(conversation, now=now)
         last = conversation.last_message_at
         return InboxRow(
@@ -231,4 +263,5 @@ class ConversationAdmin(admin.ModelAdmin):
             window_open=window.is_open,
             window_closes_at=window.closes_at,
             recent=last is not None and now - last < timedelta(hours=24),
+            labels=[(name, colours.get(name, Label.Colour.GREY)) for name in conversation.labels],
         )

@@ -1,6 +1,7 @@
 """Messages and conversations: the message list (in-doubt ones resent or abandoned) and the
-conversation page of a contact, with its reply box (messaging/admin/reply.py) and its private
-notes (messaging/admin/notes.py).
+conversation page of a contact, with its header controls (messaging/admin/controls.py), its contact
+panel (messaging/admin/panel.py), its reply box (messaging/admin/reply.py) and its private notes
+(messaging/admin/notes.py).
 
 The conversation page stays live as the inbox does: every few seconds its script asks
 `conversation/<contact>/changes/?since=<token>` (one query, `conversation_timeline_token`), and only
@@ -41,8 +42,10 @@ from messaging.admin.common import (
     pretty_json,
     ticks_html,
 )
+from messaging.admin.controls import conversation_controls_context
 from messaging.admin.inbox import POLL_INTERVAL_MS
 from messaging.admin.notes import NOTE_PERMISSION, note_add, note_context
+from messaging.admin.panel import contact_panel_context
 from messaging.admin.reply import reply_context, reply_links_context, reply_send
 from messaging.conversations import conversation_read, conversations_visible_q, phone_number_visible
 from messaging.media import media_access
@@ -428,8 +431,11 @@ class MessageAdmin(admin.ModelAdmin):
             context["reply"] = reply_links_context(request, contact)
             return TemplateResponse(request, "admin/messaging/conversation_timeline.html", context)
         reply = reply_context(request, contact, errors=list(reply_errors))
+        header = conversation_controls_context(request, contact, reply["sender"])
         context |= {
             **self.admin_site.each_context(request),
+            "header": header,
+            "panel": contact_panel_context(request, contact, header["conversation"]),
             "opts": self.opts,
             "title": f"Conversation with {contact}",
             "can_view_contact": request.user.has_perm("contacts.view_contact"),

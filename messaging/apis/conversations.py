@@ -525,7 +525,7 @@ class ConversationLabelsApi(ConversationActionApi):
         labels = serializers.ListField(
             child=serializers.CharField(max_length=64, allow_blank=True),
             max_length=LABELS_MAX,
-            help_text="Replaces the labels: up to 32 lower-case letters, digits, - or _ each.",
+            help_text="Replaces the labels: names from the catalogue of labels (the admin's Labels).",
         )
 
         class Meta:

@@ -467,7 +467,7 @@ def test_conversation_queries_do_not_grow_with_replies_and_reactions(
 
     add(1)
     admin_client.get(conversation(contact))  # sessions, permissions and the like, once
-    with django_assert_max_num_queries(20) as few:
+    with django_assert_max_num_queries(30) as few:  # header, panel, reply box, notes: a fixed cost
         admin_client.get(conversation(contact))
     add(20)
 

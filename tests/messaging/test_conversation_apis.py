@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from core.models import AuditLog
 from messaging.conversations import conversation_message_apply
 from messaging.models import Conversation, Message
-from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory
+from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory, labels_make
 
 pytestmark = pytest.mark.django_db
 
@@ -106,6 +106,7 @@ def test_list_items_carry_the_inbox_row(reader, operator):
     contact = ContactFactory(name="Grace Hopper", phone="+447400111222", wa_id="447400111222")
     message = writes(contact, number=number, text="my order   is late", ago=timedelta(hours=2))
     conversation = conversation_of(message)
+    labels_make("vip")
     Conversation.objects.filter(pk=conversation.pk).update(assignee=operator, labels=["vip"], priority="high")
 
     response = reader.get(LIST)
@@ -159,6 +160,7 @@ def test_list_by_tab_filter_sort_and_search(api_client, operator):
     )
     writes(answered.contact, number=number_a, direction="outbound", text="done", ago=timedelta(minutes=1))
     Conversation.objects.filter(pk=old.pk).update(assignee=client.user)
+    labels_make("vip")
     Conversation.objects.filter(pk=new.pk).update(assignee=operator, labels=["vip"])
 
     def ids(**params) -> list[int]:
@@ -348,6 +350,7 @@ def test_a_bad_status_is_400_naming_the_field_and_changes_nothing(changer, body,
 
 def test_labels_are_replaced_and_normalised(changer):
     conversation = conversation_of(writes())
+    labels_make("vip", "refund")
 
     response = changer.post(
         detail(conversation, "labels"), {"labels": ["VIP", "refund", "vip"]}, format="json"
@@ -368,6 +371,18 @@ def test_a_malformed_label_is_400_on_labels(changer, labels):
     assert response.status_code == 400
     assert "labels" in response.json()
     assert Conversation.objects.get(pk=conversation.pk).labels == []
+
+
+def test_labels_not_in_the_catalogue_are_400_on_labels_and_change_nothing(changer):
+    conversation = conversation_of(writes())
+    labels_make("vip")
+    assert changer.post(detail(conversation, "labels"), {"labels": ["vip"]}, format="json").status_code == 200
+
+    response = changer.post(detail(conversation, "labels"), {"labels": ["vip", "x", "y"]}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["labels"] == ["Unknown label: x, y."]
+    assert Conversation.objects.get(pk=conversation.pk).labels == ["vip"]
 
 
 def test_priority(changer):

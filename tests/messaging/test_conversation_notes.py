@@ -23,7 +23,7 @@ from messaging.conversations import (
     conversations_wake,
 )
 from messaging.models import Conversation, ConversationNote, Message
-from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory
+from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory, labels_make
 
 pytestmark = pytest.mark.django_db
 
@@ -154,6 +154,7 @@ def test_the_timeline_merges_messages_notes_and_activity_by_time(
     conversation_note_add(conversation=talk, body="VIP: be quick.", actor=alice)
     talk.refresh_from_db()
     conversation_assign(conversation=talk, assignee=None, actor=bob)
+    labels_make("billing", "vip")
     conversation_labels_set(conversation=talk, labels=["billing", "vip"], actor=alice)
     conversation_priority_set(conversation=talk, priority="high", actor=alice)
     until = timezone.now() + timedelta(days=2)
@@ -233,6 +234,7 @@ def test_the_page_costs_the_same_queries_whatever_the_number_of_entries(
             conversation_assign(
                 conversation=talk, assignee=bob if talk.assignee_id != bob.pk else alice, actor=alice
             )
+            labels_make(f"l{i}")
             conversation_labels_set(conversation=talk, labels=[f"l{i}"], actor=bob)
 
     add(1)

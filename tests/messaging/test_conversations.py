@@ -27,7 +27,7 @@ from messaging.outbound.send import WINDOW_CLOSED, message_send
 from messaging.selectors import conversation_list
 from messaging.tasks import conversations_wake_task
 from messaging.window import whatsapp_window
-from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory
+from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory, labels_make
 from tests.messaging.webhook_helpers import PHONE_NUMBER_ID, text_message, webhook_post
 
 pytestmark = pytest.mark.django_db
@@ -270,12 +270,13 @@ def test_a_snoozed_conversation_wakes_at_its_time(client, number_a):
     assert conversations_wake_task() == 0  # the beat task, run again: nothing left to wake
 
 
-def test_labels_are_short_slugs_and_anything_else_is_refused(client, number_a):
+def test_labels_are_short_slugs_of_the_catalogue_and_anything_else_is_refused(client, number_a):
     conversation = conversation_of(customer_writes(client, "wamid.label.1", "hi"))
+    labels_make("vip", "refund")
 
     conversation_labels_set(conversation=conversation, labels=["VIP", "refund", "vip"], actor=None)
     assert conversation.labels == ["vip", "refund"]
-    for bad in (["not a label"], ["x" * 33], "vip", [3]):
+    for bad in (["not a label"], ["x" * 33], "vip", [3], ["vip", "unknown"]):
         with pytest.raises(ValidationError) as refused:
             conversation_labels_set(conversation=conversation, labels=bad, actor=None)
         assert list(refused.value.message_dict) == ["labels"]
@@ -346,6 +347,7 @@ def test_the_inbox_lists_by_tab_filter_and_sort(client, number_a, number_b):
     )  # same contact and number as `old`
     assert third == old
     conversation_assign(conversation=old, assignee=me, actor=me)
+    labels_make("vip")
     conversation_labels_set(conversation=new, labels=["vip"], actor=None)
 
     def ids(**kwargs):

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from messaging.conversations import conversation_assign, conversation_labels_set
 from messaging.models import Conversation
-from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory
+from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, UserFactory, labels_make
 from tests.messaging.test_conversations import conversation_of, customer_writes
 
 pytestmark = pytest.mark.django_db
@@ -47,6 +47,7 @@ def test_the_inbox_lists_conversations_with_what_an_operator_needs(admin_client)
         waiting_since=twelve_minutes,
         last_message_preview="Where is my parcel?",
     )
+    labels_make("vip")
     conversation_labels_set(conversation=waiting, labels=["vip"], actor=None)
     closed = conversation_make(
         name="Grace Hopper",
@@ -115,6 +116,7 @@ def test_filters_sort_and_search(admin_client):
         waiting_since=None,
         last_message_at=now - timedelta(days=2),
     )
+    labels_make("refund")
     conversation_labels_set(conversation=new, labels=["refund"], actor=None)
     MessageFactory(contact=old.contact, phone_number=number_a, conversation=old, text="my invoice is wrong")
 
@@ -185,6 +187,7 @@ def test_the_inbox_queries_do_not_grow_with_its_rows(
     admin_client.get(INBOX)  # sessions, permissions and the like, once
     with django_assert_max_num_queries(12) as few:
         admin_client.get(INBOX)
+    labels_make("x")
     for index in range(27):
         conversation = conversation_make(name=f"More {index}", number=number)
         conversation_labels_set(conversation=conversation, labels=["x"], actor=None)
