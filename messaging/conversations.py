@@ -12,7 +12,9 @@ What counts as the customer writing (reopens, unread, waiting): an inbound messa
 reaction, an edit, a revoke or a system notice. Those still join the conversation, and all but
 system notices move `last_inbound_at` (the 24-hour window of that number, messaging/window.py).
 An operator's reply (the send service, a message echoed from the WhatsApp Business app) makes an
-open conversation pending and ends the wait; a campaign's message changes neither.
+open conversation pending and ends the wait; a campaign's message changes neither. After the
+customer writes, the inbound path hands an unassigned conversation of a number with `auto_assign`
+to the next available operator (`conversation_auto_assign`, whose protocol is told below).
 """
 
 from __future__ import annotations
@@ -21,15 +23,16 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Permission
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from core.audit import Actor, audit_log_record
 from core.models import AuditLog
-from messaging.models import Conversation, Message, PhoneNumber
+from messaging.models import Conversation, Message, OperatorStatus, PhoneNumber
 
 PREVIEW_LENGTH = Conversation._meta.get_field("last_message_preview").max_length
 QUIET_KINDS = frozenset({"reaction", "edit", "revoke", "system"})  # never the customer waiting
@@ -68,6 +71,7 @@ WITH conversation AS (
     RETURNING id
 )
 UPDATE {_M} SET conversation_id = (SELECT id FROM conversation) WHERE id = %(message_id)s
+RETURNING conversation_id
 """
 
 _OUTBOUND_SQL = f"""
@@ -125,6 +129,7 @@ def conversation_message_apply(*, message: Message, reply: bool = False) -> None
                 "message_id": message.pk,
             },
         )
+        (message.conversation_id,) = cursor.fetchone()
 
 
 def conversations_outbound_prepare(*, messages: Iterable[Message], reply: bool) -> dict[tuple, int]:
@@ -180,6 +185,17 @@ def conversations_visible_q(user: AbstractBaseUser) -> Q:
         return Q()
     visible = PhoneNumber.objects.filter(phone_numbers_visible_q(user)).values("pk")
     return Q(phone_number__isnull=True) | Q(phone_number__in=visible)
+
+
+def phone_number_viewers_q(*, phone_number_id: int) -> Q:
+    """The users who see the conversations of the number, as a filter on the user model: the same
+    rule as `phone_numbers_visible_q`, seen from the number's side."""
+    number_groups = PhoneNumber.groups.through.objects.filter(phonenumber_id=phone_number_id)
+    return (
+        Q(is_superuser=True)
+        | ~Exists(number_groups)
+        | Exists(number_groups.filter(group__user=OuterRef("pk")))
+    )
 
 
 def phone_number_visible(*, user: AbstractBaseUser, phone_number_id: int | None) -> bool:
@@ -362,3 +378,91 @@ def conversations_wake(*, now: datetime | None = None) -> int:
                 changes={"count": woken},
             )
     return woken
+
+
+# -- automatic assignment ---------------------------------------------------------------------------
+#
+# A number with `auto_assign` hands a conversation the customer opens without an assignee to the
+# available operator (OperatorStatus.available) who may be assigned it (`conversation_assign`'s
+# rule: active staff who see the number) and may view conversations, least recently assigned
+# first. The operator's row is taken FOR UPDATE SKIP LOCKED, so two workers assigning at once take
+# two operators in turn and never wait on each other (a worker's batch holds its locks until it
+# commits); when every candidate is held, the first in turn gets it without moving the turn. The
+# conversation moves only by a conditional UPDATE on "no assignee": one assignee, never two.
+
+
+def operator_available(*, user: AbstractBaseUser) -> bool:
+    """Whether `user` takes automatically assigned conversations."""
+    return OperatorStatus.objects.filter(user_id=user.pk, available=True).exists()
+
+
+def operator_availability_set(
+    *, user: AbstractBaseUser, available: bool, actor: Actor, source: str = AuditLog.Source.ADMIN
+) -> OperatorStatus:
+    """Mark `user` available for automatically assigned conversations, or away. Audited when it changes."""
+    with transaction.atomic():
+        status, _created = OperatorStatus.objects.select_for_update().get_or_create(user_id=user.pk)
+        if status.available != available:
+            status.available = available
+            status.save(update_fields=["available", "updated_at"])
+            audit_log_record(
+                actor=actor,
+                source=source,
+                action="operator.availability",
+                target=status,
+                changes={"available": [not available, available]},
+            )
+    return status
+
+
+def _operators_assignable(*, phone_number_id: int):
+    """The available operators who may be assigned the number's conversations, in turn."""
+    may_view = Permission.objects.filter(content_type__app_label="messaging", codename="view_conversation")
+    users = get_user_model().objects.filter(
+        phone_number_viewers_q(phone_number_id=phone_number_id),
+        Q(is_superuser=True) | Q(user_permissions__in=may_view) | Q(groups__permissions__in=may_view),
+        is_active=True,
+        is_staff=True,
+    )
+    return OperatorStatus.objects.filter(available=True, user__in=users.values("pk")).order_by(
+        F("last_assigned_at").asc(nulls_first=True), "user_id"
+    )
+
+
+def conversation_auto_assign(*, conversation_id: int) -> int | None:
+    """Assign an unassigned conversation of a number with `auto_assign` to the next available
+    operator (see above); returns the assignee's id, None when nothing was assigned. Called after
+    the customer wrote, in the same transaction; audited as the system's assignment."""
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.filter(
+                pk=conversation_id, assignee__isnull=True, phone_number__auto_assign=True
+            )
+            .select_related("contact", "phone_number")
+            .first()
+        )
+        if conversation is None:
+            return None
+        candidates = _operators_assignable(phone_number_id=conversation.phone_number_id)
+        turn = candidates.select_for_update(skip_locked=True).first()
+        assignee_id = (
+            turn.user_id if turn is not None else candidates.values_list("user_id", flat=True).first()
+        )
+        if assignee_id is None:
+            return None
+        now = timezone.now()
+        moved = Conversation.objects.filter(pk=conversation_id, assignee__isnull=True).update(
+            assignee_id=assignee_id, updated_at=now
+        )
+        if not moved:
+            return None
+        if turn is not None:
+            OperatorStatus.objects.filter(pk=turn.pk).update(last_assigned_at=now)
+        audit_log_record(
+            actor=None,
+            source=AuditLog.Source.SYSTEM,
+            action="conversation.assign",
+            target=conversation,
+            changes={"assignee": [None, assignee_id]},
+        )
+    return assignee_id

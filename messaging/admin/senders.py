@@ -71,6 +71,7 @@ class PhoneNumberAdmin(admin.ModelAdmin):
         "quality_rating",
         "messaging_limit",
         "sending_state",
+        "auto_assign",
         "updated_at",
     )
     list_display_links = ("display_phone_number", "phone_number_id")
@@ -91,7 +92,7 @@ class PhoneNumberAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Who sees its conversations", {"fields": ("groups",)}),
+        ("Who sees its conversations", {"fields": ("groups", "auto_assign")}),
         ("Activity", {"fields": ("created_at", "updated_at")}),
     )
     filter_horizontal = ("groups",)

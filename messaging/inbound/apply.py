@@ -45,7 +45,7 @@ from contacts.models import Contact
 from contacts.services.contact import contact_opt_in, contact_opt_out
 from contacts.services.whatsapp import contact_upsert_whatsapp
 from core.models import AuditLog
-from messaging.conversations import conversation_message_apply
+from messaging.conversations import QUIET_KINDS, conversation_auto_assign, conversation_message_apply
 from messaging.inbound.payloads import (
     inbound_payload_parse,
     meta_dict,
@@ -436,6 +436,8 @@ class _Apply:
             return
         # Only the body that inserted the message counts it: a replay changes no conversation.
         conversation_message_apply(message=message, reply=echo)
+        if not echo and kind not in QUIET_KINDS:
+            conversation_auto_assign(conversation_id=message.conversation_id)
         if not echo:
             AnalyticsEvent.objects.bulk_create(
                 [
