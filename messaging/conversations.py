@@ -14,7 +14,9 @@ system notices move `last_inbound_at` (the 24-hour window of that number, messag
 An operator's reply (the send service, a message echoed from the WhatsApp Business app) makes an
 open conversation pending and ends the wait; a campaign's message changes neither. A call
 (messaging/calls.py) joins its conversation as its latest activity (time and preview) and changes
-nothing else, however often its events are applied.
+nothing else, however often its events are applied. After the customer writes, the inbound path
+hands an unassigned conversation of a number with `auto_assign` to the next available operator
+(`conversation_auto_assign`, whose protocol is told below).
 """
 
 from __future__ import annotations
@@ -23,16 +25,24 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, Permission
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from core.audit import Actor, audit_log_record, audit_log_record_many
 from core.models import AuditLog
 from messaging.labels import labels_unknown
-from messaging.models import LABEL_PATTERN, Call, Conversation, ConversationNote, Message, PhoneNumber
+from messaging.models import (
+    LABEL_PATTERN,
+    Call,
+    Conversation,
+    ConversationNote,
+    Message,
+    OperatorStatus,
+    PhoneNumber,
+)
 from messaging.receipts import conversation_read_receipt_send
 
 PREVIEW_LENGTH = Conversation._meta.get_field("last_message_preview").max_length
@@ -73,6 +83,7 @@ WITH conversation AS (
     RETURNING id
 )
 UPDATE {_M} SET conversation_id = (SELECT id FROM conversation) WHERE id = %(message_id)s
+RETURNING conversation_id
 """
 
 _OUTBOUND_SQL = f"""
@@ -150,6 +161,7 @@ def conversation_message_apply(*, message: Message, reply: bool = False) -> None
                 "message_id": message.pk,
             },
         )
+        (message.conversation_id,) = cursor.fetchone()
 
 
 def conversation_call_apply(*, call: Call, preview: str) -> None:
@@ -463,3 +475,91 @@ def conversation_note_add(
             changes={"note": note.pk},
         )
     return note
+
+
+# -- automatic assignment ---------------------------------------------------------------------------
+#
+# A number with `auto_assign` hands a conversation the customer opens without an assignee to the
+# available operator (OperatorStatus.available) who may be assigned it (`conversation_assign`'s
+# rule: active staff who see the number) and may view conversations, least recently assigned
+# first. The operator's row is taken FOR UPDATE SKIP LOCKED, so two workers assigning at once take
+# two operators in turn and never wait on each other (a worker's batch holds its locks until it
+# commits); when every candidate is held, the first in turn gets it without moving the turn. The
+# conversation moves only by a conditional UPDATE on "no assignee": one assignee, never two.
+
+
+def operator_available(*, user: AbstractBaseUser) -> bool:
+    """Whether `user` takes automatically assigned conversations."""
+    return OperatorStatus.objects.filter(user_id=user.pk, available=True).exists()
+
+
+def operator_availability_set(
+    *, user: AbstractBaseUser, available: bool, actor: Actor, source: str = AuditLog.Source.ADMIN
+) -> OperatorStatus:
+    """Mark `user` available for automatically assigned conversations, or away. Audited when it changes."""
+    with transaction.atomic():
+        status, _created = OperatorStatus.objects.select_for_update().get_or_create(user_id=user.pk)
+        if status.available != available:
+            status.available = available
+            status.save(update_fields=["available", "updated_at"])
+            audit_log_record(
+                actor=actor,
+                source=source,
+                action="operator.availability",
+                target=status,
+                changes={"available": [not available, available]},
+            )
+    return status
+
+
+def _operators_assignable(*, phone_number_id: int):
+    """The available operators who may be assigned the number's conversations, in turn."""
+    may_view = Permission.objects.filter(content_type__app_label="messaging", codename="view_conversation")
+    users = get_user_model().objects.filter(
+        phone_number_viewers_q(phone_number_id=phone_number_id),
+        Q(is_superuser=True) | Q(user_permissions__in=may_view) | Q(groups__permissions__in=may_view),
+        is_active=True,
+        is_staff=True,
+    )
+    return OperatorStatus.objects.filter(available=True, user__in=users.values("pk")).order_by(
+        F("last_assigned_at").asc(nulls_first=True), "user_id"
+    )
+
+
+def conversation_auto_assign(*, conversation_id: int) -> int | None:
+    """Assign an unassigned conversation of a number with `auto_assign` to the next available
+    operator (see above); returns the assignee's id, None when nothing was assigned. Called after
+    the customer wrote, in the same transaction; audited as the system's assignment."""
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.filter(
+                pk=conversation_id, assignee__isnull=True, phone_number__auto_assign=True
+            )
+            .select_related("contact", "phone_number")
+            .first()
+        )
+        if conversation is None:
+            return None
+        candidates = _operators_assignable(phone_number_id=conversation.phone_number_id)
+        turn = candidates.select_for_update(skip_locked=True).first()
+        assignee_id = (
+            turn.user_id if turn is not None else candidates.values_list("user_id", flat=True).first()
+        )
+        if assignee_id is None:
+            return None
+        now = timezone.now()
+        moved = Conversation.objects.filter(pk=conversation_id, assignee__isnull=True).update(
+            assignee_id=assignee_id, updated_at=now
+        )
+        if not moved:
+            return None
+        if turn is not None:
+            OperatorStatus.objects.filter(pk=turn.pk).update(last_assigned_at=now)
+        audit_log_record(
+            actor=None,
+            source=AuditLog.Source.SYSTEM,
+            action="conversation.assign",
+            target=conversation,
+            changes={"assignee": [None, assignee_id]},
+        )
+    return assignee_id

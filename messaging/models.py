@@ -35,6 +35,13 @@ class PhoneNumber(models.Model):
         help_text="Members of these groups see this number's conversations and may be assigned them. "
         "None: everyone who may view conversations.",
     )
+    # messaging.conversations.conversation_auto_assign
+    auto_assign = models.BooleanField(
+        "assign automatically",
+        default=False,
+        help_text="A conversation the customer opens (or reopens) without an assignee goes to the "
+        "available operator who sees this number and was assigned one least recently.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -43,6 +50,24 @@ class PhoneNumber(models.Model):
 
     def __str__(self) -> str:
         return self.display_phone_number or self.phone_number_id
+
+
+class OperatorStatus(models.Model):
+    """Whether an operator takes automatically assigned conversations, and when they last got one
+    (the round-robin's order). No row: away."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="operator_status"
+    )
+    available = models.BooleanField(default=False)
+    last_assigned_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "operator statuses"
+
+    def __str__(self) -> str:
+        return f"{self.user} ({'available' if self.available else 'away'})"
 
 
 class InboundEvent(models.Model):

@@ -7,14 +7,14 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
-from django.db.models import CharField, Count, Exists, F, Max, OuterRef, Q, QuerySet
+from django.db.models import CharField, Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from contacts.models import Contact
 from core.models import AuditLog
 from messaging.activity import ACTIVITY_ACTIONS, activity_user_ids, conversation_activity
-from messaging.conversations import conversations_visible_q
+from messaging.conversations import QUIET_KINDS, conversations_visible_q, message_preview
 from messaging.inbound.apply import TARGET_KINDS
 from messaging.models import Conversation, ConversationNote, Message
 
@@ -24,6 +24,7 @@ CONVERSATION_SORTS = ("waiting", "latest")
 # How long a change may take to commit and still move the inbox's token (a transaction's now() is
 # its start, so a slow one can commit a row older than the newest one already seen).
 CONVERSATION_CHANGES_WINDOW = timedelta(minutes=5)
+NOTIFICATIONS_NEW_MAX = 5
 
 
 def message_list(
@@ -338,14 +339,9 @@ def conversation_tab_q(*, user, tab: str) -> Q:
 
 
 def conversation_counts(*, user, **filters) -> dict[str, int]:
-    """How many conversations each tab holds under the inbox's other filters, and how many of them
-    have unread messages (`unread`); one query."""
+    """How many conversations each tab holds under the inbox's other filters; one query."""
     counts = {tab: Count("id", filter=conversation_tab_q(user=user, tab=tab)) for tab in CONVERSATION_TABS}
-    return (
-        conversation_list(user=user, tab="all", **filters)
-        .order_by()
-        .aggregate(**counts, unread=Count("id", filter=Q(unread_count__gt=0)))
-    )
+    return conversation_list(user=user, tab="all", **filters).order_by().aggregate(**counts)
 
 
 def _changes_token(latest: datetime | None, count: int) -> str:
@@ -366,6 +362,69 @@ def conversation_changes_token(*, user) -> str:
         .aggregate(latest=Max("updated_at"), count=Count("id"))
     )
     return _changes_token(recent["latest"], recent["count"])
+
+
+def conversations_calling(*, user) -> QuerySet[Conversation]:
+    """The conversations that call for `user`: those they see, assigned to them or to nobody, with
+    unread messages. Their number is the unread count of the admin's title on every page."""
+    return conversation_list(user=user).filter(
+        Q(assignee=user) | Q(assignee__isnull=True), unread_count__gt=0
+    )
+
+
+@dataclass
+class NotificationEntry:
+    conversation: Conversation
+    message: Message  # the customer's latest message
+
+    @property
+    def key(self) -> str:
+        """Names the news: notified once, whichever page or tab asks."""
+        return f"{self.conversation.pk}:{self.message.pk}"
+
+    @property
+    def preview(self) -> str:
+        return message_preview(kind=self.message.type, text=self.message.text)
+
+
+@dataclass
+class ConversationNotifications:
+    token: str
+    changed: bool  # False: nothing moved since the caller's token, and nothing else is answered
+    unread: int = 0
+    new: list[NotificationEntry] = field(default_factory=list)
+
+
+def conversation_notifications(*, user, since: str = "") -> ConversationNotifications:
+    """What the admin's title and the browser's notifications show `user`: how many conversations
+    call for them (`conversations_calling`), and those of them that moved within
+    CONVERSATION_CHANGES_WINDOW, latest first, with the customer's latest message (at most
+    NOTIFICATIONS_NEW_MAX). The page notifies each entry's `key` once, so an entry answered again is
+    not news. When the inbox's changes token equals `since`, nothing the user sees moved: one
+    indexed query answers that. Otherwise three more: the count, the entries, their messages."""
+    token = conversation_changes_token(user=user)
+    if since and since == token:
+        return ConversationNotifications(token=token, changed=False)
+    calling = conversations_calling(user=user)
+    latest = Message.objects.filter(conversation=OuterRef("pk"), direction=Message.Direction.INBOUND).exclude(
+        type__in=QUIET_KINDS
+    )
+    moved = list(
+        calling.filter(updated_at__gte=timezone.now() - CONVERSATION_CHANGES_WINDOW)
+        .annotate(latest_inbound_id=Subquery(latest.order_by("-id").values("id")[:1]))
+        .order_by(F("last_message_at").desc(nulls_last=True), "-id")[:NOTIFICATIONS_NEW_MAX]
+    )
+    messages = Message.objects.in_bulk([c.latest_inbound_id for c in moved if c.latest_inbound_id])
+    return ConversationNotifications(
+        token=token,
+        changed=True,
+        unread=calling.order_by().count(),
+        new=[
+            NotificationEntry(conversation=c, message=messages[c.latest_inbound_id])
+            for c in moved
+            if c.latest_inbound_id in messages
+        ],
+    )
 
 
 def conversations_unread(

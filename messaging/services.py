@@ -34,6 +34,7 @@ PHONE_NUMBER_FIELDS = (
     "quality_rating",
     "messaging_limit",
     "read_receipts",
+    "auto_assign",
 )
 RATE_LIMIT_MAX_PER_S = 1000  # Meta's highest throughput tier
 PHONE_NUMBER_ID_TAKEN = "A sender number with this phone number id already exists."

@@ -6,6 +6,10 @@ whether anything the operator may see moved since the page's token; only then do
 the list again (`?fragment=1`) and swap it in. Conversations are written only by the services, from
 the conversation page's header controls (`<id>/<control>/`, messaging/admin/controls.py); the inbox
 itself reads.
+
+Two answers serve every admin page (the header's operator tools, messaging/templatetags/wharf_inbox.py):
+`notifications/`, whose unread count is the title's and whose entries become browser notifications,
+and `availability/`, where operators mark themselves available for automatic assignment or away.
 """
 
 from __future__ import annotations
@@ -23,11 +27,16 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 
-from messaging.admin.common import conversation_url
+from messaging.admin.common import SOURCE, conversation_url
 from messaging.admin.controls import CHANGE_PERMISSION, CONTROLS, conversation_control_apply
 from messaging.admin.reports import reports_view
-from messaging.conversations import conversations_visible_q, phone_numbers_visible_q
+from messaging.conversations import (
+    conversations_visible_q,
+    operator_availability_set,
+    phone_numbers_visible_q,
+)
 from messaging.models import Conversation, Label, PhoneNumber
 from messaging.selectors import (
     CONVERSATION_SORTS,
@@ -35,6 +44,8 @@ from messaging.selectors import (
     conversation_changes_token,
     conversation_counts,
     conversation_list,
+    conversation_notifications,
+    conversations_calling,
 )
 from messaging.window import conversation_window
 
@@ -62,6 +73,12 @@ def conversation_open_url(conversation: Conversation) -> str:
     """The conversation page of the contact, replying from the conversation's number."""
     url = conversation_url(conversation.contact_id)
     return f"{url}?sender={conversation.phone_number_id}" if conversation.phone_number_id else url
+
+
+def contact_name(conversation: Conversation) -> str:
+    """How the inbox names the conversation's contact."""
+    contact = conversation.contact
+    return contact.name or contact.phone or contact.wa_id or "(no name)"
 
 
 @dataclass
@@ -150,6 +167,10 @@ class ConversationAdmin(admin.ModelAdmin):
             path("", view(self.inbox_view), name="messaging_conversation_changelist"),
             path("changes/", view(self.changes_view), name="messaging_conversation_changes"),
             path("reports/", view(self.reports_view), name="messaging_conversation_reports"),
+            path(
+                "notifications/", view(self.notifications_view), name="messaging_conversation_notifications"
+            ),
+            path("availability/", view(self.availability_view), name="messaging_conversation_availability"),
             path("<int:conversation_id>/change/", view(self.open_view), name="messaging_conversation_change"),
             *(
                 path(
@@ -198,6 +219,7 @@ class ConversationAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": "Inbox",
+            "calling": conversations_calling(user=request.user).order_by().count(),
             "filtered": any(value not in (None, "") for value in query.filters().values()),
             "changes_url": reverse("admin:messaging_conversation_changes"),
             "reports_url": reverse("admin:messaging_conversation_reports"),
@@ -225,6 +247,49 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def reports_view(self, request: HttpRequest) -> HttpResponse:
         return reports_view(request, model_admin=self)
+
+    def notifications_view(self, request: HttpRequest) -> JsonResponse:
+        """{"changed": false, "token"} when nothing moved since `since`; else {"changed": true,
+        "token", "unread", "new": [{"id", "key", "contact", "preview", "url"}]}
+        (messaging.selectors.conversation_notifications)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        found = conversation_notifications(user=request.user, since=request.GET.get("since", ""))
+        answer: dict = {"changed": found.changed, "token": found.token}
+        if found.changed:
+            answer["unread"] = found.unread
+            answer["new"] = [
+                {
+                    "id": entry.conversation.pk,
+                    "key": entry.key,
+                    "contact": contact_name(entry.conversation),
+                    "preview": entry.preview,
+                    "url": conversation_open_url(entry.conversation),
+                }
+                for entry in found.new
+            ]
+        response = JsonResponse(answer)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def availability_view(self, request: HttpRequest) -> HttpResponse:
+        """POST available=1 (available for automatic assignment) or 0 (away), then back to `next`,
+        else to the page the form was on (its Referer), when either is of this site."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        operator_availability_set(
+            user=request.user,
+            available=request.POST.get("available") == "1",
+            actor=request.user,
+            source=SOURCE,
+        )
+        back = request.POST.get("next") or request.headers.get("Referer", "")
+        safe = url_has_allowed_host_and_scheme(
+            back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
+        return HttpResponseRedirect(back if safe else reverse("admin:messaging_conversation_changelist"))
 
     def open_view(self, request: HttpRequest, conversation_id: int) -> HttpResponse:
         """The admin's link to one conversation (the audit log's, say) opens its conversation page."""

@@ -71,6 +71,7 @@ class PhoneNumberAdmin(admin.ModelAdmin):
         "quality_rating",
         "messaging_limit",
         "sending_state",
+        "auto_assign",
         "updated_at",
     )
     list_display_links = ("display_phone_number", "phone_number_id")
@@ -91,7 +92,7 @@ class PhoneNumberAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Conversations", {"fields": ("read_receipts",)}),
+        ("Conversations", {"fields": ("read_receipts", "auto_assign")}),
         ("Who sees its conversations", {"fields": ("groups",)}),
         ("Activity", {"fields": ("created_at", "updated_at")}),
     )

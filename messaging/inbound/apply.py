@@ -49,7 +49,7 @@ from contacts.services.contact import contact_opt_in, contact_opt_out
 from contacts.services.whatsapp import contact_upsert_whatsapp
 from core.models import AuditLog
 from messaging.calls import CallEvent, CallEventInvalid, call_event_apply, call_event_read, call_status_read
-from messaging.conversations import conversation_message_apply
+from messaging.conversations import QUIET_KINDS, conversation_auto_assign, conversation_message_apply
 from messaging.inbound.payloads import (
     inbound_payload_parse,
     meta_dict,
@@ -462,6 +462,8 @@ class _Apply:
             return
         # Only the body that inserted the message counts it: a replay changes no conversation.
         conversation_message_apply(message=message, reply=echo)
+        if not echo and kind not in QUIET_KINDS:
+            conversation_auto_assign(conversation_id=message.conversation_id)
         if not echo:
             AnalyticsEvent.objects.bulk_create(
                 [

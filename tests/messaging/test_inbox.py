@@ -168,7 +168,7 @@ def test_a_customer_writing_moves_the_token_and_the_fragment_shows_it(admin_clie
     assert admin_client.get(CHANGES, {"since": token}).json()["changed"] is True
     fragment = admin_client.get(INBOX, {"fragment": "1"})
     assert fragment.text.startswith('<div id="wharf-inbox"') and "<html" not in fragment.text
-    assert "is anyone there?" in fragment.text and 'data-unread="1"' in fragment.text
+    assert "is anyone there?" in fragment.text and 'class="wharf-unread"' in fragment.text
 
 
 def test_the_changes_answer_costs_one_query(admin_client, django_assert_num_queries):
