@@ -31,6 +31,7 @@ from tests.factories import ContactFactory, PhoneNumberFactory
 from tests.messaging.test_outbound_send import Sandbox
 from tests.messaging.webhook_helpers import celery_publishing_to
 from tests.platform.conftest import wait_for, worker_running
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -237,7 +238,12 @@ def test_a_worker_killed_mid_batch_sends_nothing_twice_and_loses_nothing(
     if Message.objects.filter(pk__in=ids, status=S.QUEUED).exists():  # due now: a drain for them
         assert swept["woken"] == 1 and broker.tasks("outgoing") == ["messaging.outbound_send"]
     sandbox.config(latency_ms=0)
-    outgoing_drain()
+
+    def drained() -> bool:
+        outgoing_drain()  # a message the pace defers (the killed worker took its slots) is due again soon
+        return not Message.objects.filter(pk__in=ids, status=S.QUEUED).exists()
+
+    wait_until(drained, timeout=30, interval=0.2, message="the requeued messages to be sent")
 
     statuses = dict(Message.objects.filter(pk__in=ids).values_list("pk", "status"))
     in_doubt = [pk for pk, status in statuses.items() if status == S.IN_DOUBT]
