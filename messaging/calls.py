@@ -29,7 +29,7 @@ from django.db.models import QuerySet
 from contacts.models import Contact
 from messaging.conversations import conversation_call_apply, conversations_visible_q
 from messaging.inbound.payloads import meta_dict, meta_error, meta_int, meta_name, meta_str, meta_time
-from messaging.models import Call, PhoneNumber
+from messaging.models import Call, Conversation, PhoneNumber
 
 CALL_EVENTS = frozenset({"connect", "terminate"})
 CALL_STATUSES = frozenset({"RINGING", "ACCEPTED", "REJECTED"})
@@ -291,12 +291,12 @@ def call_get(*, id: int, user: AbstractBaseUser) -> Call | None:
     return call_list(user=user).filter(id=id).first()
 
 
-def calls_of_conversation(
-    *, conversation_id: int, since: datetime | None = None, until: datetime | None = None
+def calls_of_conversations(
+    *, conversations: QuerySet[Conversation], since: datetime | None = None, until: datetime | None = None
 ) -> QuerySet[Call]:
-    """A conversation's calls, oldest first, for its timeline: started at or after `since` and
+    """The conversations' calls, oldest first, for a timeline: started at or after `since` and
     before `until` when given (the span of a page of messages)."""
-    queryset = Call.objects.filter(conversation_id=conversation_id)
+    queryset = Call.objects.filter(conversation__in=conversations)
     if since is not None:
         queryset = queryset.filter(started_at__gte=since)
     if until is not None:

@@ -14,9 +14,10 @@ from django.utils import timezone
 from contacts.models import Contact
 from core.models import AuditLog
 from messaging.activity import ACTIVITY_ACTIONS, activity_user_ids, conversation_activity
+from messaging.calls import call_preview, calls_of_conversations
 from messaging.conversations import QUIET_KINDS, conversations_visible_q, message_preview
 from messaging.inbound.apply import TARGET_KINDS
-from messaging.models import Conversation, ConversationNote, Message
+from messaging.models import Call, Conversation, ConversationNote, Message
 
 CONVERSATION_PAGE_SIZE = 200
 CONVERSATION_TABS = ("all", "mine", "unassigned")
@@ -165,9 +166,29 @@ def _activity(
     return entries
 
 
+@dataclass
+class TimelineCall:
+    """A call in a timeline: the record, and what the timeline says of it ("Missed call" ...)."""
+
+    call: Call
+    text: str
+
+
+def _calls(
+    *, conversations: QuerySet[Conversation], since: datetime | None, until: datetime | None
+) -> list[ConversationEntry]:
+    """The conversations' WhatsApp calls, by when they started: one query."""
+    return [
+        ConversationEntry(
+            kind="call", at=call.started_at, item=TimelineCall(call=call, text=call_preview(call))
+        )
+        for call in calls_of_conversations(conversations=conversations, since=since, until=until)
+    ]
+
+
 # What the timeline shows beside messages, each a few queries whatever the page's size: a source
 # gives the entries of `conversations` that fall within [since, until). A new kind is one more here.
-TIMELINE_SOURCES = (_notes, _activity)
+TIMELINE_SOURCES = (_notes, _activity, _calls)
 _KIND_ORDER = {"message": 0, "note": 1}  # at the same time: the message, then notes, then the rest
 
 

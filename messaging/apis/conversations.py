@@ -35,6 +35,7 @@ from messaging.selectors import (
     CONVERSATION_SORTS,
     CONVERSATION_TABS,
     ConversationEntry,
+    TimelineCall,
     conversation,
     conversation_get,
     conversation_list,
@@ -199,15 +200,32 @@ class ActivitySerializer(serializers.Serializer):
         ref_name = "ConversationActivity"
 
 
+class TimelineCallSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="call.pk", help_text="The call, as GET /api/v1/calls/<id>/ has it.")
+    direction = serializers.CharField(source="call.direction")
+    status = serializers.CharField(source="call.status")
+    missed = serializers.BooleanField(source="call.missed")
+    started_at = serializers.DateTimeField(source="call.started_at")
+    ended_at = serializers.DateTimeField(source="call.ended_at", allow_null=True)
+    duration_s = serializers.IntegerField(source="call.duration_s", allow_null=True)
+    text = serializers.CharField(
+        help_text='What the timeline says: "Missed call", "Incoming call (2:05)" ...'
+    )
+
+    class Meta:
+        ref_name = "ConversationTimelineCall"
+
+
 class TimelineEntrySerializer(serializers.Serializer):
     kind = serializers.CharField(
-        help_text="message, note or activity: which of the other fields holds the entry (a client "
-        "skips a kind it does not know: more may come)."
+        help_text="message, note, activity or call: which of the other fields holds the entry (a "
+        "client skips a kind it does not know: more may come)."
     )
     at = serializers.DateTimeField(help_text="When it happened: the entries are in this order.")
     message = serializers.SerializerMethodField(help_text="With kind message; else null.")
     note = serializers.SerializerMethodField(help_text="With kind note: a private note; else null.")
     activity = serializers.SerializerMethodField(help_text="With kind activity; else null.")
+    call = serializers.SerializerMethodField(help_text="With kind call: a WhatsApp call; else null.")
 
     class Meta:
         ref_name = "ConversationTimelineEntry"
@@ -223,6 +241,10 @@ class TimelineEntrySerializer(serializers.Serializer):
     @extend_schema_field(ActivitySerializer(allow_null=True))
     def get_activity(self, entry: ConversationEntry) -> dict | None:
         return ActivitySerializer(entry.item).data if isinstance(entry.item, ConversationActivity) else None
+
+    @extend_schema_field(TimelineCallSerializer(allow_null=True))
+    def get_call(self, entry: ConversationEntry) -> dict | None:
+        return TimelineCallSerializer(entry.item).data if isinstance(entry.item, TimelineCall) else None
 
 
 class ConflictSerializer(serializers.Serializer):

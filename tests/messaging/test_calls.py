@@ -14,7 +14,7 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from messaging.calls import calls_of_conversation
+from messaging.calls import calls_of_conversations
 from messaging.inbound.events import inbound_events_drain
 from messaging.models import Call, Conversation, InboundEvent, PhoneNumber, WebhookEvent
 from tests.factories import PhoneNumberFactory, UserFactory
@@ -169,7 +169,9 @@ def test_an_answered_inbound_call_is_completed_with_its_times_and_joins_the_conv
     # A call is not the customer writing: nothing unread, nobody waiting, no window opened.
     assert (conversation.status, conversation.unread_count) == (Conversation.Status.PENDING, 0)
     assert conversation.waiting_since is None and conversation.last_inbound_at is None
-    assert list(calls_of_conversation(conversation_id=conversation.pk)) == [call]
+    assert list(calls_of_conversations(conversations=Conversation.objects.filter(pk=conversation.pk))) == [
+        call
+    ]
 
 
 def test_an_inbound_call_nobody_answered_is_missed_and_leaves_the_conversations_state(client, number):
@@ -620,9 +622,11 @@ def test_calls_of_a_conversation_are_its_own_oldest_first_within_a_span(client, 
     )
     conversation = Call.objects.get(call_id="wacid.first").conversation
 
-    calls = calls_of_conversation(conversation_id=conversation.pk)
+    calls = calls_of_conversations(conversations=Conversation.objects.filter(pk=conversation.pk))
     assert [call.call_id for call in calls] == ["wacid.first", "wacid.second"]
-    span = calls_of_conversation(conversation_id=conversation.pk, since=at(T0 + 200), until=at(T0 + 1000))
+    span = calls_of_conversations(
+        conversations=Conversation.objects.filter(pk=conversation.pk), since=at(T0 + 200), until=at(T0 + 1000)
+    )
     assert [call.call_id for call in span] == ["wacid.second"]
 
 
@@ -656,3 +660,31 @@ def test_sandbox_inbound_posts_a_missed_call(live_server, transactional_db):
     call = Call.objects.select_related("contact").get()
     assert (call.status, call.missed, call.contact.name) == (Status.MISSED, True, "Ana")
     assert call.ended_at - call.started_at == timedelta(seconds=20)
+
+
+def test_calls_show_in_the_conversations_timeline_between_its_messages(admin_client, number):
+    deliver(
+        admin_client,
+        text_body(wamid="wamid.call.before", text="Can you call me?", timestamp=T0 - 60),
+        calls_body(calls=[connect("wacid.timeline", timestamp=T0)]),
+        calls_body(calls=[terminate("wacid.timeline", ended=T0 + 30)]),
+        text_body(wamid="wamid.call.after", text="You missed me", timestamp=T0 + 60),
+    )
+    conversation = Conversation.objects.get()
+
+    page = admin_client.get(
+        reverse("admin:messaging_message_conversation", args=[conversation.contact_id]),
+        {"sender": number.pk},
+    )
+    text = page.text
+    assert page.status_code == 200
+    assert 'class="wharf-call wharf-call-missed"' in text
+    assert text.index("Can you call me?") < text.index("Missed call") < text.index("You missed me")
+
+    api = APIClient()
+    api.force_authenticate(UserFactory(is_superuser=True, is_staff=True))
+    timeline = api.get(f"/api/v1/conversations/{conversation.pk}/").json()["timeline"]
+    assert [entry["kind"] for entry in timeline] == ["message", "call", "message"]
+    call = timeline[1]["call"]
+    assert (call["text"], call["status"], call["missed"]) == ("Missed call", "missed", True)
+    assert call["id"] == Call.objects.get().pk
