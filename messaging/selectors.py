@@ -4,13 +4,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from contacts.models import Contact
 from messaging.conversations import conversations_visible_q
 from messaging.inbound.apply import TARGET_KINDS
-from messaging.models import Conversation, Message
+from messaging.models import INBOX_LATEST, INBOX_WAITING, Conversation, Message
 
 CONVERSATION_PAGE_SIZE = 200
 CONVERSATION_TABS = ("all", "mine", "unassigned")
@@ -198,11 +198,7 @@ def conversation_list(
             | Q(contact__wa_id__icontains=term)
             | Exists(said)
         )
-    if sort == "latest":
-        return queryset.order_by(F("last_message_at").desc(nulls_last=True), "-id")
-    return queryset.order_by(
-        F("waiting_since").asc(nulls_last=True), F("last_message_at").desc(nulls_last=True), "-id"
-    )
+    return queryset.order_by(*(INBOX_LATEST if sort == "latest" else INBOX_WAITING))
 
 
 def conversations_hidden(*, contact_id: int, user) -> bool:
