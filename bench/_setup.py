@@ -18,10 +18,11 @@ APP_SECRET = "bench-app-secret"
 _embedded: list[EmbeddedPostgres] = []  # kept referenced: pgserver stops the server when released
 
 
-def django_on_fresh_database(name: str) -> str:
+def django_on_fresh_database(name: str, *, reuse: bool = False) -> str:
     """Point Django at a new, empty, migrated database `name`; returns its URL.
 
-    The server is DATABASE_URL's when set, else the embedded one in var/pg.
+    The server is DATABASE_URL's when set, else the embedded one in var/pg. With `reuse`, a
+    database `name` that exists is kept (and migrated) rather than made again.
     """
     if not os.environ.get("DATABASE_URL"):
         _embedded.append(EmbeddedPostgres(VAR_DIR / "pg", "postgres"))
@@ -30,8 +31,10 @@ def django_on_fresh_database(name: str) -> str:
     url = urlunsplit(server_url._replace(path=f"/{name}"))
     admin_url = urlunsplit(server_url._replace(scheme="postgresql", path="/postgres"))
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not (reuse and exists):
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("SECRET_KEY", "bench-only")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

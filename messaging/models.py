@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models import F
 
 from contacts.models import Contact
 
@@ -153,6 +154,11 @@ class Label(models.Model):
         return self.name
 
 
+# The inbox's orders: the longest waiting first (then the latest), or the latest message first.
+INBOX_LATEST = (F("last_message_at").desc(nulls_last=True), F("id").desc())
+INBOX_WAITING = (F("waiting_since").asc(nulls_last=True), *INBOX_LATEST)
+
+
 class Conversation(models.Model):
     """A contact's thread with one sender number: what the inbox lists and operators work on.
 
@@ -207,9 +213,19 @@ class Conversation(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["status", "waiting_since"], name="conversation_status_waiting"),
+            # The inbox's two sorts (messaging.selectors.conversation_list) column for column, with
+            # and without a status: a first page reads 50 index entries instead of sorting every row.
+            models.Index(*INBOX_WAITING, name="inbox_waiting"),
+            models.Index("status", *INBOX_WAITING, name="inbox_status_waiting"),
+            models.Index(*INBOX_LATEST, name="inbox_latest"),
+            models.Index("status", *INBOX_LATEST, name="inbox_status_latest"),
+            # Its tabs' counts (conversation_counts) from the index alone, without the rows.
+            models.Index(
+                fields=["status", "phone_number"],
+                include=["assignee", "unread_count", "id"],
+                name="inbox_counts",
+            ),
             models.Index(fields=["assignee", "status"], name="conversation_assignee_status"),
-            models.Index(fields=["phone_number", "status"], name="conversation_number_status"),
             models.Index(fields=["last_message_at"], name="conversation_latest"),
             models.Index(fields=["updated_at"], name="conversation_updated"),  # the inbox's live token
             models.Index(

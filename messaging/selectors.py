@@ -17,7 +17,7 @@ from messaging.activity import ACTIVITY_ACTIONS, activity_user_ids, conversation
 from messaging.calls import call_preview, calls_of_conversations
 from messaging.conversations import QUIET_KINDS, conversations_visible_q, message_preview
 from messaging.inbound.apply import TARGET_KINDS
-from messaging.models import Call, Conversation, ConversationNote, Message
+from messaging.models import INBOX_LATEST, INBOX_WAITING, Call, Conversation, ConversationNote, Message
 
 CONVERSATION_PAGE_SIZE = 200
 CONVERSATION_TABS = ("all", "mine", "unassigned")
@@ -334,11 +334,7 @@ def conversation_list(
             | Q(contact__wa_id__icontains=term)
             | Exists(said)
         )
-    if sort == "latest":
-        return queryset.order_by(F("last_message_at").desc(nulls_last=True), "-id")
-    return queryset.order_by(
-        F("waiting_since").asc(nulls_last=True), F("last_message_at").desc(nulls_last=True), "-id"
-    )
+    return queryset.order_by(*(INBOX_LATEST if sort == "latest" else INBOX_WAITING))
 
 
 def conversations_hidden(*, contact_id: int, user) -> bool:

@@ -190,7 +190,9 @@ class ConversationAdmin(admin.ModelAdmin):
         token = conversation_changes_token(user=request.user)  # before the list: nothing slips between
         counts = conversation_counts(user=request.user, **query.filters())
         listing = conversation_list(user=request.user, tab=query.tab, sort=query.sort, **query.filters())
-        page = Paginator(listing, self.page_size).get_page(request.GET.get("page"))
+        paginator = Paginator(listing, self.page_size)
+        paginator.count = counts[query.tab]  # counted above under the same filters: no second COUNT
+        page = paginator.get_page(request.GET.get("page"))
         now = timezone.now()
         catalogue = list(Label.objects.all())
         colours = {label.name: label.colour for label in catalogue}
