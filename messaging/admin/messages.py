@@ -439,6 +439,8 @@ class MessageAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "title": f"Conversation with {contact}",
             "can_view_contact": request.user.has_perm("contacts.view_contact"),
+            "can_view_inbox": request.user.has_perm("messaging.view_conversation"),
+            "is_nav_sidebar_enabled": False,  # the conversation, its reply box and the contact need the width
             "reply": reply,
             "note": note_context(
                 request,
