@@ -1,12 +1,17 @@
 """An operator works from the inbox, in a real browser: it updates without a reload."""
 
+import re
 import time
+from datetime import timedelta
 
 from django.test import Client
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from messaging.inbound.events import inbound_events_drain
-from tests.factories import PhoneNumberFactory
+from messaging.models import Label
+from tests.factories import LabelFactory, PhoneNumberFactory, UserFactory
+from tests.messaging.test_inbox import conversation_make
 from tests.messaging.webhook_helpers import PHONE_NUMBER_ID, text_body, webhook_post
 
 
@@ -55,3 +60,99 @@ def test_a_new_message_appears_in_the_open_inbox_and_opening_it_reads_it(admin_p
     expect(row.locator(".wharf-unread")).to_have_count(0)
     expect(page).to_have_title("Inbox | Wharf")
     screenshot(page, "inbox-read")
+
+
+def test_an_operator_narrows_a_busy_inbox_to_what_is_theirs(admin_page, operator, screenshot):
+    # given a morning's conversations over two numbers, some taken, some labelled, one resolved
+    sales = PhoneNumberFactory(display_phone_number="15550783881", verified_name="Sales")
+    support = PhoneNumberFactory(display_phone_number="15550783882", verified_name="Support")
+    LabelFactory(name="vip", colour=Label.Colour.PURPLE)
+    LabelFactory(name="refund", colour=Label.Colour.ORANGE)
+    grace = UserFactory(username="grace", is_staff=True)
+    now = timezone.now()
+
+    def ago(minutes: int):
+        return now - timedelta(minutes=minutes)
+
+    conversation_make(
+        name="Ada Lovelace",
+        number=support,
+        unread_count=2,
+        waiting_since=ago(42),
+        labels=["refund"],
+        last_message_preview="The parcel arrived damaged, can I get a refund?",
+        last_message_at=ago(40),
+        last_inbound_at=ago(40),
+        assignee=operator,
+    )
+    conversation_make(
+        name="Alan Turing",
+        number=sales,
+        unread_count=1,
+        waiting_since=ago(12),
+        labels=["vip"],
+        last_message_preview="Do you ship to Manchester on Saturdays?",
+        last_message_at=ago(12),
+        last_inbound_at=ago(12),
+    )
+    conversation_make(
+        name="Grace Hopper",
+        number=support,
+        unread_count=0,
+        waiting_since=None,
+        status="pending",
+        last_message_preview="We have sent a replacement today.",
+        last_message_at=ago(95),
+        last_inbound_at=ago(26 * 60),
+        assignee=grace,
+    )
+    conversation_make(
+        name="Katherine Johnson",
+        number=sales,
+        unread_count=3,
+        waiting_since=ago(3),
+        labels=["vip"],
+        last_message_preview="Three more boxes please, same address",
+        last_message_at=ago(2),
+        last_inbound_at=ago(2),
+        assignee=operator,
+        priority="high",
+    )
+    conversation_make(
+        name="Edsger Dijkstra",
+        number=sales,
+        unread_count=0,
+        waiting_since=None,
+        status="resolved",
+        last_message_preview="Thanks, all sorted!",
+        last_message_at=ago(300),
+        last_inbound_at=ago(300),
+    )
+    page = admin_page
+    page.goto("/admin/")
+    rows = page.locator(".wharf-conversation-row")
+    expect(rows).to_have_count(5)
+    # the longest waiting first, then those nobody waits on by their latest message
+    expect(rows.locator(".wharf-contact > a")).to_have_text(
+        ["Ada Lovelace", "Alan Turing", "Katherine Johnson", "Grace Hopper", "Edsger Dijkstra"]
+    )
+    screenshot(page, "busy-inbox")
+
+    # when the operator keeps to their own
+    page.get_by_role("link", name=re.compile(r"^Mine")).click()
+    expect(rows.locator(".wharf-contact > a")).to_have_text(["Ada Lovelace", "Katherine Johnson"])
+    screenshot(page, "mine")
+
+    # and to the VIPs among everyone's, latest first
+    page.get_by_role("link", name=re.compile(r"^All")).click()
+    page.get_by_label("Label").select_option("vip")
+    page.get_by_label("Sort").select_option("latest")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(rows.locator(".wharf-contact > a")).to_have_text(["Katherine Johnson", "Alan Turing"])
+    screenshot(page, "vip-latest")
+
+    # and looks for one customer by name
+    page.get_by_label("Search").fill("hopper")
+    page.get_by_label("Label").select_option("")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(rows.locator(".wharf-contact > a")).to_have_text(["Grace Hopper"])
