@@ -479,6 +479,7 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
             ["storage_setup"],
             ["collectstatic", "--noinput", "--verbosity", "0"],
             ["admin_bootstrap"],
+            *([["sandbox_setup"]] if "WHATSAPP_GRAPH_URL" in values else []),
         ):
             if stopping.is_set():
                 return 130

@@ -1,12 +1,16 @@
 """The sandbox's `POST /sandbox/inbound`: a WhatsApp user writes, and the sandbox posts Meta's signed
 `messages` webhook to Wharf over HTTP."""
 
+from io import StringIO
+
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 from django.db import connection
 
+from devstack.sandbox import payloads
 from messaging.inbound.events import inbound_events_drain
-from messaging.models import Message
+from messaging.models import Message, PhoneNumber
 from tests.factories import PhoneNumberFactory
 from tests.messaging.test_outbound_send import Sandbox
 from tests.messaging.webhook_helpers import PHONE_NUMBER_ID
@@ -70,3 +74,15 @@ def test_the_sandbox_refuses_an_inbound_message_it_cannot_deliver_with_metas_cod
     assert refused.status_code == 400
     error = refused.json()["error"]
     assert error["code"] == 100 and problem in error["message"]
+
+
+@pytest.mark.django_db
+def test_make_runs_setup_makes_the_sandboxs_number_a_sender_once():
+    call_command("sandbox_setup", stdout=StringIO())
+    call_command("sandbox_setup", stdout=StringIO())
+
+    number = PhoneNumber.objects.get()
+    assert (number.phone_number_id, number.waba_id) == (
+        payloads.DEFAULT_PHONE_NUMBER_ID,
+        payloads.DEFAULT_WABA_ID,
+    )

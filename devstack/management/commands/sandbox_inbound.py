@@ -7,10 +7,9 @@ import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from core.models import AuditLog
+from devstack.numbers import sandbox_number_ensure
 from devstack.sandbox import payloads
 from messaging.models import PhoneNumber
-from messaging.services import phone_number_create
 
 CALL_OUTCOMES = ("missed", "completed")
 COMPLETED_CALL_S = 95
@@ -106,14 +105,7 @@ class Command(BaseCommand):
             return phone_number_id, display
         number = PhoneNumber.objects.order_by("id").first()
         if number is None:
-            number = phone_number_create(
-                phone_number_id=payloads.DEFAULT_PHONE_NUMBER_ID,
-                display_phone_number=payloads.DEFAULT_DISPLAY_PHONE_NUMBER,
-                verified_name="Wharf sandbox",
-                waba_id=payloads.DEFAULT_WABA_ID,
-                actor=None,
-                source=AuditLog.Source.SYSTEM,
-            )
+            number, _made = sandbox_number_ensure()
             self.stdout.write(f"sender number {number.display_phone_number} (the sandbox's) added")
         return number.phone_number_id, number.display_phone_number
 
