@@ -11,7 +11,9 @@ carry labels and a priority; a conversation holds ~50 messages on average, expon
 in that of number 2 (PhoneNumber.groups), so every request runs the visibility rule.
 
 Then real requests through Django's test client, each operator logged in with force_login, timed
-on the server from request_started to request_finished (middleware, view, template rendering):
+on the server from request_started to request_finished (middleware, view, template rendering),
+with moto's SQS as the broker (a conversation opened with unread messages publishes its read
+receipt, as in production; without a broker each publish would fail building a client):
 - inbox: the inbox's first page with a random tab (mine, unassigned, all), status (open most
   often, or none), sender number and sort; also shown apart for status open and the others;
 - conversation: a random conversation's page (`?sender=`), its timeline of the latest messages;
@@ -27,7 +29,7 @@ import random
 import time
 import uuid
 
-from bench._setup import django_on_fresh_database, peak_rss_mb, percentile, report
+from bench._setup import django_on_fresh_database, moto_start, peak_rss_mb, percentile, report
 
 CONVERSATIONS = int(os.environ.get("BENCH_INBOX_CONVERSATIONS", "100000"))
 MESSAGES = int(os.environ.get("BENCH_INBOX_MESSAGES", "5000000"))
@@ -342,6 +344,15 @@ def spread(values: list[float]) -> str:
 def main() -> int:
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # SQS as in production: opening a conversation with unread messages publishes its read receipt.
+    moto = moto_start()
+    try:
+        return measure()
+    finally:
+        moto.stop()
+
+
+def measure() -> int:
     django_on_fresh_database("wharf_bench_inbox", reuse=REUSE)
     from django.core.management import call_command
     from django.db import connection
@@ -349,10 +360,12 @@ def main() -> int:
     from django.test import Client
     from django.utils import timezone
 
+    from core.queues import queues_ensure
     from messaging.conversations import conversation_message_apply
     from messaging.models import Conversation, Message
 
     call_command("createcachetable")
+    queues_ensure()
     started = time.perf_counter()
     with connection.cursor() as cursor:
         if Conversation.objects.exists():  # BENCH_INBOX_REUSE: seeded by an earlier run

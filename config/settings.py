@@ -73,6 +73,7 @@ MIDDLEWARE = [
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
+    "core.permissions.PermissionsBackend",  # ModelBackend's permissions in one query
     "django.contrib.auth.backends.ModelBackend",
 ]
 

@@ -225,6 +225,13 @@ class Conversation(models.Model):
                 include=["assignee", "unread_count", "id"],
                 name="inbox_counts",
             ),
+            # The conversations calling for an operator (conversations_calling: the admin title's
+            # unread count, on every page) among the few with unread messages, not every row.
+            models.Index(
+                fields=["assignee", "phone_number"],
+                condition=models.Q(unread_count__gt=0),
+                name="conversation_calling",
+            ),
             models.Index(fields=["assignee", "status"], name="conversation_assignee_status"),
             models.Index(fields=["last_message_at"], name="conversation_latest"),
             models.Index(fields=["updated_at"], name="conversation_updated"),  # the inbox's live token

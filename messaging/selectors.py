@@ -309,8 +309,8 @@ def conversation_list(
     `tab` is all, mine (assigned to `user`) or unassigned; `phone_number` and `assignee` are ids;
     "waiting" puts the longest-waiting first (then the latest), "latest" the latest message first;
     `q` looks in the contact's name, phone and WhatsApp id and in the conversation's message text.
-    Only the conversations `user` sees (`conversations_visible_q`): so are the tabs' counts and the
-    changes token, which read through here.
+    Only the conversations `user` sees (`conversations_visible_q`): so are the tabs' counts, which
+    read through here, and the changes token.
     """
     queryset = Conversation.objects.select_related("contact", "phone_number", "assignee").filter(
         conversations_visible_q(user)
@@ -370,13 +370,12 @@ def conversation_changes_token(*, user) -> str:
     """A token that moves whenever a conversation `user` may see changes: the latest `updated_at`
     and how many rows changed within CONVERSATION_CHANGES_WINDOW. The count catches a row committed
     late with an older time; a row leaving the window moves it once more (one spare refresh).
-    One query on the `updated_at` index, whatever the number of conversations."""
+    One query on the `updated_at` index, whatever the number of conversations: the live pages ask
+    every few seconds, so it filters by the visibility rule alone (the inbox's tab "all" without
+    filters) rather than building the inbox's list."""
     since = timezone.now() - CONVERSATION_CHANGES_WINDOW
-    recent = (
-        conversation_list(user=user)
-        .order_by()
-        .filter(updated_at__gte=since)
-        .aggregate(latest=Max("updated_at"), count=Count("id"))
+    recent = Conversation.objects.filter(conversations_visible_q(user), updated_at__gte=since).aggregate(
+        latest=Max("updated_at"), count=Count("id")
     )
     return _changes_token(recent["latest"], recent["count"])
 

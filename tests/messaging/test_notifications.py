@@ -104,7 +104,7 @@ def test_no_news_costs_one_query(my_client, django_assert_num_queries):
     conversation_make(name="Ada")
     token = my_client.get(NOTIFICATIONS).json()["token"]
 
-    with django_assert_num_queries(5):  # the session, the user, its permissions (two), the token
+    with django_assert_num_queries(4):  # the session, the user, its permissions, the token
         answer = my_client.get(NOTIFICATIONS, {"since": token}).json()
 
     assert answer == {"changed": False, "token": token}
