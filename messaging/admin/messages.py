@@ -46,7 +46,7 @@ from messaging.admin.controls import conversation_controls_context
 from messaging.admin.inbox import POLL_INTERVAL_MS
 from messaging.admin.notes import NOTE_PERMISSION, note_add, note_context
 from messaging.admin.panel import contact_panel_context
-from messaging.admin.reply import reply_context, reply_links_context, reply_send
+from messaging.admin.reply import reply_context, reply_links_context, reply_send, reply_sender
 from messaging.conversations import conversation_read, conversations_visible_q, phone_number_visible
 from messaging.media import media_access
 from messaging.models import (
@@ -430,6 +430,10 @@ class MessageAdmin(admin.ModelAdmin):
         if live and request.GET.get("fragment") == "timeline":
             context["reply"] = reply_links_context(request, contact)
             return TemplateResponse(request, "admin/messaging/conversation_timeline.html", context)
+        if live and request.GET.get("fragment") == "header":  # status, assignee, labels: as they are now
+            header = conversation_controls_context(request, contact, reply_sender(request, contact))
+            context |= {"header": header, "header_fragment": True}
+            return TemplateResponse(request, "admin/messaging/conversation_header.html", context)
         reply = reply_context(request, contact, errors=list(reply_errors))
         header = conversation_controls_context(request, contact, reply["sender"])
         context |= {

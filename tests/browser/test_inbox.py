@@ -136,6 +136,7 @@ def test_an_operator_narrows_a_busy_inbox_to_what_is_theirs(admin_page, operator
     expect(rows.locator(".wharf-contact > a")).to_have_text(
         ["Ada Lovelace", "Alan Turing", "Katherine Johnson", "Grace Hopper", "Edsger Dijkstra"]
     )
+    expect(rows.filter(has_text="Katherine Johnson").locator(".wharf-priority")).to_have_text("High")
     screenshot(page, "busy-inbox")
 
     # when the operator keeps to their own

@@ -16,6 +16,7 @@ from core.models import AuditLog
 from messaging.conversations import (
     conversation_assign,
     conversation_labels_set,
+    conversation_status_set,
     phone_number_viewers_q,
     phone_number_visible,
 )
@@ -465,3 +466,16 @@ def test_the_users_who_see_a_number_are_those_it_is_visible_to(number):
         visible = {user for user in users if phone_number_visible(user=user, phone_number_id=phone_number.pk)}
         assert viewers == visible
     assert len(model.objects.filter(phone_number_viewers_q(phone_number_id=number.pk))) == 3  # no doubles
+
+
+def test_the_live_page_fetches_the_header_as_it_is_now(admin_client, ada):
+    before = admin_client.get(f"{page_url(ada)}&fragment=header")
+    assert before.status_code == 200
+    assert before.text.lstrip().startswith('<header class="wharf-convo-header" id="conversation-header"')
+    assert ">Open<" in header(before.text) and "<script" not in before.text
+
+    conversation_status_set(conversation=ada, status=Status.RESOLVED, actor=None)
+    after = admin_client.get(f"{page_url(ada)}&fragment=header")
+
+    assert ">Resolved<" in header(after.text)
+    assert "<html" not in after.text  # the header alone, for the page to swap in
