@@ -139,6 +139,8 @@ def _sqs_broker_url() -> str:
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or _sqs_broker_url()
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# kombu's SQS transport, made to create lost queues again (with their DLQs) instead of failing.
+CELERY_BROKER_TRANSPORT = "core.sqs_transport:Transport" if CELERY_BROKER_URL.startswith("sqs://") else None
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "region": AWS_REGION,
     "is_secure": not (AWS_ENDPOINT_URL or "").startswith("http://"),
@@ -146,11 +148,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "wait_time_seconds": SQS_WAIT_TIME_SECONDS,
     "visibility_timeout": 300,
     "polling_interval": 1,
-    # Publishing fails fast when SQS is unreachable: one try to open the channel (kombu's default
-    # retries for 4 s) and short botocore timeouts. A webhook must not wait on the broker; what it
-    # would have woken is a row that the sweeper finds. Workers retry their own connection apart.
+    # Publishing fails fast when SQS is unreachable or frozen: one try to open the channel (kombu's
+    # default retries for 4 s) and one botocore attempt with short timeouts (its default read
+    # timeout is 60 s, past gunicorn's 30 s). A webhook must not wait on the broker; what it would
+    # have woken is a row that the sweeper finds. These are the blocking calls (send, ack, queue
+    # lookups); workers receive through kombu's own HTTP client with the long poll's timeout, and
+    # retry their own connection apart.
     "max_retries": 0,
-    "client-config": {"connect_timeout": 3, "retries": {"mode": "standard", "total_max_attempts": 2}},
+    "client-config": {
+        "connect_timeout": 1,
+        "read_timeout": 2,
+        "retries": {"mode": "standard", "total_max_attempts": 1},
+    },
 }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_DEFAULT_QUEUE = "default"

@@ -121,17 +121,21 @@ def queue_spec(name: str) -> QueueSpec:
         raise QueueError(f"unknown queue {name!r}; the queues are: {', '.join(QUEUES)}") from None
 
 
-def queues_ensure(*, visibility_timeout_override: int | None = None) -> list[QueueState]:
+def queues_ensure(
+    *, visibility_timeout_override: int | None = None, prefix: str | None = None
+) -> list[QueueState]:
     """Create every queue and its DLQ, or set their attributes again so a changed spec converges.
 
     The queues are created without attributes, because CreateQueue fails on an existing queue
     whose attributes differ, and then given them with SetQueueAttributes. The override shortens
     every visibility timeout, so that tests and development see redeliveries within seconds.
+    `prefix` replaces SQS_QUEUE_PREFIX: the broker connection's own, when it makes lost queues again.
     """
     client = sqs_client()
     states = []
+    prefix = settings.SQS_QUEUE_PREFIX if prefix is None else prefix
     for spec in QUEUES.values():
-        dlq_sqs_name = sqs_queue_name(spec.dlq_name)
+        dlq_sqs_name = f"{prefix}{spec.dlq_name}"
         dlq_url = client.create_queue(QueueName=dlq_sqs_name)["QueueUrl"]
         client.set_queue_attributes(
             QueueUrl=dlq_url, Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_S)}
@@ -141,7 +145,7 @@ def queues_ensure(*, visibility_timeout_override: int | None = None) -> list[Que
         visibility_timeout = (
             spec.visibility_timeout if visibility_timeout_override is None else visibility_timeout_override
         )
-        sqs_name = sqs_queue_name(spec.name)
+        sqs_name = f"{prefix}{spec.name}"
         url = client.create_queue(QueueName=sqs_name)["QueueUrl"]
         client.set_queue_attributes(
             QueueUrl=url,

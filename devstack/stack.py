@@ -14,6 +14,13 @@ unset, then supervises the platform's processes:
 - then migrations, queues, bucket, static files and a first admin user; then gunicorn, one
   Celery worker on every queue and Celery beat, their output prefixed with their names.
 
+A process that dies (web, worker, beat, moto or the sandbox) is started again, and said so in the
+log, after a delay that doubles with each death in a row, from RESTART_FIRST_S to RESTART_MAX_S,
+and starts again from RESTART_FIRST_S once the process has run HEALTHY_AFTER_S (`Supervisor`).
+moto comes back on its port with S3 as last saved in var/s3 (a minute old at most), then the
+queues and the bucket are set up again; SQS's messages are lost with it, and the sweepers re-wake
+what was pending. Only SIGINT, SIGTERM or SIGHUP stops the stack.
+
 What it fills in goes to var/stack.env, with DEVSTACK=1 so that the settings install the devstack
 app and `manage.py sandbox_inbound` works beside the stack.
 
@@ -36,7 +43,10 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from devstack.s3store import S3Saved, s3_restore, s3_save
@@ -45,9 +55,13 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 BIN_DIR = Path(sys.executable).parent
 QUEUE_NAMES = ("incoming", "outgoing", "analytics", "archival", "default")
+PLATFORM_PROCESSES = ("web", "worker", "beat")
 GRACE_S = 20
 S3_SAVE_EVERY_S = 60  # besides on stop: a supervisor killed outright loses at most this much of S3
 GRAPH_VERSION = "v23.0"
+RESTART_FIRST_S = 1.0  # the wait before starting again a process that died
+RESTART_MAX_S = 30.0  # ... doubled at each death in a row, up to this
+HEALTHY_AFTER_S = 60.0  # a process that has run this long since its start waits RESTART_FIRST_S again
 
 
 def log(message: str) -> None:
@@ -119,6 +133,7 @@ class MotoServer:
         self.port = port
         self.endpoint = f"http://127.0.0.1:{port}"
         self.s3_dir = s3_dir
+        self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [str(BIN_DIR / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
@@ -183,6 +198,13 @@ class SandboxServer:
         sms_webhook_url: str = "",
     ):
         self.port = port
+        self.options = {
+            "access_token": access_token,
+            "app_secret": app_secret,
+            "webhook_url": webhook_url,
+            "log_path": log_path,
+            "sms_webhook_url": sms_webhook_url,
+        }
         self.root = f"http://127.0.0.1:{port}"
         self.graph_url = f"{self.root}/{GRAPH_VERSION}"
         self.sms_url = f"{self.root}/sms"
@@ -311,10 +333,16 @@ class Services:
                 )
         return values
 
-    def processes(self) -> list[tuple[str, subprocess.Popen]]:
-        """The services' own processes, for a supervisor to watch."""
-        running = [("moto", self.moto), ("sandbox", self.sandbox)]
-        return [(name, service.process) for name, service in running if service]
+    def moto_start_again(self) -> MotoServer:
+        """A moto server like the one that died, on its port, with S3 put back from its folder."""
+        dead = self.moto
+        self.moto = MotoServer(dead.port, dead.log_path, s3_dir=dead.s3_dir)
+        return self.moto
+
+    def sandbox_start_again(self) -> SandboxServer:
+        dead = self.sandbox
+        self.sandbox = SandboxServer(dead.port, **dead.options)
+        return self.sandbox
 
     def stop(self) -> None:
         if self.sandbox:
@@ -356,6 +384,106 @@ class Child:
     def stop(self, *, terminate: bool = True) -> None:
         stop_process(self.process, terminate=terminate)
         self._pump.join(timeout=2)
+
+
+class Running(Protocol):
+    """What a supervisor keeps: a child, moto's server, the sandbox."""
+
+    process: subprocess.Popen
+
+    def stop(self) -> None: ...
+
+
+def restart_delay(deaths: int) -> float:
+    """The wait before the next start of a process that died `deaths` times in a row."""
+    return min(RESTART_FIRST_S * 2 ** (deaths - 1), RESTART_MAX_S)
+
+
+class Kept:
+    """A process kept running: `start` makes it, and makes it again after it dies (see the header)."""
+
+    def __init__(self, name: str, start: Callable[[], Running], *, running: Running | None = None):
+        self.name = name
+        self._start = start
+        self.running: Running | None = running or start()
+        self.started_at = time.monotonic()
+        self.deaths = 0  # in a row: since it last ran HEALTHY_AFTER_S
+        self.start_at = 0.0  # when to start it again, while it is not running
+
+    def check(self) -> None:
+        """Note a death, or start again a process whose wait is over."""
+        now = time.monotonic()
+        if self.running is not None:
+            code = self.running.process.poll()
+            if code is None:
+                if self.deaths and now - self.started_at >= HEALTHY_AFTER_S:
+                    self.deaths = 0
+                return
+            self.running.stop()  # what it left: other processes of its group, its log
+            self.running = None
+            self._wait(f"{self.name} exited with {code}")
+            return
+        if now < self.start_at:
+            return
+        try:
+            self.running = self._start()
+        except Exception as error:
+            self._wait(f"{self.name} did not start: {error}")
+            return
+        self.started_at = time.monotonic()
+        log(f"{self.name} started again")
+
+    def _wait(self, what: str) -> None:
+        self.deaths += 1
+        delay = restart_delay(self.deaths)
+        self.start_at = time.monotonic() + delay
+        log(f"{what}; starting it again in {delay:g} s")
+
+
+class Supervisor:
+    """Keeps processes running until `stopping` is set (by a signal: `stop_on_signals`)."""
+
+    def __init__(self, stopping: threading.Event):
+        self.stopping = stopping
+        self.kept: list[Kept] = []
+
+    def keep(self, name: str, start: Callable[[], Running], *, running: Running | None = None) -> Kept:
+        """Start a process with `start` (or take the one `running`) and keep it running."""
+        kept = Kept(name, start, running=running)
+        self.kept.append(kept)
+        return kept
+
+    def run(self, *, every: tuple[float, Callable[[], None]] | None = None) -> None:
+        """Watch until asked to stop; `every` = (seconds, what to do that often)."""
+        done_at = time.monotonic()
+        while not self.stopping.is_set():
+            for kept in self.kept:
+                kept.check()
+            if every and time.monotonic() - done_at >= every[0]:
+                every[1]()
+                done_at = time.monotonic()
+            self.stopping.wait(0.5)
+
+    def stop(self, names: Iterable[str] | None = None) -> None:
+        """SIGTERM the kept processes named (all by default) at once, then wait for each; SIGKILL
+        what is left of one after the grace period."""
+        chosen = [kept for kept in self.kept if names is None or kept.name in names]
+        running = [kept.running for kept in chosen if kept.running is not None]
+        for each in running:
+            signal_group(each.process, signal.SIGTERM)
+        for each in running:
+            stop_process(each.process, terminate=False)
+            each.stop()
+        for kept in chosen:
+            kept.running = None
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT, SIGTERM or SIGHUP: the only ways to stop a supervisor."""
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stopping.set())
+    return stopping
 
 
 def var_secret(name: str) -> str:
@@ -426,12 +554,9 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
         log(f"port {port} is taken; choose another with PORT=...")
         return 1
     read_dotenv()
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, lambda *_: stopping.set())
-
+    stopping = stop_on_signals()
+    supervisor = Supervisor(stopping)
     services = Services()
-    children: list[Child] = []
     stack_env: Path | None = None
     try:
         log("starting embedded services where none are configured")
@@ -485,44 +610,42 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
                 return 130
             manage(env, *command)
 
-        children = [
-            Child(
-                "web",
-                [
-                    str(BIN_DIR / "gunicorn"),
-                    "config.wsgi",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "--workers",
-                    os.environ.get("WEB_CONCURRENCY", "2"),
-                    "--access-logfile",
-                    "-",
-                    "--no-control-socket",
-                ],
-                env,
-            ),
-            Child(
+        children = {
+            "web": [
+                str(BIN_DIR / "gunicorn"),
+                "config.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                os.environ.get("WEB_CONCURRENCY", "2"),
+                "--access-logfile",
+                "-",
+                "--no-control-socket",
+            ],
+            "worker": [
+                str(BIN_DIR / "celery"),
+                "-A",
+                "config",
                 "worker",
-                [
-                    str(BIN_DIR / "celery"),
-                    "-A",
-                    "config",
-                    "worker",
-                    "--queues",
-                    ",".join(QUEUE_NAMES),
-                    "--concurrency",
-                    os.environ.get("WORKER_CONCURRENCY", "2"),
-                    "--loglevel",
-                    "INFO",
-                    "--without-mingle",
-                    "--without-gossip",
-                    "--hostname",
-                    "worker@%h",
-                ],
-                env,
-            ),
-            Child("beat", [str(BIN_DIR / "celery"), "-A", "config", "beat", "--loglevel", "INFO"], env),
-        ]
+                "--queues",
+                ",".join(QUEUE_NAMES),
+                "--concurrency",
+                os.environ.get("WORKER_CONCURRENCY", "2"),
+                "--loglevel",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
+                "--hostname",
+                "worker@%h",
+            ],
+            "beat": [str(BIN_DIR / "celery"), "-A", "config", "beat", "--loglevel", "INFO"],
+        }
+        for name, argv in children.items():
+            supervisor.keep(name, partial(Child, name, argv, env))
+        if services.moto:
+            supervisor.keep("moto", partial(moto_start_again, services, env), running=services.moto)
+        if services.sandbox:
+            supervisor.keep("sandbox", services.sandbox_start_again, running=services.sandbox)
         log(f"Wharf is up: http://127.0.0.1:{port}/admin/  API docs http://127.0.0.1:{port}/api/docs/")
         if services.sandbox:
             log(
@@ -530,31 +653,29 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
                 '--from +447700900123 --name Ana --text "hello"'
             )
         log("Ctrl-C stops everything")
-        watched = [(child.name, child.process) for child in children] + services.processes()
-        s3_saved_at = time.monotonic()
-        while not stopping.is_set():
-            for name, process in watched:
-                if process.poll() is not None:
-                    log(f"{name} exited with {process.returncode}; stopping")
-                    stopping.set()
-            if services.moto and time.monotonic() - s3_saved_at >= S3_SAVE_EVERY_S:
-                services.moto.s3_keep()
-                s3_saved_at = time.monotonic()
-            stopping.wait(0.5)
+        supervisor.run(every=(S3_SAVE_EVERY_S, lambda: services.moto and services.moto.s3_keep()))
         return 0
     except subprocess.CalledProcessError as error:
         log(f"set-up failed: {error}")
         return 1
     finally:
         log("stopping")
-        for child in children:  # all at once; then wait for each
-            signal_group(child.process, signal.SIGTERM)
-        for child in children:
-            child.stop(terminate=False)
+        supervisor.stop(PLATFORM_PROCESSES)  # then the services they use
         if stack_env:
             stack_env.unlink(missing_ok=True)
         services.stop()
         log("stopped")
+
+
+def moto_start_again(services: Services, env: dict[str, str]) -> MotoServer:
+    """moto on its port again, then its queues and bucket (S3's objects come back from var/s3)."""
+    moto = services.moto_start_again()
+    for command in (["queues_setup"], ["storage_setup"]):
+        try:
+            manage(env, *command)
+        except subprocess.CalledProcessError as error:  # the broker transport makes lost queues too
+            log(f"after moto's restart: {error}")
+    return moto
 
 
 def main() -> int:

@@ -12,10 +12,11 @@ from django.core.management import call_command
 from archival.media import media_archive, media_archive_key
 from archival.models import ArchiveBatch, ArchivedMedia
 from core.aws import object_copy, object_head
+from core.models import OperatorAlert
 from core.storage import ARCHIVED_RESTORE_REQUESTED, file_save, media_storage
 from messaging.media import media_access, media_presigned_url
 from messaging.models import Message
-from tests.archival.conftest import days_ago
+from tests.archival.conftest import closed_port, days_ago
 from tests.factories import MessageFactory
 
 pytestmark = pytest.mark.django_db
@@ -144,3 +145,16 @@ def test_command_moves_with_a_progress_bar(media):
     call_command("archive_media", stdout=out, stderr=err)
     assert "moved 2 media file(s)" in out.getvalue()
     assert "files" in err.getvalue()
+
+
+@pytest.mark.fault
+def test_the_command_failing_alerts_operators_as_the_scheduled_run_does(media, settings):
+    settings.AWS_ENDPOINT_URL = f"http://127.0.0.1:{closed_port()}"  # S3 down
+    settings.AWS_CLIENT_TIMEOUT_S = 1
+
+    with pytest.raises(Exception, match="connect"):
+        call_command("archive_media", verbosity=0, stdout=StringIO())
+
+    alert = OperatorAlert.objects.get(key="archival:media")
+    assert "Archival of media failed" in alert.text and alert.acknowledged_at is None
+    assert Message.objects.get(pk=media["old"].pk).media_key == media["old"].media_key  # not moved

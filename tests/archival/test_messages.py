@@ -185,6 +185,23 @@ def test_a_failed_run_alerts_operators_and_fails_its_task(
     assert Message.objects.count() == len(old_messages["old"]) + 2
 
 
+@pytest.mark.fault
+def test_the_command_failing_alerts_operators_as_the_scheduled_run_does(
+    old_messages, archive_prefix, settings, mailoutbox, django_capture_on_commit_callbacks
+):
+    settings.ADMINS = [("Operators", "ops@example.com")]
+    settings.AWS_ENDPOINT_URL = f"http://127.0.0.1:{closed_port()}"  # S3 down
+    settings.AWS_CLIENT_TIMEOUT_S = 1
+
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(Exception, match="connect"):
+        call_command("archive_messages", verbosity=0, stdout=StringIO())
+
+    alert = OperatorAlert.objects.get(key="archival:messages")
+    assert "Archival of messages failed" in alert.text and alert.acknowledged_at is None
+    assert [message.to for message in mailoutbox] == [["ops@example.com"]]
+    assert Message.objects.count() == len(old_messages["old"]) + 2
+
+
 def test_rows_changed_after_the_snapshot_stay_for_the_next_run(old_messages, archive_prefix, monkeypatch):
     changed = old_messages["old"][0]
 

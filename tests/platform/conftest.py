@@ -23,7 +23,9 @@ from tests.waiting import wait_until
 def broker_connection(prefix: str) -> Connection:
     """A broker connection like the app's own, to the queues named with `prefix`."""
     options = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "queue_name_prefix": prefix}
-    return Connection(settings.CELERY_BROKER_URL, transport_options=options)
+    return Connection(
+        settings.CELERY_BROKER_URL, transport=settings.CELERY_BROKER_TRANSPORT, transport_options=options
+    )
 
 
 def receive_all(url: str) -> list[dict]:

@@ -1,8 +1,9 @@
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from archival.messages import messages_archivable_count, messages_archive
+from archival.messages import ArchivalBusy, messages_archivable_count, messages_archive
+from archival.tasks import archival_failure_alert
 
 
 class Command(BaseCommand):
@@ -18,9 +19,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, older_than_days: int | None, verbosity: int, **options):
         days = settings.ARCHIVE_MESSAGES_AFTER_DAYS if older_than_days is None else older_than_days
-        total = messages_archivable_count(older_than_days=days)
-        with tqdm(total=total, unit="rows", file=self.stderr, disable=verbosity == 0) as bar:
-            batches = messages_archive(older_than_days=days, progress=bar.update)
+        try:
+            total = messages_archivable_count(older_than_days=days)
+            with tqdm(total=total, unit="rows", file=self.stderr, disable=verbosity == 0) as bar:
+                batches = messages_archive(older_than_days=days, progress=bar.update)
+        except ArchivalBusy as busy:
+            raise CommandError(str(busy)) from None
+        except Exception as error:
+            archival_failure_alert(what="messages", error=error)  # as the scheduled run: operators see it
+            raise
         for batch in batches:
             if verbosity > 1:
                 self.stdout.write(
