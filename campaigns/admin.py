@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 
 from campaigns.models import Campaign, Recipient
 from campaigns.reports import campaign_report_url
-from campaigns.selectors import campaign_failures, campaign_progress
+from campaigns.selectors import campaign_failures, campaign_progress, campaign_status_text
 from campaigns.services import (
     EDITABLE,
     campaign_audience_count,
@@ -30,7 +30,7 @@ from campaigns.services import (
 )
 from core.console import ReadOnlyAdmin, admin_object_take
 from core.models import AuditLog
-from messaging.models import Template
+from messaging.models import Message, Template
 
 SOURCE = AuditLog.Source.ADMIN
 _C = Campaign.Status
@@ -97,13 +97,13 @@ class CampaignForm(forms.ModelForm):
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignForm
-    list_display = ("name", "channel", "status", "progress_bar", "rate", "scheduled_at", "created_at")
+    list_display = ("name", "channel", "status_shown", "progress_bar", "rate", "scheduled_at", "created_at")
     list_filter = ("status", "channel")
     search_fields = ("name",)
     autocomplete_fields = ("audience_contacts",)
     readonly_fields = (
         "controls",
-        "status",
+        "status_shown",
         "status_reason",
         "audience_preview",
         "progress_panel",
@@ -117,7 +117,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "updated_at",
     )
     fieldsets = (
-        (None, {"fields": ("controls", "name", "channel", "status", "status_reason")}),
+        (None, {"fields": ("controls", "name", "channel", "status_shown", "status_reason")}),
         (
             "Content",
             {
@@ -182,6 +182,12 @@ class CampaignAdmin(admin.ModelAdmin):
             progress["sent"] + progress["failed"],
             progress["total"],
         )
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, campaign: Campaign) -> str:
+        if campaign.pk is None:
+            return campaign.status
+        return status_html(campaign, campaign_progress(campaign=campaign))
 
     @admin.display(description="rate")
     def rate(self, campaign: Campaign) -> str:
@@ -333,6 +339,24 @@ class CampaignAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(url)
 
 
+def in_doubt_url(campaign: Campaign) -> str:
+    """Where an operator decides on a campaign's recipients in doubt: its messages in doubt
+    (WhatsApp), else its recipients in doubt (email, SMS)."""
+    if campaign.channel == Campaign.Channel.WHATSAPP:
+        return f"{reverse('admin:messaging_message_changelist')}?in_doubt=yes&campaign={campaign.pk}"
+    return (
+        f"{reverse('admin:campaigns_recipient_changelist')}?status=in_doubt&campaign__id__exact={campaign.pk}"
+    )
+
+
+def status_html(campaign: Campaign, progress: dict) -> str:
+    """The status as operators read it ("completed with 3 in doubt"), linked to those in doubt."""
+    text = campaign_status_text(campaign=campaign, in_doubt=progress["in_doubt"])
+    if not progress["in_doubt"]:
+        return text
+    return format_html('<a href="{}" class="campaign-in-doubt">{}</a>', in_doubt_url(campaign), text)
+
+
 def progress_html(campaign: Campaign) -> str:
     campaign.refresh_from_db(fields=["status", "status_reason"])
     progress = campaign_progress(campaign=campaign)
@@ -340,8 +364,19 @@ def progress_html(campaign: Campaign) -> str:
         " · ",
         "{} <strong>{}</strong>",
         (
-            (name, f"{progress[name]:,}")
-            for name in ("total", "pending", "queued", "sent", "delivered", "read", "failed", "cancelled")
+            (name.replace("_", " "), f"{progress[name]:,}")
+            for name in (
+                "total",
+                "pending",
+                "queued",
+                "sent",
+                "delivered",
+                "read",
+                "failed",
+                "cancelled",
+                "in_doubt",
+                "abandoned",
+            )
             if name in ("total", "sent") or progress[name]
         ),
     )
@@ -366,7 +401,7 @@ def progress_html(campaign: Campaign) -> str:
         reason,
         progress["done_pct"],
         progress["done_pct"],
-        campaign.status,
+        status_html(campaign, progress),
         counts,
         progress["rate_per_s"],
         table,
@@ -393,3 +428,28 @@ class RecipientAdmin(ReadOnlyAdmin):
     @admin.display(description="message status")
     def message_status(self, recipient: Recipient) -> str:
         return recipient.message.status if recipient.message else ""
+
+
+class MessageCampaignFilter(admin.SimpleListFilter):
+    """The message list narrowed to one campaign's messages (`?campaign=<id>`), as a campaign's
+    "in doubt" link asks; shown only while it applies (listing every campaign would not scale)."""
+
+    title = "campaign"
+    parameter_name = "campaign"
+
+    def lookups(self, request, model_admin):
+        value = request.GET.get(self.parameter_name, "")
+        if not value.isdigit() or len(value) > 18:
+            return []
+        campaign = Campaign.objects.filter(pk=int(value)).only("name").first()
+        return [(value, campaign.name if campaign else f"campaign {value}")]
+
+    def queryset(self, request, queryset):
+        if self.value() and self.value().isdigit():
+            return queryset.filter(campaign_recipient__campaign_id=int(self.value()))
+        return queryset
+
+
+# Messaging's message list knows nothing of campaigns: campaigns plugs its filter in.
+_message_admin = admin.site.get_model_admin(Message)
+_message_admin.list_filter = (*_message_admin.list_filter, MessageCampaignFilter)

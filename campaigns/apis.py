@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from campaigns.models import Campaign
 from campaigns.reports import campaign_report_url
-from campaigns.selectors import campaign_failures, campaign_progress
+from campaigns.selectors import campaign_failures, campaign_progress, campaign_status_text
 from campaigns.services import (
     campaign_audience_count,
     campaign_audience_csv_set,
@@ -52,7 +52,10 @@ class ProgressSerializer(serializers.Serializer):
     failed = serializers.IntegerField()
     cancelled = serializers.IntegerField()
     skipped = serializers.IntegerField(help_text="Opted out after the start.")
-    in_doubt = serializers.IntegerField()
+    in_doubt = serializers.IntegerField(
+        help_text="A request may have reached Meta and no answer came: an operator resends or abandons it."
+    )
+    abandoned = serializers.IntegerField(help_text="In doubt, and an operator chose not to resend.")
     done_pct = serializers.FloatField()
     rate_per_s = serializers.FloatField(help_text="Sends per second over the last 10 s.")
 
@@ -75,6 +78,9 @@ class CampaignOutputSerializer(serializers.ModelSerializer):
     )
     template = serializers.SerializerMethodField()
     audience_contacts = serializers.SerializerMethodField()
+    status_display = serializers.SerializerMethodField(
+        help_text='The status as operators read it: "completed with 3 in doubt" while any recipient is.'
+    )
     progress = serializers.SerializerMethodField()
     failures = serializers.SerializerMethodField()
 
@@ -86,6 +92,7 @@ class CampaignOutputSerializer(serializers.ModelSerializer):
             "name",
             "channel",
             "status",
+            "status_display",
             "status_reason",
             "phone_number_id",
             "template",
@@ -119,9 +126,19 @@ class CampaignOutputSerializer(serializers.ModelSerializer):
     def get_audience_contacts(self, campaign: Campaign) -> int:
         return campaign.audience_contacts.count()
 
+    def _progress(self, campaign: Campaign) -> dict:
+        """Read once per campaign for both fields that need it."""
+        cache = self.context.setdefault("progress", {})
+        if campaign.pk not in cache:
+            cache[campaign.pk] = campaign_progress(campaign=campaign)
+        return cache[campaign.pk]
+
+    def get_status_display(self, campaign: Campaign) -> str:
+        return campaign_status_text(campaign=campaign, in_doubt=self._progress(campaign)["in_doubt"])
+
     @extend_schema(responses=ProgressSerializer)
     def get_progress(self, campaign: Campaign) -> dict:
-        return campaign_progress(campaign=campaign)
+        return self._progress(campaign)
 
     def get_failures(self, campaign: Campaign) -> list[dict]:
         return campaign_failures(campaign=campaign)

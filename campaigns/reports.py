@@ -58,6 +58,7 @@ def _document(campaign: Campaign) -> Iterator[str]:
         "cancelledCount": progress["cancelled"],
         "skippedCount": progress["skipped"],
         "inDoubtCount": progress["in_doubt"],
+        "abandonedCount": progress["abandoned"],
         "createdAt": _iso(campaign.created_at),
         "startedAt": _iso(campaign.started_at),
         "finishedAt": _iso(campaign.finished_at),

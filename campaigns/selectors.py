@@ -30,7 +30,8 @@ _PROGRESS_SQL = f"""
         count(*) FILTER (WHERE {STATE_SQL} = 'failed'),
         count(*) FILTER (WHERE r.status = 'cancelled'),
         count(*) FILTER (WHERE r.status = 'skipped'),
-        count(*) FILTER (WHERE {STATE_SQL} IN ('in_doubt', 'abandoned')),
+        count(*) FILTER (WHERE {STATE_SQL} = 'in_doubt'),
+        count(*) FILTER (WHERE {STATE_SQL} = 'abandoned'),
         count(*) FILTER (WHERE COALESCE(m.sent_at, r.sent_at) >= now() - %s * interval '1 second')
     FROM {_RECIPIENT} r LEFT JOIN {_MESSAGE} m ON m.id = r.message_id
     WHERE r.campaign_id = %s
@@ -46,21 +47,32 @@ PROGRESS_KEYS = (
     "cancelled",
     "skipped",
     "in_doubt",
+    "abandoned",
 )
 
 
 def campaign_progress(*, campaign: Campaign) -> dict[str, Any]:
-    """Counts by state (sent counts delivered and read ones too, delivered counts read ones),
-    the share done, and the sending rate over the last RATE_WINDOW_S seconds."""
+    """Counts by state (sent counts delivered and read ones too, delivered counts read ones; in
+    doubt: a request may have reached Meta and no answer came, waiting for an operator; abandoned:
+    an operator chose not to resend one), the share done, and the sending rate over the last
+    RATE_WINDOW_S seconds."""
     with connection.cursor() as cursor:
         cursor.execute(_PROGRESS_SQL, [RATE_WINDOW_S, campaign.pk])
         row = cursor.fetchone()
     progress: dict[str, Any] = dict(zip(PROGRESS_KEYS, row[:-1], strict=True))
     settled = progress["sent"] + progress["failed"] + progress["cancelled"] + progress["skipped"]
-    settled += progress["in_doubt"]
+    settled += progress["in_doubt"] + progress["abandoned"]
     progress["done_pct"] = round(100 * settled / progress["total"], 1) if progress["total"] else 0.0
     progress["rate_per_s"] = round(row[-1] / RATE_WINDOW_S, 1)
     return progress
+
+
+def campaign_status_text(*, campaign: Campaign, in_doubt: int) -> str:
+    """The campaign's status as operators read it: one is complete only when none of its
+    recipients is in doubt ("completed with 3 in doubt" otherwise), whatever its row says."""
+    if in_doubt and campaign.status not in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED):
+        return f"{campaign.status} with {in_doubt:,} in doubt"
+    return campaign.status
 
 
 _FAILURES_SQL = f"""

@@ -180,7 +180,9 @@ CELERY_RESULT_EXTENDED = True
 # A database blip while storing a result is retried instead of stopping the worker.
 CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
 CELERY_RESULT_BACKEND_MAX_RETRIES = 10
-CELERY_RESULT_EXPIRES = 7 * 24 * 3600
+# Results are deleted by core.task_results_sweep in bounded batches (RETENTION_TASK_RESULTS_DAYS),
+# not by Celery's own daily cleanup, which deletes them all in one statement.
+CELERY_RESULT_EXPIRES = None
 CELERY_TIMEZONE = TIME_ZONE
 
 
@@ -213,6 +215,23 @@ CELERY_BEAT_SCHEDULE = {
     "templates-sync": {"task": "messaging.templates_sync", "schedule": 3600.0},
     "campaigns-tick": {"task": "campaigns.campaigns_tick", "schedule": 5.0},
 }
+# Retention (core/retention.py, messaging/retention.py): what only records the past is deleted
+# this many days after it happened, a batch of RETENTION_BATCH_SIZE rows per statement, on
+# RETENTION_SCHEDULE (cron fields, UTC). Failed and pending webhook bodies are kept.
+RETENTION_INBOUND_EVENTS_DAYS = env.int("RETENTION_INBOUND_EVENTS_DAYS", default=30)
+RETENTION_PENDING_STATUSES_DAYS = env.int("RETENTION_PENDING_STATUSES_DAYS", default=7)
+RETENTION_WEBHOOK_EVENTS_DAYS = env.int("RETENTION_WEBHOOK_EVENTS_DAYS", default=90)
+RETENTION_TASK_RESULTS_DAYS = env.int("RETENTION_TASK_RESULTS_DAYS", default=7)
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=5000)
+RETENTION_SCHEDULE = env.str("RETENTION_SCHEDULE", default="40 * * * *")
+CELERY_BEAT_SCHEDULE["retention-sweep"] = {
+    "task": "messaging.retention_sweep",
+    "schedule": _crontab(RETENTION_SCHEDULE),
+}
+CELERY_BEAT_SCHEDULE["task-results-sweep"] = {
+    "task": "core.task_results_sweep",
+    "schedule": _crontab(RETENTION_SCHEDULE),
+}
 # Task modules that are not an app's tasks.py, which autodiscovery finds by itself.
 CELERY_IMPORTS = ["messaging.media", "messaging.templates"]
 CELERY_TASK_ROUTES = {
@@ -223,6 +242,8 @@ CELERY_TASK_ROUTES = {
     "messaging.templates_*": {"queue": "default"},
     "messaging.conversations_*": {"queue": "default"},
     "messaging.read_receipt_*": {"queue": "default"},
+    "messaging.retention_*": {"queue": "default"},
+    "core.*": {"queue": "default"},
     "archival.*": {"queue": "archival"},
     "campaigns.*": {"queue": "default"},
 }

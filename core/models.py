@@ -64,3 +64,18 @@ class Pace(models.Model):
 
     def __str__(self) -> str:
         return f"pace of {self.key}"
+
+
+class DeadLetterQueue(models.Model):
+    """No table: the admin's handle on the dead-letter queues in SQS (core/queues.py, read and
+    replayed at Core > Dead letters), and the permission to list, replay and delete their messages."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [("manage_dead_letters", "Can list, replay and delete dead letters")]
+        verbose_name = "dead letter"
+        verbose_name_plural = "dead letters"
+
+    def __str__(self) -> str:
+        return "dead letters"

@@ -7,7 +7,8 @@ SQS delivers it again once its visibility timeout expires and, at the first rece
 a task that keeps failing runs `max_receive_count` times, one visibility timeout apart. (Celery's
 own retries publish a new message each time, and each of those starts its count afresh.)
 
-Dead letters are read and replayed here (`manage.py dlq`). SQS has no peek: reading receives the
+Dead letters are read, replayed and deleted here (`manage.py dlq`, and the admin's Core > Dead
+letters through core/deadletters.py, which audits them). SQS has no peek: reading receives the
 messages, holds them invisible while the page is gathered, then makes them visible again; a reader
 that dies leaves them invisible only until `PEEK_HOLD_S` passes. A replay sends each message to its
 source queue before it deletes it from the dead-letter queue, so an interrupted replay can leave a
@@ -18,6 +19,7 @@ import base64
 import binascii
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -203,17 +205,42 @@ def dlq_replay(*, queue: str, message_ids: set[str] | None = None, limit: int | 
     spec = queue_spec(queue)
     client = sqs_client()
     source_url = _queue_url(client, sqs_queue_name(spec.name))
+
+    def replay(message: dict) -> None:
+        send = {"QueueUrl": source_url, "MessageBody": message["Body"]}
+        if message.get("MessageAttributes"):
+            send["MessageAttributes"] = message["MessageAttributes"]
+        client.send_message(**send)
+
+    replayed = _dlq_take(client, spec, message_ids=message_ids, limit=limit, act=replay)
+    logger.info("replayed %d dead letter(s) to %s", replayed, sqs_queue_name(spec.name))
+    return replayed
+
+
+def dlq_delete(*, queue: str, message_ids: set[str]) -> int:
+    """Delete the dead letters of `queue` in `message_ids` for good; returns how many were deleted."""
+    spec = queue_spec(queue)
+    deleted = _dlq_take(sqs_client(), spec, message_ids=message_ids, limit=None, act=lambda message: None)
+    logger.info("deleted %d dead letter(s) from %s", deleted, sqs_queue_name(spec.dlq_name))
+    return deleted
+
+
+def _dlq_take(
+    client, spec: QueueSpec, *, message_ids: set[str] | None, limit: int | None, act: Callable[[dict], None]
+) -> int:
+    """Receive the DLQ's messages and, for each chosen one (all, those in `message_ids`, at most
+    `limit`), `act` on it and then delete it; the others are made visible again. Returns how many."""
     dlq_url = _queue_url(client, sqs_queue_name(spec.dlq_name))
     wanted = set(message_ids) if message_ids is not None else None
     skipped: dict[str, dict] = {}  # received but not chosen: made visible again at the end
-    replayed = 0
+    taken = 0
 
     def more() -> bool:
-        return (limit is None or replayed < limit) and (wanted is None or bool(wanted))
+        return (limit is None or taken < limit) and (wanted is None or bool(wanted))
 
     try:
         while more():
-            messages = _receive(client, dlq_url, count=10 if limit is None else limit - replayed)
+            messages = _receive(client, dlq_url, count=10 if limit is None else limit - taken)
             if not messages:
                 break
             fresh = 0
@@ -223,20 +250,16 @@ def dlq_replay(*, queue: str, message_ids: set[str] | None = None, limit: int | 
                 if not more() or (wanted is not None and message_id not in wanted):
                     skipped[message_id] = message
                     continue
-                send = {"QueueUrl": source_url, "MessageBody": message["Body"]}
-                if message.get("MessageAttributes"):
-                    send["MessageAttributes"] = message["MessageAttributes"]
-                client.send_message(**send)
+                act(message)
                 client.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
-                replayed += 1
+                taken += 1
                 if wanted is not None:
                     wanted.discard(message_id)
             if not fresh:  # only messages whose hold has run out: the queue has been read through
                 break
     finally:
         _release(client, dlq_url, skipped.values())
-    logger.info("replayed %d dead letter(s) to %s", replayed, sqs_queue_name(spec.name))
-    return replayed
+    return taken
 
 
 # -- SQS calls ----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F
+from django.db.models.functions import Now
 
 from contacts.models import Contact
 
@@ -466,6 +467,7 @@ class PendingStatus(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["wamid", "status", "timestamp"], name="pendingstatus_unique")
         ]
+        indexes = [models.Index(fields=["created_at"], name="pendingstatus_created")]  # retention
 
     def __str__(self) -> str:
         return f"{self.status} for {self.wamid}"
@@ -491,6 +493,7 @@ class WebhookEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["inbound_event", "position"], name="webhookevent_unique")
         ]
+        indexes = [models.Index(fields=["created_at"], name="webhookevent_created")]  # retention
 
     def __str__(self) -> str:
         return f"{self.field} {self.event}".strip()
@@ -517,6 +520,8 @@ class AnalyticsEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["kind", "wamid", "status"], name="analyticsevent_unique")
         ]
+        # The latest statuses of a sender number: whether Meta's statuses are arriving.
+        indexes = [models.Index(fields=["phone_number_id", "created_at"], name="analyticsevent_number")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.wamid} {self.status}".strip()
@@ -550,6 +555,9 @@ class SendAttempt(models.Model):
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attempts_made")
     started_at = models.DateTimeField()
+    # When its request was cleared to leave, committed just before it may leave; NULL: it never
+    # left (messaging/outbound/__init__.py, steps 4 and 5). A row inserted without it is cleared.
+    cleared_at = models.DateTimeField(null=True, blank=True, db_default=Now())
     finished_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=128, blank=True, default="")
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)

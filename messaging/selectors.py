@@ -17,7 +17,17 @@ from messaging.activity import ACTIVITY_ACTIONS, activity_user_ids, conversation
 from messaging.calls import call_preview, calls_of_conversations
 from messaging.conversations import QUIET_KINDS, conversations_visible_q, message_preview
 from messaging.inbound.apply import TARGET_KINDS
-from messaging.models import INBOX_LATEST, INBOX_WAITING, Call, Conversation, ConversationNote, Message
+from messaging.models import (
+    INBOX_LATEST,
+    INBOX_WAITING,
+    AnalyticsEvent,
+    Call,
+    Conversation,
+    ConversationNote,
+    Message,
+    PendingStatus,
+    SendAttempt,
+)
 
 CONVERSATION_PAGE_SIZE = 200
 CONVERSATION_TABS = ("all", "mine", "unassigned")
@@ -79,6 +89,74 @@ def message_media_error(*, message: Message) -> str:
         return ""
     reason = message.media_error.strip() or "the media could not be fetched"
     return f"media unavailable: {reason}"
+
+
+STATUSES_COUNTED_MAX = 1000  # statuses of a number counted since a request left, at most
+
+
+@dataclass
+class DoubtEvidence:
+    """What an operator weighs before resending or abandoning an in-doubt message."""
+
+    attempts: list[SendAttempt]
+    request_left_at: datetime | None  # when its latest attempt was cleared to leave (None: it never left)
+    own_status: str  # the latest status Meta posted for it ("" when none came)
+    own_status_at: datetime | None  # when that status was received
+    number_status: str  # the latest status Meta posted for any message of its sender number
+    number_status_at: datetime | None  # when that one was received
+    number_statuses_since: int  # statuses received for its number since its request left (capped)
+
+    @property
+    def verdict(self) -> str:
+        """A reading of the evidence, never a proof: Meta can post a status late, or not at all."""
+        if self.own_status:
+            return "Meta posted a status for this message: it reached Meta. Abandon it rather than resend it."
+        if self.number_statuses_since:
+            return (
+                "Meta has posted statuses for this number's messages since this request left, and none for "
+                "this one: most likely it never reached Meta, and resending it will not send it twice."
+            )
+        return (
+            "No status for this number has arrived since this request left: statuses may not be arriving "
+            "(look at the webhook), so the silence about this message says nothing yet."
+        )
+
+
+def message_doubt_evidence(*, message: Message) -> DoubtEvidence:
+    """Whether Meta's statuses are arriving for the message's sender number, the last one seen for
+    the message itself (by its wamid, or by our id carried as `biz_opaque_callback_data`), and when
+    its request left (its attempts)."""
+    attempts = list(SendAttempt.objects.filter(message=message).order_by("started_at", "id"))
+    left_at = attempts[-1].cleared_at if attempts else None
+    statuses = AnalyticsEvent.objects.filter(kind=AnalyticsEvent.Kind.STATUS_CHANGED)
+    own = statuses.filter(message_id=message.pk).order_by("-created_at").first()
+    own_status, own_at = (own.status, own.created_at) if own else ("", None)
+    if not own_status:
+        pending = (
+            PendingStatus.objects.filter(payload__biz_opaque_callback_data=str(message.pk))
+            .order_by("-created_at")
+            .first()
+        )
+        if pending is not None:
+            own_status, own_at = pending.status, pending.created_at
+    number_status, number_at, since = "", None, 0
+    if message.phone_number_id is not None:
+        of_number = statuses.filter(phone_number_id=message.phone_number_id)
+        latest = of_number.order_by("-created_at").first()
+        if latest is not None:
+            number_status, number_at = latest.status, latest.created_at
+        if left_at is not None:
+            later = of_number.filter(created_at__gt=left_at).exclude(message_id=message.pk)
+            since = later.values("pk")[:STATUSES_COUNTED_MAX].count()
+    return DoubtEvidence(
+        attempts=attempts,
+        request_left_at=left_at,
+        own_status=own_status,
+        own_status_at=own_at,
+        number_status=number_status,
+        number_status_at=number_at,
+        number_statuses_since=since,
+    )
 
 
 @dataclass

@@ -12,6 +12,7 @@ from messaging.outbound.drain import outbound_send_task
 from messaging.outbound.sweep import outgoing_sweep
 from messaging.ratelimit import rate_paces_sweep
 from messaging.receipts import message_read_receipt_send_task
+from messaging.retention import inbound_rows_sweep
 
 __all__ = [
     "conversations_wake_task",
@@ -22,6 +23,7 @@ __all__ = [
     "outbound_send_task",
     "outbound_sweep_task",
     "rate_paces_sweep_task",
+    "retention_sweep_task",
 ]
 
 
@@ -43,3 +45,9 @@ def rate_paces_sweep_task() -> int:
 @shared_task(name="messaging.conversations_wake")
 def conversations_wake_task() -> int:
     return conversations_wake()
+
+
+@shared_task(name="messaging.retention_sweep")
+def retention_sweep_task() -> dict:
+    """Delete webhook bodies, pending statuses and webhook events past their retention."""
+    return inbound_rows_sweep()

@@ -65,6 +65,7 @@ from messaging.selectors import (
     conversation_timeline_token,
     conversations_hidden,
     conversations_unread,
+    message_doubt_evidence,
     message_media_error,
 )
 from messaging.services import (
@@ -107,6 +108,7 @@ class SendAttemptInline(admin.TabularInline):
     model = SendAttempt
     fields = (
         "started_at",
+        "cleared_at",
         "finished_at",
         "worker",
         "outcome",
@@ -226,6 +228,9 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.display(description="failure")
     def failure(self, message: Message) -> str:
+        if message.status == Message.Status.IN_DOUBT:
+            url = reverse("admin:messaging_message_in_doubt", args=[message.pk])
+            return format_html('<a href="{}">in doubt: see the evidence, decide</a>', url)
         return failure_text(message)
 
     @admin.action(description="Resend the selected in-doubt messages", permissions=["send"])
@@ -346,9 +351,26 @@ class MessageAdmin(admin.ModelAdmin):
         return [conversation_path, changes_path, typing_path, notes_path, decide_path, *super().get_urls()]
 
     def in_doubt_view(self, request: HttpRequest, message_id: int) -> HttpResponse:
-        """A conversation's "Resend" / "Abandon" buttons on one in-doubt message."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+        """An in-doubt message's evidence (GET), and the operator's decision on it (POST: this page's
+        and the conversation's "Resend" / "Abandon" buttons)."""
+        if request.method not in ("GET", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
+        if request.method == "GET":
+            if not self.has_view_permission(request):
+                raise PermissionDenied
+            message = get_object_or_404(
+                self.get_queryset(request).select_related("contact", "phone_number"), pk=message_id
+            )
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"Message {message.pk} to {message.contact}: sent or not?",
+                "message": message,
+                "evidence": message_doubt_evidence(message=message),
+                "can_send": self.has_send_permission(request),
+                "conversation_url": f"{conversation_url(message.contact_id)}#message-{message.pk}",
+            }
+            return TemplateResponse(request, "admin/messaging/message/in_doubt.html", context)
         if not self.has_send_permission(request):
             raise PermissionDenied
         message = get_object_or_404(self.get_queryset(request), pk=message_id)
@@ -362,6 +384,8 @@ class MessageAdmin(admin.ModelAdmin):
             self.message_user(request, " ".join(error.messages), messages.ERROR)
         else:
             self.message_user(request, done, messages.SUCCESS)
+        if request.POST.get("back") == "evidence":
+            return HttpResponseRedirect(request.path)
         return HttpResponseRedirect(f"{conversation_url(message.contact_id)}#message-{message.pk}")
 
     def _conversations_read(self, request: HttpRequest, contact: Contact) -> None:

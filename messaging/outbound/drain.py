@@ -65,9 +65,13 @@ SEND_CONCURRENCY = 32
 # A group is GROUP_S worth of a sender's rate, at most GROUP_MAX sends: its slots are taken and
 # its attempts started in one statement each, when the sender's prepared sends end within GROUP_S.
 # So a drain holds slots at most about two groups ahead (another drain's slots follow close behind
-# them), and a worker dying leaves few messages in doubt that never left.
+# them); a worker dying leaves in doubt only the sends it had cleared (CLEAR_AHEAD_S).
 GROUP_S = 0.1
 GROUP_MAX = 50
+# A send's attempt is started with its group's slots, and cleared to leave (committed) only when its
+# slot comes within this: what a dead worker leaves in doubt is what it had cleared, not its groups.
+# Longer than a drain's loop takes, so that sends are cleared before their slots.
+CLEAR_AHEAD_S = 0.05
 # Meta counts any one second. Slots leave WHATSAPP_RATE_HEADROOM_PCT of it free (20 ms at 2 %),
 # for sends that leave up to this late and for the way to Meta (threads, network): a send that
 # would leave later moves its sender's schedule on, or is queued again (step 4).
@@ -176,8 +180,8 @@ _ATTEMPT_START_SQL = f"""
         WHERE id = %(id)s AND status = 'sending' AND claimed_by = %(worker)s
         RETURNING id
     )
-    INSERT INTO {_ATTEMPT} (message_id, started_at, worker, error_title, error_details, outcome)
-    SELECT id, %(now)s, %(worker)s, '', '', '' FROM owned
+    INSERT INTO {_ATTEMPT} (message_id, started_at, cleared_at, worker, error_title, error_details, outcome)
+    SELECT id, %(now)s, %(now)s, %(worker)s, '', '', '' FROM owned
     RETURNING id
 """
 
@@ -394,23 +398,37 @@ def _outcome_apply(
 
 # -- many sends at once ---------------------------------------------------------------------------
 
-# Attempts for a group of claimed messages: one statement, committed before any of their requests.
+# Attempts for a group of claimed messages, not cleared yet: one statement, committed with the
+# group's slots.
 _ATTEMPTS_START_SQL = f"""
     WITH owned AS (
         UPDATE {_MESSAGE} SET claimed_at = %(now)s
         WHERE id = ANY(%(ids)s) AND status = 'sending' AND claimed_by = %(worker)s
         RETURNING id
     )
-    INSERT INTO {_ATTEMPT} (message_id, started_at, worker, error_title, error_details, outcome)
-    SELECT id, %(now)s, %(worker)s, '', '', '' FROM owned
+    INSERT INTO {_ATTEMPT} (message_id, started_at, cleared_at, worker, error_title, error_details, outcome)
+    SELECT id, %(now)s, NULL, %(worker)s, '', '', '' FROM owned
     RETURNING message_id, id
+"""
+
+# Open attempts cleared to leave, their claims checked and refreshed in the same statement (so it
+# and the sweep lock the same rows): one statement, committed before any of their requests leaves.
+_ATTEMPTS_CLEAR_SQL = f"""
+    WITH owned AS (
+        UPDATE {_MESSAGE} SET claimed_at = %(now)s
+        WHERE id = ANY(%(ids)s) AND status = 'sending' AND claimed_by = %(worker)s
+        RETURNING id
+    )
+    UPDATE {_ATTEMPT} AS a SET cleared_at = %(now)s FROM owned
+    WHERE a.id = ANY(%(attempts)s) AND a.message_id = owned.id AND a.outcome = ''
+    RETURNING a.id
 """
 
 # An attempt whose request never left: closed, its message queued again.
 _ATTEMPT_CANCEL_SQL = f"""
     WITH attempt AS (
         UPDATE {_ATTEMPT} SET finished_at = %(now)s, outcome = 'retry', error_title = %(reason)s
-        WHERE id = %(attempt)s
+        WHERE id = %(attempt)s AND outcome = ''
     )
     UPDATE {_MESSAGE} SET status = 'queued', due_at = %(due_at)s, claimed_at = NULL, claimed_by = '',
         updated_at = %(now)s
@@ -446,6 +464,7 @@ class _Send:
     phone_number: PhoneNumber
     message: Message
     state: str = "claimed"  # then "started" (attempt row), "flying" (request handed over), "done"
+    clear: str = ""  # "cleared": its request may leave (committed); "lost": its claim was taken
     attempt: int | None = None
     body: dict | None = None
     future: Future | None = None
@@ -481,6 +500,23 @@ def _attempts_start(sends: list[_Send], *, worker: str) -> None:
             send.body = _request_body(send.message)
         else:
             send.state = "done"  # the claim is gone: someone else has the message
+
+
+def _attempts_clear(sends: list[_Send], *, worker: str) -> None:
+    """Clear the sends' requests to leave, each whose claim is still this drain's: "cleared" or "lost"."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ATTEMPTS_CLEAR_SQL,
+            {
+                "now": timezone.now(),
+                "ids": [send.message.pk for send in sends],
+                "attempts": [send.attempt for send in sends],
+                "worker": worker,
+            },
+        )
+        cleared = {row[0] for row in cursor.fetchall()}
+    for send in sends:
+        send.clear = "cleared" if send.attempt in cleared else "lost"
 
 
 def _attempt_cancel(send: _Send, *, worker: str, due_at: datetime | None, reason: str) -> bool:
@@ -553,6 +589,11 @@ class _Dispatcher(threading.Thread):
                 heapq.heappush(self.heap, (send.slot, next(self.order), send))
             self.cond.notify()
 
+    def notify(self) -> None:
+        """Sends were cleared (or lost): the one waiting at its slot may go."""
+        with self.cond:
+            self.cond.notify()
+
     def close(self) -> None:
         with self.cond:
             self.closed = True
@@ -569,11 +610,18 @@ class _Dispatcher(threading.Thread):
                 if not self.heap:
                     self.cond.wait()
                     continue
-                delay = (self.heap[0][0] - pace_clock_now()).total_seconds()
+                slot, _, send = self.heap[0]
+                if send.clear == "lost":  # the drain has given it up
+                    heapq.heappop(self.heap)
+                    continue
+                delay = (slot - pace_clock_now()).total_seconds()
                 if delay > 0:
                     self.cond.wait(delay)  # or until an earlier send is pushed
                     continue
-                send = heapq.heappop(self.heap)[2]
+                if not send.clear:
+                    self.cond.wait()  # until the drain has cleared it (it leaves late)
+                    continue
+                heapq.heappop(self.heap)
             self.stream.hand_over(send)
 
 
@@ -678,6 +726,7 @@ class _Stream:
                 if not out_of_time:
                     self.refill()
                     self.prepare()
+                self.clear()
                 if not self.open and not any(sender.queue for sender in self.senders.values()):
                     if out_of_time or not self.refill(look=True):
                         break
@@ -754,6 +803,22 @@ class _Stream:
                 sender.pending += len(started)
                 sender.horizon = max(send.slot for send in started)
                 self.dispatcher.push(started)
+
+    def clear(self) -> None:
+        """Clear the started sends whose slots come within CLEAR_AHEAD_S (one statement, committed
+        before the dispatcher hands any of them over); a send whose claim was taken meanwhile does
+        not leave, and is given up."""
+        horizon = pace_clock_now() + timedelta(seconds=CLEAR_AHEAD_S)
+        due = [
+            send for send in self.open if send.state == "started" and not send.clear and send.slot <= horizon
+        ]
+        if not due:
+            return
+        _attempts_clear(due, worker=self.worker)
+        self.dispatcher.notify()
+        for send in due:
+            if send.clear == "lost":
+                self._event(send, (None, "its claim was taken"))
 
     def settle(self) -> None:
         """Take in what came back: answers, recorded in groups (at once for an error), and sends that

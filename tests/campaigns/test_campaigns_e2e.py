@@ -1,6 +1,7 @@
 """End to end with real worker processes on moto's SQS and the sandbox Graph API: a campaign paused,
 resumed, and its worker killed with SIGKILL mid-send, sends every recipient exactly once (counted
-by the sandbox, by our message ids)."""
+by the sandbox, by our message ids); what the dead worker may have sent is in doubt, and the
+campaign says so ("completed with N in doubt") until an operator decides."""
 
 import os
 import signal
@@ -41,7 +42,7 @@ def accepted(sandbox) -> int:
 
 
 def test_pause_resume_and_a_killed_worker_send_every_recipient_exactly_once(
-    sandbox, sender, template, queue_prefix, tmp_path, monkeypatch
+    sandbox, sender, template, queue_prefix, tmp_path, monkeypatch, api_client
 ):
     total = 120
     contacts(total)
@@ -83,21 +84,39 @@ def test_pause_resume_and_a_killed_worker_send_every_recipient_exactly_once(
 
     # The sweeper settles the dead drain's claims; the tick restarts the feeder chain if it broke.
     monkeypatch.setattr(outbound_sweep, "CLAIM_STALE_S", lambda: 0)
-    under_way = SendAttempt.objects.filter(outcome="").count()  # its requests in flight, or about to be
+    # Its requests in flight, or cleared to leave: in doubt. Its other prepared sends never left.
+    open_attempts = SendAttempt.objects.filter(outcome="")
+    cleared = open_attempts.filter(cleared_at__isnull=False).count()
+    unsent = open_attempts.filter(cleared_at__isnull=True).count()
     swept = outgoing_sweep()
-    assert swept["in_doubt"] == under_way
+    assert swept["in_doubt"] == cleared and swept["requeued"] >= unsent
+    doubted = list(Message.objects.filter(status=S.IN_DOUBT))
     Campaign.objects.filter(pk=campaign.pk).update(feed_at=timezone.now() - timedelta(minutes=5))
+    reader = api_client("campaigns.view_campaign")
     with worker_running(queues=queues, queue_prefix=queue_prefix, log_path=tmp_path / "w2.log", env=env) as w:
         campaigns_tick()  # as beat does: restarts the feeder if its next step died with the worker
-        for message in Message.objects.filter(status=S.IN_DOUBT):  # an operator decides, from the sandbox
-            reached = sandbox.stats()["sends_by_callback"].get(str(message.pk))
-            (message_abandon if reached else message_resend)(message=message, actor=None)
         wait_for(
             lambda: Campaign.objects.get(pk=campaign.pk).status == "completed",
             timeout_s=90,
             worker=w,
             what="the campaign completed",
         )
+        shown = reader.get(f"/api/v1/campaigns/{campaign.pk}/").json()
+        assert shown["progress"]["in_doubt"] == len(doubted)
+        assert shown["status_display"] == (
+            f"completed with {len(doubted)} in doubt" if doubted else "completed"
+        )
+        for message in doubted:  # an operator decides, from the sandbox
+            reached = sandbox.stats()["sends_by_callback"].get(str(message.pk))
+            (message_abandon if reached else message_resend)(message=message, actor=None)
+        wait_for(
+            lambda: not Message.objects.filter(status__in=[S.QUEUED, S.SENDING, S.IN_DOUBT]).exists(),
+            timeout_s=60,
+            worker=w,
+            what="the resent ones sent",
+        )
+    shown = reader.get(f"/api/v1/campaigns/{campaign.pk}/").json()
+    assert (shown["status_display"], shown["progress"]["in_doubt"]) == ("completed", 0)
 
     stats = sandbox.stats()
     assert (stats["accepted"], stats["duplicates"]) == (total, 0)

@@ -308,7 +308,7 @@ def test_the_conversation_offers_resend_and_abandon_on_an_in_doubt_message(admin
     doubtful.refresh_from_db()
     assert doubtful.status == "queued"
     assert admin_client.post(url, {"decision": "delete"}).status_code == 400
-    assert admin_client.get(url).status_code == 405
+    assert admin_client.put(url).status_code == 405
 
 
 def test_the_reply_box_says_what_is_missing(admin_client):

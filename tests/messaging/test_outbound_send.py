@@ -25,6 +25,7 @@ from messaging.outbound import sweep as outbound_sweep
 from messaging.outbound.drain import outgoing_drain, outgoing_message_send
 from messaging.outbound.send import message_resend, message_send
 from messaging.outbound.sweep import outgoing_sweep
+from messaging.tasks import outbound_sweep_task
 from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory
 from tests.messaging.webhook_helpers import envelope
 from tests.waiting import wait_until
@@ -420,6 +421,55 @@ def test_the_sweeper_requeues_claims_without_attempts_and_doubts_those_with_one(
     assert fresh(recent).status == S.SENDING
     assert outgoing_drain().sent == 1  # only the requeued one
     assert sandbox.stats()["sends_by_callback"] == {str(unsent.pk): 1}
+
+
+def test_a_group_swept_before_its_sends_were_cleared_is_queued_again_not_doubted_and_sent_once(
+    sandbox, sender, monkeypatch
+):
+    """A worker that took a group's slots and started its attempts, then stopped before clearing
+    them (dead, or only slow): the sweep queues the group again, for its requests never left, and
+    the slow worker, finding its claims gone when it clears them, sends none of them."""
+    messages = queued(sender, 3)
+    clear = outbound_drain._attempts_clear
+    swept = []
+
+    def swept_first(sends, *, worker):
+        if not swept:  # the worker stalls here, long enough for its claims to go stale
+            Message.objects.filter(claimed_by=worker).update(claimed_at=timezone.now() - timedelta(hours=1))
+            swept.append(outgoing_sweep())
+        clear(sends, worker=worker)
+
+    monkeypatch.setattr(outbound_drain, "_attempts_clear", swept_first)
+    result = outgoing_drain()
+
+    assert swept[0]["requeued"] >= 1 and swept[0]["in_doubt"] == 0
+    assert result.in_doubt == 0
+    assert sandbox.stats()["sends_by_callback"] == {str(m.pk): 1 for m in messages}
+    assert {fresh(m).status for m in messages} == {S.SENT}
+    never_left = SendAttempt.objects.filter(message__in=messages, error_title=outbound_sweep.NEVER_LEFT)
+    assert never_left.count() >= 1  # the group whose attempts had started, closed by the sweep
+    assert all(a.cleared_at is None and a.outcome == "retry" for a in never_left)
+    sent = SendAttempt.objects.filter(message__in=messages, outcome="sent")
+    assert sent.count() == 3 and all(a.cleared_at >= a.started_at for a in sent)
+
+
+def test_the_sweeper_doubts_only_claims_whose_attempts_were_cleared_to_leave(sandbox, sender):
+    cleared, uncleared = queued(sender, 2)
+    long_ago = timezone.now() - timedelta(seconds=outbound_sweep.CLAIM_STALE_S() + 1)
+    Message.objects.filter(pk__in=[cleared.pk, uncleared.pk]).update(
+        status=S.SENDING, claimed_by="dead", claimed_at=long_ago
+    )
+    SendAttempt.objects.create(message=cleared, started_at=long_ago, cleared_at=long_ago, worker="dead")
+    SendAttempt.objects.create(message=uncleared, started_at=long_ago, cleared_at=None, worker="dead")
+
+    assert outbound_sweep_task.apply().get() == {"requeued": 1, "in_doubt": 1, "resolved": 0, "woken": 1}
+
+    assert (fresh(cleared).status, fresh(uncleared).status) == (S.IN_DOUBT, S.QUEUED)
+    assert cleared.attempts_made.get().outcome == "in_doubt"
+    closed = uncleared.attempts_made.get()
+    assert (closed.outcome, closed.error_title) == ("retry", outbound_sweep.NEVER_LEFT)
+    assert outgoing_drain().sent == 1
+    assert sandbox.stats()["sends_by_callback"] == {str(uncleared.pk): 1}
 
 
 def test_a_slow_worker_whose_claim_was_swept_does_not_send(sandbox, sender):
