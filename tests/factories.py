@@ -1,7 +1,10 @@
 import hashlib
 import json
+import os
+from urllib.parse import urlsplit
 
 import factory
+import httpx
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.utils import timezone
@@ -43,15 +46,37 @@ class ContactFactory(factory.django.DjangoModelFactory):
     language = "en"
 
 
+def sandbox_root() -> str:
+    """The test session's sandbox (tests/stack.py), whatever a test makes of the settings."""
+    parts = urlsplit(os.environ["WHATSAPP_GRAPH_URL"])
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def sandbox_received(*wamids: str) -> None:
+    """Tell the sandbox that users sent these messages, whose webhooks a test posts to Wharf itself:
+    Meta marks read only messages it delivered to the business."""
+    httpx.post(f"{sandbox_root()}/sandbox/received", json={"wamids": list(wamids)}).raise_for_status()
+
+
 class PhoneNumberFactory(factory.django.DjangoModelFactory):
+    """A sender number, registered at the sandbox as it would be at Meta (pass `at_meta=False` for
+    one Meta does not know)."""
+
     class Meta:
         model = PhoneNumber
         django_get_or_create = ("phone_number_id",)
+        skip_postgeneration_save = True
 
     phone_number_id = factory.Sequence(lambda n: f"10{n:013d}")
     display_phone_number = factory.Sequence(lambda n: f"1555{n:07d}")
     verified_name = "Wharf Test"
     waba_id = "102290129340398"
+
+    @factory.post_generation
+    def at_meta(self, create, extracted, **kwargs):
+        if create and extracted is not False:  # its WABA and display number stay the sandbox's own
+            number = {"phone_number_id": self.phone_number_id}
+            httpx.post(f"{sandbox_root()}/sandbox/numbers", json=number).raise_for_status()
 
 
 class LabelFactory(factory.django.DjangoModelFactory):

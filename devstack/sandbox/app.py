@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from flask import Flask, request
@@ -45,6 +46,10 @@ def create_app(config: SandboxConfig) -> Flask:
         OutboundSettings(webhook_url=config.webhook_url, app_secret=config.app_secret)
     )
     app.extensions["sandbox_statuses"] = StatusDispatcher()
+    # Links of sent media are fetched off the request threads, as Meta fetches them to deliver.
+    app.extensions["sandbox_link_fetchers"] = ThreadPoolExecutor(
+        max_workers=8, thread_name_prefix="link-fetch"
+    )
     app.extensions["sandbox_sms"] = sms.SmsOutbox(webhook_url=config.sms_webhook_url)
     app.extensions["sandbox_sns_signer"] = sms.SnsSigner()
     app.register_blueprint(media.blueprint)

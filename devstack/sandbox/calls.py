@@ -8,12 +8,28 @@ import time
 
 from flask import current_app, request
 
-from devstack.sandbox.errors import GraphApiError, invalid_token
+from devstack.sandbox.errors import GraphApiError, invalid_token, unknown_object
+from devstack.sandbox.outbox import Outbox
 from devstack.sandbox.state import SandboxState
+from devstack.sandbox.statuses import StatusDispatcher
 
 
 def sandbox_state() -> SandboxState:
     return current_app.extensions["sandbox_state"]
+
+
+def sandbox_outbox() -> Outbox:
+    return current_app.extensions["sandbox_outbox"]
+
+
+def sandbox_statuses() -> StatusDispatcher:
+    return current_app.extensions["sandbox_statuses"]
+
+
+def phone_number_check(phone_number_id: str) -> None:
+    """Meta's unknown object for a phone number id the sandbox does not know (outbox.py's header)."""
+    if not sandbox_outbox().number_known(phone_number_id):
+        raise unknown_object(phone_number_id, method=request.method.lower())
 
 
 def sandbox_config():

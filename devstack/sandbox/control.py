@@ -15,8 +15,14 @@
   latest wamids in `read_wamids`, those with a typing indicator in `typing_wamids`; `?summary=1`
   leaves out the per-message maps and lists);
   `DELETE /sandbox/stats` zeroes the counts only.
+- `GET|POST /sandbox/numbers`, `DELETE /sandbox/numbers/<id>`: the business numbers the sandbox
+  knows besides its own (outbox.py's header). A POST registers one, `{"phone_number_id",
+  "display_phone_number", "waba_id"}` (the last two optional: the sandbox's own).
+- `POST /sandbox/received`: `{"wamids": [...], "phone_number_id": ...}` (the number optional): messages
+  users sent whose webhook reached Wharf by other means (a test posting Meta's webhook itself), so
+  that they can be marked read.
 - `POST /sandbox/reset`: settings, counts, limits, templates, faults and scheduled statuses back
-  to how the process started (media stay); the SMS service's too.
+  to how the process started (media, numbers and wamids stay); the SMS service's too.
 - `POST /sandbox/inbound`: a WhatsApp user writes; posted to Wharf as Meta's signed webhook
   (devstack/sandbox/inbound.py).
 - `/sandbox/sms/...`: the SMS service's controls (devstack/sandbox/sms.py).
@@ -26,10 +32,11 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from devstack.sandbox.calls import sandbox_state
+from devstack.sandbox.calls import sandbox_outbox, sandbox_state, sandbox_statuses
 from devstack.sandbox.errors import invalid_parameter, unknown_object
 from devstack.sandbox.media import mime_base
-from devstack.sandbox.messages import sandbox_outbox, sandbox_statuses
+from devstack.sandbox.outbox import SandboxNumber
+from devstack.sandbox.payloads import DEFAULT_DISPLAY_PHONE_NUMBER, DEFAULT_WABA_ID
 from devstack.sandbox.sms import sms_outbox
 from devstack.sandbox.state import INBOUND_MEDIA_TTL, ErrorFault
 
@@ -71,6 +78,47 @@ def inbound_media_add():
 def inbound_media_expire(media_id: str):
     if not sandbox_state().media_expire(media_id):
         raise unknown_object(media_id)
+    return {"success": True}
+
+
+@blueprint.get("/numbers")
+def numbers_show():
+    return {"data": [number.as_dict() for number in sandbox_outbox().numbers()]}
+
+
+@blueprint.post("/numbers")
+def number_register():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise invalid_parameter("Send the number as a JSON object.")
+    phone_number_id = str(body.get("phone_number_id") or "").strip()
+    if not phone_number_id or "/" in phone_number_id:
+        raise invalid_parameter("Param phone_number_id must be the number's id.")
+    number = SandboxNumber(
+        phone_number_id=phone_number_id,
+        display_phone_number=str(body.get("display_phone_number") or DEFAULT_DISPLAY_PHONE_NUMBER),
+        waba_id=str(body.get("waba_id") or DEFAULT_WABA_ID),
+    )
+    return sandbox_outbox().number_register(number).as_dict()
+
+
+@blueprint.delete("/numbers/<phone_number_id>")
+def number_forget(phone_number_id: str):
+    if not sandbox_outbox().number_forget(phone_number_id):
+        raise unknown_object(phone_number_id, method="delete")
+    return {"success": True}
+
+
+@blueprint.post("/received")
+def received_record():
+    body = request.get_json(silent=True)
+    wamids = body.get("wamids") if isinstance(body, dict) else None
+    if not isinstance(wamids, list) or not all(isinstance(wamid, str) and wamid for wamid in wamids):
+        raise invalid_parameter('Send {"wamids": [...]}, the ids of the messages received.')
+    phone_number_id = str(body.get("phone_number_id") or "")
+    outbox = sandbox_outbox()
+    for wamid in wamids:
+        outbox.wamid_record(wamid=wamid, direction="inbound", phone_number_id=phone_number_id)
     return {"success": True}
 
 

@@ -47,12 +47,12 @@ def invalid_token() -> GraphApiError:
     return GraphApiError(401, 190, "Invalid OAuth access token - Cannot parse access token")
 
 
-def unknown_object(object_id: str) -> GraphApiError:
+def unknown_object(object_id: str, *, method: str = "get") -> GraphApiError:
     """What the Graph API answers for an id it does not have (or no longer has)."""
     return GraphApiError(
         400,
         100,
-        f"Unsupported get request. Object with ID '{object_id}' does not exist, cannot be loaded due "
+        f"Unsupported {method} request. Object with ID '{object_id}' does not exist, cannot be loaded due "
         "to missing permissions, or does not support this operation. Please read the Graph API "
         "documentation at https://developers.facebook.com/docs/graph-api",
         error_type="GraphMethodException",

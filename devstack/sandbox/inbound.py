@@ -4,8 +4,9 @@ exists at Meta: it is how people and tests make the sandbox post what Meta would
 
 Body: `{"from": "+447700900123", "text": "Hello", "name": "Ada", "phone_number_id": "..."}`
 (`name` and `phone_number_id` optional: the sandbox's own number by default). The user's 24-hour
-window with the business opens, as writing opens it at Meta. Answers `{"wamid", "webhook_status"}`:
-the id of the message and what the webhook answered; 502 when the webhook could not be reached.
+window with the business opens, as writing opens it at Meta, and the message can be marked read.
+Answers `{"wamid", "webhook_status"}`: the id of the message and what the webhook answered; 502
+when the webhook could not be reached.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import httpx
 from flask import Blueprint, request
 
 from devstack.sandbox import payloads
+from devstack.sandbox.calls import sandbox_outbox
 from devstack.sandbox.errors import GraphApiError, invalid_parameter
-from devstack.sandbox.messages import sandbox_outbox
 
 blueprint = Blueprint("inbound", __name__, url_prefix="/sandbox")
 
@@ -45,10 +46,11 @@ def inbound_post():
         messages=[message],
         profile_name=str(body.get("name", "")),
         phone_number_id=phone_number_id,
-        display_phone_number=settings.display_phone_number(phone_number_id),
-        waba_id=settings.waba_id(phone_number_id),
+        display_phone_number=outbox.display_phone_number(phone_number_id),
+        waba_id=outbox.waba_id(phone_number_id),
     )
     outbox.configure({"last_inbound": settings.last_inbound | {wa_id: time.time()}})
+    outbox.wamid_record(wamid=message["id"], direction="inbound", phone_number_id=phone_number_id)
     try:
         answer = payloads.webhook_post(url=settings.webhook_url, body=webhook, app_secret=settings.app_secret)
     except httpx.HTTPError as error:

@@ -1,4 +1,6 @@
-"""Meta's media endpoints: upload, retrieve the URL, download with the token, delete.
+"""Meta's media endpoints: upload, retrieve the URL, download with the token, delete; and
+`GET /{id}` for a template's id too, as the Graph API reads any object by its id. Like Meta's,
+each answers with or without the version in the path.
 
 The download URL mimics Meta's lookaside URL: it carries the media id, an expiry five minutes
 ahead and a hash over both, and it still wants the bearer token.
@@ -12,8 +14,9 @@ import time
 
 from flask import Blueprint, Response, current_app, request, url_for
 
-from devstack.sandbox.calls import graph_call, sandbox_state
+from devstack.sandbox.calls import graph_call, phone_number_check, sandbox_outbox, sandbox_state
 from devstack.sandbox.errors import GraphApiError, invalid_parameter, unknown_object
+from devstack.sandbox.outbox import template_fields
 from devstack.sandbox.state import UPLOADED_MEDIA_TTL
 
 blueprint = Blueprint("media", __name__)
@@ -45,8 +48,10 @@ UPLOAD_LIMITS = {
 
 
 @blueprint.post("/<version:version>/<phone_number_id>/media")
+@blueprint.post("/<phone_number_id>/media", defaults={"version": ""})
 @graph_call("media_upload")
 def media_upload(version: str, phone_number_id: str):
+    phone_number_check(phone_number_id)
     if request.form.get("messaging_product") != "whatsapp":
         raise invalid_parameter("The parameter messaging_product is required.")
     upload = request.files.get("file")
@@ -78,9 +83,12 @@ def media_upload(version: str, phone_number_id: str):
 
 
 @blueprint.get("/<version:version>/<media_id>")
+@blueprint.get("/<media_id>", defaults={"version": ""})
 @graph_call("media_info")
 def media_info(version: str, media_id: str):
     media = sandbox_state().media_get(media_id)
+    if media is None and (template := sandbox_outbox().template_get(media_id)) is not None:
+        return template.as_meta(template_fields(request.args.get("fields")))
     owner = request.args.get("phone_number_id")
     if media is None or (owner and owner != media.phone_number_id):
         raise unknown_object(media_id)
@@ -103,6 +111,7 @@ def media_info(version: str, media_id: str):
 
 
 @blueprint.delete("/<version:version>/<media_id>")
+@blueprint.delete("/<media_id>", defaults={"version": ""})
 @graph_call("media_delete")
 def media_delete(version: str, media_id: str):
     if not sandbox_state().media_delete(media_id):

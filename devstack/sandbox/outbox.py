@@ -15,6 +15,14 @@ recipient from one number, no closer than `pair_spacing_ms`), the undeliverable 
 them is accepted: counted, given a wamid, and — when a fault says so — its answer lost on the
 way back, as if Meta sent it and the connection broke.
 
+The sandbox knows its numbers as Meta knows a business's: its own (DEFAULT_PHONE_NUMBER_ID), those
+registered (`POST /sandbox/numbers`) and those the settings name (`waba_ids`,
+`display_phone_numbers`, `rate_limits`); a call for any other id is Meta's unknown object. It
+knows the wamids it issued and those of the messages users sent (`POST /sandbox/inbound`, or
+`POST /sandbox/received` for a webhook posted by other means): only those of received messages
+can be marked read. Numbers and wamids stay across `reset()`, as media do: they are the
+account's history, not a setting.
+
 "Never twice" is provable from `sends_by_callback`: every accepted send is counted by its
 `biz_opaque_callback_data` (Wharf puts its own message id there), and `duplicates` counts the
 accepted sends whose callback data had been accepted before. Sends without it are never counted
@@ -29,17 +37,38 @@ import re
 import secrets
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from devstack.sandbox.errors import GraphApiError, invalid_parameter
-from devstack.sandbox.payloads import DEFAULT_DISPLAY_PHONE_NUMBER, DEFAULT_WABA_ID, wamid_new
+from devstack.sandbox.payloads import (
+    DEFAULT_DISPLAY_PHONE_NUMBER,
+    DEFAULT_PHONE_NUMBER_ID,
+    DEFAULT_WABA_ID,
+    wamid_new,
+)
 
 DEFAULT_RATE_LIMIT_PER_S = 80
 SERVICE_WINDOW_S = 24 * 3600
 STATUS_NAMES = ("sent", "delivered", "read")
 READS_KEPT = 1000  # the latest marks-as-read (and typing indicators) listed by wamid in the stats
+WAMIDS_KEPT = 500_000  # the wamids issued and received the sandbox remembers, the oldest forgotten first
+TEMPLATE_LIMIT = 250  # templates a WABA may have (Meta's limit for a business not yet verified)
+# The fields of a template Meta lists by default, and every field it knows (others are refused).
+TEMPLATE_FIELDS_DEFAULT = ("name", "parameter_format", "components", "language", "status", "category", "id")
+TEMPLATE_FIELDS = (
+    *TEMPLATE_FIELDS_DEFAULT,
+    "quality_score",
+    "rejected_reason",
+    "previous_category",
+    "correct_category",
+    "sub_category",
+    "library_template_name",
+    "message_send_ttl_seconds",
+    "cta_url_link_tracking_opted_out",
+    "degrees_of_freedom_spec",
+)
 ERROR_DOCS = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
 # Titles of the codes a failed status may carry (`fail_after_accept`).
 FAILED_TITLES = {
@@ -48,6 +77,7 @@ FAILED_TITLES = {
     131049: "Meta chose not to deliver.",
     131050: "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages",
     131053: "Media upload error",
+    131009: "Parameter value is not valid",
     131000: "Something went wrong",
 }
 
@@ -181,21 +211,65 @@ class SandboxTemplate:
     category: str = "UTILITY"
     components: list[dict] = field(default_factory=list)
     parameter_format: str = "POSITIONAL"
+    created_at: int = field(default_factory=lambda: int(time.time()))
 
-    def as_meta(self) -> dict:
-        """As `GET /{waba_id}/message_templates` lists it."""
-        return {
+    def as_meta(self, fields: tuple[str, ...] = TEMPLATE_FIELDS_DEFAULT) -> dict:
+        """As `GET /{waba_id}/message_templates` lists it: the `fields` asked for that have a value,
+        and always the id."""
+        values = {
             "name": self.name,
             "parameter_format": self.parameter_format,
             "components": self.components,
             "language": self.language,
             "status": self.status,
             "category": self.category,
+            "quality_score": {"score": "UNKNOWN", "date": self.created_at},  # no sends rated yet
+            "rejected_reason": "NONE",
             "id": self.id,
         }
+        return {name: values[name] for name in (*fields, "id") if name in values}
 
     def component(self, kind: str) -> dict | None:
         return next((item for item in self.components if str(item.get("type", "")).upper() == kind), None)
+
+
+def template_fields(asked: str | None) -> tuple[str, ...]:
+    """The `fields` argument of a template read: Meta's default set when absent, 100 naming a field
+    Meta does not know."""
+    if not asked:
+        return TEMPLATE_FIELDS_DEFAULT
+    names = tuple(dict.fromkeys(name.strip() for name in asked.split(",") if name.strip()))
+    for name in names:
+        if name not in TEMPLATE_FIELDS:
+            raise invalid_parameter(
+                f"Tried accessing nonexisting field ({name}) on node type (WhatsAppBusinessHSM)"
+            )
+    return names
+
+
+@dataclass(frozen=True)
+class SandboxNumber:
+    """A business phone number the sandbox knows, as registered at Meta."""
+
+    phone_number_id: str
+    display_phone_number: str = DEFAULT_DISPLAY_PHONE_NUMBER
+    waba_id: str = DEFAULT_WABA_ID
+
+    def as_dict(self) -> dict:
+        return {
+            "phone_number_id": self.phone_number_id,
+            "display_phone_number": self.display_phone_number,
+            "waba_id": self.waba_id,
+        }
+
+
+@dataclass(frozen=True)
+class KnownWamid:
+    """A wamid the sandbox issued (outbound) or saw a user send (inbound), and its business number
+    ("" when a received one was recorded without it)."""
+
+    direction: str
+    phone_number_id: str
 
 
 def hello_world_template() -> SandboxTemplate:
@@ -252,6 +326,9 @@ class Outbox:
         self._initial = settings
         self.settings = settings
         self._random = random.Random()
+        default = SandboxNumber(DEFAULT_PHONE_NUMBER_ID)
+        self._numbers: dict[str, SandboxNumber] = {default.phone_number_id: default}
+        self._wamids: OrderedDict[str, KnownWamid] = OrderedDict()
         self._clear()
 
     def _clear(self) -> None:
@@ -277,6 +354,52 @@ class Outbox:
             self.settings = self.settings.updated(changes)
             return self.settings
 
+    # -- numbers and wamids ---------------------------------------------------------------------
+
+    def number_register(self, number: SandboxNumber) -> SandboxNumber:
+        with self._lock:
+            self._numbers[number.phone_number_id] = number
+            return number
+
+    def number_forget(self, phone_number_id: str) -> bool:
+        with self._lock:
+            return self._numbers.pop(phone_number_id, None) is not None
+
+    def numbers(self) -> list[SandboxNumber]:
+        with self._lock:
+            return list(self._numbers.values())
+
+    def number_known(self, phone_number_id: str) -> bool:
+        settings = self.settings
+        named = (settings.waba_ids, settings.display_phone_numbers, settings.rate_limits)
+        return phone_number_id in self._numbers or any(phone_number_id in names for names in named)
+
+    def display_phone_number(self, phone_number_id: str) -> str:
+        number = self._numbers.get(phone_number_id)
+        if phone_number_id in self.settings.display_phone_numbers or number is None:
+            return self.settings.display_phone_number(phone_number_id)
+        return number.display_phone_number
+
+    def waba_id(self, phone_number_id: str) -> str:
+        number = self._numbers.get(phone_number_id)
+        if phone_number_id in self.settings.waba_ids or number is None:
+            return self.settings.waba_id(phone_number_id)
+        return number.waba_id
+
+    def wamid_record(self, *, wamid: str, direction: str, phone_number_id: str) -> None:
+        with self._lock:
+            self._wamid_record(wamid, KnownWamid(direction, phone_number_id))
+
+    def _wamid_record(self, wamid: str, known: KnownWamid) -> None:
+        self._wamids[wamid] = known
+        self._wamids.move_to_end(wamid)
+        while len(self._wamids) > WAMIDS_KEPT:
+            self._wamids.popitem(last=False)
+
+    def wamid_known(self, wamid: str) -> KnownWamid | None:
+        with self._lock:
+            return self._wamids.get(wamid)
+
     # -- sending ---------------------------------------------------------------------------------
 
     def fault_5xx(self) -> None:
@@ -297,7 +420,6 @@ class Outbox:
         callback: str,
         category: str,
         arrived: float,
-        media: dict | None = None,
     ) -> Accepted:
         """Accept one send or raise Meta's error for it, counting either way (see the module's header).
 
@@ -357,6 +479,7 @@ class Outbox:
             elif settings.messages_drop_rate:
                 drop = self._random.random() < settings.messages_drop_rate
             wamid = wamid_new()
+            self._wamid_record(wamid, KnownWamid("outbound", phone_number_id))
             counters = self.counters
             counters.messages[phone_number_id] += 1
             counters.dropped += drop
@@ -375,7 +498,6 @@ class Outbox:
                 "type": kind,
                 "biz_opaque_callback_data": callback,
                 "dropped": drop,
-                **({"media": media} if media else {}),
             }
             conversation = self._conversation(phone_number_id, wa_id, category)
             return Accepted(
@@ -395,6 +517,12 @@ class Outbox:
             }
             self._conversations[key] = conversation
         return conversation
+
+    def media_record(self, *, wamid: str, media: dict) -> None:
+        """What fetching a sent message's link found (type, size, sha256), kept with the send."""
+        with self._lock:
+            if wamid in self.counters.by_wamid:
+                self.counters.by_wamid[wamid]["media"] = media
 
     def read_record(self, *, wamid: str, typing: bool) -> None:
         """A mark-as-read Meta accepted (with a typing indicator when `typing`)."""
@@ -467,6 +595,7 @@ class Outbox:
             return list(self._templates.values())
 
     def template_get(self, template_id: str) -> SandboxTemplate | None:
+        """A template by its id, as `GET /{template-id}` reads it."""
         with self._lock:
             return self._templates.get(template_id)
 

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import httpx
+import phonenumbers
 
 DEFAULT_WABA_ID = "100000000000001"
 DEFAULT_PHONE_NUMBER_ID = "100000000000002"
@@ -32,6 +33,18 @@ def wamid_new() -> str:
 def wa_id_from_phone(phone: str) -> str:
     """A WhatsApp id is the number's digits without the `+`."""
     return "".join(character for character in phone if character.isdigit())
+
+
+def user_id_of(wa_id: str) -> str:
+    """The user's business-scoped user id (BSUID) as Meta shapes it, `US.13491208655302741918`: the
+    region of the number, a dot and an opaque id, the same for one user every time."""
+    try:
+        number = phonenumbers.parse(f"+{wa_id}")
+        region = phonenumbers.region_code_for_country_code(number.country_code)
+    except phonenumbers.NumberParseException:
+        region = "ZZ"
+    digest = hashlib.sha256(f"wharf-sandbox-bsuid:{wa_id}".encode()).digest()
+    return f"{region}.{int.from_bytes(digest[:8], 'big') % 10**20:020d}"
 
 
 def sha256_base64(content: bytes) -> str:
@@ -93,9 +106,18 @@ def statuses_body(
     display_phone_number: str = DEFAULT_DISPLAY_PHONE_NUMBER,
     waba_id: str = DEFAULT_WABA_ID,
 ) -> dict:
+    """A `messages` webhook carrying statuses, with `contacts`: each recipient's wa_id and user_id,
+    once, in the order of the statuses (as Meta sends them since business-scoped user ids)."""
+    contacts: dict[str, dict] = {}
+    for entry in statuses:
+        wa_id = entry["recipient_id"]
+        contacts.setdefault(
+            wa_id, {"wa_id": wa_id, "user_id": entry.get("recipient_user_id") or user_id_of(wa_id)}
+        )
     value = {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": display_phone_number, "phone_number_id": phone_number_id},
+        "contacts": list(contacts.values()),
         "statuses": statuses,
     }
     return _envelope(waba_id=waba_id, field="messages", value=value)
@@ -115,6 +137,7 @@ def status(
         "status": status,
         "timestamp": str(timestamp if timestamp is not None else int(time.time())),
         "recipient_id": recipient_id,
+        "recipient_user_id": user_id_of(recipient_id),
     }
     if errors:
         entry["errors"] = errors

@@ -58,9 +58,11 @@ class StatusPlan:
             status=name,
             errors=self.errors if name == "failed" else None,
         )
-        if name in ("sent", "delivered") and self.conversation:
+        # Meta's conversation comes with the first status only (with its expiry), the pricing with
+        # sent and delivered; a failed status carries its errors and neither.
+        if name == "sent" and self.conversation:
             entry["conversation"] = self.conversation
-        if name in ("sent", "delivered", "failed") and self.pricing:
+        if name in ("sent", "delivered") and self.pricing:
             entry["pricing"] = self.pricing
         if self.callback:
             entry["biz_opaque_callback_data"] = self.callback

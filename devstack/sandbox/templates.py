@@ -2,7 +2,11 @@
 
 - `GET /{version}/{waba_id}/message_templates`: Meta's shape, `{"data": [...], "paging": {"cursors":
   {"before", "after"}, "next"}}`, `limit` (default 25), `after`/`before` cursors, filters `name`
-  (part of it) and `status`; `next` only when there is more.
+  (part of it), `status`, `category` and `language` (each a comma-separated list but name);
+  `next` only when there is more. `fields` picks the fields of each template (Meta's default set
+  without it; `quality_score` among the others), `summary` adds `{"summary": {...}}` with those of
+  `total_count`, `message_template_count`, `message_template_limit`, `are_translations_complete`
+  it names. `GET /{template-id}` (media.py) reads one template, with `fields` too.
 - `POST /sandbox/templates`: define one template or `{"templates": [...]}`, each `{"name", "language",
   "status" (APPROVED), "category" (UTILITY), "components", "waba_id" (the default WABA), "id"}`; one
   with the same WABA, name and language is replaced. `GET` lists all (`?waba_id=` one WABA's),
@@ -23,10 +27,9 @@ import httpx
 from flask import Blueprint, request, url_for
 
 from devstack.sandbox import payloads
-from devstack.sandbox.calls import graph_call
+from devstack.sandbox.calls import graph_call, sandbox_outbox
 from devstack.sandbox.errors import invalid_parameter, unknown_object
-from devstack.sandbox.messages import sandbox_outbox
-from devstack.sandbox.outbox import SandboxTemplate, template_id_new
+from devstack.sandbox.outbox import TEMPLATE_LIMIT, SandboxTemplate, template_fields, template_id_new
 
 blueprint = Blueprint("templates", __name__)
 logger = logging.getLogger(__name__)
@@ -36,17 +39,29 @@ CATEGORIES = ("MARKETING", "UTILITY", "AUTHENTICATION")
 LIMIT_DEFAULT = 25
 LIMIT_MAX = 1000
 PAGING_ARGUMENTS = ("after", "before", "limit")
+SUMMARY_FIELDS = (
+    "total_count",
+    "message_template_count",
+    "message_template_limit",
+    "are_translations_complete",
+)
 
 
 @blueprint.get("/<version:version>/<waba_id>/message_templates")
+@blueprint.get("/<waba_id>/message_templates", defaults={"version": ""})
 @graph_call("templates")
 def templates_list(version: str, waba_id: str):
-    templates = sandbox_outbox().templates_of(waba_id)
+    fields = template_fields(request.args.get("fields"))
+    every = sandbox_outbox().templates_of(waba_id)
+    templates = every
     if name := request.args.get("name"):
         templates = [template for template in templates if name.lower() in template.name.lower()]
-    if status := request.args.get("status"):
-        wanted = {part.strip().upper() for part in status.split(",")}
-        templates = [template for template in templates if template.status in wanted]
+    for argument in ("status", "category", "language"):
+        if asked := request.args.get(argument):
+            wanted = {part.strip() for part in asked.split(",")}
+            if argument != "language":
+                wanted = {part.upper() for part in wanted}
+            templates = [template for template in templates if getattr(template, argument) in wanted]
     try:
         limit = min(int(request.args.get("limit", LIMIT_DEFAULT)), LIMIT_MAX)
     except ValueError:
@@ -59,7 +74,7 @@ def templates_list(version: str, waba_id: str):
     elif before := request.args.get("before"):
         start = max(0, _cursor_position(before) - limit)
     page = templates[start : start + limit]
-    answer: dict = {"data": [template.as_meta() for template in page]}
+    answer: dict = {"data": [template.as_meta(fields) for template in page]}
     if page:
         paging: dict = {"cursors": {"before": _cursor(start), "after": _cursor(start + len(page) - 1)}}
         if start + len(page) < len(templates):
@@ -74,6 +89,15 @@ def templates_list(version: str, waba_id: str):
                 _external=True,
             )
         answer["paging"] = paging
+    if summary := request.args.get("summary"):
+        values = {
+            "total_count": len(templates),
+            "message_template_count": len(every),
+            "message_template_limit": TEMPLATE_LIMIT,
+            "are_translations_complete": True,
+        }
+        asked = {part.strip() for part in summary.split(",")}
+        answer["summary"] = {key: values[key] for key in SUMMARY_FIELDS if key in asked}
     return answer
 
 

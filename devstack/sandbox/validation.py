@@ -1,4 +1,5 @@
-"""Meta's rules for a message body, checked as the Cloud API checks them: 100 naming the parameter.
+"""Meta's rules for a message body, checked as the Cloud API checks them: 100 naming the parameter,
+131009 (Parameter value is not valid) for the content of an interactive message.
 
 Only the shape is checked here; what depends on the sandbox's state (templates, media ids, the
 window, the limits) is checked by the endpoint.
@@ -69,6 +70,8 @@ def message_check(body: dict) -> CheckedMessage:
     if recipient_type != "individual":
         raise _param("recipient_type", "must be 'individual'")
     to = body.get("to")
+    if isinstance(to, int) and not isinstance(to, bool):
+        to = str(to)  # Meta takes the number as a JSON number too
     if not isinstance(to, str) or not to.strip():
         raise _param("to", "is required")
     wa_id = re.sub(r"\D", "", to)
@@ -92,7 +95,10 @@ def message_check(body: dict) -> CheckedMessage:
     elif kind in MEDIA_KINDS:
         _media_check(kind, content)
     elif kind == "interactive":
-        _interactive_check(content)
+        try:
+            _interactive_check(content)
+        except GraphApiError as error:
+            raise not_valid(error.details) from None
     elif kind == "reaction":
         _reaction_check(content)
     elif kind == "location":
@@ -115,6 +121,11 @@ def read_check(body: dict) -> str:
     if typing is not None and not (isinstance(typing, dict) and typing.get("type") == "text"):
         raise _param("typing_indicator['type']", "must be 'text'")
     return message_id
+
+
+def not_valid(details: str) -> GraphApiError:
+    """Meta's 131009: a value it cannot use, the details saying which and why."""
+    return GraphApiError(400, 131009, "(#131009) Parameter value is not valid", details=details)
 
 
 def _param(name: str, problem: str) -> GraphApiError:

@@ -4,7 +4,9 @@ launch, feeding, pause, resume, cancel, auto-pause, scheduled start; each recipi
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.test import Client
 from django.utils import timezone
 
 from campaigns.models import Campaign, Recipient
@@ -18,10 +20,13 @@ from campaigns.services import (
     campaign_start,
     campaigns_tick,
 )
+from messaging.inbound.events import inbound_events_drain
 from messaging.models import Message
 from messaging.outbound.drain import outgoing_drain
 from tests.campaigns.conftest import contacts, feed_step, whatsapp_campaign
 from tests.factories import ContactFactory
+from tests.messaging.test_sandbox_send import Receiver
+from tests.messaging.webhook_helpers import webhook_post
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "no_worker")
 C = Campaign.Status
@@ -214,6 +219,35 @@ def test_failures_past_the_threshold_pause_the_campaign_with_the_reason(sandbox,
     assert "failed" in campaign.status_reason and "131026" in campaign.status_reason
     (failure,) = campaign_failures(campaign=campaign)
     assert failure["code"] == "131026" and failure["count"] >= 20
+
+
+def test_a_send_meta_fails_after_accepting_it_counts_failed_with_its_reason(sandbox, sender, template):
+    people = contacts(3)
+    receiver = Receiver()
+    sandbox.config(
+        statuses=True,
+        webhook_url=receiver.url,
+        app_secret=settings.WHATSAPP_APP_SECRET,
+        status_delays_ms={"sent": 0, "delivered": None},
+        fail_after_accept={people[0].phone: 131053},  # as when Meta cannot fetch a header's medium
+    )
+    campaign = campaign_start(campaign=whatsapp_campaign(sender, template), actor=None, source="api")
+    run_to_end(campaign)
+    assert campaign_progress(campaign=campaign)["sent"] == 3
+
+    receiver.wait(3)
+    for _, raw in receiver.posts:  # Meta's status webhooks, as the sandbox posted them, reach Wharf
+        assert webhook_post(Client(), raw).status_code == 200
+    inbound_events_drain()
+
+    progress = campaign_progress(campaign=campaign)
+    assert (progress["sent"], progress["failed"]) == (2, 1)
+    assert campaign_failures(campaign=campaign) == [
+        {"code": "131053", "title": "Media upload error", "count": 1}
+    ]
+    failed = Recipient.objects.get(campaign=campaign, contact=people[0]).message
+    assert failed.status == Message.Status.FAILED and failed.sent_at is not None
+    receiver.server.shutdown()
 
 
 def test_a_scheduled_campaign_starts_when_beat_finds_it_due(sender, template, no_worker):

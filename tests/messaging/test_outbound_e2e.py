@@ -154,9 +154,19 @@ def test_an_uploaded_image_is_fetched_by_meta_from_its_presigned_link_and_turns_
     assert read.delivered_at is not None and read.text == "Our new shop"
 
 
-def test_a_medium_gone_from_the_bucket_fails_with_meta_s_media_error(sandbox, queue_prefix, tmp_path):
+def test_a_medium_gone_from_the_bucket_is_sent_then_failed_by_meta_s_late_media_error(
+    live_server, sandbox, queue_prefix, tmp_path, monkeypatch
+):
+    """Meta accepts a linked medium and fetches it while delivering: the message is sent, then a
+    failed status says why, and the message ends failed with Meta's code and reason."""
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
     storage_ensure_bucket()
     sender = PhoneNumberFactory(phone_number_id="106540352242922")
+    sandbox.config(
+        webhook_url=f"{live_server.url}/webhooks/whatsapp/",
+        app_secret=settings.WHATSAPP_APP_SECRET,
+        status_delays_ms={"sent": 300},
+    )
     key = media_outgoing_upload(
         file=io.BytesIO(b"%PDF-1.4\n"), filename="invoice.pdf", content_type="application/pdf"
     )
@@ -170,7 +180,7 @@ def test_a_medium_gone_from_the_bucket_fails_with_meta_s_media_error(sandbox, qu
     )
     media_storage().delete(key)
     with worker_running(
-        queues=["outgoing"], queue_prefix=queue_prefix, log_path=tmp_path / "worker.log"
+        queues=["outgoing", "incoming"], queue_prefix=queue_prefix, log_path=tmp_path / "worker.log"
     ) as worker:
         outbound_drain.outgoing_wake()
         failed = wait_for(
@@ -179,9 +189,11 @@ def test_a_medium_gone_from_the_bucket_fails_with_meta_s_media_error(sandbox, qu
             worker=worker,
             what="the message failed",
         )
-    assert failed.error_code == 131053
+    assert failed.wamid.startswith("wamid.") and failed.sent_at is not None  # Meta had accepted it
+    assert (failed.error_code, failed.error_title) == (131053, "Media upload error")
     assert "403" in failed.error_details or "404" in failed.error_details
-    assert sandbox.stats()["accepted"] == 0
+    assert failed.failed_at is not None
+    assert sandbox.stats()["accepted"] == 1
 
 
 def test_a_worker_killed_mid_batch_sends_nothing_twice_and_loses_nothing(

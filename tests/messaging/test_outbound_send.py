@@ -26,7 +26,7 @@ from messaging.outbound.drain import outgoing_drain, outgoing_message_send
 from messaging.outbound.send import message_resend, message_send
 from messaging.outbound.sweep import outgoing_sweep
 from messaging.tasks import outbound_sweep_task
-from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory
+from tests.factories import ContactFactory, MessageFactory, PhoneNumberFactory, sandbox_received
 from tests.messaging.webhook_helpers import envelope
 from tests.waiting import wait_until
 
@@ -680,6 +680,7 @@ def test_a_message_held_back_by_its_recipient_s_spacing_waits_in_the_queue_for_a
 def test_mark_as_read_tells_meta_for_inbound_messages_only(api_client, sandbox, sender):
     client = api_client("messaging.add_message")
     inbound = MessageFactory(phone_number=sender)
+    sandbox_received(inbound.wamid)
     answer = client.post(f"/api/v1/messages/{inbound.pk}/read/")
     assert answer.status_code == 200, answer.json()
     assert answer.json()["read_at"] is not None

@@ -17,7 +17,7 @@ from core.queues import queues_ensure
 from messaging.inbound.events import inbound_events_drain
 from messaging.models import Conversation, Message
 from messaging.receipts import RETRIES_MAX, TYPING_INTERVAL
-from tests.factories import MessageFactory, PhoneNumberFactory, UserFactory
+from tests.factories import MessageFactory, PhoneNumberFactory, UserFactory, sandbox_received
 from tests.messaging.test_conversations import body
 from tests.messaging.test_outbound_send import Sandbox
 from tests.messaging.webhook_helpers import PHONE_NUMBER_ID, celery_publishing_to, webhook_post
@@ -51,7 +51,9 @@ def committed(django_capture_on_commit_callbacks):
 
 
 def customer_writes(wamid: str, text: str, *, at: int | None = None) -> Message:
-    """A signed webhook from Meta, applied as the `incoming` worker does (inline)."""
+    """A signed webhook from Meta, applied as the `incoming` worker does (inline); the sandbox is told
+    of the message, as Meta knows the messages it delivers."""
+    sandbox_received(wamid)
     assert webhook_post(Client(), body(wamid, text, at=at)).status_code == 200
     inbound_events_drain()
     return Message.objects.get(wamid=wamid)

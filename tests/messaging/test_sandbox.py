@@ -37,7 +37,7 @@ def sandbox_root() -> str:
 
 def upload(graph: httpx.Client, content: bytes = PNG, mime_type: str = "image/png") -> str:
     response = graph.post(
-        "1234567890/media",
+        f"{payloads.DEFAULT_PHONE_NUMBER_ID}/media",
         data={"messaging_product": "whatsapp", "type": mime_type},
         files={"file": ("picture.png", content, mime_type)},
     )
@@ -130,7 +130,7 @@ def test_an_expired_or_deleted_media_id_is_unknown(graph):
     ],
 )
 def test_an_invalid_upload_is_code_100(graph, data, files, message):
-    response = graph.post("1234567890/media", data=data, files=files or None)
+    response = graph.post(f"{payloads.DEFAULT_PHONE_NUMBER_ID}/media", data=data, files=files or None)
 
     error = assert_graph_error(response, status=400, code=100)
     assert message in error["message"]
@@ -140,7 +140,7 @@ def test_an_upload_over_metas_limit_for_its_type_is_131053(graph):
     sticker = b"RIFF" + b"\x00" * (500 * 1024)
 
     response = graph.post(
-        "1234567890/media",
+        f"{payloads.DEFAULT_PHONE_NUMBER_ID}/media",
         data={"messaging_product": "whatsapp", "type": "image/webp"},
         files={"file": ("s.webp", sticker, "image/webp")},
     )

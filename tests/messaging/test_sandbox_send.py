@@ -6,6 +6,7 @@ as it started (`POST /sandbox/reset`).
 
 import hashlib
 import json
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +55,17 @@ def configure(**changes) -> dict:
 
 def stats() -> dict:
     return httpx.get(f"{sandbox_root()}/sandbox/stats").json()
+
+
+def register_number(phone_number_id: str) -> None:
+    number = {"phone_number_id": phone_number_id}
+    httpx.post(f"{sandbox_root()}/sandbox/numbers", json=number).raise_for_status()
+
+
+def received(*wamids: str, phone_number_id: str | None = None) -> None:
+    """Messages users sent to the business, as the sandbox learns of them (the webhook goes elsewhere)."""
+    body = {"wamids": list(wamids), "phone_number_id": phone_number_id}
+    httpx.post(f"{sandbox_root()}/sandbox/received", json=body).raise_for_status()
 
 
 def text(body: str = "hello", to: str = TO, **extra) -> dict:
@@ -271,7 +283,10 @@ def test_every_kind_of_message_is_accepted(graph, files, message):
     assert response.json()["messages"][0]["id"].startswith("wamid.")
 
 
-def test_a_linked_medium_is_fetched_and_one_that_cannot_be_is_answered_131053(graph, files):
+def test_a_linked_medium_is_fetched_after_the_answer_and_one_that_cannot_be_fails_later_131053(
+    graph, files, receiver
+):
+    configure(webhook_url=receiver.url, status_delays_ms={"sent": 0, "delivered": None})
     image = {"messaging_product": "whatsapp", "to": TO, "type": "image", "image": {"link": f"{files}/a.png"}}
 
     accepted = send(graph, image)
@@ -279,20 +294,34 @@ def test_a_linked_medium_is_fetched_and_one_that_cannot_be_is_answered_131053(gr
     assert accepted.status_code == 200, accepted.text
     wamid = accepted.json()["messages"][0]["id"]
     content = FILES["/a.png"][1]
+    wait_until(lambda: "media" in stats()["by_wamid"][wamid], message="the link fetched")
     assert stats()["by_wamid"][wamid]["media"] == {
         "mime_type": "image/png",
         "size": len(content),
         "sha256": hashlib.sha256(content).hexdigest(),
     }
+    bad = {}
     for link, details in (
         (f"{files}/missing.png", "answered 404"),
         (f"{files}/a.pdf", "application/pdf cannot be sent as image"),
         ("http://127.0.0.1:9/a.png", "ConnectError"),
     ):
-        refused = send(graph, {**image, "image": {"link": link}})
-        error = assert_graph_error(refused, status=400, code=131053)
+        answer = send(graph, {**image, "image": {"link": link}})
+        assert answer.status_code == 200, answer.text  # as at Meta: the link is tried while delivering
+        bad[answer.json()["messages"][0]["id"]] = details
+    receiver.wait(4)
+    statuses_settled()
+    by_wamid = {status["id"]: status for status in receiver.statuses()}
+    assert by_wamid[wamid]["status"] == "sent"
+    for failed_wamid, details in bad.items():
+        failed = by_wamid[failed_wamid]
+        assert failed["status"] == "failed"
+        assert "pricing" not in failed and "conversation" not in failed
+        (error,) = failed["errors"]
+        assert (error["code"], error["title"]) == (131053, "Media upload error")
         assert details in error["error_data"]["details"]
-    assert stats()["accepted"] == 1
+    assert len(receiver.statuses()) == 4
+    assert stats()["accepted"] == 4
 
 
 def test_uploaded_media_is_sent_by_id_and_an_unknown_id_is_not(graph):
@@ -334,14 +363,6 @@ def list_rows(count: int) -> dict:
         (text(body="x" * 4097), "text['body']"),
         (text(body=""), "text['body']"),
         ({**text(), "context": {}}, "context['message_id']"),
-        (
-            {"messaging_product": "whatsapp", "to": TO, "type": "interactive", "interactive": buttons(4)},
-            "buttons",
-        ),
-        (
-            {"messaging_product": "whatsapp", "to": TO, "type": "interactive", "interactive": list_rows(11)},
-            "rows",
-        ),
         (
             {
                 "messaging_product": "whatsapp",
@@ -400,7 +421,108 @@ def test_an_invalid_message_is_100_naming_the_parameter(graph, message, named):
     assert stats()["errors"] == {"100": 1}
 
 
+@pytest.mark.parametrize(
+    ("interactive", "named"),
+    [
+        (buttons(4), "interactive['action']['buttons']"),
+        (list_rows(11), "interactive['action']['sections']"),
+        ({**buttons(1), "body": {"text": ""}}, "interactive['body']['text']"),
+        ({"type": "carousel", "action": {}}, "interactive['type']"),
+    ],
+)
+def test_an_interactive_message_meta_cannot_use_is_131009_naming_the_parameter(graph, interactive, named):
+    response = send(
+        graph, {"messaging_product": "whatsapp", "to": TO, "type": "interactive", "interactive": interactive}
+    )
+
+    error = assert_graph_error(response, status=400, code=131009)
+    assert error["message"] == "(#131009) Parameter value is not valid"
+    assert named in error["error_data"]["details"]
+    assert stats()["accepted"] == 0
+
+
+def test_a_numeric_to_is_taken_as_meta_takes_it(graph):
+    response = send(graph, text(to=int(WA_ID)))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["contacts"] == [{"input": WA_ID, "wa_id": WA_ID}]
+
+
+def test_a_form_encoded_send_is_taken_as_meta_takes_it(graph):
+    form = {"messaging_product": "whatsapp", "to": TO, "type": "text", "text": json.dumps({"body": "hi"})}
+
+    response = graph.post(f"{NUMBER}/messages", data=form)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["messages"][0]["id"].startswith("wamid.")
+
+
+def test_calls_without_a_version_are_answered_as_with_one(graph):
+    bare = httpx.Client(
+        base_url=sandbox_root() + "/", headers={"Authorization": f"Bearer {settings.WHATSAPP_ACCESS_TOKEN}"}
+    )
+    media_id = upload(graph)
+
+    assert bare.get(media_id).json()["id"] == media_id
+    assert bare.post(f"{NUMBER}/messages", json=text()).status_code == 200
+    assert bare.get(f"{payloads.DEFAULT_WABA_ID}/message_templates").json()["data"]
+    assert bare.delete(media_id).json() == {"success": True}
+
+
+def test_a_phone_number_id_the_sandbox_does_not_know_is_metas_unknown_object(graph):
+    error = assert_graph_error(send(graph, text(), number="100000000000999"), status=400, code=100)
+    assert (error["error_subcode"], error["type"]) == (33, "GraphMethodException")
+    assert "Unsupported post request. Object with ID '100000000000999' does not exist" in error["message"]
+    upload_refused = graph.post(
+        "100000000000999/media",
+        data={"messaging_product": "whatsapp"},
+        files={"file": ("a.txt", b"x", "text/plain")},
+    )
+    assert_graph_error(upload_refused, status=400, code=100)
+
+    register_number("100000000000999")  # as a number registered at Meta, or named in the settings
+    assert send(graph, text(), number="100000000000999").status_code == 200
+    configure(waba_ids={"100000000000998": payloads.DEFAULT_WABA_ID})
+    assert send(graph, text(), number="100000000000998").status_code == 200
+    assert stats()["accepted"] == 2
+    httpx.delete(f"{sandbox_root()}/sandbox/numbers/100000000000999").raise_for_status()
+    assert_graph_error(send(graph, text(), number="100000000000999"), status=400, code=100)
+
+
+def test_only_a_message_the_number_received_can_be_marked_read(graph):
+    outgoing = send(graph, text()).json()["messages"][0]["id"]
+    received("wamid.other-number", phone_number_id="100000000000999")
+
+    for wamid in (outgoing, "wamid.never-seen", "wamid.other-number"):
+        refused = send(graph, {"messaging_product": "whatsapp", "status": "read", "message_id": wamid})
+        error = assert_graph_error(refused, status=400, code=100)
+        assert "message_id" in error["message"]
+        assert wamid in error["error_data"]["details"]
+    assert stats()["reads"] == 0
+
+
+def test_a_reaction_to_a_message_the_number_never_saw_fails_later_131009(graph, receiver):
+    configure(webhook_url=receiver.url, status_delays_ms={"sent": 0, "delivered": None})
+    received("wamid.from-ana")
+
+    def react(to_wamid: str) -> str:
+        reaction = {"messaging_product": "whatsapp", "to": TO, "type": "reaction"}
+        answer = send(graph, {**reaction, "reaction": {"message_id": to_wamid, "emoji": "👍"}})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["messages"][0]["id"]
+
+    to_received, to_unknown = react("wamid.from-ana"), react("wamid.never-seen")
+    receiver.wait(2)
+    statuses_settled()
+
+    by_wamid = {status["id"]: status for status in receiver.statuses()}
+    assert by_wamid[to_received]["status"] == "sent"
+    assert by_wamid[to_unknown]["status"] == "failed"
+    assert by_wamid[to_unknown]["errors"][0]["code"] == 131009
+
+
 def test_mark_as_read_is_success_and_counted_apart(graph):
+    received("wamid.inbound1")
     response = send(
         graph, {"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.inbound1"}
     )
@@ -412,6 +534,7 @@ def test_mark_as_read_is_success_and_counted_apart(graph):
 
 
 def test_marks_as_read_and_typing_indicators_are_listed_by_wamid(graph):
+    received("wamid.inbound1", "wamid.inbound2", phone_number_id=NUMBER)
     read = {"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.inbound1"}
     typing = {**read, "message_id": "wamid.inbound2", "typing_indicator": {"type": "text"}}
 
@@ -587,6 +710,7 @@ def test_a_number_over_its_own_rate_is_answered_130429_and_counted_exactly(graph
     timing = counted["accepts"][NUMBER]
     # However long the burst took, each second of it let exactly the limit through, no more.
     assert 20 <= counted["messages"][NUMBER] <= 20 * (int(timing["last"] - timing["first"]) + 1)
+    register_number("100000000000003")
     other = send(graph, text(), number="100000000000003")  # another number has its own window
     assert other.status_code == 200
     timing = stats()["accepts"][NUMBER]
@@ -812,21 +936,31 @@ def test_statuses_are_posted_signed_in_order_in_metas_shape(graph, receiver):
     assert change["field"] == "messages"
     assert change["value"]["messaging_product"] == "whatsapp"
     assert change["value"]["metadata"]["phone_number_id"] == NUMBER
+    user_id = payloads.user_id_of(WA_ID)
+    assert re.fullmatch(r"GB\.\d{20}", user_id)  # a business-scoped user id, the same every time
+    for _, raw in receiver.posts:
+        assert json.loads(raw)["entry"][0]["changes"][0]["value"]["contacts"] == [
+            {"wa_id": WA_ID, "user_id": user_id}
+        ]
     sent, delivered, read = statuses
     for status in statuses:
         assert status["id"] == wamid
-        assert status["recipient_id"] == WA_ID
+        assert (status["recipient_id"], status["recipient_user_id"]) == (WA_ID, user_id)
         assert isinstance(status["timestamp"], str) and status["timestamp"].isdigit()
         assert status["biz_opaque_callback_data"] == "wharf-9"
     assert sent["conversation"]["origin"] == {"type": "service"}
-    assert sent["conversation"] == delivered["conversation"]
-    assert sent["pricing"] == {
-        "billable": False,
-        "pricing_model": "PMP",
-        "category": "service",
-        "type": "free_customer_service",
-    }
-    assert "conversation" not in read and "pricing" not in read
+    assert "conversation" not in delivered and "conversation" not in read  # the first status only
+    assert (
+        sent["pricing"]
+        == delivered["pricing"]
+        == {
+            "billable": False,
+            "pricing_model": "PMP",
+            "category": "service",
+            "type": "free_customer_service",
+        }
+    )
+    assert "pricing" not in read
     webhooks = stats()["webhooks"]
     assert webhooks["posted"] == 3 and webhooks["failed"] == 0
 
@@ -853,6 +987,7 @@ def test_a_recipient_set_to_fail_after_accept_gets_a_failed_status(graph, receiv
     assert response.status_code == 200
     assert failed["status"] == "failed"
     assert failed["id"] == response.json()["messages"][0]["id"]
+    assert "pricing" not in failed and "conversation" not in failed
     (error,) = failed["errors"]
     assert error["code"] == 131026
     assert error["title"] == "Message undeliverable"
