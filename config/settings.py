@@ -27,6 +27,10 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
 ADMINS = [("Operators", address) for address in env.list("ADMINS", default=[])]
+# /readyz (config/health.py): each process asks its dependencies at most once per this many
+# seconds; with a token, only a request carrying it (Authorization: Bearer) gets an answer.
+READINESS_CACHE_S = env.float("READINESS_CACHE_S", default=5.0)
+READINESS_TOKEN = env.str("READINESS_TOKEN", default="")
 
 TIME_ZONE = "UTC"
 USE_TZ = True
