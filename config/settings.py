@@ -379,8 +379,10 @@ SMS_CONFIGURATION_SET = env.str("SMS_CONFIGURATION_SET", default="")
 SMS_HTTP_TIMEOUT_S = env.float("SMS_HTTP_TIMEOUT_S", default=10.0)
 # Inbound SMS (through SNS) reach /webhooks/sms/ with this as basic auth's password; unset: 404.
 SMS_WEBHOOK_TOKEN = env.str("SMS_WEBHOOK_TOKEN", default="")
-# SNS topics whose inbound SMS the webhook accepts; empty: any (basic auth still guards it).
+# SNS topics whose inbound SMS the webhook accepts; empty: none (`make run` names the sandbox's).
 SMS_SNS_TOPIC_ARNS = env.list("SMS_SNS_TOPIC_ARNS", default=[])
+# Signed SNS messages older than this (by their Timestamp) are refused as replays.
+SMS_SNS_MAX_AGE_S = env.int("SMS_SNS_MAX_AGE_S", default=3600)
 # Check SNS's signature on every message (its certificate fetched once from sns.<region>.amazonaws.com),
 # and where else certificates may come from (the sandbox's, locally).
 SMS_SNS_VERIFY_SIGNATURES = env.bool("SMS_SNS_VERIFY_SIGNATURES", default=True)

@@ -40,6 +40,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from devstack.s3store import S3Saved, s3_restore, s3_save
+from devstack.sandbox.sms import INBOUND_TOPIC_ARN
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -308,6 +309,7 @@ class Services:
                 values.update(
                     SMS_ENDPOINT_URL=self.sandbox.sms_url,
                     SMS_SNS_CERT_URL_PREFIXES=f"{self.sandbox.root}/sandbox/sns/",
+                    SMS_SNS_TOPIC_ARNS=INBOUND_TOPIC_ARN,
                 )
         return values
 
