@@ -1,4 +1,8 @@
-"""The campaigns API: CRUD, the start / pause / resume / cancel actions, progress and the report."""
+"""The campaigns API: CRUD, the start / pause / resume / cancel actions, progress and the report.
+
+The audience's count, its CSV list and the report are contact data (contacts.access): they need
+contacts.view_contact besides the campaign's own permission.
+"""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
@@ -21,6 +25,7 @@ from campaigns.services import (
     campaign_start,
     campaign_update,
 )
+from contacts.access import ContactDataPermission
 from core.api import ChangePermissions, ModelPermissions
 from core.models import AuditLog
 from messaging.models import PhoneNumber, Template
@@ -286,6 +291,7 @@ class CampaignAudienceApi(APIView):
     """How many contacts the audience holds now (a preview: recipients are taken at the start)."""
 
     queryset = Campaign.objects.all()
+    permission_classes = [ModelPermissions, ContactDataPermission]
 
     class OutputSerializer(serializers.Serializer):
         count = serializers.IntegerField()
@@ -303,7 +309,7 @@ class CampaignAudienceCsvApi(APIView):
     """The explicit list from a CSV with an id, phone or email column; replaces the list."""
 
     queryset = Campaign.objects.all()
-    permission_classes = [ChangePermissions]
+    permission_classes = [ChangePermissions, ContactDataPermission]
     parser_classes = [MultiPartParser]
 
     class InputSerializer(serializers.Serializer):
@@ -335,6 +341,7 @@ class CampaignReportApi(APIView):
     """A short-lived link to the report in S3 (404 until it is written)."""
 
     queryset = Campaign.objects.all()
+    permission_classes = [ModelPermissions, ContactDataPermission]
 
     class OutputSerializer(serializers.Serializer):
         key = serializers.CharField()

@@ -110,8 +110,9 @@ def presigned_url(
     at each call). The response always carries a disposition (see `content_disposition`) and a
     type: `content_type` when it is in INLINE_TYPES, else application/octet-stream, whatever type
     the object was stored with, so that a browser never renders a sender's HTML or SVG from the
-    bucket's origin. `exact_type` keeps `content_type` for a reader that needs it and is no browser
-    (Meta fetching a medium to send); it still downloads as an attachment."""
+    bucket's origin. `exact_type` keeps `content_type` where it is not a sender's word: a file Wharf
+    wrote itself (a report, an archive), or a reader that needs it and is no browser (Meta fetching
+    a medium to send); such a file still downloads as an attachment."""
     inline = _inline(content_type)
     parameters = {
         "ResponseContentDisposition": content_disposition(content_type=content_type, filename=filename),

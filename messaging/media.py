@@ -33,9 +33,11 @@ from typing import IO
 
 from celery import shared_task
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.utils import timezone
 
+from contacts.access import CONTACT_DATA_HIDDEN, contact_data_visible
 from core.backoff import Backoff
 from core.queues import task_publish
 from core.storage import cold_object_note, file_save, media_storage, presigned_url
@@ -212,9 +214,10 @@ def media_fetch_sweep_task() -> int:
 
 
 def media_presigned_url(*, message: Message) -> str | None:
-    """A short-lived GET URL for the message's stored media; None when nothing is stored or it is
-    archived in a cold storage class (see media_access)."""
-    return media_access(message=message)[0]
+    """A short-lived GET URL for the message's stored media, for no reader in particular; None when
+    nothing is stored or it is archived in a cold storage class. A door for a user asks
+    `media_access`, which also checks that they may read contact data."""
+    return media_link(message=message)[0]
 
 
 def media_archive_prefix() -> str:
@@ -222,9 +225,18 @@ def media_archive_prefix() -> str:
     return f"{settings.ARCHIVE_PREFIX}media/"
 
 
-def media_access(*, message: Message) -> tuple[str | None, str]:
-    """(presigned URL or None, note): the note says why there is no link for archived media in a
-    cold class ("archived, restore requested"; asking requests the restore)."""
+def media_access(*, message: Message, user: AbstractBaseUser | AnonymousUser) -> tuple[str | None, str]:
+    """(presigned URL or None, note) for `user`: the note says why there is no link, for a user who
+    may not read contact data (what a contact sent is theirs: contacts.access) or for archived media
+    in a cold class ("archived, restore requested"; asking requests the restore)."""
+    if message.media_state == Message.MediaState.STORED and not contact_data_visible(user):
+        return None, CONTACT_DATA_HIDDEN
+    return media_link(message=message)
+
+
+def media_link(*, message: Message) -> tuple[str | None, str]:
+    """`media_access` for a door that has already checked its user may read contact data (an admin
+    field shown only to them): (presigned URL or None, why none)."""
     if message.media_state != Message.MediaState.STORED or not message.media_key:
         return None, ""
     if message.media_key.startswith(media_archive_prefix()):

@@ -16,6 +16,7 @@ ALL = (
     "campaigns.change_campaign",
     "campaigns.delete_campaign",
     "campaigns.run_campaign",
+    "contacts.view_contact",
 )
 
 
@@ -89,6 +90,35 @@ def test_starting_needs_the_run_permission(api_client, sender, template):
     reader = api_client("campaigns.view_campaign")
     assert reader.get(f"/api/v1/campaigns/{campaign_id}/").status_code == 200
     assert reader.patch(f"/api/v1/campaigns/{campaign_id}/", {"name": "x"}, format="json").status_code == 403
+
+
+def test_the_report_the_audience_count_and_its_csv_need_the_contacts_view_permission(
+    api_client, sender, template
+):
+    people = contacts(3)
+    contacts(2, tag="spring", name="Rich")
+    campaign_id = api_client(*ALL).post("/api/v1/campaigns/", body(sender), format="json").json()["id"]
+    campaign_report_write(campaign=Campaign.objects.get(pk=campaign_id))
+    without = api_client(*(name for name in ALL if name != "contacts.view_contact"))
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    report = without.get(f"/api/v1/campaigns/{campaign_id}/report/")
+    count = without.get(f"/api/v1/campaigns/{campaign_id}/audience/")
+    listed = without.post(
+        f"/api/v1/campaigns/{campaign_id}/audience/csv/",
+        {
+            "file": SimpleUploadedFile(
+                "l.csv", f"phone\n{people[0].phone}\n".encode(), content_type="text/csv"
+            )
+        },
+        format="multipart",
+    )
+
+    assert [answer.status_code for answer in (report, count, listed)] == [403, 403, 403]
+    assert "contacts.view_contact" in report.json()["detail"]
+    assert Campaign.objects.get(pk=campaign_id).audience_contacts.count() == 0
+    assert without.get(f"/api/v1/campaigns/{campaign_id}/").status_code == 200  # the campaign itself
+    assert api_client(*ALL).get(f"/api/v1/campaigns/{campaign_id}/audience/").json() == {"count": 5}
 
 
 def test_a_csv_sets_the_explicit_list(api_client, sender, template):
