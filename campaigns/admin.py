@@ -3,6 +3,7 @@ resume and cancel it after a confirmation, follow its progress, download its rep
 calls campaigns.services."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -31,6 +32,7 @@ from campaigns.services import (
 from contacts.access import CONTACT_DATA_HIDDEN, contact_data_visible
 from core.console import ReadOnlyAdmin, admin_object_take
 from core.models import AuditLog
+from core.uploads import upload_size_check
 from messaging.models import Template
 
 SOURCE = AuditLog.Source.ADMIN
@@ -75,6 +77,10 @@ class CampaignForm(forms.ModelForm):
     class Meta:
         model = Campaign
         fields = (*EDITABLE, "audience_contacts")
+
+    def clean_audience_csv(self):
+        upload_size_check(self.cleaned_data.get("audience_csv"), limit=settings.CSV_UPLOAD_MAX_BYTES)
+        return self.cleaned_data.get("audience_csv")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -4,6 +4,7 @@ The audience's count, its CSV list and the report are contact data (contacts.acc
 contacts.view_contact besides the campaign's own permission.
 """
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import MultiPartParser
@@ -28,6 +29,7 @@ from campaigns.services import (
 from contacts.access import ContactDataPermission
 from core.api import ChangePermissions, ModelPermissions
 from core.models import AuditLog
+from core.uploads import upload_length_check, upload_size_check
 from messaging.models import PhoneNumber, Template
 
 SOURCE = AuditLog.Source.API
@@ -318,6 +320,10 @@ class CampaignAudienceCsvApi(APIView):
         class Meta:
             ref_name = "CampaignAudienceCsvInput"
 
+        def validate_file(self, file):
+            upload_size_check(file, limit=settings.CSV_UPLOAD_MAX_BYTES)
+            return file
+
     class OutputSerializer(serializers.Serializer):
         lines = serializers.IntegerField()
         matched = serializers.IntegerField()
@@ -328,6 +334,7 @@ class CampaignAudienceCsvApi(APIView):
 
     @extend_schema(request={"multipart/form-data": InputSerializer}, responses=OutputSerializer)
     def post(self, request, id: int):
+        upload_length_check(request, field="file", limit=settings.CSV_UPLOAD_MAX_BYTES)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         counts = campaign_audience_csv_set(

@@ -66,6 +66,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Before anything reads a body (the CSRF check reads a form): too long is refused unread.
+    "core.uploads.UploadLimitMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -246,6 +248,14 @@ WHATSAPP_OPT_IN_KEYWORDS = env.list("WHATSAPP_OPT_IN_KEYWORDS", default=["START"
 # Webhook bodies above this size are refused with 413.
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY_BYTES + 1024
+# Uploads (core/uploads.py): files to send (WhatsApp's largest, documents; each type's own limit is
+# Meta's, messaging/outbound/content.py) and CSV files (contacts, campaign audiences). A multipart
+# request longer than the larger of the two and its form is refused unread; files past
+# FILE_UPLOAD_MAX_MEMORY_SIZE are spooled to disk while a request is parsed.
+MEDIA_UPLOAD_MAX_BYTES = env.int("MEDIA_UPLOAD_MAX_BYTES", default=100 * 1024 * 1024)
+CSV_UPLOAD_MAX_BYTES = env.int("CSV_UPLOAD_MAX_BYTES", default=50 * 1024 * 1024)
+UPLOAD_MAX_BYTES = max(MEDIA_UPLOAD_MAX_BYTES, CSV_UPLOAD_MAX_BYTES) + 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 # Inbound processing: events claimed per batch, and tries before an event is marked failed.
 INBOUND_BATCH_SIZE = env.int("INBOUND_BATCH_SIZE", default=100)
 INBOUND_MAX_ATTEMPTS = env.int("INBOUND_MAX_ATTEMPTS", default=5)

@@ -23,7 +23,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
 from storages.backends import s3
 
-from core.aws import object_head, object_restore
+from core.aws import ObjectUpload, object_head, object_restore
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +129,27 @@ def file_save(storage: Storage, name: str, content: bytes | IO[bytes], *, conten
     file = ContentFile(content) if isinstance(content, bytes) else File(content)
     file.content_type = content_type  # what S3Storage sends as the object's Content-Type
     return storage.save(name, file)
+
+
+# S3's smallest part: a streamed file holds about two of them in memory, whatever its size.
+STREAM_PART_BYTES = 5 * 1024 * 1024
+STREAM_READ_BYTES = 256 * 1024
+
+
+def media_stream_save(key: str, file: IO[bytes], *, content_type: str) -> int:
+    """Stream `file`, from where it stands, to the bucket under exactly `key` (a media storage
+    name), typed `content_type`, in parts checked by S3 (core.aws.ObjectUpload): memory holds about
+    two parts however large the file is, and nothing appears under `key` unless all of it was
+    stored. Returns its size."""
+    upload = ObjectUpload(key, content_type=content_type, part_size=STREAM_PART_BYTES)
+    try:
+        while chunk := file.read(STREAM_READ_BYTES):
+            upload.write(chunk)
+        upload.close()
+    except BaseException:
+        upload.abort()
+        raise
+    return upload.size
 
 
 def media_head(key: str) -> tuple[str, int]:

@@ -5,6 +5,7 @@ answered only to users who may read contacts (contacts.access); the others get n
 A send to a number Wharf does not know makes a contact, so it needs contacts.add_contact too.
 """
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from drf_spectacular.utils import extend_schema, extend_schema_field
@@ -19,6 +20,7 @@ from contacts.models import Contact
 from contacts.services.cleaning import phone_normalise
 from contacts.services.contact import contact_create
 from core.models import AuditLog
+from core.uploads import upload_length_check
 from messaging.conversations import phone_numbers_visible_q
 from messaging.graph import GraphError
 from messaging.media import media_access, media_outgoing_upload
@@ -278,6 +280,8 @@ class MediaUploadApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request):
+        """413 naming `file` past MEDIA_UPLOAD_MAX_BYTES, unread; 400 past WhatsApp's limit for its type."""
+        upload_length_check(request, field="file", limit=settings.MEDIA_UPLOAD_MAX_BYTES)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         upload = serializer.validated_data["file"]

@@ -135,6 +135,38 @@ def test_without_contacts_view_the_console_hides_the_audience_its_count_the_repo
     assert (report.status_code, recipients.status_code) == (403, 403)
 
 
+def test_an_audience_csv_past_its_limit_is_a_form_error_on_the_field(
+    admin_client, sender, template, settings
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    people = contacts(30, tag="other")
+    campaign = whatsapp_campaign(sender, template, audience_tags=[])
+    settings.CSV_UPLOAD_MAX_BYTES = 100
+    csv = ("phone\n" + "".join(f"{person.phone}\n" for person in people)).encode()
+
+    answer = admin_client.post(
+        reverse("admin:campaigns_campaign_change", args=[campaign.pk]),
+        {
+            "name": "Spring offer",
+            "channel": "WHATSAPP",
+            "phone_number": sender.pk,
+            "template": template.pk,
+            "template_parameters": '{"header": ["{{name}}"], "body": ["{{name}}", "{{attributes.code}}"]}',
+            "audience_tags": "",
+            "audience_filters": "{}",
+            "failure_pause_pct": 20,
+            "audience_csv": SimpleUploadedFile("list.csv", csv, content_type="text/csv"),
+        },
+    )
+
+    assert answer.status_code == 200
+    assert answer.context["adminform"].form.errors["audience_csv"] == [
+        "The file is larger than 100 bytes, the most this takes."
+    ]
+    assert campaign.audience_contacts.count() == 0
+
+
 def test_running_needs_the_run_permission(client, sender, template):
     from tests.factories import UserFactory
 

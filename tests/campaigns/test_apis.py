@@ -139,6 +139,28 @@ def test_a_csv_sets_the_explicit_list(api_client, sender, template):
     assert client.get(f"/api/v1/campaigns/{campaign_id}/audience/").json() == {"count": 2}
 
 
+def test_an_audience_csv_past_its_limit_is_refused_naming_the_file(api_client, sender, template, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    people = contacts(30, tag="other")
+    client = api_client(*ALL)
+    campaign_id = client.post("/api/v1/campaigns/", body(sender, audience_tags=[]), format="json").json()[
+        "id"
+    ]
+    settings.CSV_UPLOAD_MAX_BYTES = 100
+    csv = ("phone\n" + "".join(f"{person.phone}\n" for person in people)).encode()
+
+    answer = client.post(
+        f"/api/v1/campaigns/{campaign_id}/audience/csv/",
+        {"file": SimpleUploadedFile("list.csv", csv, content_type="text/csv")},
+        format="multipart",
+    )
+
+    assert answer.status_code == 400
+    assert list(answer.json()) == ["file"] and "100 bytes" in answer.json()["file"][0]
+    assert Campaign.objects.get(pk=campaign_id).audience_contacts.count() == 0
+
+
 def test_an_email_campaign_needs_a_subject_and_a_body(api_client):
     client = api_client(*ALL)
     created = client.post(
