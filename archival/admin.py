@@ -29,7 +29,11 @@ def archive_batch_download_url(batch: ArchiveBatch) -> str | None:
     ):
         return None
     return presigned_url(
-        archive_storage(), batch.key, filename=batch.key.rsplit("/", 1)[-1], content_type="application/gzip"
+        archive_storage(),
+        batch.key,
+        filename=batch.key.rsplit("/", 1)[-1],
+        content_type="application/gzip",
+        exact_type=True,
     )
 
 

@@ -3,6 +3,7 @@ resume and cancel it after a confirmation, follow its progress, download its rep
 calls campaigns.services."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -28,8 +29,10 @@ from campaigns.services import (
     campaign_start,
     campaign_update,
 )
+from contacts.access import CONTACT_DATA_HIDDEN, contact_data_visible
 from core.console import ReadOnlyAdmin, admin_object_take
 from core.models import AuditLog
+from core.uploads import upload_size_check
 from messaging.models import Message, Template
 
 SOURCE = AuditLog.Source.ADMIN
@@ -74,6 +77,10 @@ class CampaignForm(forms.ModelForm):
     class Meta:
         model = Campaign
         fields = (*EDITABLE, "audience_contacts")
+
+    def clean_audience_csv(self):
+        upload_size_check(self.cleaned_data.get("audience_csv"), limit=settings.CSV_UPLOAD_MAX_BYTES)
+        return self.cleaned_data.get("audience_csv")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -152,18 +159,29 @@ class CampaignAdmin(admin.ModelAdmin):
     )
 
     def get_readonly_fields(self, request, obj=None):
+        fields = (*self.readonly_fields, "contact_data_note")
         if obj is not None and obj.status != _C.DRAFT:
-            return (*self.readonly_fields, *EDITABLE, "audience_contacts")
-        return self.readonly_fields
+            return (*fields, *EDITABLE, "audience_contacts")
+        return fields
 
     def get_fieldsets(self, request, obj=None):
-        fieldsets = super().get_fieldsets(request, obj)
-        if obj is not None and obj.status != _C.DRAFT:
-            return [
-                (name, {**options, "fields": tuple(f for f in options["fields"] if f != "audience_csv")})
-                for name, options in fieldsets
-            ]
-        return fieldsets
+        """Without a draft, no CSV; for a user who may not read contact data, no audience count
+        or sample, CSV list (its matches) or report (contacts.access): a note in their place."""
+        dropped = set() if obj is None or obj.status == _C.DRAFT else {"audience_csv"}
+        replaced = {}
+        if not contact_data_visible(request.user):
+            dropped |= {"audience_csv", "report_link"}
+            replaced["audience_preview"] = "contact_data_note"
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": tuple(replaced.get(f, f) for f in options["fields"] if f not in dropped),
+                },
+            )
+            for name, options in super().get_fieldsets(request, obj)
+        ]
 
     def has_run_permission(self, request) -> bool:
         return request.user.has_perm("campaigns.run_campaign")
@@ -220,6 +238,10 @@ class CampaignAdmin(admin.ModelAdmin):
         more = f" and {count - len(sample):,} more" if count > len(sample) else ""
         return format_html("<strong>{} contacts</strong> now: {}{}", f"{count:,}", listed, more)
 
+    @admin.display(description="audience, report")
+    def contact_data_note(self, campaign: Campaign) -> str:
+        return CONTACT_DATA_HIDDEN
+
     @admin.display(description="progress")
     def progress_panel(self, campaign: Campaign) -> str:
         if campaign.pk is None or campaign.status in (_C.DRAFT, _C.SCHEDULED):
@@ -259,7 +281,7 @@ class CampaignAdmin(admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         upload = form.cleaned_data.get("audience_csv")
-        if upload:
+        if upload and contact_data_visible(request.user):  # its matches are contact data
             counts = campaign_audience_csv_set(
                 campaign=form.instance, file=upload.file, actor=request.user, source=SOURCE
             )
@@ -311,7 +333,11 @@ class CampaignAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{campaign}: {campaign.status}.", messages.SUCCESS)
             return HttpResponseRedirect(change_url)
-        audience = campaign_audience_count(campaign=campaign) if action == "start" else None
+        audience = (
+            campaign_audience_count(campaign=campaign)
+            if action == "start" and contact_data_visible(request.user)
+            else None
+        )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -330,8 +356,9 @@ class CampaignAdmin(admin.ModelAdmin):
         return HttpResponse(progress_html(get_object_or_404(Campaign, pk=campaign_id)))
 
     def report_view(self, request: HttpRequest, campaign_id: int) -> HttpResponse:
-        """To the report through a short-lived presigned link."""
-        if not self.has_view_permission(request):
+        """To the report through a short-lived presigned link: every recipient's address, so
+        contact data (contacts.access)."""
+        if not (self.has_view_permission(request) and contact_data_visible(request.user)):
             raise PermissionDenied
         url = campaign_report_url(campaign=get_object_or_404(Campaign, pk=campaign_id))
         if url is None:
@@ -424,6 +451,10 @@ class RecipientAdmin(ReadOnlyAdmin):
     list_select_related = ("campaign", "message")
     show_full_result_count = False
     readonly_fields = [field.name for field in Recipient._meta.fields]
+
+    def has_view_permission(self, request, obj=None):
+        """Recipients are their addresses: contact data (contacts.access)."""
+        return super().has_view_permission(request, obj) and contact_data_visible(request.user)
 
     @admin.display(description="message status")
     def message_status(self, recipient: Recipient) -> str:

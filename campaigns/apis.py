@@ -1,5 +1,10 @@
-"""The campaigns API: CRUD, the start / pause / resume / cancel actions, progress and the report."""
+"""The campaigns API: CRUD, the start / pause / resume / cancel actions, progress and the report.
 
+The audience's count, its CSV list and the report are contact data (contacts.access): they need
+contacts.view_contact besides the campaign's own permission.
+"""
+
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import MultiPartParser
@@ -21,8 +26,10 @@ from campaigns.services import (
     campaign_start,
     campaign_update,
 )
+from contacts.access import ContactDataPermission
 from core.api import ChangePermissions, ModelPermissions
 from core.models import AuditLog
+from core.uploads import upload_length_check, upload_size_check
 from messaging.models import PhoneNumber, Template
 
 SOURCE = AuditLog.Source.API
@@ -303,6 +310,7 @@ class CampaignAudienceApi(APIView):
     """How many contacts the audience holds now (a preview: recipients are taken at the start)."""
 
     queryset = Campaign.objects.all()
+    permission_classes = [ModelPermissions, ContactDataPermission]
 
     class OutputSerializer(serializers.Serializer):
         count = serializers.IntegerField()
@@ -320,7 +328,7 @@ class CampaignAudienceCsvApi(APIView):
     """The explicit list from a CSV with an id, phone or email column; replaces the list."""
 
     queryset = Campaign.objects.all()
-    permission_classes = [ChangePermissions]
+    permission_classes = [ChangePermissions, ContactDataPermission]
     parser_classes = [MultiPartParser]
 
     class InputSerializer(serializers.Serializer):
@@ -328,6 +336,10 @@ class CampaignAudienceCsvApi(APIView):
 
         class Meta:
             ref_name = "CampaignAudienceCsvInput"
+
+        def validate_file(self, file):
+            upload_size_check(file, limit=settings.CSV_UPLOAD_MAX_BYTES)
+            return file
 
     class OutputSerializer(serializers.Serializer):
         lines = serializers.IntegerField()
@@ -339,6 +351,7 @@ class CampaignAudienceCsvApi(APIView):
 
     @extend_schema(request={"multipart/form-data": InputSerializer}, responses=OutputSerializer)
     def post(self, request, id: int):
+        upload_length_check(request, field="file", limit=settings.CSV_UPLOAD_MAX_BYTES)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         counts = campaign_audience_csv_set(
@@ -352,6 +365,7 @@ class CampaignReportApi(APIView):
     """A short-lived link to the report in S3 (404 until it is written)."""
 
     queryset = Campaign.objects.all()
+    permission_classes = [ModelPermissions, ContactDataPermission]
 
     class OutputSerializer(serializers.Serializer):
         key = serializers.CharField()

@@ -110,7 +110,9 @@ def campaign_report_url(*, campaign: Campaign) -> str | None:
         return None
     storage = reports_storage()
     name = campaign.report_key.removeprefix(f"{storage.location.rstrip('/')}/")
-    return presigned_url(storage, name, filename=name.rsplit("/", 1)[-1], content_type="application/json")
+    return presigned_url(
+        storage, name, filename=name.rsplit("/", 1)[-1], content_type="application/json", exact_type=True
+    )
 
 
 REPORT_WAIT_S = 2.0  # a report waits for sends in flight, retrying this often

@@ -1,6 +1,18 @@
-"""`/healthz`: 200 when the database, the broker and the storage answer; 503 naming any that does not."""
+"""Health for load balancers and orchestrators: liveness and readiness, kept apart.
 
+`/healthz` (liveness) answers 200 from the process alone and touches nothing: it is public, and any
+number of hits costs no query, no SQS or S3 request. `/readyz` (readiness) asks the database, the
+broker and the storage, and answers 200, or 503 naming any that does not answer; each process asks
+at most once per READINESS_CACHE_S and answers from that in between, so a flood of hits never
+becomes a flood on the dependencies. With READINESS_TOKEN set, `/readyz` answers only a request
+with `Authorization: Bearer <token>` (401 otherwise), so what is failing is told to the
+orchestrator, not to the internet.
+"""
+
+import hmac
 import logging
+import threading
+import time
 
 from django.conf import settings
 from django.db import connection
@@ -28,8 +40,25 @@ def _storage() -> None:
 CHECKS = {"database": _database, "broker": _broker, "storage": _storage}
 
 
-@require_GET
-def healthz(request):
+class _Readiness:
+    """The last answer of this process's checks and when it was made; one request checks at a time."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.answer: tuple[int, dict] | None = None
+        self.at = 0.0
+
+    def get(self) -> tuple[int, dict]:
+        with self.lock:
+            if self.answer is None or time.monotonic() - self.at >= settings.READINESS_CACHE_S:
+                self.answer, self.at = _readiness_check(), time.monotonic()
+            return self.answer
+
+
+_readiness = _Readiness()
+
+
+def _readiness_check() -> tuple[int, dict]:
     results = {}
     for name, check in CHECKS.items():
         try:
@@ -40,7 +69,34 @@ def healthz(request):
         else:
             results[name] = "ok"
     failing = [name for name, result in results.items() if result != "ok"]
-    status = 503 if failing else 200
-    return JsonResponse(
-        {"status": "unavailable" if failing else "ok", "failing": failing, **results}, status=status
-    )
+    body = {"status": "unavailable" if failing else "ok", "failing": failing, **results}
+    return (503 if failing else 200), body
+
+
+def _token_given(request) -> bool:
+    token = settings.READINESS_TOKEN
+    if not token:
+        return True
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+@require_GET
+def healthz(request):
+    """Liveness: this process answers requests."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def readyz(request):
+    """Readiness: the database, the broker and the storage answer (at most READINESS_CACHE_S old)."""
+    if not _token_given(request):
+        response = JsonResponse(
+            {"detail": "Readiness needs Authorization: Bearer <READINESS_TOKEN>."}, status=401
+        )
+        response["WWW-Authenticate"] = "Bearer"
+        return response
+    status, body = _readiness.get()
+    response = JsonResponse(body, status=status)
+    response["Cache-Control"] = "no-store"
+    return response

@@ -27,6 +27,10 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
 ADMINS = [("Operators", address) for address in env.list("ADMINS", default=[])]
+# /readyz (config/health.py): each process asks its dependencies at most once per this many
+# seconds; with a token, only a request carrying it (Authorization: Bearer) gets an answer.
+READINESS_CACHE_S = env.float("READINESS_CACHE_S", default=5.0)
+READINESS_TOKEN = env.str("READINESS_TOKEN", default="")
 
 TIME_ZONE = "UTC"
 USE_TZ = True
@@ -62,6 +66,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Before anything reads a body (the CSRF check reads a form): too long is refused unread.
+    "core.uploads.UploadLimitMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -273,6 +279,14 @@ WHATSAPP_OPT_IN_KEYWORDS = env.list("WHATSAPP_OPT_IN_KEYWORDS", default=["START"
 # Webhook bodies above this size are refused with 413.
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY_BYTES + 1024
+# Uploads (core/uploads.py): files to send (WhatsApp's largest, documents; each type's own limit is
+# Meta's, messaging/outbound/content.py) and CSV files (contacts, campaign audiences). A multipart
+# request longer than the larger of the two and its form is refused unread; files past
+# FILE_UPLOAD_MAX_MEMORY_SIZE are spooled to disk while a request is parsed.
+MEDIA_UPLOAD_MAX_BYTES = env.int("MEDIA_UPLOAD_MAX_BYTES", default=100 * 1024 * 1024)
+CSV_UPLOAD_MAX_BYTES = env.int("CSV_UPLOAD_MAX_BYTES", default=50 * 1024 * 1024)
+UPLOAD_MAX_BYTES = max(MEDIA_UPLOAD_MAX_BYTES, CSV_UPLOAD_MAX_BYTES) + 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 # Inbound processing: events claimed per batch, and tries before an event is marked failed.
 INBOUND_BATCH_SIZE = env.int("INBOUND_BATCH_SIZE", default=100)
 INBOUND_MAX_ATTEMPTS = env.int("INBOUND_MAX_ATTEMPTS", default=5)
@@ -406,8 +420,10 @@ SMS_CONFIGURATION_SET = env.str("SMS_CONFIGURATION_SET", default="")
 SMS_HTTP_TIMEOUT_S = env.float("SMS_HTTP_TIMEOUT_S", default=10.0)
 # Inbound SMS (through SNS) reach /webhooks/sms/ with this as basic auth's password; unset: 404.
 SMS_WEBHOOK_TOKEN = env.str("SMS_WEBHOOK_TOKEN", default="")
-# SNS topics whose inbound SMS the webhook accepts; empty: any (basic auth still guards it).
+# SNS topics whose inbound SMS the webhook accepts; empty: none (`make run` names the sandbox's).
 SMS_SNS_TOPIC_ARNS = env.list("SMS_SNS_TOPIC_ARNS", default=[])
+# Signed SNS messages older than this (by their Timestamp) are refused as replays.
+SMS_SNS_MAX_AGE_S = env.int("SMS_SNS_MAX_AGE_S", default=3600)
 # Check SNS's signature on every message (its certificate fetched once from sns.<region>.amazonaws.com),
 # and where else certificates may come from (the sandbox's, locally).
 SMS_SNS_VERIFY_SIGNATURES = env.bool("SMS_SNS_VERIFY_SIGNATURES", default=True)

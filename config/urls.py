@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config.health import healthz
+from config.health import healthz, readyz
 from messaging.apis.messages import MediaUploadApi
 from messaging.channels.views import sms_webhook, unsubscribe
 
@@ -24,6 +24,7 @@ urlpatterns = [
     path("webhooks/sms/", sms_webhook, name="sms-webhook"),
     path("unsubscribe/<str:token>/", unsubscribe, name="unsubscribe"),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
 ]
 
 admin.site.site_header = "Wharf"

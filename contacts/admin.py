@@ -1,6 +1,7 @@
 """The operators' console for contacts. Saves, deletes, actions and imports call contacts.services."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -23,6 +24,7 @@ from contacts.services.contact import contact_create, contact_delete, contact_up
 from contacts.services.csv_io import contacts_import_csv
 from core.console import admin_object_take, set_or_unset_filter
 from core.models import AuditLog
+from core.uploads import upload_size_check
 
 SOURCE = AuditLog.Source.ADMIN
 IMPORT_ERRORS_SHOWN = 1000
@@ -68,6 +70,10 @@ class ContactActionForm(helpers.ActionForm):
 
 class ContactImportForm(forms.Form):
     file = forms.FileField(label="CSV file", help_text="UTF-8, with a header line that has a phone column.")
+
+    def clean_file(self):
+        upload_size_check(self.cleaned_data["file"], limit=settings.CSV_UPLOAD_MAX_BYTES)
+        return self.cleaned_data["file"]
 
 
 class TagFilter(admin.SimpleListFilter):

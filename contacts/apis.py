@@ -1,5 +1,6 @@
 """The contacts API: each view parses its input, calls one service or selector and answers."""
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
@@ -23,6 +24,7 @@ from contacts.services.contact import (
 from contacts.services.csv_io import contacts_export_csv_stream, contacts_import_csv
 from core.api import ChangePermissions, ModelPermissions
 from core.models import AuditLog
+from core.uploads import upload_length_check, upload_size_check
 
 SOURCE = AuditLog.Source.API
 
@@ -256,6 +258,10 @@ class ContactImportApi(APIView):
     class InputSerializer(serializers.Serializer):
         file = UploadField(help_text="UTF-8 CSV with a header line that has a phone column.")
 
+        def validate_file(self, file):
+            upload_size_check(file, limit=settings.CSV_UPLOAD_MAX_BYTES)
+            return file
+
         class Meta:
             ref_name = "ContactImportInput"
 
@@ -282,6 +288,7 @@ class ContactImportApi(APIView):
         description="Imports the good rows and reports the others by line. Idempotent on phone.",
     )
     def post(self, request):
+        upload_length_check(request, field="file", limit=settings.CSV_UPLOAD_MAX_BYTES)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         result = contacts_import_csv(

@@ -7,7 +7,8 @@
 
 The bucket is never public: files are handed out only as presigned GET URLs, made by `presigned_url`
 alone, short-lived (PRESIGNED_URL_EXPIRY_S unless the caller needs longer) and never shown inline by a
-browser unless their type is one a browser can only display (INLINE_TYPES); anything else downloads.
+browser unless their type is one a browser can only display (INLINE_TYPES); anything else downloads
+as application/octet-stream.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
 from storages.backends import s3
 
-from core.aws import object_head, object_restore
+from core.aws import ObjectUpload, object_head, object_restore
 
 logger = logging.getLogger(__name__)
 
-# Types a browser displays without running anything: images (not SVG), audio, video, PDF.
+# Types a browser displays without running anything: images (not SVG), audio, video, and PDF (shown
+# by the browser's own viewer, sandboxed away from the page's origin).
 INLINE_TYPES = frozenset(
     {
         "image/jpeg",
@@ -43,6 +45,8 @@ INLINE_TYPES = frozenset(
         "application/pdf",
     }
 )
+# What every other type is served as, with `attachment`: bytes to save, never a page to render.
+DOWNLOAD_TYPE = "application/octet-stream"
 
 
 class S3Storage(s3.S3Storage):
@@ -73,14 +77,24 @@ def archive_storage() -> Storage:
     return storages["archive"]
 
 
+def _ascii_filename(filename: str) -> str:
+    """RFC 6266's fallback `filename` for clients that ignore `filename*`: ASCII only, no quotes,
+    backslashes or control characters."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename)
+
+
 def content_disposition(*, content_type: str | None, filename: str | None = None) -> str:
     """`inline` for the types in INLINE_TYPES, `attachment` for any other (or none), with the file
-    name in RFC 6266's UTF-8 form when there is one."""
-    base = (content_type or "").split(";", 1)[0].strip().lower()
-    disposition = "inline" if base in INLINE_TYPES else "attachment"
+    name both as an ASCII fallback and in RFC 5987's UTF-8 form when there is one."""
+    disposition = "inline" if _inline(content_type) else "attachment"
     if filename:
-        disposition += f"; filename*=UTF-8''{quote(filename, safe='')}"
+        fallback, encoded = _ascii_filename(filename), quote(filename, safe="")
+        disposition += f"; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
     return disposition
+
+
+def _inline(content_type: str | None) -> bool:
+    return (content_type or "").split(";", 1)[0].strip().lower() in INLINE_TYPES
 
 
 def presigned_url(
@@ -90,15 +104,20 @@ def presigned_url(
     expire: int | None = None,
     filename: str | None = None,
     content_type: str | None = None,
+    exact_type: bool = False,
 ) -> str:
     """A GET URL for one file that lasts `expire` seconds (PRESIGNED_URL_EXPIRY_S by default, read
-    at each call). The response carries `content_type` when given, and always a disposition (see
-    `content_disposition`)."""
+    at each call). The response always carries a disposition (see `content_disposition`) and a
+    type: `content_type` when it is in INLINE_TYPES, else application/octet-stream, whatever type
+    the object was stored with, so that a browser never renders a sender's HTML or SVG from the
+    bucket's origin. `exact_type` keeps `content_type` where it is not a sender's word: a file Wharf
+    wrote itself (a report, an archive), or a reader that needs it and is no browser (Meta fetching
+    a medium to send); such a file still downloads as an attachment."""
+    inline = _inline(content_type)
     parameters = {
-        "ResponseContentDisposition": content_disposition(content_type=content_type, filename=filename)
+        "ResponseContentDisposition": content_disposition(content_type=content_type, filename=filename),
+        "ResponseContentType": content_type if content_type and (inline or exact_type) else DOWNLOAD_TYPE,
     }
-    if content_type:
-        parameters["ResponseContentType"] = content_type
     if expire is None:
         expire = settings.PRESIGNED_URL_EXPIRY_S
     return storage.url(name, parameters=parameters, expire=expire)
@@ -110,6 +129,27 @@ def file_save(storage: Storage, name: str, content: bytes | IO[bytes], *, conten
     file = ContentFile(content) if isinstance(content, bytes) else File(content)
     file.content_type = content_type  # what S3Storage sends as the object's Content-Type
     return storage.save(name, file)
+
+
+# S3's smallest part: a streamed file holds about two of them in memory, whatever its size.
+STREAM_PART_BYTES = 5 * 1024 * 1024
+STREAM_READ_BYTES = 256 * 1024
+
+
+def media_stream_save(key: str, file: IO[bytes], *, content_type: str) -> int:
+    """Stream `file`, from where it stands, to the bucket under exactly `key` (a media storage
+    name), typed `content_type`, in parts checked by S3 (core.aws.ObjectUpload): memory holds about
+    two parts however large the file is, and nothing appears under `key` unless all of it was
+    stored. Returns its size."""
+    upload = ObjectUpload(key, content_type=content_type, part_size=STREAM_PART_BYTES)
+    try:
+        while chunk := file.read(STREAM_READ_BYTES):
+            upload.write(chunk)
+        upload.close()
+    except BaseException:
+        upload.abort()
+        raise
+    return upload.size
 
 
 def media_head(key: str) -> tuple[str, int]:

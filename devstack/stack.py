@@ -50,6 +50,7 @@ from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from devstack.s3store import S3Saved, s3_restore, s3_save
+from devstack.sandbox.sms import INBOUND_TOPIC_ARN
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -330,6 +331,7 @@ class Services:
                 values.update(
                     SMS_ENDPOINT_URL=self.sandbox.sms_url,
                     SMS_SNS_CERT_URL_PREFIXES=f"{self.sandbox.root}/sandbox/sns/",
+                    SMS_SNS_TOPIC_ARNS=INBOUND_TOPIC_ARN,
                 )
         return values
 
@@ -486,12 +488,34 @@ def stop_on_signals() -> threading.Event:
     return stopping
 
 
+def secret_file_write(path: Path, text: str, *, replace: bool = True) -> bool:
+    """Write `text` to a file only its owner can read: born with mode 600 (os.open's mode, never a
+    chmod after the fact), filled under a temporary name, then put at `path` in one step, so no
+    reader ever finds it readable by others or half written. With replace=False an existing file is
+    kept; returns whether `path` now holds `text`."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+        if replace:
+            os.replace(temporary, path)
+            return True
+        try:
+            os.link(temporary, path)  # fails when the file exists: a concurrent start made it
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+
+
 def var_secret(name: str) -> str:
-    """A secret generated once into var/<name> and read from there on every start."""
+    """A secret generated once into var/<name> (mode 600) and read from there on every start."""
     path = VAR_DIR / name
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        secret_file_write(path, secrets.token_urlsafe(50), replace=False)
     return path.read_text().strip()
 
 
@@ -536,8 +560,7 @@ def manage(env: dict[str, str], *args: str) -> None:
 
 def write_stack_env(values: dict[str, str]) -> Path:
     path = VAR_DIR / "stack.env"
-    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
-    path.chmod(0o600)
+    secret_file_write(path, "".join(f"{key}={value}\n" for key, value in values.items()))
     return path
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from http.cookiejar import CookieJar
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from django.conf import settings
@@ -22,6 +22,8 @@ from django.conf import settings
 RETRYABLE_CODES = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131056, 133004})
 # Codes that mean the token is wrong, expired or lacks permission: operators must act.
 AUTH_CODES = frozenset({0, 190})
+# A media download is written on in pieces of this size.
+DOWNLOAD_CHUNK_BYTES = 64 * 1024
 
 _TITLE_PREFIX = re.compile(r"^\(#\d+\)\s*")
 
@@ -161,8 +163,9 @@ class GraphClient:
             raise GraphRetryableError(f"Graph API gave no url for media {media_id}")
         return data
 
-    def media_download(self, url: str, *, max_bytes: int) -> bytes:
-        """The bytes at a media url (it wants the bearer token too), refused past `max_bytes`."""
+    def media_download(self, url: str, *, out: IO[bytes], max_bytes: int) -> int:
+        """Writes the bytes at a media url (it wants the bearer token too) to `out` as they arrive,
+        never holding the whole file; refused past `max_bytes`. Returns how many were written."""
         try:
             # A redirect to another host (a CDN) is followed without the token: httpx drops it.
             with self._http.stream("GET", url, headers=self._auth, follow_redirects=True) as response:
@@ -172,15 +175,15 @@ class GraphClient:
                 declared = _int_or_none(response.headers.get("Content-Length"))
                 if declared is not None and declared > max_bytes:
                     raise _too_large(declared, max_bytes)
-                chunks, size = [], 0
-                for chunk in response.iter_bytes():
+                size = 0
+                for chunk in response.iter_bytes(DOWNLOAD_CHUNK_BYTES):
                     size += len(chunk)
                     if size > max_bytes:
                         raise _too_large(size, max_bytes)
-                    chunks.append(chunk)
+                    out.write(chunk)
         except httpx.HTTPError as error:
             raise _transport_error(error) from error
-        return b"".join(chunks)
+        return size
 
     def media_upload(self, *, phone_number_id: str, content: bytes, mime_type: str, filename: str) -> str:
         """`POST /{phone-number-id}/media`; returns the new media id."""
@@ -237,5 +240,5 @@ def media_info(media_id: str) -> dict:
     return graph_client().media_info(media_id)
 
 
-def media_download(url: str) -> bytes:
-    return graph_client().media_download(url, max_bytes=settings.WHATSAPP_MEDIA_MAX_BYTES)
+def media_download(url: str, *, out: IO[bytes]) -> int:
+    return graph_client().media_download(url, out=out, max_bytes=settings.WHATSAPP_MEDIA_MAX_BYTES)

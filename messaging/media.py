@@ -1,7 +1,9 @@
 """Media of inbound messages: fetched through the Graph API, checked, kept in S3, served presigned.
 
-A fetch asks Meta for the media's URL (`GET /{media-id}`), downloads it with the bearer token,
-compares the bytes with Meta's sha256 and size, and puts them at a key made only of the sender
+A fetch asks Meta for the media's URL (`GET /{media-id}`), downloads it with the bearer token into
+a temporary file (in memory up to SPOOL_MEMORY_BYTES, on disk beyond; never whole in memory),
+hashing the bytes as they arrive, compares them with Meta's sha256 and size, streams the file to S3
+at a key made only of the sender
 number's id and Meta's media id, so a retry or a second delivery of the task writes the same
 object again; only then is the message marked stored (a crash before that leaves it pending, and
 the next run overwrites the object). Retryable failures (5xx, timeouts, Meta's throttling codes,
@@ -26,6 +28,7 @@ import hashlib
 import logging
 import mimetypes
 import re
+import tempfile
 import uuid
 from datetime import timedelta
 from functools import partial
@@ -33,14 +36,18 @@ from typing import IO
 
 from celery import shared_task
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from contacts.access import CONTACT_DATA_HIDDEN, contact_data_visible
 from core.backoff import Backoff
 from core.queues import task_publish
-from core.storage import cold_object_note, file_save, media_storage, presigned_url
+from core.storage import cold_object_note, media_storage, media_stream_save, presigned_url
 from messaging.graph import GraphError, GraphRetryableError, media_download, media_info
 from messaging.models import Message
+from messaging.outbound.content import media_max_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +57,8 @@ BACKOFF_MAX_S = 600
 SWEEP_STALE_AFTER = timedelta(minutes=30)
 SWEEP_BATCH = 500
 MEDIA_ID_TTL = timedelta(days=7)
+# A download stays in memory up to this size, then goes to a temporary file.
+SPOOL_MEMORY_BYTES = 1024 * 1024
 
 # Extensions for the types WhatsApp carries; other types take Python's built-in table, never the
 # machine's, so that every worker makes the same key.
@@ -76,6 +85,20 @@ _EXTENSIONS = {
 _BUILT_IN_TYPES = mimetypes.MimeTypes()  # built from Python's defaults only: no files are read
 
 
+class _HashingWriter:
+    """Writes to a file, keeping the sha256 and size of what went through."""
+
+    def __init__(self, file: IO[bytes]):
+        self.file = file
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> int:
+        self.sha256.update(chunk)
+        self.size += len(chunk)
+        return self.file.write(chunk)
+
+
 class MediaIntegrityError(Exception):
     """The bytes downloaded are not the file Meta described (sha256 or size differ)."""
 
@@ -96,16 +119,19 @@ def media_fetch(*, message_id: int) -> None:
         logger.info("media of message %s: nothing to fetch", message_id)
         return
     info = media_info(message.media_id)
-    content = media_download(info["url"])
-    digest = hashlib.sha256(content).digest()
-    _media_verify(content=content, digest=digest, info=info)
     mime_type = mime_base(str(info.get("mime_type") or message.media_mime_type)) or "application/octet-stream"
     phone_number_id = message.phone_number.phone_number_id if message.phone_number else ""
     key = media_key(phone_number_id=phone_number_id, media_id=message.media_id, mime_type=mime_type)
-    file_save(media_storage(), key, content, content_type=mime_type)
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES) as spool:
+        download = _HashingWriter(spool)
+        media_download(info["url"], out=download)
+        digest, size = download.sha256.digest(), download.size
+        _media_verify(size=size, digest=digest, info=info)
+        spool.seek(0)
+        media_stream_save(key, spool, content_type=mime_type)
     message.media_key = key
     message.media_mime_type = mime_type
-    message.media_size = len(content)
+    message.media_size = size
     message.media_sha256 = digest.hex()
     message.media_state = Message.MediaState.STORED
     message.media_error = ""
@@ -120,7 +146,7 @@ def media_fetch(*, message_id: int) -> None:
             "updated_at",
         ]
     )
-    logger.info("media of message %s stored at %s (%d bytes)", message_id, key, len(content))
+    logger.info("media of message %s stored at %s (%d bytes)", message_id, key, size)
 
 
 def media_mark_unavailable(*, message_id: int, reason: str) -> bool:
@@ -212,9 +238,10 @@ def media_fetch_sweep_task() -> int:
 
 
 def media_presigned_url(*, message: Message) -> str | None:
-    """A short-lived GET URL for the message's stored media; None when nothing is stored or it is
-    archived in a cold storage class (see media_access)."""
-    return media_access(message=message)[0]
+    """A short-lived GET URL for the message's stored media, for no reader in particular; None when
+    nothing is stored or it is archived in a cold storage class. A door for a user asks
+    `media_access`, which also checks that they may read contact data."""
+    return media_link(message=message)[0]
 
 
 def media_archive_prefix() -> str:
@@ -222,9 +249,18 @@ def media_archive_prefix() -> str:
     return f"{settings.ARCHIVE_PREFIX}media/"
 
 
-def media_access(*, message: Message) -> tuple[str | None, str]:
-    """(presigned URL or None, note): the note says why there is no link for archived media in a
-    cold class ("archived, restore requested"; asking requests the restore)."""
+def media_access(*, message: Message, user: AbstractBaseUser | AnonymousUser) -> tuple[str | None, str]:
+    """(presigned URL or None, note) for `user`: the note says why there is no link, for a user who
+    may not read contact data (what a contact sent is theirs: contacts.access) or for archived media
+    in a cold class ("archived, restore requested"; asking requests the restore)."""
+    if message.media_state == Message.MediaState.STORED and not contact_data_visible(user):
+        return None, CONTACT_DATA_HIDDEN
+    return media_link(message=message)
+
+
+def media_link(*, message: Message) -> tuple[str | None, str]:
+    """`media_access` for a door that has already checked its user may read contact data (an admin
+    field shown only to them): (presigned URL or None, why none)."""
     if message.media_state != Message.MediaState.STORED or not message.media_key:
         return None, ""
     if message.media_key.startswith(media_archive_prefix()):
@@ -260,15 +296,15 @@ def _key_part(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", value).strip(".")
 
 
-def _media_verify(*, content: bytes, digest: bytes, info: dict) -> None:
+def _media_verify(*, size: int, digest: bytes, info: dict) -> None:
     expected = str(info.get("sha256") or "")
     if expected and _hash_bytes(expected) != digest:
         raise MediaIntegrityError(
-            f"sha256 mismatch: Meta gave {expected}, the download has {digest.hex()} ({len(content)} bytes)"
+            f"sha256 mismatch: Meta gave {expected}, the download has {digest.hex()} ({size} bytes)"
         )
-    size = info.get("file_size")
-    if size not in (None, "") and str(size).isdigit() and int(size) != len(content):
-        raise MediaIntegrityError(f"size mismatch: Meta gave {size} bytes, the download has {len(content)}")
+    declared = info.get("file_size")
+    if declared not in (None, "") and str(declared).isdigit() and int(declared) != size:
+        raise MediaIntegrityError(f"size mismatch: Meta gave {declared} bytes, the download has {size}")
 
 
 def _hash_bytes(text: str) -> bytes | None:
@@ -287,10 +323,21 @@ _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 def media_outgoing_upload(*, file: IO[bytes], filename: str, content_type: str) -> str:
     """Store a file to send under MEDIA_OUTGOING_PREFIX; returns its key for `message_send`'s s3_key.
 
-    The key is new for every upload (a random folder keeps the sender's file name readable)."""
+    The key is new for every upload (a random folder keeps the sender's file name readable); the
+    file is streamed to S3 from where an upload spooled it. Raises ValidationError on `file` when it
+    is larger than WhatsApp takes for its type (or MEDIA_UPLOAD_MAX_BYTES), before anything is stored."""
+    content_type = content_type or "application/octet-stream"
+    size = getattr(file, "size", None)
+    limit = min(media_max_bytes(content_type), settings.MEDIA_UPLOAD_MAX_BYTES)
+    if size is not None and size > limit:
+        raise ValidationError(
+            {"file": f"{size:,} bytes is more than the {limit:,} a {mime_base(content_type)} file may have."}
+        )
     safe_name = _UNSAFE_FILENAME.sub("_", filename or "file").strip("._") or "file"
     key = f"{settings.MEDIA_OUTGOING_PREFIX}{uuid.uuid4().hex}/{safe_name[:200]}"
-    return file_save(media_storage(), key, file, content_type=content_type or "application/octet-stream")
+    file.seek(0)
+    media_stream_save(key, file, content_type=content_type)
+    return key
 
 
 def media_outgoing_discard(*, key: str) -> None:

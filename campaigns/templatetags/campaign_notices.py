@@ -5,6 +5,7 @@ round."""
 from django import template
 
 from campaigns.selectors import contact_campaigns_recent
+from contacts.access import contact_data_visible
 
 register = template.Library()
 RECENT = 5
@@ -14,7 +15,7 @@ RECENT = 5
 def contact_campaigns(context, contact) -> dict:
     """The contact's latest campaigns, for a user who may view contacts."""
     user = context["request"].user
-    if not user.has_perm("contacts.view_contact"):
+    if not contact_data_visible(user):
         return {"shown": False}
     return {
         "shown": True,

@@ -32,11 +32,12 @@ from contacts.services.cleaning import (
     wa_id_clean,
 )
 from core.audit import Actor, audit_log_record
+from core.spreadsheets import cell_escape, cell_unescape
 
 #
 # Export and import share one layout, so an export imports back unchanged. A cell that a
-# spreadsheet would run as a formula (it starts with = + - or @) is written with a leading
-# apostrophe, and the import takes one apostrophe off such a cell.
+# spreadsheet would run as a formula is written escaped, and the import unescapes it
+# (core.spreadsheets).
 
 EXPORT_COLUMNS = (
     "phone",
@@ -66,30 +67,20 @@ _IMPORT_CLEANERS = (
     ("language", language_clean, ""),
 )
 _json_encode = json.JSONEncoder(ensure_ascii=False).encode
-_FORMULA = re.compile(r"'*[=+\-@]")
-_FORMULA_ESCAPED = re.compile(r"'+[=+\-@]")
-
-
-def _cell_escape(value: str) -> str:
-    return f"'{value}" if _FORMULA.match(value) else value
-
-
-def _cell_unescape(value: str) -> str:
-    return value[1:] if _FORMULA_ESCAPED.match(value) else value
 
 
 def _export_row(row: tuple) -> list[str]:
     phone, wa_id, name, email, tags, language, attributes, opted_out_at, opt_out_source, created_at = row
     return [
         phone,
-        _cell_escape(wa_id),
-        _cell_escape(name),
-        _cell_escape(email),
-        _cell_escape(";".join(tags)),
+        cell_escape(wa_id),
+        cell_escape(name),
+        cell_escape(email),
+        cell_escape(";".join(tags)),
         language,
         json.dumps(attributes, ensure_ascii=False, separators=(",", ":")) if attributes else "",
         opted_out_at.isoformat() if opted_out_at else "",
-        _cell_escape(opt_out_source),
+        cell_escape(opt_out_source),
         created_at.isoformat(),
     ]
 
@@ -227,7 +218,7 @@ def _import_row(line: int, cells: list[str], known: dict[str, int], extra: list[
     raw = dict.fromkeys(IMPORT_COLUMNS, "")
     for name, index in known.items():
         value = cells[index].strip()
-        raw[name] = _cell_unescape(value) if value[:1] == "'" else value
+        raw[name] = cell_unescape(value) if value[:1] == "'" else value
     errors: dict[str, list[ValidationError]] = {}
     values = []
     for name, clean, empty in _IMPORT_CLEANERS:
@@ -252,7 +243,7 @@ def _import_row(line: int, cells: list[str], known: dict[str, int], extra: list[
     for index, title in extra:
         value = cells[index].strip()
         if value:
-            attributes[title] = _cell_unescape(value) if value[:1] == "'" else value
+            attributes[title] = cell_unescape(value) if value[:1] == "'" else value
     opted_out_at = None
     if raw["opted_out_at"]:
         try:

@@ -54,6 +54,8 @@ ERROR_STATUS = {
     "InternalServerException": 500,
 }
 MESSAGES_KEPT = 10_000
+# The topic the sandbox publishes inbound SMS to; `make run` lets Wharf accept only it.
+INBOUND_TOPIC_ARN = "arn:aws:sns:us-east-1:000000000000:wharf-sandbox-inbound-sms"
 NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 CONFIRMATION_FIELDS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
 _E164 = re.compile(r"\+[1-9]\d{1,14}")
@@ -216,7 +218,7 @@ class SmsOutbox:
         return {
             "Type": "Notification",
             "MessageId": str(uuid.uuid4()),
-            "TopicArn": "arn:aws:sns:us-east-1:000000000000:wharf-sandbox-inbound-sms",
+            "TopicArn": INBOUND_TOPIC_ARN,
             "Message": json.dumps(message),
             "Timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
             "UnsubscribeURL": "",

@@ -32,6 +32,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from contacts.access import CONTACT_DATA_HIDDEN, contact_data_visible
 from contacts.models import Contact
 from contacts.selectors import contact_search_q
 from messaging.admin.common import (
@@ -48,7 +49,7 @@ from messaging.admin.notes import NOTE_PERMISSION, note_add, note_context
 from messaging.admin.panel import contact_panel_context
 from messaging.admin.reply import reply_context, reply_links_context, reply_send, reply_sender
 from messaging.conversations import conversation_read, conversations_visible_q, phone_number_visible
-from messaging.media import media_access
+from messaging.media import media_access, media_link
 from messaging.models import (
     Message,
     SendAttempt,
@@ -140,7 +141,10 @@ def failure_text(message: Message) -> str:
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    """Messages are Meta's record: read here, deleted through the service, never edited."""
+    """Messages are Meta's record: read here, deleted through the service, never edited.
+
+    A user who may not read contact data (contacts.access) sees a message's contact by its id alone,
+    cannot search by phone number, and sees neither Meta's raw payload nor the media."""
 
     list_display = (
         "timestamp",
@@ -221,7 +225,24 @@ class MessageAdmin(admin.ModelAdmin):
         return super().get_queryset(request).filter(conversations_visible_q(request.user))
 
     def get_readonly_fields(self, request, obj=None):
-        return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
+        return [field for _, options in self.get_fieldsets(request, obj) for field in options["fields"]]
+
+    def get_fieldsets(self, request, obj=None):
+        if contact_data_visible(request.user):
+            return self.fieldsets
+        hidden = {"contact_link": "contact_ref", "media_link": "contact_data_note", "payload_pretty": None}
+        return [
+            (
+                name,
+                {**options, "fields": tuple(hidden.get(f, f) for f in options["fields"] if hidden.get(f, f))},
+            )
+            for name, options in self.fieldsets
+        ]
+
+    def get_list_display(self, request):
+        if contact_data_visible(request.user):
+            return self.list_display
+        return tuple("contact_ref" if name == "contact_link" else name for name in self.list_display)
 
     def has_send_permission(self, request) -> bool:
         return request.user.has_perm("messaging.add_message")
@@ -264,7 +285,7 @@ class MessageAdmin(admin.ModelAdmin):
         if term.startswith("wamid."):
             return queryset.filter(wamid=term), False
         digits = term.translate(PHONE_PUNCTUATION).removeprefix("+")
-        if digits.isascii() and digits.isdigit():
+        if digits.isascii() and digits.isdigit() and contact_data_visible(request.user):
             return queryset.filter(
                 Q(contact__in=Contact.objects.filter(contact_search_q(term))) | Q(text__icontains=term)
             ), False
@@ -287,6 +308,14 @@ class MessageAdmin(admin.ModelAdmin):
         url = reverse("admin:contacts_contact_change", args=[message.contact_id])
         return format_html('<a href="{}">{}</a>', url, message.contact)
 
+    @admin.display(description="contact")
+    def contact_ref(self, message: Message) -> str:
+        return f"contact {message.contact_id}"
+
+    @admin.display(description="media, payload")
+    def contact_data_note(self, message: Message) -> str:
+        return CONTACT_DATA_HIDDEN
+
     @admin.display(description="text")
     def text_short(self, message: Message) -> str:
         return Truncator(message.text).chars(80)
@@ -303,7 +332,7 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.display(description="media")
     def media_link(self, message: Message) -> str:
-        url, note = media_access(message=message)
+        url, note = media_link(message=message)  # a field get_fieldsets shows only to who may see it
         if not url:
             return note or "—"
         return format_html(
@@ -449,7 +478,7 @@ class MessageAdmin(admin.ModelAdmin):
         )
         for entry in page.entries:
             if entry.message is not None and entry.message.media_state == Message.MediaState.STORED:
-                entry.media_url, entry.media_note = media_access(message=entry.message)
+                entry.media_url, entry.media_note = media_access(message=entry.message, user=request.user)
         context = {"contact": contact, "conversation": page, "live": live, "token": token}
         if live and request.GET.get("fragment") == "timeline":
             context["reply"] = reply_links_context(request, contact)
@@ -466,7 +495,7 @@ class MessageAdmin(admin.ModelAdmin):
             "panel": contact_panel_context(request, contact, header["conversation"]),
             "opts": self.opts,
             "title": f"Conversation with {contact}",
-            "can_view_contact": request.user.has_perm("contacts.view_contact"),
+            "can_view_contact": contact_data_visible(request.user),
             "can_view_inbox": request.user.has_perm("messaging.view_conversation"),
             "is_nav_sidebar_enabled": False,  # the conversation, its reply box and the contact need the width
             "reply": reply,

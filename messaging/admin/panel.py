@@ -10,13 +10,13 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from contacts.access import contact_data_visible
 from contacts.models import OPT_OUT_FIELDS, Channel, Contact
 from contacts.reachability import NO_ADDRESS, OPTED_OUT, contact_reachable
 from messaging.admin.inbox import conversation_open_url
 from messaging.conversations import conversations_visible_q
 from messaging.models import Conversation
 
-VIEW_CONTACT = "contacts.view_contact"
 REACHABILITY = {None: "reachable", NO_ADDRESS: "no address", OPTED_OUT: "opted out"}
 
 
@@ -47,7 +47,7 @@ def contact_panel_context(
     )
     context: dict[str, Any] = {
         "contact": contact,
-        "can_view_contact": user.has_perm(VIEW_CONTACT),
+        "can_view_contact": contact_data_visible(user),
         "others": [OtherConversation(other, conversation_open_url(other)) for other in others],
     }
     if not context["can_view_contact"]:

@@ -144,7 +144,10 @@ def reply_send(request: HttpRequest, contact: Contact) -> tuple[Message | None, 
         if upload is None:
             return None, ["file: Choose a file to send."]
         mime_type = upload.content_type or "application/octet-stream"
-        key = media_outgoing_upload(file=upload, filename=upload.name or "file", content_type=mime_type)
+        try:
+            key = media_outgoing_upload(file=upload, filename=upload.name or "file", content_type=mime_type)
+        except ValidationError as error:
+            return None, [f"file: {message}" for message in error.message_dict.get("file", error.messages)]
         kind = _media_kind(mime_type)
         content = {"s3_key": key}
         if kind == "document":

@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
+from core.spreadsheets import cell_escape
 from messaging.reports import GROUPINGS, Figures, InboxReport, inbox_report
 
 RANGES = (7, 30, 90)  # days
@@ -230,7 +231,7 @@ def _csv(report: InboxReport) -> HttpResponse:
         writer.writerow(
             [
                 day,
-                label,
+                cell_escape(label),  # an operator's or a number's name
                 figures.handled,
                 seconds(figures.first_response_s),
                 seconds(figures.resolution_s),

@@ -12,8 +12,8 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from contacts.access import contact_data_visible
 from messaging.apis.conversations import (
-    CONTACTS_VIEW,
     ApiErrorSerializer,
     ConversationContactSerializer,
     ConversationNumberSerializer,
@@ -34,7 +34,7 @@ def _errors(*codes: int) -> dict:
 
 
 def _context(request) -> dict:
-    return {"contacts_visible": request.user.has_perm(CONTACTS_VIEW)}
+    return {"contacts_visible": contact_data_visible(request.user)}
 
 
 class CallOutputSerializer(serializers.ModelSerializer):

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from contacts.access import CONTACTS_VIEW, contact_data_visible
 from core.api import ChangePermissions
 from core.models import AuditLog
 from messaging.activity import ConversationActivity
@@ -45,7 +46,6 @@ from messaging.selectors import (
 from messaging.window import WhatsAppWindow, conversation_window, whatsapp_window
 
 SOURCE = AuditLog.Source.API
-CONTACTS_VIEW = "contacts.view_contact"
 TIMELINE_PAGE_SIZE = 50
 TIMELINE_PAGE_MAX = 200
 
@@ -277,7 +277,7 @@ def _errors(*codes: int) -> dict:
 
 
 def _context(request) -> dict:
-    return {"contacts_visible": request.user.has_perm(CONTACTS_VIEW)}
+    return {"contacts_visible": contact_data_visible(request.user)}
 
 
 def _conversation(request, id: int) -> Conversation:
@@ -333,7 +333,7 @@ class ConversationListApi(APIView):
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
-        if filters.validated_data.get("q", "").strip() and not request.user.has_perm(CONTACTS_VIEW):
+        if filters.validated_data.get("q", "").strip() and not contact_data_visible(request.user):
             raise exceptions.PermissionDenied(f"Searching looks in contacts: it needs {CONTACTS_VIEW}.")
         paginator = self.pagination_class()
         conversations = conversation_list(user=request.user, **filters.validated_data)

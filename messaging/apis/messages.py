@@ -1,5 +1,11 @@
-"""The messages API: each view parses its input, calls one service or selector and answers."""
+"""The messages API: each view parses its input, calls one service or selector and answers.
 
+A message's contact data (the contact's phone, Meta's raw payload, the media the contact sent) is
+answered only to users who may read contacts (contacts.access); the others get null in its place.
+A send to a number Wharf does not know makes a contact, so it needs contacts.add_contact too.
+"""
+
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from drf_spectacular.utils import extend_schema, extend_schema_field
@@ -9,10 +15,12 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from contacts.access import CONTACTS_ADD, contact_create_allowed, contact_data_visible
 from contacts.models import Contact
 from contacts.services.cleaning import phone_normalise
 from contacts.services.contact import contact_create
 from core.models import AuditLog
+from core.uploads import upload_length_check
 from messaging.conversations import phone_numbers_visible_q
 from messaging.graph import GraphError
 from messaging.media import media_access, media_outgoing_upload
@@ -36,7 +44,11 @@ class MessageErrorSerializer(serializers.Serializer):
 
 # Shared by the list and the detail, so one schema component rather than a nested copy per view.
 class MessageOutputSerializer(serializers.ModelSerializer):
-    contact_phone = serializers.CharField(source="contact.phone", read_only=True, allow_null=True)
+    """Needs the request in its context: contact data is answered only to who may read it."""
+
+    contact_phone = serializers.SerializerMethodField(
+        help_text="E.164; null without the contacts.view_contact permission."
+    )
     phone_number_id = serializers.CharField(
         source="phone_number.phone_number_id", read_only=True, allow_null=True, default=None
     )
@@ -81,6 +93,14 @@ class MessageOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_contact_phone(self, message: Message) -> str | None:
+        return message.contact.phone if self.contacts_visible else None
+
+    @property
+    def contacts_visible(self) -> bool:
+        return contact_data_visible(self.context["request"].user)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
     def get_media_error(self, message: Message) -> str | None:
         return message_media_error(message=message) or None
 
@@ -116,8 +136,8 @@ def _message(request, id: int) -> Message:
     return message
 
 
-def _recipient(*, contact_id: int | None, to: str) -> Contact:
-    """The contact by id, or by number, made when Wharf does not know it yet."""
+def _recipient(request, *, contact_id: int | None, to: str) -> Contact:
+    """The contact by id, or by number, made when Wharf does not know it yet (if the user may)."""
     if contact_id is not None:
         contact = Contact.objects.filter(pk=contact_id).first()
         if contact is None:
@@ -129,7 +149,13 @@ def _recipient(*, contact_id: int | None, to: str) -> Contact:
         raise serializers.ValidationError({"to": error.message_dict.get("phone", error.messages)}) from None
     digits = phone.lstrip("+")
     contact = Contact.objects.filter(phone=phone).first() or Contact.objects.filter(wa_id=digits).first()
-    return contact or contact_create(phone=phone, actor=None, source=SOURCE)
+    if contact is not None:
+        return contact
+    if not contact_create_allowed(request.user):
+        raise exceptions.PermissionDenied(
+            {"to": f"No contact has this number, and making one needs the {CONTACTS_ADD} permission."}
+        )
+    return contact_create(phone=phone, actor=request.user, source=SOURCE)
 
 
 class MessageSendApi(APIView):
@@ -192,12 +218,12 @@ class MessageSendApi(APIView):
         with transaction.atomic():  # a contact made for a send that is refused is not kept
             message, created = self._send(request, values, phone_number)
         return Response(
-            MessageOutputSerializer(message).data,
+            MessageOutputSerializer(message, context={"request": request}).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
     def _send(self, request, values: dict, phone_number: PhoneNumber | None) -> tuple[Message, bool]:
-        contact = _recipient(contact_id=values.get("contact"), to=values.get("to", ""))
+        contact = _recipient(request, contact_id=values.get("contact"), to=values.get("to", ""))
         if phone_number is None:
             phone_number = phone_number_default(contact=contact, user=request.user)
             if phone_number is None:
@@ -228,7 +254,7 @@ class MessageReadApi(APIView):
             message = message_mark_read(message=_message(request, id), actor=request.user, source=SOURCE)
         except GraphError as error:
             raise GraphApiUnavailable(error.reason) from error
-        return Response(MessageOutputSerializer(message).data)
+        return Response(MessageOutputSerializer(message, context={"request": request}).data)
 
 
 @extend_schema(tags=["messages"])
@@ -254,6 +280,8 @@ class MediaUploadApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request):
+        """413 naming `file` past MEDIA_UPLOAD_MAX_BYTES, unread; 400 past WhatsApp's limit for its type."""
+        upload_length_check(request, field="file", limit=settings.MEDIA_UPLOAD_MAX_BYTES)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         upload = serializer.validated_data["file"]
@@ -284,7 +312,9 @@ class MessageListApi(MessageSendApi):
         paginator = self.pagination_class()
         messages = message_list(**filters.validated_data, user=request.user)
         page = paginator.paginate_queryset(messages, request, view=self)
-        return paginator.get_paginated_response(MessageOutputSerializer(page, many=True).data)
+        return paginator.get_paginated_response(
+            MessageOutputSerializer(page, many=True, context={"request": request}).data
+        )
 
 
 @extend_schema(tags=["messages"])
@@ -307,15 +337,22 @@ class MessageDetailApi(APIView):
         )
         media_note = serializers.SerializerMethodField(
             help_text='Why media_url is null for stored media: "archived, restore requested" while'
-            " archived media are brought back from cold storage; empty otherwise."
+            " archived media are brought back from cold storage, or hidden without the"
+            " contacts.view_contact permission; empty otherwise."
         )
         context = serializers.SerializerMethodField(help_text="The message this one replies to, or null.")
-        payload = serializers.JSONField(read_only=True, help_text="The message as Meta sent it.")
+        payload = serializers.SerializerMethodField(
+            help_text="The message as Meta sent it; null without the contacts.view_contact permission."
+        )
 
         class Meta(MessageOutputSerializer.Meta):
             ref_name = "MessageDetail"
             fields = (*MessageOutputSerializer.Meta.fields, "media_url", "media_note", "context", "payload")
             read_only_fields = fields
+
+        @extend_schema_field(serializers.JSONField(allow_null=True))
+        def get_payload(self, message: Message) -> dict | None:
+            return message.payload if self.contacts_visible else None
 
         @extend_schema_field(serializers.URLField(allow_null=True))
         def get_media_url(self, message: Message) -> str | None:
@@ -326,7 +363,7 @@ class MessageDetailApi(APIView):
 
         def _media_access(self, message: Message) -> tuple[str | None, str]:
             if not hasattr(message, "_media_access"):
-                message._media_access = media_access(message=message)
+                message._media_access = media_access(message=message, user=self.context["request"].user)
             return message._media_access
 
         @extend_schema_field(ContextSerializer(allow_null=True))
@@ -342,7 +379,7 @@ class MessageDetailApi(APIView):
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request, id: int):
-        return Response(self.OutputSerializer(_message(request, id)).data)
+        return Response(self.OutputSerializer(_message(request, id), context={"request": request}).data)
 
     @extend_schema(responses={204: None}, description="Deletes the message and its stored media.")
     def delete(self, request, id: int):

@@ -3,14 +3,16 @@
 SNS signs a canonical string of the message's fields with the key of a certificate it serves at
 `SigningCertURL`. A certificate is trusted only from an https URL on an `sns.<region>.amazonaws.com`
 host, or under one of SMS_SNS_CERT_URL_PREFIXES (the sandbox's, locally), and is kept in memory by
-URL once fetched, so a worker fetches each of AWS's few certificates once.
+URL once fetched, so a worker fetches each of AWS's few certificates once; at most
+CERTIFICATES_KEPT of them, the least recently used leaving first, since a sender chooses the URL
+(one certificate under many URLs must not fill a worker's memory).
 """
 
 from __future__ import annotations
 
 import base64
 import re
-import threading
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 import httpx
@@ -25,9 +27,7 @@ CERT_FETCH_TIMEOUT_S = 5.0
 HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
 NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 CONFIRMATION_FIELDS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
-
-_certificates: dict[str, x509.Certificate] = {}
-_lock = threading.Lock()
+CERTIFICATES_KEPT = 16
 
 
 class SnsSignatureError(ValueError):
@@ -58,19 +58,16 @@ def sns_cert_url_trusted(url: str) -> bool:
     return any(prefix and url.startswith(prefix) for prefix in settings.SMS_SNS_CERT_URL_PREFIXES)
 
 
-def _certificate(url: str) -> x509.Certificate:
-    with _lock:
-        if url in _certificates:
-            return _certificates[url]
+@lru_cache(maxsize=CERTIFICATES_KEPT)
+def sns_certificate(url: str) -> x509.Certificate:
+    """The certificate at a trusted URL, fetched once while it stays among the CERTIFICATES_KEPT
+    used last (a failed fetch is not kept)."""
     try:
         response = httpx.get(url, timeout=CERT_FETCH_TIMEOUT_S)
         response.raise_for_status()
-        certificate = x509.load_pem_x509_certificate(response.content)
+        return x509.load_pem_x509_certificate(response.content)
     except (httpx.HTTPError, ValueError) as error:
         raise SnsSignatureError(f"SigningCertURL: the certificate could not be fetched ({error}).") from None
-    with _lock:
-        _certificates[url] = certificate
-    return certificate
 
 
 def sns_signature_verify(message: dict) -> None:
@@ -85,7 +82,7 @@ def sns_signature_verify(message: dict) -> None:
         signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
     except ValueError:
         raise SnsSignatureError("Signature: not base64.") from None
-    public_key = _certificate(url).public_key()
+    public_key = sns_certificate(url).public_key()
     try:
         public_key.verify(signature, sns_string_to_sign(message), padding.PKCS1v15(), HASHES[version]())
     except (InvalidSignature, TypeError, ValueError):

@@ -66,7 +66,9 @@ def sms_webhook(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"body": "Too large."}, status=413)
     try:
         result = sns_message_handle(
-            body=request.body, message_type=request.headers.get("x-amz-sns-message-type", "")
+            body=request.body,
+            message_type=request.headers.get("x-amz-sns-message-type", ""),
+            topic_arn=request.headers.get("x-amz-sns-topic-arn", ""),
         )
     except (SnsMessageError, SnsSignatureError) as error:
         field, _, text = str(error).partition(": ")

@@ -58,6 +58,16 @@ MEDIA_RULES: dict[str, tuple[frozenset[str], int]] = {
     "sticker": (frozenset({"image/webp"}), 500 * 1024),
 }
 CAPTIONED = ("image", "video", "document")
+
+
+def media_max_bytes(mime_type: str) -> int:
+    """The largest file of this type WhatsApp takes, whatever kind it is sent as; a type no kind
+    takes gets the largest limit (sending it is refused anyway, saying why)."""
+    base = mime_type.split(";", 1)[0].strip().lower()
+    fitting = [size for types, size in MEDIA_RULES.values() if base in types]
+    return max(fitting or [size for _, size in MEDIA_RULES.values()])
+
+
 BUTTONS_MAX = 3
 BUTTON_TITLE_MAX = 20
 LIST_ROWS_MAX = 10

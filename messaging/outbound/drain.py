@@ -204,6 +204,7 @@ def _request_body(message: Message) -> dict:
             message.media_key,
             expire=MEDIA_LINK_EXPIRY_S,
             content_type=message.media_mime_type or None,
+            exact_type=True,  # Meta reads the medium's type from the answer
         )
         body = {**body, message.type: media}
     return body

@@ -17,7 +17,7 @@ from core.storage import ARCHIVED_RESTORE_REQUESTED, file_save, media_storage
 from messaging.media import media_access, media_presigned_url
 from messaging.models import Message
 from tests.archival.conftest import closed_port, days_ago
-from tests.factories import MessageFactory
+from tests.factories import MessageFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -116,10 +116,11 @@ def test_cold_media_answer_archived_restore_requested_then_work_again(media):
     with pytest.raises(ClientError, match="InvalidObjectState"):
         media_storage().open(message.media_key).read()
 
-    assert media_access(message=message) == (None, ARCHIVED_RESTORE_REQUESTED)
+    reader = UserFactory(permissions=["contacts.view_contact"])
+    assert media_access(message=message, user=reader) == (None, ARCHIVED_RESTORE_REQUESTED)
 
     assert object_head(message.media_key).get("Restore")
-    url, note = media_access(message=message)  # moto restores at once
+    url, note = media_access(message=message, user=reader)  # moto restores at once
     assert note == "" and httpx.get(url).content == JPEG
 
 
@@ -135,7 +136,7 @@ def test_the_admin_and_the_api_say_archived_restore_requested(media, admin_clien
     assert ARCHIVED_RESTORE_REQUESTED in page.content.decode()
 
     freeze()
-    client = api_client("messaging.view_message")
+    client = api_client("messaging.view_message", "contacts.view_contact")
     body = client.get(f"/api/v1/messages/{message.pk}/").json()
     assert (body["media_url"], body["media_note"]) == (None, ARCHIVED_RESTORE_REQUESTED)
 

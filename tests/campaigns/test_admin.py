@@ -100,6 +100,73 @@ def test_progress_shows_failures_by_code_and_the_report_downloads(admin_client, 
     assert admin_client.get(reverse("admin:campaigns_campaign_changelist")).status_code == 200
 
 
+def test_without_contacts_view_the_console_hides_the_audience_its_count_the_report_and_recipients(
+    client, sender, template
+):
+    from tests.factories import UserFactory
+
+    contacts(3, name="Ana Secret")
+    campaign = whatsapp_campaign(sender, template)
+    manager = UserFactory(
+        is_staff=True,
+        permissions=[
+            "campaigns.view_campaign",
+            "campaigns.change_campaign",
+            "campaigns.run_campaign",
+            "campaigns.view_recipient",
+        ],
+    )
+    client.force_login(manager)
+    change_url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+
+    draft = client.get(change_url).content.decode()
+    confirm = client.get(reverse("admin:campaigns_campaign_action", args=[campaign.pk, "start"]))
+    campaign = campaign_start(campaign=campaign, actor=None, source="api")
+    campaign_report_write(campaign=campaign)
+    started = client.get(change_url).content.decode()
+    report = client.get(reverse("admin:campaigns_campaign_report", args=[campaign.pk]))
+    recipients = client.get(reverse("admin:campaigns_recipient_changelist"))
+
+    assert "contacts</strong> now" not in draft and "Ana Secret" not in draft
+    assert 'name="audience_csv"' not in draft
+    assert "hidden: contact data needs the contacts.view_contact permission" in draft
+    assert confirm.status_code == 200 and "The audience holds" not in confirm.content.decode()
+    assert reverse("admin:campaigns_campaign_report", args=[campaign.pk]) not in started
+    assert (report.status_code, recipients.status_code) == (403, 403)
+
+
+def test_an_audience_csv_past_its_limit_is_a_form_error_on_the_field(
+    admin_client, sender, template, settings
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    people = contacts(30, tag="other")
+    campaign = whatsapp_campaign(sender, template, audience_tags=[])
+    settings.CSV_UPLOAD_MAX_BYTES = 100
+    csv = ("phone\n" + "".join(f"{person.phone}\n" for person in people)).encode()
+
+    answer = admin_client.post(
+        reverse("admin:campaigns_campaign_change", args=[campaign.pk]),
+        {
+            "name": "Spring offer",
+            "channel": "WHATSAPP",
+            "phone_number": sender.pk,
+            "template": template.pk,
+            "template_parameters": '{"header": ["{{name}}"], "body": ["{{name}}", "{{attributes.code}}"]}',
+            "audience_tags": "",
+            "audience_filters": "{}",
+            "failure_pause_pct": 20,
+            "audience_csv": SimpleUploadedFile("list.csv", csv, content_type="text/csv"),
+        },
+    )
+
+    assert answer.status_code == 200
+    assert answer.context["adminform"].form.errors["audience_csv"] == [
+        "The file is larger than 100 bytes, the most this takes."
+    ]
+    assert campaign.audience_contacts.count() == 0
+
+
 def test_running_needs_the_run_permission(client, sender, template):
     from tests.factories import UserFactory
 

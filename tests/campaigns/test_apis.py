@@ -16,6 +16,7 @@ ALL = (
     "campaigns.change_campaign",
     "campaigns.delete_campaign",
     "campaigns.run_campaign",
+    "contacts.view_contact",
 )
 
 
@@ -91,6 +92,35 @@ def test_starting_needs_the_run_permission(api_client, sender, template):
     assert reader.patch(f"/api/v1/campaigns/{campaign_id}/", {"name": "x"}, format="json").status_code == 403
 
 
+def test_the_report_the_audience_count_and_its_csv_need_the_contacts_view_permission(
+    api_client, sender, template
+):
+    people = contacts(3)
+    contacts(2, tag="spring", name="Rich")
+    campaign_id = api_client(*ALL).post("/api/v1/campaigns/", body(sender), format="json").json()["id"]
+    campaign_report_write(campaign=Campaign.objects.get(pk=campaign_id))
+    without = api_client(*(name for name in ALL if name != "contacts.view_contact"))
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    report = without.get(f"/api/v1/campaigns/{campaign_id}/report/")
+    count = without.get(f"/api/v1/campaigns/{campaign_id}/audience/")
+    listed = without.post(
+        f"/api/v1/campaigns/{campaign_id}/audience/csv/",
+        {
+            "file": SimpleUploadedFile(
+                "l.csv", f"phone\n{people[0].phone}\n".encode(), content_type="text/csv"
+            )
+        },
+        format="multipart",
+    )
+
+    assert [answer.status_code for answer in (report, count, listed)] == [403, 403, 403]
+    assert "contacts.view_contact" in report.json()["detail"]
+    assert Campaign.objects.get(pk=campaign_id).audience_contacts.count() == 0
+    assert without.get(f"/api/v1/campaigns/{campaign_id}/").status_code == 200  # the campaign itself
+    assert api_client(*ALL).get(f"/api/v1/campaigns/{campaign_id}/audience/").json() == {"count": 5}
+
+
 def test_a_csv_sets_the_explicit_list(api_client, sender, template):
     people = contacts(3, tag="other")
     client = api_client(*ALL)
@@ -107,6 +137,28 @@ def test_a_csv_sets_the_explicit_list(api_client, sender, template):
     )
     assert answer.json() == {"lines": 3, "matched": 2, "unmatched": 1}
     assert client.get(f"/api/v1/campaigns/{campaign_id}/audience/").json() == {"count": 2}
+
+
+def test_an_audience_csv_past_its_limit_is_refused_naming_the_file(api_client, sender, template, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    people = contacts(30, tag="other")
+    client = api_client(*ALL)
+    campaign_id = client.post("/api/v1/campaigns/", body(sender, audience_tags=[]), format="json").json()[
+        "id"
+    ]
+    settings.CSV_UPLOAD_MAX_BYTES = 100
+    csv = ("phone\n" + "".join(f"{person.phone}\n" for person in people)).encode()
+
+    answer = client.post(
+        f"/api/v1/campaigns/{campaign_id}/audience/csv/",
+        {"file": SimpleUploadedFile("list.csv", csv, content_type="text/csv")},
+        format="multipart",
+    )
+
+    assert answer.status_code == 400
+    assert list(answer.json()) == ["file"] and "100 bytes" in answer.json()["file"][0]
+    assert Campaign.objects.get(pk=campaign_id).audience_contacts.count() == 0
 
 
 def test_an_email_campaign_needs_a_subject_and_a_body(api_client):

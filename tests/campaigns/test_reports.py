@@ -59,7 +59,8 @@ def test_a_completed_campaign_s_report_lists_every_recipient_with_its_message(sa
     assert json.loads(answer.content) == document
     assert answer.headers["Content-Type"] == "application/json"
     assert answer.headers["Content-Disposition"] == (
-        f"attachment; filename*=UTF-8''campaign-{campaign.pk}-spring-offer.json"
+        f'attachment; filename="campaign-{campaign.pk}-spring-offer.json"; '
+        f"filename*=UTF-8''campaign-{campaign.pk}-spring-offer.json"
     )
 
 

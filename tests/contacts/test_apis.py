@@ -342,6 +342,23 @@ def test_export_streams_csv_with_the_lists_filters(api_client):
 
 
 @pytest.mark.django_db
+def test_export_defuses_cells_that_start_with_a_tab_or_a_carriage_return(api_client):
+    ContactFactory(
+        phone="+447400000001",
+        name='\t=HYPERLINK("http://evil")',
+        tags=["\r=1+1"],
+        opt_out_source="\t@SUM(1)",
+    )
+
+    response = api_client(VIEW).get("/api/v1/contacts/export/")
+
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
+    assert [(r["name"], r["tags"], r["opt_out_source"]) for r in rows] == [
+        ('\'\t=HYPERLINK("http://evil")', "'\r=1+1", "'\t@SUM(1)")
+    ]
+
+
+@pytest.mark.django_db
 def test_export_accepts_a_client_asking_for_csv(api_client):
     ContactFactory()
 

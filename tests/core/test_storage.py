@@ -44,39 +44,60 @@ def test_a_file_saved_through_a_storage_is_fetched_from_its_presigned_url_over_h
     answer = httpx.get(url)
     assert answer.status_code == 200 and answer.content == b"\xff\xd8 jpeg"
     assert answer.headers["Content-Type"] == "image/jpeg"
-    assert answer.headers["Content-Disposition"] == "inline; filename*=UTF-8''Photo%20%C3%BC.jpg"
+    assert answer.headers["Content-Disposition"] == (
+        "inline; filename=\"Photo _.jpg\"; filename*=UTF-8''Photo%20%C3%BC.jpg"
+    )
 
 
 @pytest.mark.parametrize(
-    ("content_type", "disposition"),
+    ("content_type", "served_as", "disposition"),
     [
-        ("image/png", "inline"),
-        ("audio/ogg; codecs=opus", "inline"),
-        ("application/pdf", "inline"),
-        ("text/html", "attachment"),
-        ("image/svg+xml", "attachment"),
-        ("application/octet-stream", "attachment"),
-        (None, "attachment"),
+        ("image/png", "image/png", "inline"),
+        ("audio/ogg; codecs=opus", "audio/ogg; codecs=opus", "inline"),
+        ("application/pdf", "application/pdf", "inline"),
+        ("text/html", "application/octet-stream", "attachment"),
+        ("image/svg+xml", "application/octet-stream", "attachment"),
+        ("text/xml", "application/octet-stream", "attachment"),
+        ("application/octet-stream", "application/octet-stream", "attachment"),
+        (None, "application/octet-stream", "attachment"),
     ],
 )
-def test_only_types_a_browser_can_only_display_are_served_inline(content_type, disposition):
+def test_only_types_a_browser_can_only_display_are_served_inline(content_type, served_as, disposition):
     key = f"{settings.MEDIA_INCOMING_PREFIX}tests/file"
-    file_save(media_storage(), key, b"<script>alert(1)</script>", content_type=content_type or "x/y")
+    file_save(media_storage(), key, b"<script>alert(1)</script>", content_type=content_type or "text/html")
 
     answer = httpx.get(presigned_url(media_storage(), key, content_type=content_type))
 
-    assert answer.headers["Content-Disposition"] == disposition
+    assert (answer.headers["Content-Type"], answer.headers["Content-Disposition"]) == (served_as, disposition)
 
 
-def test_stored_html_media_downloads_instead_of_rendering(db):
-    key = f"{settings.MEDIA_INCOMING_PREFIX}tests/page.html"
-    file_save(media_storage(), key, b"<html><script>alert(1)</script></html>", content_type="text/html")
-    message = Message(media_state=Message.MediaState.STORED, media_key=key, media_mime_type="text/html")
+@pytest.mark.parametrize("mime_type", ["text/html", "image/svg+xml"])
+def test_a_customers_html_or_svg_downloads_as_bytes_instead_of_rendering(db, mime_type):
+    key = f"{settings.MEDIA_INCOMING_PREFIX}tests/page"
+    file_save(media_storage(), key, b"<html><script>alert(1)</script></html>", content_type=mime_type)
+    message = Message(
+        media_state=Message.MediaState.STORED,
+        media_key=key,
+        media_mime_type=mime_type,
+        media_filename='a "page" ü.html',
+    )
 
     answer = httpx.get(media_presigned_url(message=message))
 
-    assert answer.headers["Content-Type"] == "text/html"
-    assert answer.headers["Content-Disposition"] == "attachment"
+    assert answer.headers["Content-Type"] == "application/octet-stream"
+    assert answer.headers["Content-Disposition"] == (
+        "attachment; filename=\"a _page_ _.html\"; filename*=UTF-8''a%20%22page%22%20%C3%BC.html"
+    )
+
+
+def test_meta_fetching_a_medium_to_send_gets_its_exact_type_still_as_an_attachment():
+    key = f"{settings.MEDIA_OUTGOING_PREFIX}tests/notes.docx"
+    docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    file_save(media_storage(), key, b"PK docx", content_type=docx)
+
+    answer = httpx.get(presigned_url(media_storage(), key, content_type=docx, exact_type=True))
+
+    assert (answer.headers["Content-Type"], answer.headers["Content-Disposition"]) == (docx, "attachment")
 
 
 def test_media_reports_and_archives_are_linked_for_the_same_configured_time(db, settings):
@@ -108,10 +129,10 @@ def test_media_reports_and_archives_are_linked_for_the_same_configured_time(db, 
         "archive": b"gz",
     }
     assert answers["report"].headers["Content-Disposition"] == (
-        "attachment; filename*=UTF-8''tests-campaign.json"
+        "attachment; filename=\"tests-campaign.json\"; filename*=UTF-8''tests-campaign.json"
     )
     assert answers["archive"].headers["Content-Disposition"] == (
-        "attachment; filename*=UTF-8''messages.jsonl.gz"
+        "attachment; filename=\"messages.jsonl.gz\"; filename*=UTF-8''messages.jsonl.gz"
     )
 
 

@@ -287,6 +287,45 @@ def test_message_detail_is_read_only_with_a_presigned_media_link(admin_client):
 
 
 @pytest.mark.django_db
+def test_without_contacts_view_the_message_admin_shows_no_phone_payload_or_media(client):
+    contact = ContactFactory(phone="+447700900777", name="Ana Secret")
+    message = MessageFactory(
+        contact=contact, type="image", text="see attached", payload={"from": "447700900777"}
+    )
+    store_media(message, b"image bytes", "image/png")
+    operator = UserFactory(is_staff=True, permissions=["messaging.view_message"])
+    client.force_login(operator)
+
+    listed = client.get("/admin/messaging/message/").text
+    searched = client.get("/admin/messaging/message/", {"q": "+447700900777"}).text
+    shown = client.get(f"/admin/messaging/message/{message.pk}/change/").text
+    page = client.get(conversation(contact)).text
+
+    for html in (listed, shown):
+        assert f"contact {contact.pk}" in html
+        assert "+447700900777" not in html and "Ana Secret" not in html
+    assert "see attached" in listed
+    assert "see attached" not in searched  # a phone number is not searched for them
+    assert "447700900777" not in shown  # the payload is not shown
+    assert "hidden: contact data needs the contacts.view_contact permission" in shown
+    assert "<img src=" not in bubble(page, message) and "X-Amz-Signature" not in page
+    assert "hidden: contact data needs the contacts.view_contact permission" in bubble(page, message)
+
+
+@pytest.mark.django_db
+def test_with_contacts_view_the_message_admin_shows_the_phone_and_searches_by_it(client):
+    contact = ContactFactory(phone="+447700900777")
+    MessageFactory(contact=contact, text="see attached")
+    client.force_login(
+        UserFactory(is_staff=True, permissions=["messaging.view_message", "contacts.view_contact"])
+    )
+
+    searched = client.get("/admin/messaging/message/", {"q": "+44 7700 900777"}).text
+
+    assert "+447700900777" in searched and "see attached" in searched
+
+
+@pytest.mark.django_db
 def test_deleting_a_message_in_the_admin_removes_its_media(admin_client, django_capture_on_commit_callbacks):
     message = MessageFactory(type="image")
     key = store_media(message, b"bytes", "image/png")

@@ -194,6 +194,24 @@ def test_a_refused_media_reply_leaves_no_object_behind(admin_client, contact, se
     ]
 
 
+def test_a_media_reply_past_whatsapps_limit_for_its_type_is_refused_before_it_is_stored(
+    admin_client, contact, sender
+):
+    storage_ensure_bucket()
+    before = media_storage().listdir(settings.MEDIA_OUTGOING_PREFIX)[0]
+    sticker = SimpleUploadedFile("big.webp", b"RIFF" + b"0" * 600 * 1024, content_type="image/webp")
+
+    response = admin_client.post(
+        conversation(contact), {"reply_kind": "media", "phone_number": sender.pk, "file": sticker}
+    )
+
+    page = response.content.decode()
+    assert response.status_code == 200 and "wharf-reply-errors" in page
+    assert "file: 614,404 bytes is more than the 512,000 a image/webp file may have." in page
+    assert media_storage().listdir(settings.MEDIA_OUTGOING_PREFIX)[0] == before
+    assert not Message.objects.filter(direction="outbound").exists()
+
+
 # -- messages: failures, attempts, in doubt -----------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from tests.factories import ContactFactory, MessageFactory
 
 LIST = "/api/v1/messages/"
 VIEW, DELETE = "messaging.view_message", "messaging.delete_message"
+CONTACTS_VIEW = "contacts.view_contact"
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -99,7 +100,7 @@ def test_a_post_to_the_list_is_a_send_checked_like_one(api_client):
 def test_list_is_paginated_newest_first(api_client):
     messages = [MessageFactory(timestamp=T0 + timedelta(minutes=i)) for i in range(3)]
 
-    response = api_client(VIEW).get(LIST, {"page_size": 2})
+    response = api_client(VIEW, CONTACTS_VIEW).get(LIST, {"page_size": 2})
 
     assert response.status_code == 200
     body = response.json()
@@ -178,7 +179,7 @@ def test_retrieve_has_a_working_presigned_media_url(api_client, stored_media):
     message = MessageFactory(type="image", text="a cat")
     stored_media(message, b"\xff\xd8\xff jpeg bytes")
 
-    response = api_client(VIEW).get(detail(message))
+    response = api_client(VIEW, CONTACTS_VIEW).get(detail(message))
 
     assert response.status_code == 200
     body = response.json()
@@ -188,6 +189,46 @@ def test_retrieve_has_a_working_presigned_media_url(api_client, stored_media):
     fetched = httpx.get(body["media_url"])
     assert fetched.status_code == 200
     assert fetched.content == b"\xff\xd8\xff jpeg bytes"
+
+
+@pytest.mark.django_db
+def test_without_contacts_view_a_message_shows_no_phone_payload_or_media(api_client, stored_media):
+    message = MessageFactory(type="image", text="my passport", payload={"from": "447700900123"})
+    stored_media(message, b"\xff\xd8\xff passport scan")
+    reader, contacts_reader = api_client(VIEW), api_client(VIEW, CONTACTS_VIEW)
+
+    listed = reader.get(LIST).json()["results"][0]
+    shown = reader.get(detail(message)).json()
+    full = contacts_reader.get(detail(message)).json()
+
+    assert (listed["contact"], listed["contact_phone"], listed["text"]) == (
+        message.contact_id,
+        None,
+        "my passport",
+    )
+    assert (shown["contact_phone"], shown["payload"], shown["media_url"]) == (None, None, None)
+    assert shown["media_note"] == "hidden: contact data needs the contacts.view_contact permission"
+    assert (shown["text"], shown["media_state"]) == ("my passport", "stored")
+    assert (full["contact_phone"], full["payload"]) == (message.contact.phone, {"from": "447700900123"})
+    assert httpx.get(full["media_url"]).content == b"\xff\xd8\xff passport scan"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("mime_type", ["text/html", "image/svg+xml"])
+def test_a_contacts_html_or_svg_is_served_as_bytes_to_download_never_a_page(
+    api_client, stored_media, mime_type
+):
+    message = MessageFactory(type="document", text="", media_filename="invoice.html")
+    stored_media(message, b"<html><script>fetch('/steal')</script></html>", mime_type)
+
+    body = api_client(VIEW, CONTACTS_VIEW).get(detail(message)).json()
+    fetched = httpx.get(body["media_url"])
+
+    assert body["media_mime_type"] == mime_type  # what the contact sent, as recorded
+    assert fetched.headers["Content-Type"] == "application/octet-stream"
+    assert fetched.headers["Content-Disposition"] == (
+        "attachment; filename=\"invoice.html\"; filename*=UTF-8''invoice.html"
+    )
 
 
 @pytest.mark.django_db
@@ -227,7 +268,7 @@ def test_retrieve_has_statuses_errors_reply_context_and_reaction(api_client):
         payload={"id": "kept as Meta sent it"},
     )
     orphan = MessageFactory(contact=contact, context_wamid="wamid.NOT-HERE")
-    client = api_client(VIEW)
+    client = api_client(VIEW, CONTACTS_VIEW)
 
     body = client.get(detail(answer)).json()
 

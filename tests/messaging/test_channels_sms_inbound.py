@@ -2,6 +2,7 @@
 
 import base64
 import json
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -10,11 +11,24 @@ from django.conf import settings
 from contacts.services.contact import contact_channel_opt_in
 from core.models import AuditLog, OperatorAlert
 from messaging.channels import ChannelError, sms_send
+from messaging.channels.sns import CERTIFICATES_KEPT, sns_certificate
 from tests.factories import ContactFactory
 from tests.stack import SMS_WEBHOOK_TOKEN
 
 URL = "/webhooks/sms/"
 AUTH = "Basic " + base64.b64encode(f"sns:{SMS_WEBHOOK_TOKEN}".encode()).decode()
+TOPIC = "arn:aws:sns:us-east-1:123456789012:wharf-inbound-sms"
+
+
+@pytest.fixture(autouse=True)
+def topic_accepted(settings):
+    """This module's topic, beside the sandbox's (which the test stack names, as `make run` does)."""
+    settings.SMS_SNS_TOPIC_ARNS = [*settings.SMS_SNS_TOPIC_ARNS, TOPIC]
+
+
+def sns_time(ago: timedelta = timedelta(0)) -> str:
+    """A Timestamp as SNS writes it: UTC, milliseconds, Z."""
+    return (datetime.now(UTC) - ago).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def notification(origin: str, text: str, **extra) -> dict:
@@ -29,9 +43,9 @@ def notification(origin: str, text: str, **extra) -> dict:
     return {
         "Type": "Notification",
         "MessageId": "2f3e5e8a-0f8c-5d3a-9f2c-6d7f3c0a1b2c",
-        "TopicArn": "arn:aws:sns:us-east-1:123456789012:wharf-inbound-sms",
+        "TopicArn": TOPIC,
         "Message": json.dumps(message),
-        "Timestamp": "2026-11-26T12:00:00.000Z",
+        "Timestamp": sns_time(),
         **extra,
     }
 
@@ -44,7 +58,7 @@ def signed(message: dict) -> dict:
     return response.json()
 
 
-def post(client, body, auth=AUTH, message_type="Notification", sign=True):
+def post(client, body, auth=AUTH, message_type="Notification", sign=True, topic=TOPIC):
     if isinstance(body, dict) and "Type" in body and sign:
         body = signed(body)
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -53,6 +67,7 @@ def post(client, body, auth=AUTH, message_type="Notification", sign=True):
         data=raw,
         content_type="text/plain; charset=UTF-8",
         HTTP_X_AMZ_SNS_MESSAGE_TYPE=message_type,
+        HTTP_X_AMZ_SNS_TOPIC_ARN=topic,
         HTTP_AUTHORIZATION=auth,
     )
 
@@ -141,11 +156,11 @@ def test_a_message_sns_did_not_sign_is_refused(client):
 def test_a_subscription_confirmation_becomes_an_operator_alert(client):
     body = {
         "Type": "SubscriptionConfirmation",
-        "TopicArn": "arn:aws:sns:us-east-1:123456789012:wharf-inbound-sms",
+        "TopicArn": TOPIC,
         "SubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=abc",
         "Token": "abc",
         "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
-        "Timestamp": "2026-11-26T12:00:00.000Z",
+        "Timestamp": sns_time(),
         "Message": "You have chosen to subscribe to the topic ...",
     }
 
@@ -183,6 +198,69 @@ def test_bad_bodies_are_refused_naming_what_is_wrong(client, settings):
     settings.SMS_SNS_TOPIC_ARNS = ["arn:aws:sns:us-east-1:123456789012:another"]
     refused = post(client, notification("+447700900321", "STOP"))
     assert (refused.status_code, list(refused.json())) == (400, ["topicarn"])
+
+
+@pytest.mark.django_db
+def test_no_topic_is_accepted_until_one_is_named(client, settings):
+    contact = ContactFactory(phone="+447700900321")
+    settings.SMS_SNS_TOPIC_ARNS = []
+
+    signed_post = post(client, notification("+447700900321", "STOP"))
+    settings.SMS_SNS_VERIFY_SIGNATURES = False
+    raw_post = post(client, json.loads(notification("+447700900321", "STOP")["Message"]))
+
+    assert (signed_post.status_code, list(signed_post.json())) == (400, ["topicarn"])
+    assert (raw_post.status_code, list(raw_post.json())) == (400, ["topicarn"])
+    contact.refresh_from_db()
+    assert contact.sms_opted_out_at is None
+
+
+@pytest.mark.django_db
+def test_a_raw_delivery_from_another_topic_is_refused(client, settings):
+    ContactFactory(phone="+447700900321")
+    settings.SMS_SNS_VERIFY_SIGNATURES = False
+    raw = json.loads(notification("+447700900321", "STOP")["Message"])
+
+    refused = post(client, raw, topic="arn:aws:sns:us-east-1:999999999999:theirs")
+
+    assert (refused.status_code, list(refused.json())) == (400, ["topicarn"])
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("sent", "status"),
+    [
+        (timedelta(minutes=50), 200),  # SNS still retrying a delivery
+        (timedelta(hours=1, minutes=1), 400),  # a captured post replayed later
+        (timedelta(days=30), 400),
+        (-timedelta(minutes=30), 400),  # from the future
+    ],
+)
+def test_a_signed_message_older_than_an_hour_is_refused_as_a_replay(client, sent, status):
+    contact = ContactFactory(phone="+447700900321")
+    body = notification("+447700900321", "STOP") | {"Timestamp": sns_time(ago=sent)}
+
+    response = post(client, body)
+
+    assert response.status_code == status
+    if status == 400:
+        assert list(response.json()) == ["timestamp"]
+    contact.refresh_from_db()
+    assert (contact.sms_opted_out_at is not None) == (status == 200)
+
+
+@pytest.mark.django_db
+def test_the_certificates_kept_in_memory_are_bounded_whatever_urls_senders_choose(client):
+    good = signed(notification("+447700900321", "hello"))
+    sns_certificate.cache_clear()
+
+    answers = [
+        post(client, good | {"SigningCertURL": f"{good['SigningCertURL']}?n={n}"}, sign=False)
+        for n in range(CERTIFICATES_KEPT * 3)
+    ]
+
+    assert {answer.status_code for answer in answers} == {200}
+    assert sns_certificate.cache_info().currsize == CERTIFICATES_KEPT
 
 
 # -- through the sandbox, over HTTP ---------------------------------------------------------------

@@ -5,7 +5,9 @@ The sandbox is the session's own process (tests/stack.py); its faults are cleare
 
 import base64
 import hashlib
+import io
 import re
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from urllib.parse import parse_qs, urlsplit
@@ -183,6 +185,24 @@ def test_media_over_the_size_limit_is_refused(inbound_media, settings):
 
     with pytest.raises(GraphPermanentError, match="larger than the limit of 100 bytes"):
         media_fetch(message_id=message.id)
+
+
+def test_a_large_medium_streams_from_meta_to_s3_without_being_held_in_memory(inbound_media):
+    video = hashlib.sha256(b"frame").digest() * (40 * 1024 * 1024 // 32)  # 40 MB
+    message = inbound_media(video, "video/mp4")
+
+    tracemalloc.start()
+    try:
+        media_fetch(message_id=message.id)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    message.refresh_from_db()
+    assert (message.media_state, message.media_size) == ("stored", len(video))
+    assert message.media_sha256 == hashlib.sha256(video).hexdigest()
+    assert stored(message.media_key)["body"] == video
+    assert peak < 25 * 1024 * 1024  # a few 5 MB parts at a time, never the 40 MB (or two copies)
 
 
 def test_running_twice_is_harmless(inbound_media):
@@ -428,7 +448,9 @@ def test_uploads_go_through_metas_endpoint_and_come_back_by_id():
     )
     info = client.media_info(media_id)
 
-    assert client.media_download(info["url"], max_bytes=len(JPEG)) == JPEG
+    out = io.BytesIO()
+    assert client.media_download(info["url"], out=out, max_bytes=len(JPEG)) == len(JPEG)
+    assert out.getvalue() == JPEG
     client.close()
 
 
@@ -461,7 +483,9 @@ def test_a_documents_presigned_url_carries_its_file_name(inbound_media):
     response = httpx.get(media_presigned_url(message=message))
 
     assert response.content == b"%PDF-1.7"
-    assert response.headers["Content-Disposition"] == "inline; filename*=UTF-8''Factura%20n%C2%BA%207.pdf"
+    assert response.headers["Content-Disposition"] == (
+        "inline; filename=\"Factura n_ 7.pdf\"; filename*=UTF-8''Factura%20n%C2%BA%207.pdf"
+    )
 
 
 # -- manage.py sandbox_inbound against a live server --------------------------------------------
@@ -523,7 +547,9 @@ def test_sandbox_inbound_with_an_image_puts_it_in_the_sandbox_first(live_server,
         base_url=settings.WHATSAPP_GRAPH_URL, access_token=settings.WHATSAPP_ACCESS_TOKEN, timeout_s=5
     )
     info = client.media_info(image["id"])
-    assert client.media_download(info["url"], max_bytes=len(JPEG)) == JPEG
+    out = io.BytesIO()
+    assert client.media_download(info["url"], out=out, max_bytes=len(JPEG)) == len(JPEG)
+    assert out.getvalue() == JPEG
     client.close()
 
 

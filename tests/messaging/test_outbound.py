@@ -318,7 +318,7 @@ def test_the_api_sends_once_per_idempotency_key(api_client, sender, contact):
 
 
 def test_the_api_answers_400_naming_the_field(api_client, sender, contact):
-    client = api_client(ADD)
+    client = api_client(ADD, "contacts.add_contact")
     cases = [
         ({"contact": contact.pk, "type": "text", "text": {"body": "x" * 4097}}, "text.body"),
         ({"contact": contact.pk, "type": "text"}, "text"),
@@ -338,6 +338,40 @@ def test_the_api_answers_400_naming_the_field(api_client, sender, contact):
     assert answer.json() == {"type": [WINDOW_CLOSED]}  # a number Wharf did not know: no window yet
     assert not Message.objects.exists()
     assert not Contact.objects.filter(phone="+447400999999").exists()
+
+
+def test_sending_to_a_number_wharf_does_not_know_needs_the_add_contact_permission(
+    api_client, sender, template
+):
+    known_contact = ContactFactory(phone="+447400123456")
+    text = [{"type": "text", "text": "x"}]
+    body = {
+        "to": "+447400999999",
+        "type": "template",
+        "template": {
+            "name": "order_update",
+            "language": {"code": "en_US"},
+            "components": [
+                {"type": "header", "parameters": text},
+                {"type": "body", "parameters": text * 3},
+                {"type": "button", "sub_type": "url", "index": 0, "parameters": text},
+            ],
+        },
+    }
+    sender_only, maker = api_client(ADD), api_client(ADD, "contacts.add_contact")
+
+    refused = sender_only.post(LIST, body, format="json")
+    known = sender_only.post(LIST, {**body, "to": known_contact.phone}, format="json")
+    assert (refused.status_code, list(refused.json())) == (403, ["to"])
+    assert "contacts.add_contact" in refused.json()["to"]
+    assert not Contact.objects.filter(phone="+447400999999").exists()
+    assert known.status_code == 201, known.json()  # a known number makes nothing
+
+    made = maker.post(LIST, body, format="json")
+    assert made.status_code == 201, made.json()
+    created = Contact.objects.get(phone="+447400999999")
+    assert made.json()["contact"] == created.pk
+    assert AuditLog.objects.get(action="contact.create", target_id=str(created.pk)).actor == maker.user
 
 
 def test_the_api_needs_the_add_permission(api_client, contact):
