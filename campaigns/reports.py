@@ -100,7 +100,7 @@ def campaign_report_write(*, campaign: Campaign) -> str:
     now = timezone.now()
     Campaign.objects.filter(pk=campaign.pk).update(report_key=key, report_written_at=now, updated_at=now)
     campaign.report_key, campaign.report_written_at = key, now
-    logger.info("campaign %s: report written to %s", campaign.pk, key)
+    logger.info("campaign %s: report written to %s", campaign.pk, key, extra={"campaign_id": campaign.pk})
     return key
 
 

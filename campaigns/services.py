@@ -460,6 +460,7 @@ def campaign_start(*, campaign: Campaign, actor: Actor, source: str, now_: bool 
         audit_log_record(
             actor=actor, source=source, action="campaign.start", target=locked, changes={"recipients": count}
         )
+    logger.info("campaign %s started: %d recipients", campaign.pk, count, extra={"campaign_id": campaign.pk})
     return _refresh(campaign, Campaign.objects.get(pk=campaign.pk))
 
 
@@ -747,7 +748,7 @@ def campaign_failures_check(*, campaign: Campaign) -> bool:
         campaign_pause(campaign=campaign, actor=None, source=AuditLog.Source.SYSTEM, reason=reason)
     except ValidationError:
         return False  # paused or cancelled meanwhile
-    logger.warning("campaign %s: %s", campaign.pk, reason)
+    logger.warning("campaign %s: %s", campaign.pk, reason, extra={"campaign_id": campaign.pk})
     return True
 
 

@@ -1,9 +1,12 @@
 """Wharf's one settings module.
 
-Every difference between environments is an environment variable (see `.env.example`). Values
-are read, in order of precedence, from the process environment, from `.env` in the project
-root, and from `var/stack.env`, which the embedded stack (`make run`) writes so that
-`manage.py` commands run beside it reach the same database and S3/SQS endpoint.
+Every difference between environments is an environment variable (see `.env.example`). In
+production they come from the process environment alone, and a missing secret stops start-up
+naming it. Only under the embedded development stack (DEVSTACK=1, which `make run` and the tests
+set) are two files read beneath the environment: `.env` in the project root, then `var/stack.env`,
+which `make run` writes so that `manage.py` commands run beside it reach the same database and
+S3/SQS endpoint. The production image builds its static files with WHARF_BUILD=1, which needs no
+secret and no database. `core/checks.py` refuses development endpoints in production.
 """
 
 from pathlib import Path
@@ -12,20 +15,55 @@ from urllib.parse import quote, urlsplit
 import environ
 from botocore.config import Config
 
+from core.logging import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env")
-environ.Env.read_env(VAR_DIR / "stack.env")
+# Only the process environment says whether this is the development stack: never a file.
+DEVSTACK = env.bool("DEVSTACK", default=False)
+BUILD = env.bool("WHARF_BUILD", default=False)
+PRODUCTION = not (DEVSTACK or BUILD)
+if DEVSTACK:
+    environ.Env.read_env(BASE_DIR / ".env")
+    environ.Env.read_env(VAR_DIR / "stack.env")
+
+
+def _or_default(name: str, cast: type, default):
+    """A variable, or `default` when it is unset or empty (as `.env.example` leaves some)."""
+    return env(name, cast=cast) if env.str(name, default="") else default
+
+
+def _secret(name: str) -> str:
+    """A secret: required in production (its absence stops start-up, naming it), else may be empty."""
+    return env.str(name) if PRODUCTION else env.str(name, default="")
+
 
 # -- core ---------------------------------------------------------------------------------------
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env.str("SECRET_KEY")
+SECRET_KEY = env.str("SECRET_KEY", default="build-only-not-a-secret") if BUILD else env.str("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
+# HTTPS everywhere in production (each can be turned off from the environment); off by default
+# under the development stack, which serves plain HTTP on loopback.
+SECURE_SSL_REDIRECT = _or_default("SECURE_SSL_REDIRECT", bool, PRODUCTION)
+# The load balancer's health checks come over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^livez/?$", r"^healthz/?$"]
+SECURE_HSTS_SECONDS = _or_default("SECURE_HSTS_SECONDS", int, 31536000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _or_default("SECURE_HSTS_INCLUDE_SUBDOMAINS", bool, PRODUCTION)
+SECURE_HSTS_PRELOAD = _or_default("SECURE_HSTS_PRELOAD", bool, PRODUCTION)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _or_default("SECURE_COOKIES", bool, PRODUCTION)
+# Proxies in front of the web (an AWS load balancer: 1). Only then are their X-Forwarded-Proto and
+# X-Forwarded-For believed: the scheme below, the client's address in core/network.py.
+TRUSTED_PROXY_COUNT = _or_default("TRUSTED_PROXY_COUNT", int, 0)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY_COUNT else None
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 ADMINS = [("Operators", address) for address in env.list("ADMINS", default=[])]
 # /readyz (config/health.py): each process asks its dependencies at most once per this many
 # seconds; with a token, only a request carrying it (Authorization: Bearer) gets an answer.
@@ -59,10 +97,11 @@ INSTALLED_APPS = [
     "archival",
 ]
 # The embedded development stack (`make run`, the tests) adds its commands; never in production.
-if env.bool("DEVSTACK", default=False):
+if DEVSTACK:
     INSTALLED_APPS.append("devstack")
 
 MIDDLEWARE = [
+    "core.logging.RequestIdMiddleware",  # first: every later line of a request carries its id
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -109,7 +148,11 @@ STATIC_ROOT = VAR_DIR / "static"
 WHITENOISE_USE_FINDERS = True
 
 # -- database -----------------------------------------------------------------------------------
-DATABASES = {"default": env.db_url("DATABASE_URL")}
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default="postgres://build@build/build")
+    if BUILD
+    else env.db_url("DATABASE_URL")
+}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
@@ -211,7 +254,12 @@ def _crontab(expression: str):
     )
 
 
-CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE_FILENAME = env.str(
+    "CELERY_BEAT_SCHEDULE_FILENAME", default=str(VAR_DIR / "celerybeat-schedule")
+)
+# Workers log through LOGGING (config/celery.py), and print() goes straight to stdout.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_REDIRECT_STDOUTS = False
 CELERY_BEAT_SCHEDULE = {
     "inbound-events-sweep": {"task": "messaging.inbound_events_sweep", "schedule": 30.0},
     "media-fetch-sweep": {"task": "messaging.media_fetch_sweep", "schedule": 300.0},
@@ -255,9 +303,9 @@ CELERY_TASK_ROUTES = {
 }
 
 # -- WhatsApp (Meta's Cloud API) ----------------------------------------------------------------
-WHATSAPP_APP_SECRET = env.str("WHATSAPP_APP_SECRET", default="")
-WHATSAPP_VERIFY_TOKEN = env.str("WHATSAPP_VERIFY_TOKEN", default="")
-WHATSAPP_ACCESS_TOKEN = env.str("WHATSAPP_ACCESS_TOKEN", default="")
+WHATSAPP_APP_SECRET = _secret("WHATSAPP_APP_SECRET")
+WHATSAPP_VERIFY_TOKEN = _secret("WHATSAPP_VERIFY_TOKEN")
+WHATSAPP_ACCESS_TOKEN = _secret("WHATSAPP_ACCESS_TOKEN")
 WHATSAPP_GRAPH_URL = env.str("WHATSAPP_GRAPH_URL", default="https://graph.facebook.com/v23.0")
 WHATSAPP_HTTP_TIMEOUT_S = env.float("WHATSAPP_HTTP_TIMEOUT_S", default=10.0)
 # Least time between two messages from one sender number to one recipient (Meta answers 131056
@@ -390,7 +438,11 @@ SPECTACULAR_SETTINGS = {
 # -- login protection (django-axes) -------------------------------------------------------------
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Failures are counted per client address and per username, each locking on its own: one address
+# trying many usernames is stopped, and so is one username tried from many addresses.
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+# The client's address behind TRUSTED_PROXY_COUNT proxies (REMOTE_ADDR is the load balancer's).
+AXES_CLIENT_IP_CALLABLE = "core.network.client_address"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 
@@ -432,20 +484,9 @@ SMS_OPT_OUT_KEYWORDS = env.list(
     "SMS_OPT_OUT_KEYWORDS", default=["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"]
 )
 
-# -- logging: to stdout, secrets never formatted into messages -----------------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {
-        "botocore": {"level": "WARNING"},
-        "urllib3": {"level": "WARNING"},
-        "httpx": {"level": "WARNING"},
-        "httpcore": {"level": "WARNING"},
-    },
-}
+# -- logging: JSON lines (or plain text) on stdout, secrets redacted (core/logging.py) ------------
+LOG_FORMAT = env.str("LOG_FORMAT", default="") or ("plain" if DEVSTACK else "json")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env.str("LOG_LEVEL", default="INFO"))
 
 # -- queues (core/queues.py holds their specs) -------------------------------------------------
 from kombu import Queue  # noqa: E402

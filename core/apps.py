@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from core import checks  # noqa: F401 - registers the production checks
+
 
 class CoreConfig(AppConfig):
     """What every domain app may use: the audit log, operator alerts, storage, queue publishing,

@@ -22,7 +22,9 @@ queues and the bucket are set up again; SQS's messages are lost with it, and the
 what was pending. Only SIGINT, SIGTERM or SIGHUP stops the stack.
 
 What it fills in goes to var/stack.env, with DEVSTACK=1 so that the settings install the devstack
-app and `manage.py sandbox_inbound` works beside the stack.
+app. Its children get DEVSTACK=1 in their environment; `DEVSTACK=1 .venv/bin/python manage.py ...`
+beside the stack reads var/stack.env and so reaches the same database, queues and sandbox (without
+the flag the settings read no file: production never takes a development value).
 
 Every child runs in its own session so that Ctrl-C reaches only this supervisor, which stops
 them in order (SIGTERM, then SIGKILL after a grace period) and leaves nothing running. The test
@@ -641,8 +643,6 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
                 f"127.0.0.1:{port}",
                 "--workers",
                 os.environ.get("WEB_CONCURRENCY", "2"),
-                "--access-logfile",
-                "-",
                 "--no-control-socket",
             ],
             "worker": [
@@ -672,7 +672,7 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
         log(f"Wharf is up: http://127.0.0.1:{port}/admin/  API docs http://127.0.0.1:{port}/api/docs/")
         if services.sandbox:
             log(
-                "a WhatsApp user writes: .venv/bin/python manage.py sandbox_inbound "
+                "a WhatsApp user writes: DEVSTACK=1 .venv/bin/python manage.py sandbox_inbound "
                 '--from +447700900123 --name Ana --text "hello"'
             )
         log("Ctrl-C stops everything")

@@ -222,7 +222,12 @@ def _events_apply(events: list[InboundEvent], *, result: DrainResult) -> list[in
                 event.next_attempt_at = now + timedelta(seconds=random.uniform(0.5, 1) * CONTENTION_DELAY_S)
                 event.save(update_fields=["next_attempt_at"])
                 result.deferred += 1
-                logger.info("inbound event %s deferred: %s", event.pk, type(error).__name__)
+                logger.info(
+                    "inbound event %s deferred: %s",
+                    event.pk,
+                    type(error).__name__,
+                    extra={"inbound_event_id": event.pk},
+                )
                 continue
             event.attempts += 1
             event.last_error = f"{type(error).__name__}: {error}"[:LAST_ERROR_MAX]
@@ -241,8 +246,15 @@ def _events_apply(events: list[InboundEvent], *, result: DrainResult) -> list[in
                 event.attempts,
                 event.state,
                 type(error).__name__,
+                extra={"inbound_event_id": event.pk},
             )
             continue
+        logger.debug(
+            "inbound event %s applied: %s",
+            event.pk,
+            ", ".join(applied.fields),
+            extra={"inbound_event_id": event.pk},
+        )
         event.state = State.PROCESSED
         event.processed_at = now
         event.next_attempt_at = None

@@ -348,15 +348,23 @@ def _outcome_apply(
         try:
             _outcome_record(**record, outcome=_O.SENT, http_status=200, changes=changes)
         except IntegrityError:  # Meta named a wamid Wharf already holds: keep the placeholder
-            logger.error("Meta answered message %s with a wamid already stored: %s", message.pk, wamid)
+            logger.error(
+                "Meta answered message %s with a wamid already stored: %s",
+                message.pk,
+                wamid,
+                extra={"message_id": message.pk, "wamid": wamid},
+            )
             changes.pop("wamid")
             _outcome_record(**record, outcome=_O.SENT, http_status=200, changes=changes)
+        _sent_log(message, changes.get("wamid", ""))
         return _O.SENT
+    outcome_extra = {"message_id": message.pk, "error_code": error.code, "http_status": error.status}
     if isinstance(error, GraphAuthError):
         reason = f"Meta refused the access token: {error.reason}"
         _outcome_record(
             **record, outcome=_O.RETRY, http_status=error.status, changes={"status": _S.QUEUED, **released}
         )
+        logger.warning("message %s: Meta refused the token, sender paused", message.pk, extra=outcome_extra)
         if phone_number_pause(phone_number=phone_number, reason=reason):
             operator_alert_raise(
                 key=f"sender-paused:{phone_number.phone_number_id}",
@@ -373,6 +381,7 @@ def _outcome_apply(
         )
         if outgoing_doubts_resolve(message_ids=[message.pk]):  # a status of it came before the silence
             return _O.SENT
+        logger.warning("message %s in doubt: its request went unanswered", message.pk, extra=outcome_extra)
         return _O.IN_DOUBT
     attempts = message.attempts + 1
     if isinstance(error, GraphRetryableError) and attempts < MAX_ATTEMPTS:
@@ -385,6 +394,7 @@ def _outcome_apply(
             **_error_fields(error),
         }
         _outcome_record(**record, outcome=_O.RETRY, http_status=error.status, changes=changes)
+        logger.info("message %s retried after error %s", message.pk, error.code, extra=outcome_extra)
         return _O.RETRY
     changes = {
         "status": _S.FAILED,
@@ -394,7 +404,17 @@ def _outcome_apply(
         **_error_fields(error),
     }
     _outcome_record(**record, outcome=_O.FAILED, http_status=error.status, changes=changes)
+    logger.info("message %s failed with error %s", message.pk, error.code, extra=outcome_extra)
     return _O.FAILED
+
+
+def _sent_log(message: Message, wamid: str) -> None:
+    logger.debug(
+        "message %s sent as %s",
+        message.pk,
+        wamid,
+        extra={"message_id": message.pk, "wamid": wamid, "phone_number_id": message.phone_number_id},
+    )
 
 
 # -- many sends at once ---------------------------------------------------------------------------
@@ -564,6 +584,9 @@ def _sents_record(sends: list[_Send], *, worker: str) -> None:
                 if wamid in pending:
                     send.message.wamid, send.message.direction = wamid, Message.Direction.OUTBOUND
                     message_pending_statuses_apply(message=send.message)
+        if logger.isEnabledFor(logging.DEBUG):
+            for send, wamid in zip(sends, wamids, strict=True):
+                _sent_log(send.message, wamid)
     except (IntegrityError, OperationalError) as error:
         logger.warning("recording %d answers one by one: %s", len(sends), type(error).__name__)
         for send in sends:
@@ -904,7 +927,11 @@ class _Stream:
             try:
                 _attempt_cancel(send, worker=self.worker, due_at=None, reason="the drain stopped")
             except Exception:
-                logger.exception("could not give message %s back to the queue", send.message.pk)
+                logger.exception(
+                    "could not give message %s back to the queue",
+                    send.message.pk,
+                    extra={"message_id": send.message.pk},
+                )
         try:
             self.queues_release(due_at=None, counter="released")
         except Exception:
