@@ -1,4 +1,5 @@
-"""`/healthz`: 200 when the database, the broker and the storage answer; 503 naming any that does not."""
+"""`/healthz`: 200 when the database, the broker and the storage answer; 503 naming any that does not.
+With `?verbose`, administrators also get the backlog (config/probes.py)."""
 
 import logging
 
@@ -7,6 +8,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
+from config.probes import backlog_report, backlog_visible
 from core.aws import bucket_check, sqs_client
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ def healthz(request):
             results[name] = "ok"
     failing = [name for name, result in results.items() if result != "ok"]
     status = 503 if failing else 200
-    return JsonResponse(
-        {"status": "unavailable" if failing else "ok", "failing": failing, **results}, status=status
-    )
+    body = {"status": "unavailable" if failing else "ok", "failing": failing, **results}
+    if "verbose" in request.GET and backlog_visible(request):
+        body["backlog"] = backlog_report()
+    return JsonResponse(body, status=status)

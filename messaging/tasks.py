@@ -3,8 +3,11 @@
 lives beside the drain, which enqueues it, as read receipts' beside theirs; the rest are thin
 wrappers of their services."""
 
+from dataclasses import asdict
+
 from celery import shared_task
 
+from messaging.backlog import backlog_publish
 from messaging.conversations import conversations_wake
 from messaging.inbound.events import inbound_events_process_task, inbound_events_sweep
 from messaging.media import media_fetch_task
@@ -14,6 +17,7 @@ from messaging.ratelimit import rate_paces_sweep
 from messaging.receipts import message_read_receipt_send_task
 
 __all__ = [
+    "backlog_publish_task",
     "conversations_wake_task",
     "inbound_events_process_task",
     "inbound_events_sweep_task",
@@ -43,3 +47,9 @@ def rate_paces_sweep_task() -> int:
 @shared_task(name="messaging.conversations_wake")
 def conversations_wake_task() -> int:
     return conversations_wake()
+
+
+@shared_task(name="messaging.backlog_publish")
+def backlog_publish_task() -> dict | None:
+    figures = backlog_publish()
+    return asdict(figures) if figures else None
