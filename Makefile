@@ -37,7 +37,7 @@ $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
 
 deploy-lint: $(VENV)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 	$(BIN)/cfn-lint deploy/wharf.yaml
-	$(CHECKOV_VENV)/bin/checkov --file deploy/wharf.yaml --framework cloudformation --compact --skip-download
+	$(CHECKOV_VENV)/bin/checkov --file deploy/wharf.yaml --framework cloudformation --quiet --compact --skip-download
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench $(NAME)
