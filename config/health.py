@@ -6,7 +6,8 @@ broker and the storage, and answers 200, or 503 naming any that does not answer;
 at most once per READINESS_CACHE_S and answers from that in between, so a flood of hits never
 becomes a flood on the dependencies. With READINESS_TOKEN set, `/readyz` answers only a request
 with `Authorization: Bearer <token>` (401 otherwise), so what is failing is told to the
-orchestrator, not to the internet.
+orchestrator, not to the internet. `/healthz?verbose` adds the backlog for administrators
+(config/probes.py), and `/livez` answers before any middleware, for the platform's health checks.
 """
 
 import hmac
@@ -19,6 +20,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
+from config.probes import backlog_report, backlog_visible
 from core.aws import bucket_check, sqs_client
 
 logger = logging.getLogger(__name__)
@@ -83,8 +85,14 @@ def _token_given(request) -> bool:
 
 @require_GET
 def healthz(request):
-    """Liveness: this process answers requests."""
-    return JsonResponse({"status": "ok"})
+    """Liveness: this process answers requests. With `?verbose`, administrators (config/probes.py)
+    also get the backlog: the one form of /healthz that reads the database."""
+    body: dict = {"status": "ok"}
+    if "verbose" in request.GET and backlog_visible(request):
+        body["backlog"] = backlog_report()
+    response = JsonResponse(body)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @require_GET

@@ -101,6 +101,7 @@ if DEVSTACK:
     INSTALLED_APPS.append("devstack")
 
 MIDDLEWARE = [
+    "config.probes.LivezMiddleware",  # first: /livez answers without touching anything else
     "core.logging.RequestIdMiddleware",  # first: every later line of a request carries its id
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -294,6 +295,7 @@ CELERY_TASK_ROUTES = {
     "messaging.ratelimit_*": {"queue": "outgoing"},
     "messaging.outbound_*": {"queue": "outgoing"},
     "messaging.templates_*": {"queue": "default"},
+    "messaging.backlog_*": {"queue": "default"},
     "messaging.conversations_*": {"queue": "default"},
     "messaging.read_receipt_*": {"queue": "default"},
     "messaging.retention_*": {"queue": "default"},
@@ -483,6 +485,21 @@ SMS_SNS_CERT_URL_PREFIXES = env.list("SMS_SNS_CERT_URL_PREFIXES", default=[])
 SMS_OPT_OUT_KEYWORDS = env.list(
     "SMS_OPT_OUT_KEYWORDS", default=["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"]
 )
+
+# -- the backlog's metrics and /healthz?verbose (messaging/backlog.py, config/probes.py) -----------
+# CloudWatch namespace of the backlog's metrics, published by beat every METRICS_INTERVAL_S seconds;
+# unset: none are published.
+METRICS_NAMESPACE = env.str("METRICS_NAMESPACE", default="")
+METRICS_INTERVAL_S = env.float("METRICS_INTERVAL_S", default=60.0)
+if METRICS_NAMESPACE:
+    CELERY_BEAT_SCHEDULE["backlog-publish"] = {
+        "task": "messaging.backlog_publish",
+        "schedule": METRICS_INTERVAL_S,
+        "options": {"expires": METRICS_INTERVAL_S},  # a late one is replaced by the next
+    }
+# Besides staff users, a caller sending `Authorization: Bearer <HEALTHZ_TOKEN>` sees the backlog on
+# /healthz?verbose; unset: staff users only.
+HEALTHZ_TOKEN = env.str("HEALTHZ_TOKEN", default="")
 
 # -- logging: JSON lines (or plain text) on stdout, secrets redacted (core/logging.py) ------------
 LOG_FORMAT = env.str("LOG_FORMAT", default="") or ("plain" if DEVSTACK else "json")

@@ -3,8 +3,8 @@
 Files are saved, opened, deleted and linked through the storages (core/storage.py). What is left
 is here: the bucket itself (creation with public access blocked, its lifecycle rules, the health
 check), the archive's objects (a checked multipart upload, a streamed read, a copy into another
-storage class, Glacier restores) and deletes by the thousand. Every boto3 client of the process,
-S3, SQS or SMS, comes from `aws_client`; nothing else in Wharf makes one.
+storage class, Glacier restores), deletes by the thousand and CloudWatch metrics. Every boto3 client
+of the process, S3, SQS, SMS or CloudWatch, comes from `aws_client`; nothing else in Wharf makes one.
 """
 
 from __future__ import annotations
@@ -78,6 +78,16 @@ def sqs_client():
 
 def _bucket() -> str:
     return settings.AWS_STORAGE_BUCKET_NAME
+
+
+METRICS_PER_REQUEST = 1000  # PutMetricData's limit
+
+
+def metric_data_put(*, namespace: str, metrics: list[dict]) -> None:
+    """Publish CloudWatch metrics (PutMetricData's MetricData entries) under `namespace`."""
+    client = aws_client("cloudwatch")
+    for start in range(0, len(metrics), METRICS_PER_REQUEST):
+        client.put_metric_data(Namespace=namespace, MetricData=metrics[start : start + METRICS_PER_REQUEST])
 
 
 # -- the bucket ---------------------------------------------------------------------------------

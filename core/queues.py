@@ -174,6 +174,21 @@ def queues_ensure(
     return states
 
 
+_DEPTH_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
+
+
+def dead_letter_depths() -> dict[str, int]:
+    """How many messages each dead-letter queue holds, visible or held by a reader, by the name of
+    its source queue. Raises QueueError when one does not exist."""
+    client = sqs_client()
+    depths = {}
+    for spec in QUEUES.values():
+        url = _queue_url(client, sqs_queue_name(spec.dlq_name))
+        attributes = client.get_queue_attributes(QueueUrl=url, AttributeNames=list(_DEPTH_ATTRIBUTES))
+        depths[spec.name] = sum(int(attributes["Attributes"].get(name, 0)) for name in _DEPTH_ATTRIBUTES)
+    return depths
+
+
 def dlq_list(*, queue: str, limit: int) -> list[DeadLetter]:
     """Up to `limit` dead letters of `queue` (the source queue's name, e.g. "default").
 

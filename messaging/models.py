@@ -334,6 +334,9 @@ class Message(models.Model):
                 condition=models.Q(status="queued"),
                 name="message_outbound_queued",
             ),
+            models.Index(  # the backlog's in-doubt figures (messaging/backlog.py)
+                fields=["claimed_at"], condition=models.Q(status="in_doubt"), name="message_in_doubt"
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

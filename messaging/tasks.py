@@ -3,8 +3,11 @@
 lives beside the drain, which enqueues it, as read receipts' beside theirs; the rest are thin
 wrappers of their services."""
 
+from dataclasses import asdict
+
 from celery import shared_task
 
+from messaging.backlog import backlog_publish
 from messaging.conversations import conversations_wake
 from messaging.inbound.events import inbound_events_process_task, inbound_events_sweep
 from messaging.media import media_fetch_task
@@ -15,6 +18,7 @@ from messaging.receipts import message_read_receipt_send_task
 from messaging.retention import inbound_rows_sweep
 
 __all__ = [
+    "backlog_publish_task",
     "conversations_wake_task",
     "inbound_events_process_task",
     "inbound_events_sweep_task",
@@ -51,3 +55,9 @@ def conversations_wake_task() -> int:
 def retention_sweep_task() -> dict:
     """Delete webhook bodies, pending statuses and webhook events past their retention."""
     return inbound_rows_sweep()
+
+
+@shared_task(name="messaging.backlog_publish")
+def backlog_publish_task() -> dict | None:
+    figures = backlog_publish()
+    return asdict(figures) if figures else None
