@@ -19,6 +19,7 @@ from messaging.inbound.events import inbound_events_process_task
 from messaging.models import InboundEvent, Message
 from messaging.outbound.drain import outbound_send_task
 from tests.factories import ContactFactory, PhoneNumberFactory
+from tests.messaging.test_channels_sms_inbound import TOPIC as SNS_TOPIC
 from tests.messaging.test_channels_sms_inbound import notification as sms_notification
 from tests.messaging.test_channels_sms_inbound import signed as sns_signed
 from tests.messaging.webhook_helpers import PHONE_NUMBER_ID, text_body, webhook_post
@@ -77,8 +78,9 @@ def sandbox(settings):
 
 
 def test_a_send_a_webhook_and_an_sns_post_log_json_lines_with_their_ids_and_no_secret(
-    json_logs, sandbox, broker, api_client, client
+    json_logs, sandbox, broker, api_client, client, settings
 ):
+    settings.SMS_SNS_TOPIC_ARNS = [*settings.SMS_SNS_TOPIC_ARNS, SNS_TOPIC]  # the topic SNS posts from
     PhoneNumberFactory(phone_number_id=PHONE_NUMBER_ID, rate_limit_per_s=80)
     contact = ContactFactory(phone="+447700900123", wa_id="447700900123", last_inbound_at=timezone.now())
 
