@@ -26,6 +26,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
 ]
 
+handler404 = "core.api_errors.page_not_found"
+
 admin.site.site_header = "Wharf"
 admin.site.site_title = "Wharf"
 admin.site.index_title = "Operators' console"

@@ -267,7 +267,7 @@ def _media_verify(*, content: bytes, digest: bytes, info: dict) -> None:
             f"sha256 mismatch: Meta gave {expected}, the download has {digest.hex()} ({len(content)} bytes)"
         )
     size = info.get("file_size")
-    if size not in (None, "") and str(size).isdigit() and int(size) != len(content):
+    if size not in (None, "") and str(size).isascii() and str(size).isdigit() and int(size) != len(content):
         raise MediaIntegrityError(f"size mismatch: Meta gave {size} bytes, the download has {len(content)}")
 
 
