@@ -5,7 +5,7 @@ contacts.view_contact besides the campaign's own permission.
 """
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
@@ -27,7 +27,8 @@ from campaigns.services import (
     campaign_update,
 )
 from contacts.access import ContactDataPermission
-from core.api import ChangePermissions, ModelPermissions
+from contacts.models import Contact
+from core.api import ChangePermissions, ModelPermissions, column_max
 from core.models import AuditLog
 from core.uploads import upload_length_check, upload_size_check
 from messaging.models import PhoneNumber, Template
@@ -173,10 +174,17 @@ class CampaignInputSerializer(serializers.Serializer):
         "created_before, opted_in.",
     )
     audience_contacts = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False, help_text="Contact ids."
+        child=serializers.IntegerField(min_value=1, max_value=column_max(Contact._meta.pk)),
+        required=False,
+        help_text="Contact ids.",
     )
     scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
-    rate_limit_per_s = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    rate_limit_per_s = serializers.IntegerField(
+        min_value=1,
+        max_value=column_max(Campaign._meta.get_field("rate_limit_per_s")),
+        required=False,
+        allow_null=True,
+    )
     failure_pause_pct = serializers.IntegerField(min_value=0, max_value=100, required=False)
 
     class Meta:
@@ -259,14 +267,23 @@ class CampaignDetailApi(APIView):
         campaign = campaign_update(campaign=campaign, actor=request.user, source=SOURCE, **values)
         return _answer(campaign)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        responses={204: None, 400: OpenApiResponse(description="A campaign under way: pause and cancel it.")}
+    )
     def delete(self, request, id: int):
         campaign_delete(campaign=_campaign(id), actor=request.user, source=SOURCE)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def _action(service):
-    @extend_schema(tags=["campaigns"], request=None, responses=CampaignOutputSerializer)
+    @extend_schema(
+        tags=["campaigns"],
+        request=None,
+        responses={
+            200: CampaignOutputSerializer,
+            400: OpenApiResponse(description="The campaign's state or content does not allow it."),
+        },
+    )
     def post(self, request, id: int):
         return _answer(service(campaign=_campaign(id), actor=request.user, source=SOURCE))
 

@@ -71,6 +71,7 @@ from contacts.reachability import (
 )
 from contacts.services.cleaning import phone_normalise
 from core.audit import Actor, audit_log_record
+from core.json_input import json_check, text_problem
 from core.models import AuditLog
 from core.queues import task_publish
 from messaging.bulk import BulkEntry, TemplateBatch, template_batch_prepare, template_messages_queue
@@ -244,12 +245,18 @@ def campaign_audience_csv_set(*, campaign: Campaign, file, actor: Actor, source:
         else file
     )
     reader = csv.DictReader(text)
-    columns = [name.strip().lower() for name in reader.fieldnames or []]
-    column = next((name for name in ("id", "phone", "email") if name in columns), None)
-    _require(column is not None, "file", "The CSV needs a header line with an id, phone or email column.")
-    original = (reader.fieldnames or [])[columns.index(column)]
-    values = [(row.get(original) or "").strip() for row in reader]
-    values = [value for value in values if value]
+    try:
+        columns = [name.strip().lower() for name in reader.fieldnames or []]
+        column = next((name for name in ("id", "phone", "email") if name in columns), None)
+        _require(column is not None, "file", "The CSV needs a header line with an id, phone or email column.")
+        original = (reader.fieldnames or [])[columns.index(column)]
+        values = [(row.get(original) or "").strip() for row in reader]
+    except UnicodeDecodeError:
+        raise ValidationError({"file": 'Not UTF-8 text: save the file as "CSV UTF-8".'}) from None
+    except csv.Error as error:
+        raise ValidationError({"file": f"Not a CSV file: {error}."}) from None
+    # A value PostgreSQL cannot even compare (a NUL character) matches no contact.
+    values = [value for value in values if value and text_problem(value) is None]
     if column == "phone":
         normalised = []
         for value in values:
@@ -259,7 +266,8 @@ def campaign_audience_csv_set(*, campaign: Campaign, file, actor: Actor, source:
                 normalised.append(value)
         values = normalised
     if column == "id":
-        values = [value for value in values if value.isdigit()]
+        # ASCII digits that fit the column: int() also reads "²", and a larger id names no contact.
+        values = [value for value in values if value.isascii() and value.isdigit() and len(value) <= 18]
     found: set[int] = set()
     for start in range(0, len(values), 10000):
         part = values[start : start + 10000]
@@ -267,6 +275,13 @@ def campaign_audience_csv_set(*, campaign: Campaign, file, actor: Actor, source:
         found.update(Contact.objects.filter(**{lookup: part}).values_list("id", flat=True))
     through = Campaign.audience_contacts.through
     with transaction.atomic():
+        # Locked until commit: a contact deleted meanwhile would break the list's foreign key.
+        found = set(
+            Contact.objects.select_for_update(no_key=True)
+            .filter(pk__in=sorted(found))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         through.objects.filter(campaign_id=campaign.pk).delete()
         through.objects.bulk_create(
             [through(campaign_id=campaign.pk, contact_id=pk) for pk in sorted(found)], batch_size=5000
@@ -307,6 +322,8 @@ def _fields_apply(campaign: Campaign, fields: dict[str, Any]) -> None:
             setattr(campaign, name, value)
     _require(bool(campaign.name and campaign.name.strip()), "name", "This field is required.")
     _require(campaign.channel in Campaign.Channel.values, "channel", "One of WHATSAPP, EMAIL, SMS.")
+    json_check(campaign.template_parameters, field="template_parameters")
+    json_check(campaign.audience_filters, field="audience_filters")
     audience_filters_clean(campaign.audience_filters or {})
     _require(
         isinstance(campaign.audience_tags, list) and all(isinstance(t, str) for t in campaign.audience_tags),
@@ -326,6 +343,24 @@ def _fields_apply(campaign: Campaign, fields: dict[str, Any]) -> None:
         )
 
 
+def _audience_contacts_lock(ids: list[int]) -> None:
+    """The contacts of an explicit audience, locked against deletion until the list is saved (a
+    deleted one would break the list's foreign key at commit); ValidationError names the missing."""
+    wanted = set(ids)
+    found = set(
+        Contact.objects.select_for_update(no_key=True)
+        .filter(pk__in=wanted)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    missing = sorted(wanted - found)
+    _require(
+        not missing,
+        "audience_contacts",
+        f"No such contact: {', '.join(str(pk) for pk in missing[:10])}{' …' if len(missing) > 10 else ''}.",
+    )
+
+
 def campaign_create(
     *, actor: Actor, source: str, audience_contacts: list[int] | None = None, **fields
 ) -> Campaign:
@@ -334,6 +369,7 @@ def campaign_create(
     with transaction.atomic():
         campaign.save()
         if audience_contacts:
+            _audience_contacts_lock(audience_contacts)
             campaign.audience_contacts.set(audience_contacts)
         audit_log_record(actor=actor, source=source, action="campaign.create", target=campaign)
     return campaign
@@ -347,6 +383,7 @@ def campaign_update(
     with transaction.atomic():
         campaign.save()
         if audience_contacts is not None:
+            _audience_contacts_lock(audience_contacts)
             campaign.audience_contacts.set(audience_contacts)
         audit_log_record(
             actor=actor,

@@ -409,6 +409,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["core.api.ModelPermissions"],
+    "DEFAULT_PARSER_CLASSES": [
+        "core.api.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
@@ -428,6 +433,14 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Contacts, conversations and campaigns on the WhatsApp Business Platform.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Bodies are documented as JSON (forms are taken too, but cannot carry the nested fields);
+    # uploads name multipart/form-data themselves.
+    "PARSER_WHITELIST": ["core.api.JSONParser"],
+    # Every operation documents its error answers (400, 401, 403, 404, 415, 429): core.api.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.api.error_responses_add",
+    ],
     # Choice sets that share a field name ("status", "channel") get names of their own.
     "ENUM_NAME_OVERRIDES": {
         "ContactChannelEnum": "contacts.models.Channel",

@@ -27,6 +27,8 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
 ]
 
+handler404 = "core.api_errors.page_not_found"
+
 admin.site.site_header = "Wharf"
 admin.site.site_title = "Wharf"
 admin.site.index_title = "Operators' console"

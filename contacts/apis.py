@@ -102,7 +102,7 @@ class ContactFilterSerializer(serializers.Serializer):
         source="search", required=False, allow_blank=True, help_text="Name, email or phone digits."
     )
     tag = serializers.CharField(required=False, allow_blank=True)
-    opted_out = serializers.BooleanField(required=False, allow_null=True)
+    opted_out = serializers.BooleanField(required=False, help_text="Left out: opted out or not.")
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
 
@@ -310,3 +310,12 @@ class ContactExportApi(APIView):
     )
     def get(self, request):
         return csv_download(_filtered_contacts(request))
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        """An error is JSON whatever the client asked for (the CSV is the answer's only CSV)."""
+        if response.status_code >= 400:
+            request.accepted_renderer, request.accepted_media_type = (
+                renderers.JSONRenderer(),
+                "application/json",
+            )
+        return super().finalize_response(request, response, *args, **kwargs)

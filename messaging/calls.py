@@ -71,7 +71,7 @@ class CallEvent:
 
 
 def _digits(value: str) -> str:
-    return "".join(character for character in value if character.isdigit())
+    return "".join(character for character in value if character in "0123456789")
 
 
 def _call_id(item: dict) -> str:

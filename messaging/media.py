@@ -303,7 +303,12 @@ def _media_verify(*, size: int, digest: bytes, info: dict) -> None:
             f"sha256 mismatch: Meta gave {expected}, the download has {digest.hex()} ({size} bytes)"
         )
     declared = info.get("file_size")
-    if declared not in (None, "") and str(declared).isdigit() and int(declared) != size:
+    if (
+        declared not in (None, "")
+        and str(declared).isascii()
+        and str(declared).isdigit()
+        and int(declared) != size
+    ):
         raise MediaIntegrityError(f"size mismatch: Meta gave {declared} bytes, the download has {size}")
 
 

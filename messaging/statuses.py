@@ -16,7 +16,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from messaging.inbound.payloads import meta_dict, meta_error, meta_str
+from messaging.inbound.payloads import meta_dict, meta_error, meta_id, meta_str
 from messaging.models import AnalyticsEvent, Message, PendingStatus
 
 logger = logging.getLogger(__name__)
@@ -74,9 +74,9 @@ def status_record(*, wamid: str, status: str, at: datetime, payload: dict) -> st
         PendingStatus.objects.bulk_create(
             [PendingStatus(wamid=wamid, status=status, timestamp=at, payload=payload)], ignore_conflicts=True
         )
-        callback = payload.get("biz_opaque_callback_data")
-        if isinstance(callback, str) and callback.isdigit():
-            outgoing_doubts_resolve(message_ids=[int(callback)])
+        callback = meta_id(payload.get("biz_opaque_callback_data"))
+        if callback is not None:
+            outgoing_doubts_resolve(message_ids=[callback])
         return "pending"
     if found["direction"] != Message.Direction.OUTBOUND:
         return "inbound"

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 
 from contacts.models import Contact
 from contacts.validators import validate_email
+from core.json_input import json_check
 
 PHONE_TAKEN = "A contact with this phone number already exists."
 WA_ID_TAKEN = "A contact with this WhatsApp id already exists."
@@ -124,6 +125,7 @@ def attributes_clean(value: dict[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise ValidationError({"attributes": "Must be a JSON object."})
+    json_check(value, field="attributes")
     return value
 
 

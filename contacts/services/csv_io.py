@@ -32,6 +32,7 @@ from contacts.services.cleaning import (
     wa_id_clean,
 )
 from core.audit import Actor, audit_log_record
+from core.json_input import NESTED_TOO_DEEP, json_check, text_problem
 from core.spreadsheets import cell_escape, cell_unescape
 
 #
@@ -237,6 +238,9 @@ def _import_row(line: int, cells: list[str], known: dict[str, int], extra: list[
             attributes = json.loads(raw["attributes"])
         except ValueError:
             attributes = None
+        except RecursionError:
+            attributes = {}
+            errors["attributes"] = [ValidationError(NESTED_TOO_DEEP)]
         if not isinstance(attributes, dict):
             errors["attributes"] = [ValidationError("Not a JSON object.")]
             attributes = {}
@@ -244,6 +248,10 @@ def _import_row(line: int, cells: list[str], known: dict[str, int], extra: list[
         value = cells[index].strip()
         if value:
             attributes[title] = cell_unescape(value) if value[:1] == "'" else value
+    try:
+        json_check(attributes, field="attributes")
+    except ValidationError as error:
+        errors.update(error.error_dict)
     opted_out_at = None
     if raw["opted_out_at"]:
         try:
@@ -340,6 +348,14 @@ def _import_load(cursor: psycopg.Cursor, rows: list[tuple]) -> None:
             copy.write_row(row)
 
 
+def _cells_problem(cells: list[str]) -> str | None:
+    """Why a row's cells cannot be stored (a NUL character, say), naming the first such cell."""
+    for index, cell in enumerate(cells, 1):
+        if problem := text_problem(cell):
+            return _reason(f"cell {index}", problem)
+    return None
+
+
 def _import_rows(
     records: Iterator[tuple[int, list[str]]], header: tuple, result: ImportResult
 ) -> Iterator[tuple]:
@@ -357,6 +373,9 @@ def _import_rows(
             continue
         if len(cells) < width:
             cells += [""] * (width - len(cells))
+        if problem := _cells_problem(cells):
+            result.errors.append(RowError(start, problem))
+            continue
         try:
             row = _import_row(start, cells, known, extra)
         except ValidationError as error:

@@ -53,9 +53,16 @@ TICKS = {
 }
 
 
-def pretty_json(value: Any) -> str:
-    """Indented JSON inside <pre>, escaped: raw events are written by whoever holds the secret."""
-    return format_html('<pre class="wharf-json">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False))
+def pretty_json(value: Any, *, fallback: str = "Nested too deeply to show.") -> str:
+    """Indented JSON inside <pre>, escaped: raw events are written by whoever holds the secret. Lone
+    surrogates show as their escapes (a page cannot carry them); a value too deep to indent shows
+    `fallback` instead."""
+    try:
+        text = json.dumps(value, indent=2, ensure_ascii=False)
+    except (RecursionError, ValueError):
+        text = fallback
+    text = text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return format_html('<pre class="wharf-json">{}</pre>', text)
 
 
 def ticks_html(message: Message) -> str:

@@ -124,12 +124,11 @@ class InboundEventAdmin(ReadOnlyAdmin):
     @admin.display(description="body")
     def body_pretty(self, event: InboundEvent) -> str:
         body = bytes(event.body or b"")
+        raw = body.decode("utf-8", errors="backslashreplace")
         try:
-            return pretty_json(json.loads(body))
-        except ValueError:
-            return format_html(
-                '<pre class="wharf-json">{}</pre>', body.decode("utf-8", errors="backslashreplace")
-            )
+            return pretty_json(json.loads(body), fallback=raw)
+        except (ValueError, RecursionError):
+            return format_html('<pre class="wharf-json">{}</pre>', raw)
 
     @admin.action(description="Reprocess the selected failed events", permissions=["reprocess"])
     def reprocess(self, request, queryset):

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from contacts.access import contact_data_visible
 from messaging.apis.conversations import (
+    ID_MAX,
     ApiErrorSerializer,
     ConversationContactSerializer,
     ConversationNumberSerializer,
@@ -111,9 +112,11 @@ class CallListApi(APIView):
             required=False, help_text="true: inbound calls that ended unanswered; false: all others."
         )
         phone_number = serializers.IntegerField(
-            required=False, min_value=1, help_text="A sender number's id."
+            required=False, min_value=1, max_value=ID_MAX, help_text="A sender number's id."
         )
-        contact = serializers.IntegerField(required=False, min_value=1, help_text="A contact's id.")
+        contact = serializers.IntegerField(
+            required=False, min_value=1, max_value=ID_MAX, help_text="A contact's id."
+        )
         since = serializers.DateTimeField(required=False, help_text="Calls started at or after this time.")
 
         class Meta:

@@ -18,7 +18,8 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from contacts.access import CONTACTS_VIEW, contact_data_visible
-from core.api import ChangePermissions
+from contacts.models import Contact
+from core.api import ChangePermissions, column_max
 from core.models import AuditLog
 from messaging.activity import ConversationActivity
 from messaging.conversations import (
@@ -48,6 +49,9 @@ from messaging.window import WhatsAppWindow, conversation_window, whatsapp_windo
 SOURCE = AuditLog.Source.API
 TIMELINE_PAGE_SIZE = 50
 TIMELINE_PAGE_MAX = 200
+# The largest ids the columns hold (every model's but the user's are bigint).
+ID_MAX = column_max(Contact._meta.pk)
+USER_ID_MAX = column_max(get_user_model()._meta.pk)
 
 
 # -- shapes shared by the views (one schema component each) -----------------------------------------
@@ -306,10 +310,12 @@ class ConversationListApi(APIView):
         )
         status = serializers.ChoiceField(choices=Conversation.Status.choices, required=False)
         phone_number = serializers.IntegerField(
-            required=False, min_value=1, help_text="A sender number's id."
+            required=False, min_value=1, max_value=ID_MAX, help_text="A sender number's id."
         )
         label = serializers.CharField(required=False, max_length=32)
-        assignee = serializers.IntegerField(required=False, min_value=1, help_text="A user's id.")
+        assignee = serializers.IntegerField(
+            required=False, min_value=1, max_value=USER_ID_MAX, help_text="A user's id."
+        )
         sort = serializers.ChoiceField(
             choices=CONVERSATION_SORTS,
             default="waiting",
@@ -348,7 +354,10 @@ class ConversationDetailApi(APIView):
 
     class FilterSerializer(serializers.Serializer):
         before = serializers.IntegerField(
-            required=False, min_value=1, help_text="A message's id: the page of messages older than it."
+            required=False,
+            min_value=1,
+            max_value=ID_MAX,
+            help_text="A message's id: the page of messages older than it.",
         )
         limit = serializers.IntegerField(
             required=False, min_value=1, max_value=TIMELINE_PAGE_MAX, default=TIMELINE_PAGE_SIZE
@@ -479,6 +488,8 @@ class ConversationAssignApi(ConversationActionApi):
         expected_assignee = serializers.IntegerField(
             required=False,
             allow_null=True,
+            min_value=1,
+            max_value=USER_ID_MAX,
             help_text="The assignee the client saw (null: unassigned). When someone else holds the "
             "conversation now, nothing changes and the answer is 409. Left out: whoever holds it.",
         )

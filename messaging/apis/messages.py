@@ -8,7 +8,7 @@ A send to a number Wharf does not know makes a contact, so it needs contacts.add
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
@@ -19,10 +19,11 @@ from contacts.access import CONTACTS_ADD, contact_create_allowed, contact_data_v
 from contacts.models import Contact
 from contacts.services.cleaning import phone_normalise
 from contacts.services.contact import contact_create
+from core.api import column_max
 from core.models import AuditLog
 from core.uploads import upload_length_check
 from messaging.conversations import phone_numbers_visible_q
-from messaging.graph import GraphError
+from messaging.graph import GraphAuthError, GraphError, GraphPermanentError
 from messaging.media import media_access, media_outgoing_upload
 from messaging.models import Message, PhoneNumber
 from messaging.outbound.content import KINDS
@@ -34,7 +35,7 @@ SOURCE = AuditLog.Source.API
 
 
 class MessageErrorSerializer(serializers.Serializer):
-    code = serializers.IntegerField(source="error_code")
+    code = serializers.IntegerField(source="error_code", allow_null=True, help_text="Meta's code, or null.")
     title = serializers.CharField(source="error_title")
     details = serializers.CharField(source="error_details")
 
@@ -112,7 +113,9 @@ class MessageOutputSerializer(serializers.ModelSerializer):
 
 
 class MessageFilterSerializer(serializers.Serializer):
-    contact = serializers.IntegerField(source="contact_id", required=False, min_value=1)
+    contact = serializers.IntegerField(
+        source="contact_id", required=False, min_value=1, max_value=column_max(Contact._meta.pk)
+    )
     direction = serializers.ChoiceField(choices=Message.Direction.choices, required=False)
     status = serializers.ChoiceField(choices=Message.Status.choices, required=False)
     type = serializers.CharField(required=False, max_length=32, help_text='Meta\'s type: "text", "image" …')
@@ -165,7 +168,10 @@ class MessageSendApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         contact = serializers.IntegerField(
-            required=False, min_value=1, help_text="The contact's id; or `to`."
+            required=False,
+            min_value=1,
+            max_value=column_max(Contact._meta.pk),
+            help_text="The contact's id; or `to`.",
         )
         to = serializers.CharField(required=False, max_length=32, help_text="A phone number, E.164.")
         phone_number_id = serializers.CharField(
@@ -242,18 +248,54 @@ class MessageSendApi(APIView):
         )
 
 
+class GraphRefusalSerializer(serializers.Serializer):
+    class MetaErrorSerializer(serializers.Serializer):
+        code = serializers.IntegerField(allow_null=True, help_text="Meta's error code.")
+        title = serializers.CharField()
+        details = serializers.CharField(help_text="Meta's details, or empty.")
+
+        class Meta:
+            ref_name = "MetaError"
+
+    detail = serializers.CharField()
+    error = MetaErrorSerializer(help_text="What Meta answered.")
+
+    class Meta:
+        ref_name = "GraphRefusal"
+
+
 @extend_schema(tags=["messages"])
 class MessageReadApi(APIView):
     queryset = Message.objects.all()
 
     @extend_schema(
-        request=None, responses=MessageOutputSerializer, description="Mark an inbound message read."
+        request=None,
+        responses={
+            200: MessageOutputSerializer,
+            400: OpenApiResponse(description="Not an inbound message, or one without a sender number."),
+            409: OpenApiResponse(
+                GraphRefusalSerializer,
+                description="Meta refused for good (an unknown or too old message, say): asking again "
+                "will not help. Its code and message are in `error`.",
+            ),
+            502: OpenApiResponse(
+                GraphRefusalSerializer,
+                description="Meta could not be reached, failed, or refused Wharf's token: try again later.",
+            ),
+        },
+        description="Mark an inbound message read.",
     )
     def post(self, request, id: int):
         try:
             message = message_mark_read(message=_message(request, id), actor=request.user, source=SOURCE)
         except GraphError as error:
-            raise GraphApiUnavailable(error.reason) from error
+            refused = isinstance(error, GraphPermanentError) and not isinstance(error, GraphAuthError)
+            body = {
+                "detail": f"Meta {'refused' if refused else 'did not answer'}: {error.reason}",
+                "error": {"code": error.code, "title": error.title, "details": error.details},
+            }
+            answer = status.HTTP_409_CONFLICT if refused else status.HTTP_502_BAD_GATEWAY
+            return Response(GraphRefusalSerializer(body).data, status=answer)
         return Response(MessageOutputSerializer(message, context={"request": request}).data)
 
 
@@ -278,7 +320,7 @@ class MediaUploadApi(APIView):
         class Meta:
             ref_name = "MediaUploaded"
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: OutputSerializer})
     def post(self, request):
         """413 naming `file` past MEDIA_UPLOAD_MAX_BYTES, unread; 400 past WhatsApp's limit for its type."""
         upload_length_check(request, field="file", limit=settings.MEDIA_UPLOAD_MAX_BYTES)
@@ -289,11 +331,6 @@ class MediaUploadApi(APIView):
         key = media_outgoing_upload(file=upload, filename=upload.name, content_type=mime_type)
         data = {"s3_key": key, "mime_type": mime_type, "size": upload.size}
         return Response(self.OutputSerializer(data).data, status=status.HTTP_201_CREATED)
-
-
-class GraphApiUnavailable(exceptions.APIException):
-    status_code = status.HTTP_502_BAD_GATEWAY
-    default_code = "graph_api_error"
 
 
 @extend_schema(tags=["messages"])

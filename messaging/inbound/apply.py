@@ -58,6 +58,7 @@ from messaging.inbound.payloads import (
     meta_name,
     meta_str,
     meta_time,
+    meta_wa_id,
 )
 from messaging.models import AnalyticsEvent, InboundEvent, Message, PhoneNumber, WebhookEvent
 from messaging.statuses import STATUS_TIMES, message_pending_statuses_apply, status_record
@@ -603,13 +604,15 @@ def _sender(message: dict, value: dict, *, echo: bool, inbound_at: datetime | No
 
 def _profile_contact(*, wa_id: str, user_id: str, value: dict, inbound_at: datetime | None) -> Contact | None:
     """The contact with these ids, its profile from `value.contacts` (the entry with its ids, or the
-    only entry when no id is given); None when neither gives an id."""
+    only entry when no id is given); None when neither gives an id. A WhatsApp id that is not one
+    (`meta_wa_id`) counts as none."""
+    wa_id = meta_wa_id(wa_id)
     profiles = meta_dicts(value.get("contacts"))
     profile = next(
         (
             entry
             for entry in profiles
-            if (wa_id and meta_name(entry.get("wa_id")) == wa_id)
+            if (wa_id and meta_wa_id(entry.get("wa_id")) == wa_id)
             or (user_id and meta_name(entry.get("user_id")) == user_id)
         ),
         None,
@@ -617,7 +620,7 @@ def _profile_contact(*, wa_id: str, user_id: str, value: dict, inbound_at: datet
     if profile is None and not wa_id and not user_id and len(profiles) == 1:
         profile = profiles[0]
     profile = profile or {}
-    wa_id = wa_id or meta_name(profile.get("wa_id"))
+    wa_id = wa_id or meta_wa_id(profile.get("wa_id"))
     user_id = user_id or meta_name(profile.get("user_id"))
     if len(wa_id) > 32:
         wa_id = ""
@@ -669,7 +672,7 @@ def _user_preferences_apply(value: dict) -> None:
     """A user's "stop" of marketing messages in WhatsApp opts them out; "resume" opts them back in."""
     for preference in meta_dicts(value.get("user_preferences")):
         choice = meta_name(preference.get("value")).lower()
-        wa_id = meta_name(preference.get("wa_id"))
+        wa_id = meta_wa_id(preference.get("wa_id"))
         if choice not in {"stop", "resume"} or not wa_id or len(wa_id) > 32:
             continue
         contact = contact_upsert_whatsapp(wa_id=wa_id, inbound_at=None)
@@ -687,7 +690,7 @@ _QUALITY = {"FLAGGED": "RED", "UNFLAGGED": "GREEN"}
 
 
 def _digits(value: str) -> str:
-    return "".join(character for character in value if character.isdigit())
+    return "".join(character for character in value if character in "0123456789")
 
 
 def _phone_number_quality_apply(*, value: dict, waba_id: str, phone_number: PhoneNumber | None) -> None:

@@ -9,7 +9,13 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from core.json_input import json_too_deep
+
 _UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")
+# Digits are ASCII ones: str.isdigit() and int() also take "²" or "٤" (and disagree on some).
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+_SECONDS = re.compile(r"[0-9]{1,18}(?:\.[0-9]{1,9})?")
+_WA_ID = re.compile(r"[0-9]{1,32}")
 
 
 def _finite_float(text: str) -> float:
@@ -36,10 +42,11 @@ def _jsonb_safe(value: Any) -> Any:
 
 
 def inbound_payload_parse(body: bytes) -> dict | None:
-    """The JSON object a body holds, made storable as jsonb; None when it holds anything else."""
+    """The JSON object a body holds, made storable as jsonb; None when it holds anything else, or
+    nests deeper than any of Meta's (`json_too_deep`: reading it back would exhaust the stack)."""
     try:
         payload = json.loads(body, parse_float=_finite_float, parse_constant=_constant_refuse)
-        if not isinstance(payload, dict):
+        if not isinstance(payload, dict) or json_too_deep(payload):
             return None
         return _jsonb_safe(payload)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -69,23 +76,41 @@ def meta_name(value: Any, limit: int | None = None) -> str:
     return meta_str(value, limit) if isinstance(value, str) else ""
 
 
-def meta_int(value: Any) -> int | None:
-    """An integer that fits PostgreSQL's integer column, from an int or a string of digits."""
+def meta_int(value: Any, *, limit: int = 2**31) -> int | None:
+    """An integer from an int or a string of ASCII digits, within ±limit (by default PostgreSQL's
+    integer column's range); None for anything else."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value.strip())
-    return value if isinstance(value, int) and -(2**31) <= value < 2**31 else None
+    if isinstance(value, str):
+        text = value.strip()
+        value = int(text) if _INTEGER.fullmatch(text) else None
+    return value if isinstance(value, int) and -limit <= value < limit else None
+
+
+def meta_id(value: Any) -> int | None:
+    """One of our row ids (bigint), as Meta echoes it back in a string (`biz_opaque_callback_data`)."""
+    found = meta_int(value, limit=2**63) if isinstance(value, str) else None
+    return found if found is not None and found > 0 else None
+
+
+def meta_wa_id(value: Any) -> str:
+    """A WhatsApp id: up to 32 ASCII digits, else empty (the API refuses anything else as one)."""
+    text = meta_name(value)
+    return text if _WA_ID.fullmatch(text) else ""
 
 
 def meta_time(value: Any) -> datetime | None:
-    """Meta's times are seconds since the epoch, as strings (messages, statuses) or ints (entry.time)."""
+    """Meta's times are seconds since the epoch, as strings (messages, statuses) or ints (entry.time);
+    None for anything else, or a time outside years 1970 to 3000."""
     if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        text = value.strip()
+        value = float(text) if _SECONDS.fullmatch(text) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int) and not 0 < value < 2**53:  # beyond a float's whole numbers
+        return None
+    value = float(value)
+    if not math.isfinite(value):
         return None
     if value > 1e11:  # milliseconds
         value /= 1000

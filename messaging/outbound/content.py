@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from core.json_input import json_check
 from core.storage import FileMissing, media_head
 from messaging.models import PhoneNumber, Template
 from messaging.templates import TEXT_TYPES, template_get_approved, template_parameters_expected
@@ -366,6 +367,7 @@ def template_build(content: dict, *, phone_number: PhoneNumber) -> Built:
 
 
 def content_build(kind: str, content: Any, *, phone_number: PhoneNumber) -> Built:
+    json_check(content, field=kind)
     if kind == "contacts":
         return _contacts_build(content)
     _object(content, kind)

@@ -122,6 +122,9 @@ def message_send_or_get(
     message.contact = contact
     try:
         with transaction.atomic():
+            # Kept until commit: a contact deleted meanwhile would break the message's foreign key.
+            locked = Contact.objects.select_for_update(no_key=True).filter(pk=contact.pk)
+            require(locked.values_list("pk", flat=True).first() is not None, "contact", "No such contact.")
             # Every message through this door is someone answering (campaigns queue in bulk).
             conversations_outbound_prepare(messages=[message], reply=True)
             message.save(force_insert=True)

@@ -691,6 +691,16 @@ def test_mark_as_read_tells_meta_for_inbound_messages_only(api_client, sandbox, 
     assert answer.status_code == 400
     assert "message" in answer.json()
 
+    # Meta refusing for good is the client's to deal with (409, Meta's code and words); Meta
+    # failing is not (502): both documented.
     unknown = MessageFactory(phone_number=PhoneNumberFactory(phone_number_id="999"), wamid="wamid.nope")
     sandbox.fault(status=400, code=100, message="Invalid parameter")
-    assert client.post(f"/api/v1/messages/{unknown.pk}/read/").status_code == 502
+    answer = client.post(f"/api/v1/messages/{unknown.pk}/read/")
+    assert answer.status_code == 409
+    assert answer.json()["error"] == {"code": 100, "title": "Invalid parameter", "details": ""}
+    assert "Invalid parameter" in answer.json()["detail"]
+    sandbox.fault(status=500, code=1, message="An unknown error occurred")
+    answer = client.post(f"/api/v1/messages/{unknown.pk}/read/")
+    assert answer.status_code == 502
+    assert answer.json()["error"]["code"] == 1
+    assert Message.objects.get(pk=unknown.pk).read_at is None
