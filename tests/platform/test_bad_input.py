@@ -40,7 +40,12 @@ def nested(depth: int) -> str:
 
 @pytest.fixture
 def campaigns(api_client):
-    return api_client("campaigns.add_campaign", "campaigns.change_campaign", "campaigns.view_campaign")
+    return api_client(
+        "campaigns.add_campaign",
+        "campaigns.change_campaign",
+        "campaigns.view_campaign",
+        "contacts.view_contact",  # the audience's matches are contact data
+    )
 
 
 @pytest.fixture
