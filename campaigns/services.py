@@ -72,6 +72,7 @@ from contacts.reachability import (
 from contacts.services.cleaning import phone_normalise
 from core.audit import Actor, audit_log_record
 from core.models import AuditLog
+from core.params import int_param
 from core.queues import task_publish
 from messaging.bulk import BulkEntry, TemplateBatch, template_batch_prepare, template_messages_queue
 from messaging.models import Message, SendAttempt
@@ -259,7 +260,7 @@ def campaign_audience_csv_set(*, campaign: Campaign, file, actor: Actor, source:
                 normalised.append(value)
         values = normalised
     if column == "id":
-        values = [value for value in values if value.isdigit()]
+        values = [value for value in values if int_param(value) is not None]
     found: set[int] = set()
     for start in range(0, len(values), 10000):
         part = values[start : start + 10000]
