@@ -32,6 +32,7 @@ from campaigns.services import (
 from contacts.access import CONTACT_DATA_HIDDEN, contact_data_visible
 from core.console import ReadOnlyAdmin, admin_object_take
 from core.models import AuditLog
+from core.params import int_param
 from core.uploads import upload_size_check
 from messaging.models import Message, Template
 
@@ -469,15 +470,15 @@ class MessageCampaignFilter(admin.SimpleListFilter):
     parameter_name = "campaign"
 
     def lookups(self, request, model_admin):
-        value = request.GET.get(self.parameter_name, "")
-        if not value.isdigit() or len(value) > 18:
+        value = int_param(request.GET.get(self.parameter_name))
+        if value is None:
             return []
-        campaign = Campaign.objects.filter(pk=int(value)).only("name").first()
-        return [(value, campaign.name if campaign else f"campaign {value}")]
+        campaign = Campaign.objects.filter(pk=value).only("name").first()
+        return [(str(value), campaign.name if campaign else f"campaign {value}")]
 
     def queryset(self, request, queryset):
-        if self.value() and self.value().isdigit():
-            return queryset.filter(campaign_recipient__campaign_id=int(self.value()))
+        if (value := int_param(self.value())) is not None:
+            return queryset.filter(campaign_recipient__campaign_id=value)
         return queryset
 
 

@@ -73,6 +73,7 @@ from contacts.services.cleaning import phone_normalise
 from core.audit import Actor, audit_log_record
 from core.json_input import json_check, text_problem
 from core.models import AuditLog
+from core.params import int_param
 from core.queues import task_publish
 from messaging.bulk import BulkEntry, TemplateBatch, template_batch_prepare, template_messages_queue
 from messaging.models import Message, SendAttempt
@@ -266,8 +267,8 @@ def campaign_audience_csv_set(*, campaign: Campaign, file, actor: Actor, source:
                 normalised.append(value)
         values = normalised
     if column == "id":
-        # ASCII digits that fit the column: int() also reads "²", and a larger id names no contact.
-        values = [value for value in values if value.isascii() and value.isdigit() and len(value) <= 18]
+        # ASCII digits that fit the column (int_param): int() also reads "²".
+        values = [value for value in values if int_param(value) is not None]
     found: set[int] = set()
     for start in range(0, len(values), 10000):
         part = values[start : start + 10000]

@@ -225,11 +225,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_RESULT_BACKEND = "django-db"
+# django-celery-results' table; a database that is down while a result is stored (core/results.py)
+# is retried instead of stopping the worker, for about five minutes (each wait up to 10 s, jittered).
+CELERY_RESULT_BACKEND = "core.results:DatabaseResultBackend"
 CELERY_RESULT_EXTENDED = True
-# A database blip while storing a result is retried instead of stopping the worker.
 CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
-CELERY_RESULT_BACKEND_MAX_RETRIES = 10
+CELERY_RESULT_BACKEND_MAX_RETRIES = 60
 # Results are deleted by core.task_results_sweep in bounded batches (RETENTION_TASK_RESULTS_DAYS),
 # not by Celery's own daily cleanup, which deletes them all in one statement.
 CELERY_RESULT_EXPIRES = None

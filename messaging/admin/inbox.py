@@ -29,6 +29,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from core.params import int_param
 from messaging.admin.common import SOURCE, conversation_url
 from messaging.admin.controls import CHANGE_PERMISSION, CONTROLS, conversation_control_apply
 from messaging.admin.reports import reports_view
@@ -106,19 +107,15 @@ class InboxQuery:
 
     @classmethod
     def parse(cls, params) -> InboxQuery:
-        def number(name: str) -> int | None:
-            value = params.get(name, "")
-            return int(value) if value.isdigit() else None
-
         tab = params.get("tab", "all")
         status = params.get("status", "")
         sort = params.get("sort", "waiting")
         return cls(
             tab=tab if tab in CONVERSATION_TABS else "all",
             status=status if status in Conversation.Status.values else "",
-            phone_number=number("phone_number"),
+            phone_number=int_param(params.get("phone_number")),
             label=params.get("label", "").strip().lower(),
-            assignee=number("assignee"),
+            assignee=int_param(params.get("assignee")),
             sort=sort if sort in CONVERSATION_SORTS else "waiting",
             q=params.get("q", "").strip(),
         )

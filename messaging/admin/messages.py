@@ -35,6 +35,7 @@ from django.utils.text import Truncator
 from contacts.access import CONTACT_DATA_HIDDEN, contact_data_visible
 from contacts.models import Contact
 from contacts.selectors import contact_search_q
+from core.params import int_param
 from messaging.admin.common import (
     MESSAGE_TYPES,
     PHONE_PUNCTUATION,
@@ -420,8 +421,7 @@ class MessageAdmin(admin.ModelAdmin):
     def _conversations_read(self, request: HttpRequest, contact: Contact) -> None:
         """An operator opening the page has seen the conversation of the number it replies from
         (`?sender=`, as the inbox links), or every conversation of the contact without one."""
-        sender = request.GET.get("sender", "")
-        number_id = int(sender) if sender.isdigit() else None
+        number_id = int_param(request.GET.get("sender"))
         for unread in conversations_unread(contact=contact, user=request.user, phone_number_id=number_id):
             conversation_read(conversation=unread, actor=request.user, source=SOURCE)
 
@@ -431,8 +431,8 @@ class MessageAdmin(admin.ModelAdmin):
         sender number asked for (`?sender=`, the reply form's) is one the operator does not see, or
         when the contact has conversations and the operator sees none of them. A contact nobody has
         talked to yet stays open: an operator may write first from a number they see."""
-        for chosen in (request.GET.get("sender", ""), request.POST.get("phone_number", "")):
-            if chosen.isdigit() and not phone_number_visible(user=request.user, phone_number_id=int(chosen)):
+        for chosen in (int_param(request.GET.get("sender")), int_param(request.POST.get("phone_number"))):
+            if chosen is not None and not phone_number_visible(user=request.user, phone_number_id=chosen):
                 raise Http404
         if conversations_hidden(contact_id=contact_id, user=request.user):
             raise Http404
@@ -441,8 +441,8 @@ class MessageAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         contact = get_object_or_404(Contact, pk=contact_id)
-        before = request.GET.get("before")
-        if before is not None and not before.isdigit():
+        before = int_param(request.GET.get("before"))
+        if before is None and "before" in request.GET:
             raise Http404
         self._conversations_visible_or_404(request, contact.pk)
         reply_errors: list[str] = []
@@ -460,7 +460,7 @@ class MessageAdmin(admin.ModelAdmin):
         request: HttpRequest,
         contact: Contact,
         *,
-        before: str | None,
+        before: int | None,
         reply_errors: Sequence[str] = (),
         note_errors: Sequence[str] = (),
     ) -> HttpResponse:
@@ -472,7 +472,7 @@ class MessageAdmin(admin.ModelAdmin):
         token = conversation_timeline_token(contact_id=contact.pk) if live else ""  # before the page
         page = conversation(
             contact=contact,
-            before_id=int(before) if before else None,
+            before_id=before,
             limit=self.conversation_page_size,
             user=request.user,
         )
@@ -547,11 +547,11 @@ class MessageAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_send_permission(request):
             raise PermissionDenied
-        sender = request.GET.get("sender", "")
-        if not sender.isdigit():
+        sender = int_param(request.GET.get("sender"))
+        if sender is None:
             return JsonResponse({"sender": "The id of the sender number the reply is typed for."}, status=400)
         self._conversations_visible_or_404(request, contact_id)
-        found = conversation_of(contact_id=contact_id, phone_number_id=int(sender), user=request.user)
+        found = conversation_of(contact_id=contact_id, phone_number_id=sender, user=request.user)
         if found is not None:
             conversation_typing_send(conversation=found)
         return HttpResponse(status=204)

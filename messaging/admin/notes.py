@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 
 from contacts.models import Contact
+from core.params import int_param
 from messaging.admin.common import SOURCE
 from messaging.conversations import NOTE_MAX_LENGTH, conversation_note_add, conversations_visible_q
 from messaging.models import Conversation, ConversationNote, PhoneNumber
@@ -59,8 +60,7 @@ def note_context(
 
 def note_add(request: HttpRequest, contact: Contact) -> tuple[ConversationNote | None, list[str]]:
     """The note box's POST (`phone_number`, `body`); its refusals come back as lines to show."""
-    chosen = request.POST.get("phone_number", "")
-    found = note_conversation(request, contact, int(chosen) if chosen.isdigit() else None)
+    found = note_conversation(request, contact, int_param(request.POST.get("phone_number")))
     if found is None:
         return None, [NO_CONVERSATION]
     body = request.POST.get("body", "").replace("\r\n", "\n")  # a browser's line breaks, counted once

@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from contacts.models import Contact
+from core.params import int_param
 from messaging.admin.common import SOURCE
 from messaging.canned import canned_responses_filled
 from messaging.conversations import phone_numbers_visible_q
@@ -38,9 +39,9 @@ from messaging.window import whatsapp_window
 def reply_sender(request: HttpRequest, contact: Contact) -> PhoneNumber | None:
     """The number chosen (?sender= or the form's) when the operator sees it, else the send
     service's default among the numbers they see (`phone_number_default`)."""
-    chosen = request.POST.get("phone_number") or request.GET.get("sender")
-    if chosen and chosen.isdigit():
-        found = PhoneNumber.objects.filter(phone_numbers_visible_q(request.user), pk=int(chosen)).first()
+    chosen = int_param(request.POST.get("phone_number") or request.GET.get("sender"))
+    if chosen is not None:
+        found = PhoneNumber.objects.filter(phone_numbers_visible_q(request.user), pk=chosen).first()
         if found is not None:
             return found
     return phone_number_default(contact=contact, user=request.user)
@@ -128,9 +129,7 @@ def reply_send(request: HttpRequest, contact: Contact) -> tuple[Message | None, 
     if kind == "text":
         content = {"body": post.get("body", ""), "preview_url": bool(post.get("preview_url"))}
     elif kind == "template":
-        template = Template.objects.filter(
-            pk=int(post["template"]) if post.get("template", "").isdigit() else 0
-        ).first()
+        template = Template.objects.filter(pk=int_param(post.get("template")) or 0).first()
         if template is None:
             return None, ["template: Choose a template."]
         values = {slot.key: post.get(f"param-{slot.key}", "") for slot in template_slots(template=template)}

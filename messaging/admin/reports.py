@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
+from core.params import int_param
 from core.spreadsheets import cell_escape
 from messaging.reports import GROUPINGS, Figures, InboxReport, inbox_report
 
@@ -255,8 +256,8 @@ def reports_view(request: HttpRequest, *, model_admin: ModelAdmin) -> HttpRespon
         raise PermissionDenied
     group_by = request.GET.get("by", "operator")
     group_by = group_by if group_by in GROUPINGS else "operator"
-    days = request.GET.get("days", "")
-    days = int(days) if days.isdigit() and int(days) in RANGES else DEFAULT_RANGE
+    days = int_param(request.GET.get("days"))
+    days = days if days in RANGES else DEFAULT_RANGE
     since, until = report_period(days)
     report = inbox_report(since=since, until=until, user=request.user, group_by=group_by)
     if request.GET.get("format") == "csv":

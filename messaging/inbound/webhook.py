@@ -9,6 +9,7 @@ import hmac
 import logging
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -20,6 +21,8 @@ from messaging.models import InboundEvent
 logger = logging.getLogger(__name__)
 
 SIGNATURE_PREFIX = "sha256="
+# What a delivery that could not be stored is told; Meta redelivers on any 5xx, for days.
+DATABASE_RETRY_AFTER_S = 60
 
 
 def webhook_signature_valid(*, body: bytes, header: str) -> bool:
@@ -38,6 +41,15 @@ def webhook_signature_valid(*, body: bytes, header: str) -> bool:
 def _too_large() -> JsonResponse:
     limit = settings.WEBHOOK_MAX_BODY_BYTES
     return JsonResponse({"error": f"The body is larger than {limit} bytes."}, status=413)
+
+
+def _database_unavailable(error: Exception) -> JsonResponse:
+    """A 503 that makes Meta deliver the body again: it is not stored (or, if the database went away
+    after the INSERT, stored once, and the redelivery finds it)."""
+    logger.error("webhook delivery not stored: the database is unavailable (%s)", type(error).__name__)
+    response = JsonResponse({"error": "The database is unavailable; deliver this again later."}, status=503)
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+    return response
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -78,7 +90,10 @@ class WhatsAppWebhookView(View):
             )
             return JsonResponse({"error": "Invalid signature."}, status=403)
 
-        event, _created = inbound_event_record(body=body)
+        try:
+            event, _created = inbound_event_record(body=body)
+        except (OperationalError, InterfaceError) as error:
+            return _database_unavailable(error)
         if event.state == InboundEvent.State.REJECTED:
             return JsonResponse({"error": "The body is not a JSON object."}, status=400)
         return JsonResponse({"status": "ok"})

@@ -4,6 +4,7 @@ import json
 
 import httpx
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from campaigns.models import Campaign
 from campaigns.reports import campaign_report_write
@@ -137,6 +138,25 @@ def test_a_csv_sets_the_explicit_list(api_client, sender, template):
     )
     assert answer.json() == {"lines": 3, "matched": 2, "unmatched": 1}
     assert client.get(f"/api/v1/campaigns/{campaign_id}/audience/").json() == {"count": 2}
+
+
+def test_a_csv_of_ids_skips_digits_that_are_not_ascii_and_ids_past_a_bigint(api_client, sender, template):
+    person = contacts(1, tag="other")[0]
+    client = api_client(*ALL)
+    campaign_id = client.post("/api/v1/campaigns/", body(sender, audience_tags=[]), format="json").json()[
+        "id"
+    ]
+    csv = f"id\n{person.pk}\n²\n{'9' * 30}\n".encode()
+
+    answer = client.post(
+        f"/api/v1/campaigns/{campaign_id}/audience/csv/",
+        {"file": SimpleUploadedFile("list.csv", csv, content_type="text/csv")},
+        format="multipart",
+    )
+
+    assert answer.status_code == 200, answer.content
+    assert answer.json() == {"lines": 1, "matched": 1, "unmatched": 0}
+    assert list(Campaign.objects.get(pk=campaign_id).audience_contacts.all()) == [person]
 
 
 def test_an_audience_csv_past_its_limit_is_refused_naming_the_file(api_client, sender, template, settings):
