@@ -1,9 +1,14 @@
 """`python -m bench NAME`: run one benchmark; it prints its figures, the last line one JSON object."""
 
 import importlib
+import os
 import pkgutil
 import sys
 from pathlib import Path
+
+# Benchmarks run on the development stack's embedded parts (and its secrets in var/), never on
+# production settings: the settings read var/stack.env and .env only with this flag.
+os.environ.setdefault("DEVSTACK", "1")
 
 
 def available() -> list[str]:
