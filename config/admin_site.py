@@ -1,6 +1,7 @@
 """The admin site: Django's, except that its index sends those who work on conversations to the
 inbox, the page an operator lands on after logging in (the list of apps stays in every page's side
-bar). Others (a manager with no conversations to answer) keep the index."""
+bar). Others (a manager with no conversations to answer) keep the index. Wharf has no site outside
+its console, so the header has no "View site" link."""
 
 from django.contrib import admin
 from django.http import HttpResponseRedirect
@@ -13,6 +14,7 @@ class WharfAdminSite(admin.AdminSite):
     site_header = "Wharf"
     site_title = "Wharf"
     index_title = "Operators' console"
+    site_url = None
 
     def index(self, request, extra_context=None):
         if request.user.has_perm("messaging.view_conversation"):

@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's and ReDoc's files, served by Wharf (no CDN)
     "django_celery_results",
     "axes",
     "core",
@@ -434,6 +435,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Contacts, conversations and campaigns on the WhatsApp Business Platform.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its pages are for signed-in users (an API token or the console's session).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Swagger UI and ReDoc come from drf-spectacular-sidecar's static files: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Bodies are documented as JSON (forms are taken too, but cannot carry the nested fields);
     # uploads name multipart/form-data themselves.
     "PARSER_WHITELIST": ["core.api.JSONParser"],

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -19,7 +20,13 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The schema answers any signed-in API user (token or session, SPECTACULAR_SETTINGS); its page
+    # is the console's, so staff only, sending others to the admin's login.
+    path(
+        "api/docs/",
+        staff_member_required(SpectacularSwaggerView.as_view(url_name="schema")),
+        name="api-docs",
+    ),
     path("webhooks/whatsapp/", include("messaging.webhook_urls")),
     path("webhooks/sms/", sms_webhook, name="sms-webhook"),
     path("unsubscribe/<str:token>/", unsubscribe, name="unsubscribe"),

@@ -673,7 +673,7 @@ def run(port: int, moto_port: int, sandbox_port: int) -> int:
         if services.sandbox:
             log(
                 "a WhatsApp user writes: DEVSTACK=1 .venv/bin/python manage.py sandbox_inbound "
-                '--from +447700900123 --name Ana --text "hello"'
+                '--from +447400123456 --name Ana --text "hello"'
             )
         log("Ctrl-C stops everything")
         supervisor.run(every=(S3_SAVE_EVERY_S, lambda: services.moto and services.moto.s3_keep()))

@@ -2,7 +2,7 @@
 exists at Meta: it is how people and tests make the sandbox post what Meta would, a signed
 `messages` webhook, to the configured webhook URL.
 
-Body: `{"from": "+447700900123", "text": "Hello", "name": "Ada", "phone_number_id": "..."}`
+Body: `{"from": "+447400123456", "text": "Hello", "name": "Ada", "phone_number_id": "..."}`
 (`name` and `phone_number_id` optional: the sandbox's own number by default). The user's 24-hour
 window with the business opens, as writing opens it at Meta, and the message can be marked read.
 Answers `{"wamid", "webhook_status"}`: the id of the message and what the webhook answered; 502

@@ -343,8 +343,8 @@ def test_delete_without_media_touches_no_storage(api_client, django_capture_on_c
 
 
 @pytest.mark.django_db
-def test_schema_has_the_messages_paths(client):
-    schema = client.get("/api/schema/", {"format": "json"})
+def test_schema_has_the_messages_paths(admin_client):
+    schema = admin_client.get("/api/schema/", {"format": "json"})
 
     assert schema.status_code == 200
     paths = schema.json()["paths"]

@@ -25,7 +25,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--from", dest="sender", required=True, help="the sender's number, e.g. +447700900123"
+            "--from", dest="sender", required=True, help="the sender's number, e.g. +447400123456"
         )
         parser.add_argument("--text", default="", help="the message text (the caption with --image)")
         parser.add_argument("--name", default="", help="the sender's WhatsApp profile name")
