@@ -2,14 +2,18 @@
 download link; run-now buttons for the two archival runs; restore of the selected batches, or of a
 conversation's archived messages from its page. Runs and restores go to the `archival` queue."""
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from archival.media import media_archivable
+from archival.messages import messages_archivable_count
 from archival.models import ArchiveBatch
 from archival.selectors import conversation_archived
 from archival.tasks import archive_batches_restore_task, media_archive_task, messages_archive_task
@@ -19,6 +23,15 @@ from core.storage import archive_storage, presigned_url
 from messaging.admin.common import conversation_url
 
 RUNS = {"messages": messages_archive_task, "media": media_archive_task}
+AFTER_DAYS = {"messages": "ARCHIVE_MESSAGES_AFTER_DAYS", "media": "ARCHIVE_MEDIA_AFTER_DAYS"}
+
+
+def archivable_count(kind: str) -> tuple[int, int]:
+    """How many messages (or stored media) a run of `kind` would archive now, and its age in days."""
+    days = getattr(settings, AFTER_DAYS[kind])
+    if kind == "messages":
+        return messages_archivable_count(older_than_days=days), days
+    return media_archivable(older_than_days=days).count(), days
 
 
 def archive_batch_download_url(batch: ArchiveBatch) -> str | None:
@@ -114,14 +127,38 @@ class ArchiveBatchAdmin(ReadOnlyAdmin):
         ]
 
     def run_view(self, request: HttpRequest, kind: str) -> HttpResponse:
-        """The change list's "Archive messages now" / "Archive media now" buttons."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+        """The change list's "Archive messages now" / "Archive media now" buttons: a GET shows what
+        the run would archive and asks; the POST queues it, unless there is nothing to archive."""
         if not self.has_run_permission(request):
             raise PermissionDenied
         if kind not in RUNS:
             return HttpResponse(f"kind must be one of {', '.join(RUNS)}", status=400)
-        self._enqueue(request, RUNS[kind], done=f"Archival of {kind} queued; its batches appear here.")
+        count, days = archivable_count(kind)
+        what = "message" if kind == "messages" else "stored medium"
+        nothing = f"Nothing to archive: no {what} older than {days} days."
+        if request.method == "GET":
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Archive {kind} now?",
+                "kind": kind,
+                "count": count,
+                "days": days,
+                "what": what,
+                "nothing": nothing,
+            }
+            return TemplateResponse(request, "admin/archival/archivebatch/run_confirm.html", context)
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["GET", "POST"])
+        if not count:
+            self.message_user(request, nothing, messages.INFO)
+        else:
+            self._enqueue(
+                request,
+                RUNS[kind],
+                done=f"Archival of {count} {kind if kind == 'messages' else 'media'} older than {days} days "
+                "queued; its batches appear here.",
+            )
         return HttpResponseRedirect(reverse("admin:archival_archivebatch_changelist"))
 
     def restore_conversation_view(self, request: HttpRequest, contact_id: int) -> HttpResponse:

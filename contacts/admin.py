@@ -1,11 +1,13 @@
 """The operators' console for contacts. Saves, deletes, actions and imports call contacts.services."""
 
+import io
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -21,13 +23,16 @@ from contacts.services.cleaning import (
     contact_uniques_check,
 )
 from contacts.services.contact import contact_create, contact_delete, contact_update
-from contacts.services.csv_io import contacts_import_csv
+from contacts.services.csv_io import contacts_import_csv, import_refused_csv
 from core.console import admin_object_take, set_or_unset_filter
 from core.models import AuditLog
 from core.uploads import upload_size_check
 
 SOURCE = AuditLog.Source.ADMIN
 IMPORT_ERRORS_SHOWN = 1000
+# The refused rows of the last import wait in the session for their download, up to this size.
+REFUSED_CSV_SESSION_MAX_CHARS = 2 * 1024 * 1024
+_REFUSED_KEY = "contacts_import_refused"
 
 
 class ContactForm(forms.ModelForm):
@@ -219,7 +224,12 @@ class ContactAdmin(admin.ModelAdmin):
         import_url = path(
             "import/", self.admin_site.admin_view(self.import_view), name="contacts_contact_import"
         )
-        return [import_url, *super().get_urls()]
+        refused_url = path(
+            "import/refused.csv",
+            self.admin_site.admin_view(self.import_refused_view),
+            name="contacts_contact_import_refused",
+        )
+        return [import_url, refused_url, *super().get_urls()]
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {
@@ -233,6 +243,9 @@ class ContactAdmin(admin.ModelAdmin):
             raise PermissionDenied
         form = ContactImportForm(request.POST or None, request.FILES or None)
         result = None
+        refused_kept = False
+        if request.method == "POST":
+            request.session.pop(_REFUSED_KEY, None)
         if request.method == "POST" and form.is_valid():
             try:
                 result = contacts_import_csv(
@@ -247,6 +260,12 @@ class ContactAdmin(admin.ModelAdmin):
                     f"{result.updated} updated, {len(result.errors)} row(s) refused.",
                     messages.WARNING if result.errors else messages.SUCCESS,
                 )
+                if result.errors:
+                    refused = io.StringIO()
+                    import_refused_csv(result=result, out=refused)
+                    if refused_kept := len(refused.getvalue()) <= REFUSED_CSV_SESSION_MAX_CHARS:
+                        name = form.cleaned_data["file"].name.rsplit(".", 1)[0]
+                        request.session[_REFUSED_KEY] = {"name": name, "csv": refused.getvalue()}
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -255,5 +274,18 @@ class ContactAdmin(admin.ModelAdmin):
             "result": result,
             "errors_shown": result.errors[:IMPORT_ERRORS_SHOWN] if result else [],
             "errors_hidden": max(0, len(result.errors) - IMPORT_ERRORS_SHOWN) if result else 0,
+            "refused_kept": refused_kept,
         }
         return TemplateResponse(request, "admin/contacts/contact/import.html", context)
+
+    def import_refused_view(self, request: HttpRequest) -> HttpResponse:
+        """The last import's refused rows, with an `error` column, to fix and import again."""
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        refused = request.session.get(_REFUSED_KEY)
+        if refused is None:
+            raise Http404("No refused rows to download: import a file first.")
+        response = HttpResponse(refused["csv"], content_type="text/csv; charset=utf-8")
+        filename = f"{refused['name']}-refused.csv".replace('"', "")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response

@@ -249,6 +249,9 @@ class ContactOptInApi(APIView):
         return Response(ContactOutputSerializer(contact).data)
 
 
+_CELL = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
 @extend_schema(tags=["contacts"])
 class ContactImportApi(APIView):
     queryset = Contact.objects.all()
@@ -269,6 +272,10 @@ class ContactImportApi(APIView):
         class RowErrorSerializer(serializers.Serializer):
             line = serializers.IntegerField()
             reason = serializers.CharField()
+            cells = serializers.ListField(
+                child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+                help_text="The row as the file has it.",
+            )
 
             class Meta:
                 ref_name = "ContactImportRowError"
@@ -277,6 +284,10 @@ class ContactImportApi(APIView):
         updated = serializers.IntegerField()
         unchanged = serializers.IntegerField()
         total_rows = serializers.IntegerField()
+        header = serializers.ListField(
+            child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+            help_text="The file's header line.",
+        )
         errors = RowErrorSerializer(many=True)
 
         class Meta:

@@ -27,6 +27,11 @@ def text_problem(text: str) -> str | None:
     return "Must not contain lone surrogates (\\ud800-\\udfff)."
 
 
+def text_storable(text: str) -> str:
+    """The text with what PostgreSQL cannot store replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
 def _path_join(path: str, key: str) -> str:
     # A bad key is named without its bad characters: an error answer must itself be storable text.
     key = _UNSTORABLE.sub("\ufffd", key)

@@ -53,15 +53,42 @@ def phone_normalise(raw: str) -> str:
     region = settings.PHONE_DEFAULT_REGION
     try:
         number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        number = None
+    except phonenumbers.NumberParseException as error:
+        number, problem = None, _PHONE_PARSE_PROBLEMS.get(error.error_type, "not a phone number")
     if number is None or not _phone_is_valid(number):
         if region is None and not text.startswith("+"):
             raise ValidationError(
                 {"phone": "Not a valid phone number: start it with + and the country code."}
             )
-        raise ValidationError({"phone": "Not a valid phone number."})
+        if number is not None:
+            problem = _phone_problem(number)
+        raise ValidationError({"phone": f"Not a valid phone number: {problem}."})
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+_PHONE_PARSE_PROBLEMS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "its country code is not one in use",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
+    phonenumbers.NumberParseException.TOO_LONG: "too long",
+}
+_PHONE_LENGTH_PROBLEMS = {
+    phonenumbers.ValidationResult.TOO_SHORT: "too short",
+    phonenumbers.ValidationResult.TOO_LONG: "too long",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "the wrong length",
+}
+
+
+def _phone_problem(number: phonenumbers.PhoneNumber) -> str:
+    """Why the phone library refuses a number it could read, as the end of a sentence."""
+    code = number.country_code
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    if reason == phonenumbers.ValidationResult.INVALID_COUNTRY_CODE:
+        return f"+{code} is not a country code in use"
+    where = f"+{code} ({phonenumbers.region_code_for_country_code(code)})"
+    if reason in _PHONE_LENGTH_PROBLEMS:
+        return f"{_PHONE_LENGTH_PROBLEMS[reason]} for {where}"
+    return f"the length fits {where} but no number range in use there starts with these digits"
 
 
 def wa_id_clean(value: str) -> str:

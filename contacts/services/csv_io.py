@@ -32,7 +32,7 @@ from contacts.services.cleaning import (
     wa_id_clean,
 )
 from core.audit import Actor, audit_log_record
-from core.json_input import NESTED_TOO_DEEP, json_check, text_problem
+from core.json_input import NESTED_TOO_DEEP, json_check, text_problem, text_storable
 from core.spreadsheets import cell_escape, cell_unescape
 
 #
@@ -52,9 +52,11 @@ EXPORT_COLUMNS = (
     "opt_out_source",
     "created_at",
 )
+REFUSED_REASON_COLUMN = "error"
 IMPORT_COLUMNS = frozenset(CONTACT_FIELDS) | {"opted_out_at", "opt_out_source"}
+# `error` is the reason column of the refused rows' file, so that file imports back once fixed.
 IGNORED_COLUMNS = frozenset(
-    {"id", "created_at", "updated_at", "opted_in_at", "opt_in_source", "is_opted_out"}
+    {"id", "created_at", "updated_at", "opted_in_at", "opt_in_source", "is_opted_out", REFUSED_REASON_COLUMN}
 )
 IMPORT_CHUNK_ROWS = 5000
 _TAG_SEPARATOR = re.compile(r"[;|]")
@@ -120,8 +122,11 @@ def contacts_export_csv_stream(
 
 @dataclass(frozen=True)
 class RowError:
+    """A refused row: the line it starts on, why, and its cells as the file has them."""
+
     line: int
     reason: str
+    cells: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.reason}"
@@ -134,6 +139,27 @@ class ImportResult:
     unchanged: int = 0
     errors: list[RowError] = field(default_factory=list)
     total_rows: int = 0
+    header: list[str] = field(default_factory=list)
+
+
+def _cell_rewrite(cell: str) -> str:
+    """The cell as the import reads it, written as the export would write it."""
+    return cell_escape(cell_unescape(text_storable(cell)))
+
+
+def import_refused_csv(*, result: ImportResult, out: IO[str]) -> int:
+    """Writes the refused rows as CSV to fix and import again: the file's header and each refused
+    row's cells, with the reasons in an `error` column after the header's last (cells past the
+    header's width follow it). Cells are escaped as the export escapes them; text PostgreSQL
+    cannot store is replaced by U+FFFD. Returns how many rows it wrote."""
+    width = len(result.header)
+    writer = csv.writer(out)
+    writer.writerow([*map(_cell_rewrite, result.header), REFUSED_REASON_COLUMN])
+    for error in result.errors:
+        cells = [_cell_rewrite(cell) for cell in error.cells]
+        cells += [""] * (width - len(cells))
+        writer.writerow([*cells[:width], cell_escape(error.reason), *cells[width:]])
+    return len(result.errors)
 
 
 class _Lines:
@@ -177,17 +203,18 @@ def _records(lines: _Lines) -> Iterator[tuple[int, list[str]]]:
 
 
 def _header_read(
-    records: Iterator[tuple[int, list[str]]],
+    records: Iterator[tuple[int, list[str]]], result: ImportResult
 ) -> tuple[int, dict[str, int], list[tuple[int, str]]]:
     """The header's width, its known columns by name, and the others (their values become attributes)."""
     _, header = next(records, (1, None))
     if header is None:
         raise ValidationError({"file": "The file is empty; it needs a header line with a phone column."})
+    result.header = header
     known: dict[str, int] = {}
     extra: list[tuple[int, str]] = []
     seen: set[str] = set()
     for index, title in enumerate(header):
-        title = title.strip()
+        title = cell_unescape(title.strip())
         name = title.lower()
         if not title or name in IGNORED_COLUMNS:
             continue
@@ -359,7 +386,7 @@ def _cells_problem(cells: list[str]) -> str | None:
 def _import_rows(
     records: Iterator[tuple[int, list[str]]], header: tuple, result: ImportResult
 ) -> Iterator[tuple]:
-    """The file's good rows, each with its line first; the bad ones go to result.errors."""
+    """The file's good rows, each with its line first, and their cells; the bad ones go to result.errors."""
     width, known, extra = header
     seen_phones: dict[str, int] = {}
     seen_wa_ids: dict[str, str] = {}
@@ -369,27 +396,29 @@ def _import_rows(
         result.total_rows += 1
         if len(cells) > width:
             reason = f"{len(cells)} cells but the header has {width} (quote a value that holds a comma)"
-            result.errors.append(RowError(start, reason))
+            result.errors.append(RowError(start, reason, tuple(cells)))
             continue
         if len(cells) < width:
             cells += [""] * (width - len(cells))
         if problem := _cells_problem(cells):
-            result.errors.append(RowError(start, problem))
+            result.errors.append(RowError(start, problem, tuple(cells)))
             continue
         try:
             row = _import_row(start, cells, known, extra)
         except ValidationError as error:
-            result.errors.append(RowError(start, _reasons(error)))
+            result.errors.append(RowError(start, _reasons(error), tuple(cells)))
             continue
         phone, wa_id = row[1], row[2]
         if phone in seen_phones:
-            result.errors.append(RowError(start, f"phone: {phone} is already on line {seen_phones[phone]}"))
+            reason = f"phone: {phone} is already on line {seen_phones[phone]}"
+            result.errors.append(RowError(start, reason, tuple(cells)))
             continue
         if wa_id and seen_wa_ids.setdefault(wa_id, phone) != phone:
-            result.errors.append(RowError(start, f"wa_id: {wa_id} is already used by {seen_wa_ids[wa_id]}"))
+            reason = f"wa_id: {wa_id} is already used by {seen_wa_ids[wa_id]}"
+            result.errors.append(RowError(start, reason, tuple(cells)))
             continue
         seen_phones[phone] = start
-        yield row
+        yield row, tuple(cells)
 
 
 @transaction.atomic
@@ -408,7 +437,8 @@ def contacts_import_csv(
     string; empty cells are left out). Each bad row is reported by the number of the physical
     line it starts on (the header is line 1) and is skipped; the others are upserted on phone,
     so importing a file twice changes nothing the second time. A phone number that appears again
-    later in the file is reported and the first row with it wins. A file that is not UTF-8, or
+    later in the file is reported and the first row with it wins. Each refused row keeps its
+    cells, and import_refused_csv writes them as a file to fix and import again. A file that is not UTF-8, or
     has no phone column, raises ValidationError and imports nothing.
 
     `progress` is called with the number of bytes (characters for a text stream) read since its
@@ -417,10 +447,10 @@ def contacts_import_csv(
     result = ImportResult()
     lines = _Lines(file)
     records = _records(lines)
-    rows = _import_rows(records, _header_read(records), result)
+    rows = _import_rows(records, _header_read(records, result), result)
     reported = 0
 
-    def next_chunk() -> list[tuple]:
+    def next_chunk() -> list[tuple[tuple, tuple[str, ...]]]:
         nonlocal reported
         chunk = list(itertools.islice(rows, IMPORT_CHUNK_ROWS))
         if progress is not None and lines.bytes_read > reported:
@@ -435,7 +465,7 @@ def contacts_import_csv(
         cursor.execute("SET LOCAL jit = off")
         chunk = next_chunk()
         while chunk:
-            _import_load(cursor, chunk)
+            _import_load(cursor, [row for row, _ in chunk])
             # In pipeline mode the upsert is sent without waiting for its answer, so PostgreSQL
             # works on this chunk while Python validates the next: they cost about the same.
             with cursor.connection.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
@@ -445,7 +475,9 @@ def contacts_import_csv(
             result.created += created
             result.updated += updated
             result.unchanged += len(chunk) - len(refused) - created - updated
-            result.errors.extend(RowError(line, _reason("wa_id", WA_ID_TAKEN)) for line in refused)
+            cells = {row[0]: row_cells for row, row_cells in chunk}
+            reason = _reason("wa_id", WA_ID_TAKEN)
+            result.errors.extend(RowError(line, reason, cells[line]) for line in refused)
             chunk = following
         cursor.execute("DROP TABLE contact_import")
     result.errors.sort(key=lambda error: error.line)

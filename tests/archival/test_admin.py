@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from archival.messages import messages_archive
+from archival.messages import messages_archivable_count, messages_archive
 from archival.models import ArchiveBatch
 from archival.tasks import archive_batches_restore_task, media_archive_task, messages_archive_task
 from core.alerts import operator_alert_raise
@@ -45,8 +45,7 @@ def test_batches_list_with_sizes_and_a_working_download_link(admin_client, old_m
     assert admin_client.post(f"{CHANGELIST}{batches[0].pk}/delete/").status_code == 403  # read-only
 
 
-def test_run_now_queues_the_archival_tasks(admin_client, queued):
-    assert admin_client.get(f"{CHANGELIST}run/messages/").status_code == 405
+def test_run_now_queues_the_archival_tasks(admin_client, queued, old_messages):
     admin_client.post(f"{CHANGELIST}run/messages/")
     admin_client.post(f"{CHANGELIST}run/media/")
     assert admin_client.post(f"{CHANGELIST}run/everything/").status_code == 400
@@ -98,3 +97,31 @@ def test_an_archival_failure_is_a_banner_until_acknowledged(admin_client):
     assert "Archival of messages failed" in admin_client.get(CHANGELIST).content.decode()
     admin_client.post(f"/admin/core/operatoralert/{alert.pk}/acknowledge/", {"next": CHANGELIST})
     assert "Archival of messages failed" not in admin_client.get(CHANGELIST).content.decode()
+
+
+@pytest.mark.django_db
+def test_archive_now_asks_first_and_says_when_there_is_nothing_to_archive(admin_client, queued, settings):
+    settings.ARCHIVE_MESSAGES_AFTER_DAYS = 30
+
+    page = admin_client.get(f"{CHANGELIST}run/messages/")
+    answer = admin_client.post(f"{CHANGELIST}run/messages/", follow=True)
+
+    assert "Nothing to archive: no message older than 30 days." in page.text
+    assert "Yes, archive them" not in page.text
+    assert "Nothing to archive: no message older than 30 days." in answer.text
+    assert queued() == []
+
+
+@pytest.mark.django_db
+def test_archive_now_shows_what_it_will_archive_and_reports_it(admin_client, queued, old_messages, settings):
+    settings.ARCHIVE_MESSAGES_AFTER_DAYS = 90
+    count = messages_archivable_count(older_than_days=90)
+    assert count
+
+    page = admin_client.get(f"{CHANGELIST}run/messages/")
+
+    assert f"{count} messages older than 90 days will be" in page.text and "Yes, archive them" in page.text
+    assert queued() == []
+    answer = admin_client.post(f"{CHANGELIST}run/messages/", follow=True)
+    assert f"Archival of {count} messages older than 90 days queued" in answer.text
+    assert [name for name, _ in queued()] == [messages_archive_task.name]

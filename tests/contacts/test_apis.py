@@ -295,9 +295,18 @@ def test_import_reports_bad_rows_by_line_and_imports_the_good_ones(api_client):
         "updated": 1,
         "unchanged": 0,
         "total_rows": 4,
+        "header": ["phone", "name", "email", "tags"],
         "errors": [
-            {"line": 3, "reason": "phone: not a valid phone number: start it with + and the country code"},
-            {"line": 5, "reason": "email: not a valid email address"},
+            {
+                "line": 3,
+                "reason": "phone: not a valid phone number: start it with + and the country code",
+                "cells": ["not a phone", "Bad", "", ""],
+            },
+            {
+                "line": 5,
+                "reason": "email: not a valid email address",
+                "cells": ["+447400000003", "Cy", "cy@", ""],
+            },
         ],
     }
     assert dict(Contact.objects.values_list("phone", "name")) == {

@@ -94,7 +94,7 @@ def test_import_reports_physical_line_numbers():
 
     assert [str(error) for error in result.errors] == [
         "line 5: email: not a valid email address",
-        "line 6: phone: not a valid phone number",
+        "line 6: phone: not a valid phone number: too short for +44 (GB)",
         "line 7: phone: +447400000001 is already on line 2",
         "line 8: 4 cells but the header has 3 (quote a value that holds a comma)",
     ]
@@ -280,3 +280,15 @@ def test_export_writes_a_contact_known_only_to_whatsapp_with_an_empty_phone():
     rows = list(csv.DictReader(io.StringIO(export())))
 
     assert [(r["phone"], r["wa_id"], r["name"]) for r in rows] == [("", "99912345", "No number")]
+
+
+@pytest.mark.django_db
+def test_import_says_why_the_phone_library_refuses_a_number():
+    result = run_import("phone\n+4474\n+15555551234\n+4474000000000000\n")
+
+    assert [error.reason for error in result.errors] == [
+        "phone: not a valid phone number: too short for +44 (GB)",
+        "phone: not a valid phone number: the length fits +1 (US) but no number range in use there "
+        "starts with these digits",
+        "phone: not a valid phone number: too long for +44 (GB)",
+    ]
