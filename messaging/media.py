@@ -43,6 +43,7 @@ from django.utils import timezone
 
 from contacts.access import CONTACT_DATA_HIDDEN, contact_data_visible
 from core.backoff import Backoff
+from core.params import int_param
 from core.queues import task_publish
 from core.storage import cold_object_note, media_storage, media_stream_save, presigned_url
 from messaging.graph import GraphError, GraphRetryableError, media_download, media_info
@@ -302,13 +303,8 @@ def _media_verify(*, size: int, digest: bytes, info: dict) -> None:
         raise MediaIntegrityError(
             f"sha256 mismatch: Meta gave {expected}, the download has {digest.hex()} ({size} bytes)"
         )
-    declared = info.get("file_size")
-    if (
-        declared not in (None, "")
-        and str(declared).isascii()
-        and str(declared).isdigit()
-        and int(declared) != size
-    ):
+    declared = int_param(str(info.get("file_size", "")))
+    if declared is not None and declared != size:
         raise MediaIntegrityError(f"size mismatch: Meta gave {declared} bytes, the download has {size}")
 
 

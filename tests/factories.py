@@ -58,6 +58,13 @@ def sandbox_received(*wamids: str) -> None:
     httpx.post(f"{sandbox_root()}/sandbox/received", json={"wamids": list(wamids)}).raise_for_status()
 
 
+def sandbox_number_register(phone_number_id: str) -> None:
+    """Make the number one the sandbox knows, as Meta knows the business's numbers."""
+    httpx.post(
+        f"{sandbox_root()}/sandbox/numbers", json={"phone_number_id": phone_number_id}
+    ).raise_for_status()
+
+
 class PhoneNumberFactory(factory.django.DjangoModelFactory):
     """A sender number, registered at the sandbox as it would be at Meta (pass `at_meta=False` for
     one Meta does not know)."""
@@ -75,8 +82,7 @@ class PhoneNumberFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def at_meta(self, create, extracted, **kwargs):
         if create and extracted is not False:  # its WABA and display number stay the sandbox's own
-            number = {"phone_number_id": self.phone_number_id}
-            httpx.post(f"{sandbox_root()}/sandbox/numbers", json=number).raise_for_status()
+            sandbox_number_register(self.phone_number_id)
 
 
 class LabelFactory(factory.django.DjangoModelFactory):

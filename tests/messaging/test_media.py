@@ -42,6 +42,7 @@ from messaging.media import (
     media_presigned_url,
 )
 from messaging.models import InboundEvent, Message, PhoneNumber
+from tests.factories import sandbox_number_register
 from tests.platform.conftest import broker_connection, wait_for, worker_running
 
 JPEG = b"\xff\xd8\xff\xe0" + hashlib.sha256(b"a picture").digest() * 64 + b"\xff\xd9"
@@ -439,6 +440,7 @@ def test_an_unreachable_graph_api_is_retryable():
 
 
 def test_uploads_go_through_metas_endpoint_and_come_back_by_id():
+    sandbox_number_register(PHONE_NUMBER_ID)  # no PhoneNumber row here: the number Meta knows
     client = GraphClient(
         base_url=settings.WHATSAPP_GRAPH_URL, access_token=settings.WHATSAPP_ACCESS_TOKEN, timeout_s=5
     )

@@ -1,6 +1,6 @@
 """The stack's supervisor over stand-in children, for the fault tests:
 `python -m tests.platform.supervised FOLDER NAME...` keeps a child per NAME running, each writing
-its pid to FOLDER/NAME.pid and then sleeping, until SIGINT, SIGTERM or SIGHUP."""
+its pid to FOLDER/NAME.pid and then waiting for a signal, until SIGINT, SIGTERM or SIGHUP."""
 
 import os
 import sys
@@ -10,12 +10,12 @@ from pathlib import Path
 from devstack.stack import Child, Supervisor, stop_on_signals
 
 STAND_IN = """
-import os, sys, time
+import os, signal, sys
 path = sys.argv[1]
 with open(path + ".new", "w") as file:
     file.write(str(os.getpid()))
 os.replace(path + ".new", path)
-time.sleep(3600)
+signal.pause()  # until a signal ends it, as a real child runs until stopped
 """
 
 
