@@ -52,6 +52,7 @@
     },
     funnel: function (data) {
       data.datasets[0].backgroundColor = [STEPS.sent, STEPS.delivered, STEPS.read, STEPS.failed];
+      data.datasets[0].maxBarThickness = 72;
       var sent = data.datasets[0].data[0];
       return {
         type: "bar", data: data,
@@ -69,13 +70,22 @@
     },
     failures: function (data) {
       data.datasets[0].backgroundColor = STEPS.failed;
+      data.datasets[0].maxBarThickness = 32;
+      var twoLines = function (value) {  // "131047: Re-engagement message" → the code above its title
+        var label = this.getLabelForValue(value), colon = label.indexOf(": ");
+        return colon < 0 ? label : [label.slice(0, colon), label.slice(colon + 2)];
+      };
       return {
         type: "bar", data: data,
-        options: { indexAxis: "y", scales: { x: count }, plugins: { legend: { display: false } } },
+        options: {
+          indexAxis: "y",
+          scales: { x: count, y: { ticks: { callback: twoLines } } },
+          plugins: { legend: { display: false } },
+        },
       };
     },
     campaigns: function (data) {
-      data.datasets.forEach(function (dataset) { dataset.backgroundColor = STEPS[dataset.key]; });
+      data.datasets.forEach(function (dataset) { dataset.backgroundColor = STEPS[dataset.key]; dataset.maxBarThickness = 48; });
       return {
         type: "bar", data: data,
         options: {
@@ -90,7 +100,10 @@
       };
     },
     opt_outs: function (data) {
-      data.datasets.forEach(function (dataset, index) { dataset.backgroundColor = CHANNELS[index % CHANNELS.length]; });
+      data.datasets.forEach(function (dataset, index) {
+        dataset.backgroundColor = CHANNELS[index % CHANNELS.length];
+        dataset.maxBarThickness = 28;
+      });
       return {
         type: "bar", data: data,
         options: {
@@ -103,7 +116,13 @@
       var messages = data.datasets[0], size = data.datasets[1];
       messages.backgroundColor = "#2f6fb0";
       messages.yAxisID = "y";
-      Object.assign(size, { type: "line", yAxisID: "bytes", borderColor: "#d9822b", backgroundColor: "#d9822b", pointRadius: 3, spanGaps: true });
+      messages.maxBarThickness = 28;
+      // The size as a point on the days that had a run only: a line through the empty days would spike.
+      size.data = size.data.map(function (value) { return value || null; });
+      Object.assign(size, {
+        type: "line", yAxisID: "bytes", showLine: false, borderColor: "#d9822b", backgroundColor: "#d9822b",
+        pointStyle: "rectRot", pointRadius: 6, pointHoverRadius: 8,
+      });
       return {
         type: "bar", data: data,
         options: {
