@@ -5,7 +5,9 @@ its console, so the header has no "View site" link."""
 
 from django.contrib import admin
 from django.http import HttpResponseRedirect
-from django.urls import reverse
+from django.urls import path, reverse
+
+from dashboard.views import dashboard_view
 
 INBOX = "admin:messaging_conversation_changelist"
 
@@ -20,3 +22,9 @@ class WharfAdminSite(admin.AdminSite):
         if request.user.has_perm("messaging.view_conversation"):
             return HttpResponseRedirect(reverse(INBOX, current_app=self.name))
         return super().index(request, extra_context)
+
+    def get_urls(self):
+        dashboard = path(
+            "dashboard/", self.admin_view(dashboard_view), {"admin_site": self}, name="dashboard"
+        )
+        return [dashboard, *super().get_urls()]

@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "messaging",
     "campaigns",
     "archival",
+    "dashboard",
 ]
 # The embedded development stack (`make run`, the tests) adds its commands; never in production.
 if DEVSTACK:
@@ -304,6 +305,7 @@ CELERY_TASK_ROUTES = {
     "core.*": {"queue": "default"},
     "archival.*": {"queue": "archival"},
     "campaigns.*": {"queue": "default"},
+    "dashboard.*": {"queue": "analytics"},
 }
 
 # -- WhatsApp (Meta's Cloud API) ----------------------------------------------------------------
@@ -356,6 +358,12 @@ ARCHIVE_MESSAGES_SCHEDULE = env.str("ARCHIVE_MESSAGES_SCHEDULE", default="0 2 */
 ARCHIVE_MEDIA_SCHEDULE = env.str("ARCHIVE_MEDIA_SCHEDULE", default="0 3 */2 * *")
 # Days archived or restored at once, each on a database connection of its own.
 ARCHIVE_WORKERS = env.int("ARCHIVE_WORKERS", default=2)
+# The dashboard's daily counters: today's and yesterday's made again from the analytics events.
+DASHBOARD_ROLLUP_INTERVAL_S = env.int("DASHBOARD_ROLLUP_INTERVAL_S", default=300)
+CELERY_BEAT_SCHEDULE["dashboard-stats-rollup"] = {
+    "task": "dashboard.stats_recent_rollup",
+    "schedule": float(DASHBOARD_ROLLUP_INTERVAL_S),
+}
 CELERY_BEAT_SCHEDULE["archive-media"] = {
     "task": "archival.media_archive",
     "schedule": _crontab(ARCHIVE_MEDIA_SCHEDULE),

@@ -73,7 +73,7 @@ QUEUES: dict[str, QueueSpec] = {
     for spec in (
         QueueSpec("incoming", visibility_timeout=120),
         QueueSpec("outgoing", visibility_timeout=120),
-        QueueSpec("analytics", visibility_timeout=120),
+        QueueSpec("analytics", visibility_timeout=120),  # the dashboard's daily counters (dashboard/tasks.py)
         QueueSpec("archival", visibility_timeout=1800, max_receive_count=3),
         QueueSpec("default", visibility_timeout=300),
     )
