@@ -4,6 +4,7 @@ conversation's archived messages from its page. Runs and restores go to the `arc
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -15,14 +16,17 @@ from django.utils.html import format_html
 from archival.media import media_archivable
 from archival.messages import messages_archivable_count
 from archival.models import ArchiveBatch
-from archival.selectors import conversation_archived
+from archival.selectors import RestorePlan, archive_batches_restore_plan, conversation_archived
 from archival.tasks import archive_batches_restore_task, media_archive_task, messages_archive_task
+from contacts.access import contact_data_visible
 from contacts.models import Contact
 from core.console import ReadOnlyAdmin
 from core.storage import archive_storage, presigned_url
 from messaging.admin.common import conversation_url
 
 RUNS = {"messages": messages_archive_task, "media": media_archive_task}
+NOTHING_SELECTED = "Nothing to restore: none of the selected batches holds archived messages."
+NOTHING_IN_CONVERSATION = "Nothing to restore: this conversation has no archived messages."
 AFTER_DAYS = {"messages": "ARCHIVE_MESSAGES_AFTER_DAYS", "media": "ARCHIVE_MEDIA_AFTER_DAYS"}
 
 
@@ -85,18 +89,52 @@ class ArchiveBatchAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Restore the selected batches' messages", permissions=["restore"])
     def restore(self, request, queryset):
-        ids = list(
-            queryset.filter(kind=ArchiveBatch.Kind.MESSAGES, state=ArchiveBatch.State.DELETED).values_list(
-                "id", flat=True
+        """Asks first, showing what the batches would put back; the confirmation queues them."""
+        plan = archive_batches_restore_plan(batch_ids=queryset.values_list("id", flat=True))
+        if request.POST.get("post") != "yes":
+            return self._restore_confirm(
+                request,
+                plan,
+                back=reverse("admin:archival_archivebatch_changelist"),
+                selected=list(queryset.values_list("id", flat=True)),
             )
-        )
-        if not ids:
-            self.message_user(
-                request, "None of the selected batches holds archived messages.", messages.WARNING
-            )
+        self._restore_queue(request, plan, nothing=NOTHING_SELECTED)
+        return None
+
+    def _restore_confirm(
+        self,
+        request: HttpRequest,
+        plan: RestorePlan,
+        *,
+        back: str,
+        selected: list[int] | None = None,
+        **extra,
+    ) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Restore archived messages?",
+            "plan": plan,
+            "contacts_shown": contact_data_visible(request.user),
+            "contacts_more": plan.conversations - len(plan.contacts),
+            "selected": selected,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "back": back,
+            "nothing": NOTHING_SELECTED if selected is not None else NOTHING_IN_CONVERSATION,
+            **extra,
+        }
+        return TemplateResponse(request, "admin/archival/archivebatch/restore_confirm.html", context)
+
+    def _restore_queue(self, request: HttpRequest, plan: RestorePlan, *, nothing: str) -> None:
+        if not plan.batch_ids:
+            self.message_user(request, nothing, messages.INFO)
             return
         self._enqueue(
-            request, archive_batches_restore_task, ids, done=f"Restore of {len(ids)} batch(es) queued."
+            request,
+            archive_batches_restore_task,
+            plan.batch_ids,
+            done=f"Restore of {plan.messages} message(s) of {plan.conversations} conversation(s) from "
+            f"{len(plan.batch_ids)} batch(es) queued; each batch shows its restored count when it is done.",
         )
 
     def _enqueue(self, request: HttpRequest, task, *args, done: str) -> None:
@@ -162,20 +200,19 @@ class ArchiveBatchAdmin(ReadOnlyAdmin):
         return HttpResponseRedirect(reverse("admin:archival_archivebatch_changelist"))
 
     def restore_conversation_view(self, request: HttpRequest, contact_id: int) -> HttpResponse:
-        """A conversation's "Restore archived messages" button: the batches holding them."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+        """A conversation's "Restore archived messages" button: a GET shows what the batches holding
+        its archived messages would put back (whole days, so other conversations' messages too) and
+        asks; the POST queues them."""
+        if request.method not in ("GET", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
         if not self.has_restore_permission(request):
             raise PermissionDenied
         contact = get_object_or_404(Contact, pk=contact_id)
         archived = conversation_archived(contact=contact)
-        if archived is None:
-            self.message_user(request, "This conversation has no archived messages.", messages.INFO)
-        else:
-            self._enqueue(
-                request,
-                archive_batches_restore_task,
-                archived.batch_ids,
-                done=f"Restore of {archived.count} archived message(s) queued; reload in a minute.",
+        plan = archive_batches_restore_plan(batch_ids=archived.batch_ids if archived else [])
+        if request.method == "GET":
+            return self._restore_confirm(
+                request, plan, back=conversation_url(contact.pk), contact=contact, archived=archived
             )
+        self._restore_queue(request, plan, nothing=NOTHING_IN_CONVERSATION)
         return HttpResponseRedirect(conversation_url(contact.pk))

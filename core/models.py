@@ -79,3 +79,18 @@ class DeadLetterQueue(models.Model):
 
     def __str__(self) -> str:
         return "dead letters"
+
+
+class SystemSection(models.Model):
+    """No table: the permission to see the admin's System section listed in its index and side bar
+    (config/admin_site.py), given to administrators who are not superusers. Each page listed there
+    still asks for its own permission."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [("view_system", "Can see the System section of the admin")]
+        verbose_name = "system section"
+
+    def __str__(self) -> str:
+        return "system section"

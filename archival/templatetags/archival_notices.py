@@ -16,5 +16,4 @@ def conversation_archived_notice(context, contact) -> dict:
         "contact": contact,
         "archived": conversation_archived(contact=contact),
         "can_restore": request.user.has_perm("archival.change_archivebatch"),
-        "csrf_token": context.get("csrf_token"),
     }

@@ -3,6 +3,7 @@ their tasks, and a conversation that says its older messages are archived."""
 
 import gzip
 import json
+from datetime import date
 
 import httpx
 import pytest
@@ -62,14 +63,56 @@ def test_run_now_and_restore_need_the_change_permission(client, queued, old_mess
     assert queued() == []
 
 
-def test_the_restore_action_queues_the_selected_batches(admin_client, queued, old_messages, archive_prefix):
+def test_the_restore_action_asks_first_then_queues_the_selected_batches_and_says_so(
+    admin_client, queued, old_messages, archive_prefix
+):
     batches = messages_archive()
     ids = sorted(batch.pk for batch in batches)
+    held = sum(batch.record_count for batch in batches)
+    names = sorted(contact.name for contact in old_messages["contacts"])
 
-    admin_client.post(CHANGELIST, {"action": "restore", "_selected_action": ids})
+    page = admin_client.post(CHANGELIST, {"action": "restore", "_selected_action": ids})
 
+    assert page.status_code == 200 and queued() == []
+    assert f"{held} messages of 2 conversations" in page.text and f"{len(ids)} batches" in page.text
+    assert all(name in page.text for name in names) and "Yes, restore them" in page.text
+    answer = admin_client.post(
+        CHANGELIST, {"action": "restore", "_selected_action": ids, "post": "yes"}, follow=True
+    )
     (call,) = queued()
     assert call[0] == "archival.batches_restore" and sorted(call[1][0]) == ids
+    assert (
+        f"Restore of {held} message(s) of 2 conversation(s) from {len(ids)} batch(es) queued" in answer.text
+    )
+
+
+def test_the_restore_action_says_when_there_is_nothing_to_restore(
+    admin_client, queued, old_messages, archive_prefix
+):
+    media = ArchiveBatch.objects.create(kind=ArchiveBatch.Kind.MEDIA, day=date.today(), state="deleted")
+
+    page = admin_client.post(CHANGELIST, {"action": "restore", "_selected_action": [media.pk]})
+    answer = admin_client.post(
+        CHANGELIST, {"action": "restore", "_selected_action": [media.pk], "post": "yes"}, follow=True
+    )
+
+    nothing = "Nothing to restore: none of the selected batches holds archived messages."
+    assert nothing in page.text and "Yes, restore them" not in page.text
+    assert nothing in answer.text and queued() == []
+
+
+def test_the_restore_page_names_conversations_only_to_who_may_read_contacts(
+    client, old_messages, archive_prefix
+):
+    batches = messages_archive()
+    client.force_login(
+        UserFactory(is_staff=True, permissions=["archival.view_archivebatch", "archival.change_archivebatch"])
+    )
+
+    page = client.post(CHANGELIST, {"action": "restore", "_selected_action": [batch.pk for batch in batches]})
+
+    assert "of 2 conversations" in page.text
+    assert not any(contact.name in page.text for contact in old_messages["contacts"])
 
 
 def test_a_conversation_says_its_older_messages_are_archived_and_restores_them(
@@ -81,6 +124,9 @@ def test_a_conversation_says_its_older_messages_are_archived_and_restores_them(
     page = admin_client.get(f"/admin/messaging/message/conversation/{contact.pk}/").content.decode()
     assert "5 older messages archived" in page and "Restore archived messages" in page
 
+    asked = admin_client.get(f"{CHANGELIST}restore-conversation/{contact.pk}/")
+    assert "This conversation has 5 archived messages" in asked.text and "Yes, restore them" in asked.text
+    assert queued() == []
     answer = admin_client.post(f"{CHANGELIST}restore-conversation/{contact.pk}/")
     assert answer.status_code == 302 and answer["Location"].endswith(f"/conversation/{contact.pk}/")
     (call,) = queued()
@@ -90,6 +136,11 @@ def test_a_conversation_says_its_older_messages_are_archived_and_restores_them(
     archive_batches_restore_task.run(call[1][0])  # as the worker would
     page = admin_client.get(f"/admin/messaging/message/conversation/{contact.pk}/").content.decode()
     assert "older messages archived" not in page and "Restore archived" not in page
+    asked = admin_client.get(f"{CHANGELIST}restore-conversation/{contact.pk}/")
+    assert "Nothing to restore: this conversation has no archived messages." in asked.text
+    answer = admin_client.post(f"{CHANGELIST}restore-conversation/{contact.pk}/", follow=True)
+    assert "Nothing to restore: this conversation has no archived messages." in answer.text
+    assert queued() == []  # nothing more than the first restore
 
 
 def test_an_archival_failure_is_a_banner_until_acknowledged(admin_client):
