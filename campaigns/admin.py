@@ -129,6 +129,7 @@ class CampaignAdmin(admin.ModelAdmin):
     list_filter = ("status", "channel")
     search_fields = ("name",)
     autocomplete_fields = ("audience_contacts",)
+    actions = ("delete_selected",)  # this class's own, in place of the site's
     readonly_fields = (
         "controls",
         "status_shown",
