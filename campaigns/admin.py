@@ -1,21 +1,41 @@
 """The operators' console for campaigns: build one (with its audience's count), start, pause,
-resume and cancel it after a confirmation, follow its progress, download its report. Every write
-calls campaigns.services."""
+resume and cancel it after a confirmation, follow its progress, download its report (JSON, CSV)
+and see its recipients in their messages' real state. A campaign that is not a draft is read-only:
+its controls change it; only drafts and finished campaigns can be deleted. Every write calls
+campaigns.services."""
+
+from datetime import UTC
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as delete_selected_confirm
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.db.models import Count
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from campaigns.models import Campaign, Recipient
-from campaigns.reports import campaign_report_url
-from campaigns.selectors import campaign_failures, campaign_progress, campaign_status_text
+from campaigns.reports import (
+    REPORT_REFRESH_EVERY_S,
+    REPORT_REFRESH_WITHIN_S,
+    campaign_report_csv,
+    campaign_report_url,
+    csv_report_name,
+)
+from campaigns.selectors import (
+    campaign_failures,
+    campaign_progress,
+    campaign_report_changes,
+    campaign_status_text,
+)
 from campaigns.services import (
+    DELETABLE,
     EDITABLE,
     campaign_audience_count,
     campaign_audience_csv_set,
@@ -109,6 +129,7 @@ class CampaignAdmin(admin.ModelAdmin):
     list_filter = ("status", "channel")
     search_fields = ("name",)
     autocomplete_fields = ("audience_contacts",)
+    actions = ("delete_selected",)  # this class's own, in place of the site's
     readonly_fields = (
         "controls",
         "status_shown",
@@ -160,7 +181,7 @@ class CampaignAdmin(admin.ModelAdmin):
     )
 
     def get_readonly_fields(self, request, obj=None):
-        fields = (*self.readonly_fields, "contact_data_note")
+        fields = (*self.readonly_fields, "contact_data_note", "report_ids")
         if obj is not None and obj.status != _C.DRAFT:
             return (*fields, *EDITABLE, "audience_contacts")
         return fields
@@ -171,8 +192,8 @@ class CampaignAdmin(admin.ModelAdmin):
         dropped = set() if obj is None or obj.status == _C.DRAFT else {"audience_csv"}
         replaced = {}
         if not contact_data_visible(request.user):
-            dropped |= {"audience_csv", "report_link"}
-            replaced["audience_preview"] = "contact_data_note"
+            dropped |= {"audience_csv"}
+            replaced |= {"audience_preview": "contact_data_note", "report_link": "report_ids"}
         return [
             (
                 name,
@@ -186,6 +207,52 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def has_run_permission(self, request) -> bool:
         return request.user.has_perm("campaigns.run_campaign")
+
+    def has_change_permission(self, request, obj=None):
+        """Only a draft is edited: past it, the page is read-only and its controls change it."""
+        return super().has_change_permission(request, obj) and (obj is None or obj.status == _C.DRAFT)
+
+    def has_delete_permission(self, request, obj=None):
+        """Drafts and finished campaigns (history, with the delete permission); never one under way."""
+        return super().has_delete_permission(request, obj) and (obj is None or obj.status in DELETABLE)
+
+    @admin.action(permissions=["delete"], description="Delete selected %(verbose_name_plural)s")
+    def delete_selected(self, request, queryset):
+        """Django's confirmation and deletion, refused whole while any of them is under way."""
+        under_way = list(queryset.exclude(status__in=DELETABLE).order_by("name").only("name", "status"))
+        if under_way:
+            named = ", ".join(f"{campaign} ({campaign.status})" for campaign in under_way[:10])
+            more = f" and {len(under_way) - 10} more" if len(under_way) > 10 else ""
+            self.message_user(
+                request,
+                f"Nothing was deleted: {named}{more} {'is' if len(under_way) == 1 else 'are'} under way. "
+                "Cancel a campaign before deleting it; drafts and finished campaigns can be deleted.",
+                messages.ERROR,
+            )
+            return None
+        return delete_selected_confirm(self, request, queryset)
+
+    def get_deleted_objects(self, objs, request):
+        """Recipients counted, not listed (a campaign's go with it, however many: campaign_delete);
+        their read-only page asks no delete permission of its own."""
+        campaigns = list(objs)
+        counts = dict(
+            Recipient.objects.filter(campaign__in=campaigns)
+            .values_list("campaign")
+            .annotate(count=Count("id"))
+            .values_list("campaign", "count")
+        )
+        listed = []
+        for campaign in campaigns:
+            url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+            listed += [
+                format_html('Campaign: <a href="{}">{}</a>', url, campaign),
+                [f"{counts.get(campaign.pk, 0):,} recipients"],
+            ]
+        allowed = all(self.has_delete_permission(request, campaign) for campaign in campaigns)
+        refused = set() if allowed else {"campaign"}
+        model_count = {"campaigns": len(campaigns), "recipients": sum(counts.values())}
+        return listed, model_count, refused, []
 
     # -- display ----------------------------------------------------------------------------------
 
@@ -262,10 +329,11 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.display(description="report")
     def report_link(self, campaign: Campaign) -> str:
-        if not campaign.report_key:
-            return "Written when the campaign completes or is cancelled."
-        url = reverse("admin:campaigns_campaign_report", args=[campaign.pk])
-        return format_html('<a href="{}">Download {}</a>', url, campaign.report_key.rsplit("/", 1)[-1])
+        return report_html(campaign, contact_data=True)
+
+    @admin.display(description="report")
+    def report_ids(self, campaign: Campaign) -> str:
+        return report_html(campaign, contact_data=False)
 
     # -- saving -----------------------------------------------------------------------------------
 
@@ -298,7 +366,10 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def delete_queryset(self, request, queryset):
         for campaign in queryset:
-            campaign_delete(campaign=campaign, actor=request.user, source=SOURCE)
+            try:
+                campaign_delete(campaign=campaign, actor=request.user, source=SOURCE)
+            except ValidationError as error:  # started since the confirmation
+                self.message_user(request, f"{campaign}: {' '.join(error.messages)}", messages.ERROR)
 
     # -- views ------------------------------------------------------------------------------------
 
@@ -312,6 +383,11 @@ class CampaignAdmin(admin.ModelAdmin):
             ),
             path("<int:campaign_id>/progress/", view(self.progress_view), name="campaigns_campaign_progress"),
             path("<int:campaign_id>/report/", view(self.report_view), name="campaigns_campaign_report"),
+            path(
+                "<int:campaign_id>/report.csv",
+                view(self.report_csv_view),
+                name="campaigns_campaign_report_csv",
+            ),
             *super().get_urls(),
         ]
 
@@ -366,15 +442,69 @@ class CampaignAdmin(admin.ModelAdmin):
             return HttpResponse("The report is not written yet.", status=404)
         return HttpResponseRedirect(url)
 
+    def report_csv_view(self, request: HttpRequest, campaign_id: int) -> StreamingHttpResponse:
+        """The report's rows as they are now, streamed; names, phones, emails and addresses only
+        for those who may read contact data (contacts.access), ids otherwise."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        rows = campaign_report_csv(campaign=campaign, contact_data=contact_data_visible(request.user))
+        response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+        name = csv_report_name(campaign, as_of=timezone.now())
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+
+def recipients_url(campaign: Campaign) -> str:
+    return f"{reverse('admin:campaigns_recipient_changelist')}?campaign={campaign.pk}"
+
+
+def report_html(campaign: Campaign, *, contact_data: bool) -> str:
+    """The report's downloads (the JSON holds addresses: contact data; the CSV, read now, holds
+    them only for who may read them) and the moment the JSON describes, with what changed since."""
+    if campaign.pk is None or campaign.started_at is None:
+        return "Written when the campaign completes or is cancelled."
+    links = [(reverse("admin:campaigns_campaign_report_csv", args=[campaign.pk]), "CSV (as of now)")]
+    if contact_data:
+        if campaign.report_key:
+            links.insert(0, (reverse("admin:campaigns_campaign_report", args=[campaign.pk]), "JSON"))
+        links.append((recipients_url(campaign), "recipients"))
+    downloads = format_html_join(" · ", '<a href="{}">{}</a>', links)
+    if not campaign.report_written_at:
+        return format_html("{}<br>{}", downloads, "The JSON report is written when the campaign ends.")
+    written = campaign.report_written_at
+    moment = format_html(
+        '<br>Report as of <time datetime="{}">{}</time>',
+        written.isoformat(),
+        f"{written.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+    )
+    changes = campaign_report_changes(campaign=campaign)
+    if not changes:
+        return format_html("{}{}", downloads, moment)
+    now = timezone.now()
+    minutes = int((now - written).total_seconds() // 60)
+    finished = campaign.finished_at
+    if finished is not None and (now - finished).total_seconds() < REPORT_REFRESH_WITHIN_S:
+        when = f"written again within {REPORT_REFRESH_EVERY_S // 60} minutes"
+    else:
+        when = f"not written again more than {REPORT_REFRESH_WITHIN_S // 86400} days after the end"
+    return format_html(
+        '{}{}<br><span class="campaign-report-stale">Report updated {} min ago; statuses received since: '
+        "{} ({})</span>",
+        downloads,
+        moment,
+        minutes,
+        f"{changes:,}",
+        when,
+    )
+
 
 def in_doubt_url(campaign: Campaign) -> str:
     """Where an operator decides on a campaign's recipients in doubt: its messages in doubt
     (WhatsApp), else its recipients in doubt (email, SMS)."""
     if campaign.channel == Campaign.Channel.WHATSAPP:
         return f"{reverse('admin:messaging_message_changelist')}?in_doubt=yes&campaign={campaign.pk}"
-    return (
-        f"{reverse('admin:campaigns_recipient_changelist')}?status=in_doubt&campaign__id__exact={campaign.pk}"
-    )
+    return f"{reverse('admin:campaigns_recipient_changelist')}?state=in_doubt&campaign={campaign.pk}"
 
 
 def status_html(campaign: Campaign, progress: dict) -> str:
@@ -436,38 +566,13 @@ def progress_html(campaign: Campaign) -> str:
     )
 
 
-@admin.register(Recipient)
-class RecipientAdmin(ReadOnlyAdmin):
-    list_display = (
-        "address",
-        "campaign",
-        "status",
-        "message_status",
-        "error_code",
-        "error_title",
-        "updated_at",
-    )
-    list_filter = ("status",)
-    search_fields = ("=address", "=campaign__id")
-    list_select_related = ("campaign", "message")
-    show_full_result_count = False
-    readonly_fields = [field.name for field in Recipient._meta.fields]
-
-    def has_view_permission(self, request, obj=None):
-        """Recipients are their addresses: contact data (contacts.access)."""
-        return super().has_view_permission(request, obj) and contact_data_visible(request.user)
-
-    @admin.display(description="message status")
-    def message_status(self, recipient: Recipient) -> str:
-        return recipient.message.status if recipient.message else ""
-
-
-class MessageCampaignFilter(admin.SimpleListFilter):
-    """The message list narrowed to one campaign's messages (`?campaign=<id>`), as a campaign's
-    "in doubt" link asks; shown only while it applies (listing every campaign would not scale)."""
+class CampaignFilter(admin.SimpleListFilter):
+    """A list narrowed to one campaign's rows (`?campaign=<id>`), as a campaign's links ask; shown
+    only while it applies (listing every campaign would not scale)."""
 
     title = "campaign"
     parameter_name = "campaign"
+    lookup = "campaign_id"
 
     def lookups(self, request, model_admin):
         value = int_param(request.GET.get(self.parameter_name))
@@ -478,8 +583,87 @@ class MessageCampaignFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if (value := int_param(self.value())) is not None:
-            return queryset.filter(campaign_recipient__campaign_id=value)
+            return queryset.filter(**{self.lookup: value})
         return queryset
+
+
+class MessageCampaignFilter(CampaignFilter):
+    lookup = "campaign_recipient__campaign_id"
+
+
+# A recipient's real state (selectors.STATE_SQL): its message's status (WhatsApp), else its own.
+RECIPIENT_STATES = (
+    "pending",
+    "queued",
+    "sending",
+    "sent",
+    "delivered",
+    "read",
+    "played",
+    "failed",
+    "in_doubt",
+    "abandoned",
+    "cancelled",
+    "skipped",
+)
+
+
+class RecipientStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [(state, state.replace("_", " ")) for state in RECIPIENT_STATES]
+
+    def queryset(self, request, queryset):
+        if self.value() in RECIPIENT_STATES:
+            return queryset.filter(state=self.value())
+        return queryset
+
+
+@admin.register(Recipient)
+class RecipientAdmin(ReadOnlyAdmin):
+    """A campaign's recipients in their messages' real state (read, delivered, failed with Meta's
+    error), one query a page: the message and campaign joined, the state computed in SQL."""
+
+    list_display = ("address", "campaign", "state_shown", "error", "sent", "delivered", "read", "updated_at")
+    list_filter = (CampaignFilter, RecipientStateFilter)
+    search_fields = ("=address", "=campaign__id")
+    list_select_related = ("campaign", "message")
+    show_full_result_count = False
+    readonly_fields = ["state_shown", "error", *(field.name for field in Recipient._meta.fields)]
+
+    def has_view_permission(self, request, obj=None):
+        """Recipients are their addresses: contact data (contacts.access)."""
+        return super().has_view_permission(request, obj) and contact_data_visible(request.user)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(state=Coalesce("message__status", "status"))
+
+    @admin.display(description="state", ordering="state")
+    def state_shown(self, recipient: Recipient) -> str:
+        return getattr(recipient, "state", None) or (
+            recipient.message.status if recipient.message else recipient.status
+        )
+
+    @admin.display(description="error")
+    def error(self, recipient: Recipient) -> str:
+        message = recipient.message
+        if message is not None and (message.error_code is not None or message.error_title):
+            return " ".join(str(part) for part in (message.error_code, message.error_title) if part)
+        return " ".join(part for part in (recipient.error_code, recipient.error_title) if part)
+
+    @admin.display(description="sent")
+    def sent(self, recipient: Recipient):
+        return (recipient.message.sent_at if recipient.message else None) or recipient.sent_at
+
+    @admin.display(description="delivered")
+    def delivered(self, recipient: Recipient):
+        return recipient.message.delivered_at if recipient.message else None
+
+    @admin.display(description="read")
+    def read(self, recipient: Recipient):
+        return recipient.message.read_at if recipient.message else None
 
 
 # Messaging's message list knows nothing of campaigns: campaigns plugs its filter in.

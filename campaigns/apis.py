@@ -5,6 +5,8 @@ contacts.view_contact besides the campaign's own permission.
 """
 
 from django.conf import settings
+from django.http import StreamingHttpResponse
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import MultiPartParser
@@ -13,7 +15,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from campaigns.models import Campaign
-from campaigns.reports import campaign_report_url
+from campaigns.reports import campaign_report_csv, campaign_report_url, csv_report_name
 from campaigns.selectors import campaign_failures, campaign_progress, campaign_status_text
 from campaigns.services import (
     campaign_audience_count,
@@ -26,7 +28,7 @@ from campaigns.services import (
     campaign_start,
     campaign_update,
 )
-from contacts.access import ContactDataPermission
+from contacts.access import ContactDataPermission, contact_data_visible
 from contacts.models import Contact
 from core.api import ChangePermissions, ModelPermissions, column_max
 from core.models import AuditLog
@@ -256,7 +258,13 @@ class CampaignDetailApi(APIView):
     def get(self, request, id: int):
         return _answer(_campaign(id))
 
-    @extend_schema(request=CampaignInputSerializer, responses=CampaignOutputSerializer)
+    @extend_schema(
+        request=CampaignInputSerializer,
+        responses={
+            200: CampaignOutputSerializer,
+            400: OpenApiResponse(description="Refused input by field; `status` when it is not a draft."),
+        },
+    )
     def patch(self, request, id: int):
         campaign = _campaign(id)
         serializer = CampaignInputSerializer(data=request.data, partial=True)
@@ -268,7 +276,12 @@ class CampaignDetailApi(APIView):
         return _answer(campaign)
 
     @extend_schema(
-        responses={204: None, 400: OpenApiResponse(description="A campaign under way: pause and cancel it.")}
+        responses={
+            204: None,
+            400: OpenApiResponse(
+                description="`status`: a campaign under way (scheduled, running, paused): cancel it first."
+            ),
+        }
     )
     def delete(self, request, id: int):
         campaign_delete(campaign=_campaign(id), actor=request.user, source=SOURCE)
@@ -399,3 +412,20 @@ class CampaignReportApi(APIView):
         if url is None:
             raise exceptions.NotFound("The report is written when the campaign completes or is cancelled.")
         return Response({"key": campaign.report_key, "url": url, "written_at": campaign.report_written_at})
+
+
+@extend_schema(tags=["campaigns"])
+class CampaignReportCsvApi(APIView):
+    """The report's rows as they are now, one per recipient, as a streamed CSV: status, message
+    status, error, times. Names, phones, emails and addresses only with contacts.view_contact."""
+
+    queryset = Campaign.objects.all()
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiResponse(description="The CSV.")})
+    def get(self, request, id: int):
+        campaign = _campaign(id)
+        rows = campaign_report_csv(campaign=campaign, contact_data=contact_data_visible(request.user))
+        response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+        name = csv_report_name(campaign, as_of=timezone.now())
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response

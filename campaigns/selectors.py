@@ -9,8 +9,11 @@ from typing import Any
 from django.db import connection
 
 from campaigns.models import Campaign, Recipient
+from contacts.models import Contact
 from messaging.models import Message
 
+_CAMPAIGN = Campaign._meta.db_table
+_CONTACT = Contact._meta.db_table
 _RECIPIENT = Recipient._meta.db_table
 _MESSAGE = Message._meta.db_table
 RATE_WINDOW_S = 10
@@ -100,6 +103,53 @@ REPORT_ROWS_SQL = f"""
     FROM {_RECIPIENT} r LEFT JOIN {_MESSAGE} m ON m.id = r.message_id
     WHERE r.campaign_id = %s ORDER BY r.id
 """
+
+
+# The CSV's rows: the recipient's own status beside its message's, with the contact's name, phone
+# and email only for those who may read contact data ({contact}: those columns or nothing).
+REPORT_CSV_SQL = f"""
+    SELECT r.id, r.contact_id, {{contact}} r.status, COALESCE(m.status, ''),
+        COALESCE(m.error_code::text, NULLIF(r.error_code, ''), ''),
+        COALESCE(NULLIF(m.error_title, ''), r.error_title, ''),
+        COALESCE(m.sent_at, r.sent_at), m.delivered_at, m.read_at, m.failed_at
+    FROM {_RECIPIENT} r LEFT JOIN {_MESSAGE} m ON m.id = r.message_id {{join}}
+    WHERE r.campaign_id = %s ORDER BY r.id
+"""
+REPORT_CSV_CONTACT = ("c.name, c.phone, c.email, r.address,", f"JOIN {_CONTACT} c ON c.id = r.contact_id")
+
+# What changed in a campaign after the moment its report describes: a status on one of its
+# messages (Message.updated_at), an operator's decision on a recipient (Recipient.updated_at).
+_CHANGED_SINCE = f"""
+    FROM {_RECIPIENT} r LEFT JOIN {_MESSAGE} m ON m.id = r.message_id
+    WHERE r.campaign_id = {{campaign}} AND (r.updated_at > {{since}} OR m.updated_at > {{since}})
+"""
+_CHANGES_SQL = "SELECT count(*) " + _CHANGED_SINCE.format(campaign="%s", since="%s")
+_STALE_SQL = f"""
+    SELECT c.id FROM {_CAMPAIGN} c
+    WHERE c.report_written_at IS NOT NULL
+        AND c.report_written_at < now() - %s * interval '1 second'
+        AND c.finished_at >= now() - %s * interval '1 second'
+        AND EXISTS (SELECT 1 {_CHANGED_SINCE.format(campaign="c.id", since="c.report_written_at")})
+    ORDER BY c.finished_at
+"""
+
+
+def campaign_report_changes(*, campaign: Campaign) -> int:
+    """How many of the campaign's recipients changed after the moment its report describes (0
+    without a report): late statuses, in-doubt sends settled."""
+    if campaign.report_written_at is None:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(_CHANGES_SQL, [campaign.pk, campaign.report_written_at, campaign.report_written_at])
+        return cursor.fetchone()[0]
+
+
+def campaigns_report_stale(*, written_before_s: float, finished_within_s: float) -> list[int]:
+    """Campaigns that finished within `finished_within_s` whose report, written more than
+    `written_before_s` ago, no longer describes them; oldest finished first."""
+    with connection.cursor() as cursor:
+        cursor.execute(_STALE_SQL, [written_before_s, finished_within_s])
+        return [pk for (pk,) in cursor.fetchall()]
 
 
 def campaigns_of_messages(*, message_ids: list[int]) -> dict[int, Campaign]:

@@ -376,13 +376,27 @@ def campaign_create(
     return campaign
 
 
+# A campaign under way is changed only by its controls (pause, resume, cancel); one that finished is
+# history: read-only, deletable with the delete permission (its messages stay with their contacts).
+UNDER_WAY = (_C.SCHEDULED, _C.RUNNING, _C.PAUSED)
+DELETABLE = (_C.DRAFT, _C.COMPLETED, _C.CANCELLED, _C.FAILED)
+
+
 def campaign_update(
     *, campaign: Campaign, actor: Actor, source: str, audience_contacts: list[int] | None = None, **fields
 ) -> Campaign:
-    _require(campaign.status == _C.DRAFT, "status", f"A {campaign.status} campaign cannot be changed.")
-    _fields_apply(campaign, fields)
+    """A draft's fields; the row is read locked so that a start committed meanwhile is seen and
+    only the fields given are written."""
     with transaction.atomic():
-        campaign.save()
+        status = _locked(campaign).status
+        _require(
+            status == _C.DRAFT,
+            "status",
+            f"A {status} campaign cannot be changed: only a draft can"
+            + (" (pause, resume or cancel it instead)." if status in UNDER_WAY else "."),
+        )
+        _fields_apply(campaign, fields)
+        campaign.save(update_fields=[*(name for name in fields if name != "audience_contacts"), "updated_at"])
         if audience_contacts is not None:
             _audience_contacts_lock(audience_contacts)
             campaign.audience_contacts.set(audience_contacts)
@@ -397,14 +411,17 @@ def campaign_update(
 
 
 def campaign_delete(*, campaign: Campaign, actor: Actor, source: str) -> None:
-    _require(
-        campaign.status in (_C.DRAFT, _C.COMPLETED, _C.CANCELLED, _C.FAILED),
-        "status",
-        "Pause and cancel a campaign before deleting it.",
-    )
+    """A draft, or a finished campaign with its recipients; never one under way (read locked: a
+    start or resume waits, and one that committed first is seen)."""
     with transaction.atomic():
-        audit_log_record(actor=actor, source=source, action="campaign.delete", target=campaign)
-        campaign.delete()
+        locked = _locked(campaign)
+        _require(
+            locked.status in DELETABLE,
+            "status",
+            f"A {locked.status} campaign cannot be deleted: cancel it first.",
+        )
+        audit_log_record(actor=actor, source=source, action="campaign.delete", target=locked)
+        locked.delete()
 
 
 # -- start, pause, resume, cancel -----------------------------------------------------------------

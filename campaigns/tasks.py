@@ -3,10 +3,15 @@ their services, which enqueue them; they are imported here so that workers regis
 
 from celery import shared_task
 
-from campaigns.reports import campaign_report_task
+from campaigns.reports import campaign_report_task, campaign_reports_refresh_task
 from campaigns.services import campaign_feed_task, campaigns_tick
 
-__all__ = ["campaign_feed_task", "campaign_report_task", "campaigns_tick_task"]
+__all__ = [
+    "campaign_feed_task",
+    "campaign_report_task",
+    "campaign_reports_refresh_task",
+    "campaigns_tick_task",
+]
 
 
 @shared_task(name="campaigns.campaigns_tick")

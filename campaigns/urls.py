@@ -8,6 +8,7 @@ from campaigns.apis import (
     CampaignListCreateApi,
     CampaignPauseApi,
     CampaignReportApi,
+    CampaignReportCsvApi,
     CampaignResumeApi,
     CampaignStartApi,
 )
@@ -22,6 +23,7 @@ urlpatterns = [
     path("<int:id>/resume/", CampaignResumeApi.as_view(), name="resume"),
     path("<int:id>/cancel/", CampaignCancelApi.as_view(), name="cancel"),
     path("<int:id>/report/", CampaignReportApi.as_view(), name="report"),
+    path("<int:id>/report/csv/", CampaignReportCsvApi.as_view(), name="report-csv"),
     path("<int:id>/audience/", CampaignAudienceApi.as_view(), name="audience"),
     path("<int:id>/audience/csv/", CampaignAudienceCsvApi.as_view(), name="audience-csv"),
 ]

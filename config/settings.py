@@ -272,6 +272,7 @@ CELERY_BEAT_SCHEDULE = {
     "conversations-wake": {"task": "messaging.conversations_wake", "schedule": 30.0},
     "templates-sync": {"task": "messaging.templates_sync", "schedule": 3600.0},
     "campaigns-tick": {"task": "campaigns.campaigns_tick", "schedule": 5.0},
+    "campaign-reports-refresh": {"task": "campaigns.campaign_reports_refresh", "schedule": 60.0},
 }
 # Retention (core/retention.py, messaging/retention.py): what only records the past is deleted
 # this many days after it happened, a batch of RETENTION_BATCH_SIZE rows per statement, on

@@ -93,7 +93,7 @@ def test_a_report_that_fails_half_way_leaves_the_previous_one_and_no_upload(send
     key = campaign_report_write(campaign=campaign)
     before = s3_json(key)
 
-    def broken(campaign):
+    def broken(campaign, as_of):
         yield '{"jobId": 1, "recipients": ['
         raise RuntimeError("the database went away")
 
