@@ -12,7 +12,6 @@ from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as delete_selected_confirm
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
-from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -29,6 +28,7 @@ from campaigns.reports import (
     csv_report_name,
 )
 from campaigns.selectors import (
+    RECIPIENT_STATE,
     campaign_failures,
     campaign_progress,
     campaign_report_changes,
@@ -638,7 +638,7 @@ class RecipientAdmin(ReadOnlyAdmin):
         return super().has_view_permission(request, obj) and contact_data_visible(request.user)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(state=Coalesce("message__status", "status"))
+        return super().get_queryset(request).annotate(state=RECIPIENT_STATE)
 
     @admin.display(description="state", ordering="state")
     def state_shown(self, recipient: Recipient) -> str:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
+from django.db.models.functions import Coalesce
 
 from campaigns.models import Campaign, Recipient
 from contacts.models import Contact
@@ -21,6 +22,8 @@ RATE_WINDOW_S = 10
 # A recipient's state: its message's status (WhatsApp), else its own (email, SMS, and those that
 # never got a message: pending, cancelled, skipped, failed before sending).
 STATE_SQL = "COALESCE(m.status, r.status)"
+# The same, for the ORM (the recipients' list annotates it as `state`).
+RECIPIENT_STATE = Coalesce("message__status", "status")
 
 _PROGRESS_SQL = f"""
     SELECT
