@@ -4,9 +4,11 @@ when an operator asks) and kept current between reads by the `phone_number_quali
 
 Reports arrive out of order: Meta retries a webhook for days, and a read's answer can cross a
 webhook. Each report carries the time it speaks for (a read: the moment before it asked; a
-webhook: its entry's `time`, else when Wharf received it), and a number keeps the newest time it
-applied in `standing_at`. Under the number's row lock a report older than that changes nothing,
-and one as new or newer sets what it names, so a replay changes nothing and is not audited again.
+webhook: its entry's `time`, else when Wharf received it), in whole seconds as Meta gives a
+webhook's, and a number keeps the newest time it applied in `standing_at`. Under the number's row
+lock a report older than that changes nothing, and one of the same second or newer sets what it
+names (within one second the later to arrive wins: a read just before a webhook must not hide it,
+nor the webhook the read that follows it), so a replay changes nothing and is not audited again.
 The webhook names no rating (FLAGGED is taken as RED, UNFLAGGED as GREEN), so the number is read
 again after the webhook's commit for the rating Meta holds.
 
@@ -126,6 +128,7 @@ def phone_number_standing_apply(
 ) -> PhoneNumber:
     """Applies one report of Meta's about a number unless the number already holds a newer one;
     audits what changed and raises the alerts the change calls for."""
+    as_of = as_of.replace(microsecond=0)
     number = PhoneNumber.objects.select_for_update().get(pk=phone_number.pk)
     saved = ["synced_at"] if synced else []
     number.synced_at = timezone.now() if synced else number.synced_at
@@ -284,7 +287,7 @@ def phone_number_quality_webhook_apply(*, value: dict, waba_id: str, at: datetim
         for number in numbers
     ]
     for number in applied:
-        if number.standing_at == at:
+        if number.standing_at == at.replace(microsecond=0):
             transaction.on_commit(lambda pk=number.pk: _sync_enqueue(pk))
     return applied
 
