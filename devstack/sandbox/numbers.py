@@ -138,7 +138,7 @@ def number_fields(asked: str | None) -> tuple[str, ...]:
 
 
 def _international(digits: str) -> tuple[str, str, str]:
-    """`15550000001` → ("+1 555-000-0001", "US", "1"), as Meta shows a number."""
+    """`12015550123` → ("+1 201-555-0123", "US", "1"), as Meta shows a number."""
     try:
         number = phonenumbers.parse(f"+{digits}")
     except phonenumbers.NumberParseException:
