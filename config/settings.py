@@ -271,6 +271,7 @@ CELERY_BEAT_SCHEDULE = {
     "outbound-sweep": {"task": "messaging.outbound_sweep", "schedule": 30.0},
     "conversations-wake": {"task": "messaging.conversations_wake", "schedule": 30.0},
     "templates-sync": {"task": "messaging.templates_sync", "schedule": 3600.0},
+    "phone-numbers-sync": {"task": "messaging.phone_numbers_sync", "schedule": 3600.0},
     "campaigns-tick": {"task": "campaigns.campaigns_tick", "schedule": 5.0},
     "campaign-reports-refresh": {"task": "campaigns.campaign_reports_refresh", "schedule": 60.0},
 }
@@ -299,6 +300,7 @@ CELERY_TASK_ROUTES = {
     "messaging.ratelimit_*": {"queue": "outgoing"},
     "messaging.outbound_*": {"queue": "outgoing"},
     "messaging.templates_*": {"queue": "default"},
+    "messaging.phone_number*": {"queue": "default"},
     "messaging.backlog_*": {"queue": "default"},
     "messaging.conversations_*": {"queue": "default"},
     "messaging.read_receipt_*": {"queue": "default"},

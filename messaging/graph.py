@@ -9,9 +9,11 @@ callers back off on `GraphRetryableError` and give up at once on `GraphPermanent
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from functools import cache
 from http.cookiejar import CookieJar
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -195,6 +197,35 @@ class GraphClient:
         )
         return str(data["id"])
 
+    def object_read(self, object_id: str, *, fields: str) -> dict:
+        """`GET /{object-id}?fields=...`: a phone number, a template ... with the fields asked for."""
+        return self.request("GET", _path_segment(object_id), params={"fields": fields})
+
+    def edge_pages(
+        self, object_id: str, edge: str, *, params: dict[str, Any], max_pages: int
+    ) -> Iterator[list[dict]]:
+        """The objects of an edge (`{waba_id}/phone_numbers`), a page at a time, following
+        `paging.next` when it is on this client's host (elsewhere it would be given the token) and
+        else the `after` cursor; more than `max_pages` pages is an error, not a loop."""
+        path = f"{_path_segment(object_id)}/{edge}"
+        url, query = path, dict(params)
+        for _ in range(max_pages):
+            data = self.request("GET", url, params=query)
+            items = data.get("data")
+            yield [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+            paging = data.get("paging") if isinstance(data.get("paging"), dict) else {}
+            cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
+            following, after = paging.get("next"), cursors.get("after")
+            if not following:
+                return
+            if isinstance(following, str) and _same_origin(following, self.base_url):
+                url, query = following, None
+            elif after:
+                url, query = path, {**params, "after": after}
+            else:
+                return
+        raise GraphPermanentError(f"more than {max_pages} pages of {path}")
+
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {**kwargs.pop("headers", {}), **self._auth}
         try:
@@ -212,6 +243,11 @@ def _path_segment(value: str) -> str:
     if not value or not re.fullmatch(r"[A-Za-z0-9_.\-]+", value) or value in (".", ".."):
         raise GraphPermanentError(f"not a Graph API id: {value!r}", code=100)
     return value
+
+
+def _same_origin(url: str, base_url: str) -> bool:
+    left, right = urlsplit(url), urlsplit(base_url)
+    return (left.scheme, left.netloc) == (right.scheme, right.netloc)
 
 
 def _too_large(size: int, max_bytes: int) -> GraphPermanentError:

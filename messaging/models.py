@@ -18,8 +18,14 @@ class PhoneNumber(models.Model):
     verified_name = models.CharField(max_length=200, blank=True, default="")
     waba_id = models.CharField("WABA id", max_length=64, blank=True, default="", db_index=True)
     rate_limit_per_s = models.PositiveIntegerField(default=80)
+    # Meta's, read by messaging.numbers (sync and the phone_number_quality_update webhook).
     quality_rating = models.CharField(max_length=16, blank=True, default="")
     messaging_limit = models.CharField(max_length=32, blank=True, default="")
+    throughput_level = models.CharField(max_length=16, blank=True, default="")
+    name_status = models.CharField("display name status", max_length=32, blank=True, default="")
+    # When Meta last said what the rating and limit are: an older report never overwrites a newer one.
+    standing_at = models.DateTimeField("quality as of", null=True, blank=True)
+    synced_at = models.DateTimeField("last synced from Meta", null=True, blank=True)
     # Sending stops while paused (Meta answered 190: the token no longer works for this number).
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_reason = models.CharField(max_length=255, blank=True, default="")

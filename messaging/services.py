@@ -31,8 +31,6 @@ PHONE_NUMBER_FIELDS = (
     "verified_name",
     "waba_id",
     "rate_limit_per_s",
-    "quality_rating",
-    "messaging_limit",
     "read_receipts",
     "auto_assign",
 )

@@ -1,5 +1,6 @@
 """Celery tasks of messaging, routed by name ("messaging.inbound_*" and "messaging.media_*" to the
-`incoming` queue, "messaging.outbound_*" to `outgoing`, read receipts to `default`). A drain's task
+`incoming` queue, "messaging.outbound_*" to `outgoing`, read receipts and the sender numbers'
+reads from Meta to `default`). A drain's task
 lives beside the drain, which enqueues it, as read receipts' beside theirs; the rest are thin
 wrappers of their services."""
 
@@ -11,6 +12,7 @@ from messaging.backlog import backlog_publish
 from messaging.conversations import conversations_wake
 from messaging.inbound.events import inbound_events_process_task, inbound_events_sweep
 from messaging.media import media_fetch_task
+from messaging.numbers import phone_number_sync_task, phone_numbers_sync_task
 from messaging.outbound.drain import outbound_send_task
 from messaging.outbound.sweep import outgoing_sweep
 from messaging.ratelimit import rate_paces_sweep
@@ -26,6 +28,8 @@ __all__ = [
     "message_read_receipt_send_task",
     "outbound_send_task",
     "outbound_sweep_task",
+    "phone_number_sync_task",
+    "phone_numbers_sync_task",
     "rate_paces_sweep_task",
     "retention_sweep_task",
 ]

@@ -10,7 +10,7 @@ from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from devstack.sandbox import control, inbound, media, messages, sms, templates
+from devstack.sandbox import control, inbound, media, messages, numbers, sms, templates
 from devstack.sandbox.errors import GraphApiError, unknown_path
 from devstack.sandbox.outbox import OutboundSettings, Outbox
 from devstack.sandbox.state import SandboxState
@@ -46,6 +46,7 @@ def create_app(config: SandboxConfig) -> Flask:
         OutboundSettings(webhook_url=config.webhook_url, app_secret=config.app_secret)
     )
     app.extensions["sandbox_statuses"] = StatusDispatcher()
+    app.extensions["sandbox_standings"] = numbers.Standings()
     # Links of sent media are fetched off the request threads, as Meta fetches them to deliver.
     app.extensions["sandbox_link_fetchers"] = ThreadPoolExecutor(
         max_workers=8, thread_name_prefix="link-fetch"
@@ -55,6 +56,7 @@ def create_app(config: SandboxConfig) -> Flask:
     app.register_blueprint(media.blueprint)
     app.register_blueprint(messages.blueprint)
     app.register_blueprint(templates.blueprint)
+    app.register_blueprint(numbers.blueprint)
     app.register_blueprint(control.blueprint)
     app.register_blueprint(inbound.blueprint)
     app.register_blueprint(sms.blueprint)

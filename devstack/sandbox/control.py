@@ -17,12 +17,15 @@
   `DELETE /sandbox/stats` zeroes the counts only.
 - `GET|POST /sandbox/numbers`, `DELETE /sandbox/numbers/<id>`: the business numbers the sandbox
   knows besides its own (outbox.py's header). A POST registers one, `{"phone_number_id",
-  "display_phone_number", "waba_id"}` (the last two optional: the sandbox's own).
+  "display_phone_number", "waba_id", "verified_name"}` (all but the first optional: the sandbox's own).
+- `POST /sandbox/numbers/<id>/quality`: a number's quality rating, messaging limit or throughput
+  changes at Meta, which posts `phone_number_quality_update` (devstack/sandbox/numbers.py).
 - `POST /sandbox/received`: `{"wamids": [...], "phone_number_id": ...}` (the number optional): messages
   users sent whose webhook reached Wharf by other means (a test posting Meta's webhook itself), so
   that they can be marked read.
-- `POST /sandbox/reset`: settings, counts, limits, templates, faults and scheduled statuses back
-  to how the process started (media, numbers and wamids stay); the SMS service's too.
+- `POST /sandbox/reset`: settings, counts, limits, templates, numbers' quality and limits, faults
+  and scheduled statuses back to how the process started (media, numbers and wamids stay); the SMS
+  service's too.
 - `POST /sandbox/inbound`: a WhatsApp user writes; posted to Wharf as Meta's signed webhook
   (devstack/sandbox/inbound.py).
 - `/sandbox/sms/...`: the SMS service's controls (devstack/sandbox/sms.py).
@@ -35,8 +38,9 @@ from flask import Blueprint, request
 from devstack.sandbox.calls import sandbox_outbox, sandbox_state, sandbox_statuses
 from devstack.sandbox.errors import invalid_parameter, unknown_object
 from devstack.sandbox.media import mime_base
+from devstack.sandbox.numbers import sandbox_standings
 from devstack.sandbox.outbox import SandboxNumber
-from devstack.sandbox.payloads import DEFAULT_DISPLAY_PHONE_NUMBER, DEFAULT_WABA_ID
+from devstack.sandbox.payloads import DEFAULT_DISPLAY_PHONE_NUMBER, DEFAULT_VERIFIED_NAME, DEFAULT_WABA_ID
 from devstack.sandbox.sms import sms_outbox
 from devstack.sandbox.state import INBOUND_MEDIA_TTL, ErrorFault
 
@@ -98,6 +102,7 @@ def number_register():
         phone_number_id=phone_number_id,
         display_phone_number=str(body.get("display_phone_number") or DEFAULT_DISPLAY_PHONE_NUMBER),
         waba_id=str(body.get("waba_id") or DEFAULT_WABA_ID),
+        verified_name=str(body.get("verified_name") or DEFAULT_VERIFIED_NAME),
     )
     return sandbox_outbox().number_register(number).as_dict()
 
@@ -197,6 +202,7 @@ def stats_clear():
 @blueprint.post("/reset")
 def reset():
     sandbox_outbox().reset()
+    sandbox_standings().reset()
     sandbox_statuses().reset()
     sandbox_state().faults_clear()
     sms_outbox().reset()

@@ -1,5 +1,6 @@
 """Meta's media endpoints: upload, retrieve the URL, download with the token, delete; and
-`GET /{id}` for a template's id too, as the Graph API reads any object by its id. Like Meta's,
+`GET /{id}` for a template's or a phone number's id too (numbers.py), as the Graph API reads any
+object by its id. Like Meta's,
 each answers with or without the version in the path.
 
 The download URL mimics Meta's lookaside URL: it carries the media id, an expiry five minutes
@@ -16,6 +17,7 @@ from flask import Blueprint, Response, current_app, request, url_for
 
 from devstack.sandbox.calls import graph_call, phone_number_check, sandbox_outbox, sandbox_state
 from devstack.sandbox.errors import GraphApiError, invalid_parameter, unknown_object
+from devstack.sandbox.numbers import number_as_meta, number_fields
 from devstack.sandbox.outbox import template_fields
 from devstack.sandbox.state import UPLOADED_MEDIA_TTL
 
@@ -89,6 +91,8 @@ def media_info(version: str, media_id: str):
     media = sandbox_state().media_get(media_id)
     if media is None and (template := sandbox_outbox().template_get(media_id)) is not None:
         return template.as_meta(template_fields(request.args.get("fields")))
+    if media is None and sandbox_outbox().number_known(media_id):
+        return number_as_meta(media_id, number_fields(request.args.get("fields")))
     owner = request.args.get("phone_number_id")
     if media is None or (owner and owner != media.phone_number_id):
         raise unknown_object(media_id)

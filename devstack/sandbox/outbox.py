@@ -45,6 +45,7 @@ from devstack.sandbox.errors import GraphApiError, invalid_parameter
 from devstack.sandbox.payloads import (
     DEFAULT_DISPLAY_PHONE_NUMBER,
     DEFAULT_PHONE_NUMBER_ID,
+    DEFAULT_VERIFIED_NAME,
     DEFAULT_WABA_ID,
     wamid_new,
 )
@@ -254,12 +255,14 @@ class SandboxNumber:
     phone_number_id: str
     display_phone_number: str = DEFAULT_DISPLAY_PHONE_NUMBER
     waba_id: str = DEFAULT_WABA_ID
+    verified_name: str = DEFAULT_VERIFIED_NAME
 
     def as_dict(self) -> dict:
         return {
             "phone_number_id": self.phone_number_id,
             "display_phone_number": self.display_phone_number,
             "waba_id": self.waba_id,
+            "verified_name": self.verified_name,
         }
 
 
@@ -373,6 +376,17 @@ class Outbox:
         settings = self.settings
         named = (settings.waba_ids, settings.display_phone_numbers, settings.rate_limits)
         return phone_number_id in self._numbers or any(phone_number_id in names for names in named)
+
+    def number_ids(self) -> list[str]:
+        """Every phone number id the sandbox knows: its own, those registered, those the settings name."""
+        with self._lock:
+            settings = self.settings
+            named = (self._numbers, settings.waba_ids, settings.display_phone_numbers, settings.rate_limits)
+            return list(dict.fromkeys(number for names in named for number in names))
+
+    def verified_name(self, phone_number_id: str) -> str:
+        number = self._numbers.get(phone_number_id)
+        return number.verified_name if number is not None else DEFAULT_VERIFIED_NAME
 
     def display_phone_number(self, phone_number_id: str) -> str:
         number = self._numbers.get(phone_number_id)

@@ -23,6 +23,7 @@ import phonenumbers
 DEFAULT_WABA_ID = "100000000000001"
 DEFAULT_PHONE_NUMBER_ID = "100000000000002"
 DEFAULT_DISPLAY_PHONE_NUMBER = "15550000001"
+DEFAULT_VERIFIED_NAME = "Wharf sandbox"
 
 
 def wamid_new() -> str:
@@ -212,6 +213,27 @@ def template_status_body(
         "reason": reason,
     }
     return _envelope(waba_id=waba_id, field="message_template_status_update", value=value)
+
+
+def phone_number_quality_body(
+    *,
+    waba_id: str,
+    display_phone_number: str,
+    event: str,
+    current_limit: str,
+    old_limit: str = "",
+    timestamp: int | None = None,
+) -> dict:
+    """A `phone_number_quality_update` webhook: a number flagged or unflagged, its messaging limit
+    raised or lowered (`old_limit` only then), its throughput upgraded. `current_limit` is also sent
+    as `max_daily_conversations_per_business`, the name Meta gives it from 2026."""
+    value = {"display_phone_number": display_phone_number, "event": event}
+    if old_limit:
+        value["old_limit"] = old_limit
+    value |= {"current_limit": current_limit, "max_daily_conversations_per_business": current_limit}
+    body = _envelope(waba_id=waba_id, field="phone_number_quality_update", value=value)
+    body["entry"][0]["time"] = timestamp if timestamp is not None else int(time.time())
+    return body
 
 
 def body_encode(body: dict) -> bytes:

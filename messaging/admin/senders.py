@@ -1,18 +1,24 @@
-"""Sender numbers in the console: their settings through the services; paused ones resumed."""
+"""Sender numbers in the console: their settings through the services; paused ones resumed; their
+standing at Meta (quality rating, messaging limit) shown and read again on request."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from core.alerts import operator_alert_acknowledge_key
 from core.console import admin_object_take, set_or_unset_filter
 from messaging.admin.common import SOURCE
+from messaging.graph import GraphError
 from messaging.models import (
     PhoneNumber,
 )
+from messaging.numbers import messaging_limit_text, phone_number_sync, quality_label
 from messaging.outbound.send import (
     phone_number_resume,
 )
@@ -54,6 +60,37 @@ class PhoneNumberForm(forms.ModelForm):
         return cleaned_data
 
 
+# Background and text colours that read in light and dark themes alike; the text says it too.
+QUALITY_COLOURS = {
+    "GREEN": ("#d3f2dc", "#0b5227"),
+    "YELLOW": ("#fdefc3", "#5c4400"),
+    "RED": ("#fbd9d6", "#8a1c12"),
+}
+QUALITY_NONE = ("#e8e8e8", "#333")
+
+
+def quality_badge(rating: str) -> str:
+    """The rating as a coloured badge that names it: "Green · high"."""
+    if not rating:
+        return "-"
+    background, colour = QUALITY_COLOURS.get(rating, QUALITY_NONE)
+    name = (
+        f"{rating.title()} · {quality_label(rating).lower()}"
+        if rating in QUALITY_COLOURS
+        else quality_label(rating)
+    )
+    return format_html(
+        '<span class="wharf-quality wharf-quality-{}" title="Quality rating at Meta: {}" '
+        'style="display: inline-block; padding: .05rem .5rem; border-radius: 1rem; background: {}; '
+        'color: {}; font-weight: 600; white-space: nowrap">{}</span>',
+        rating.lower(),
+        rating,
+        background,
+        colour,
+        name,
+    )
+
+
 PausedFilter = set_or_unset_filter(
     title="sending", parameter_name="paused", field="paused_at", yes="Paused", no="Sending"
 )
@@ -68,28 +105,43 @@ class PhoneNumberAdmin(admin.ModelAdmin):
         "phone_number_id",
         "waba_id",
         "rate_limit_per_s",
-        "quality_rating",
-        "messaging_limit",
+        "quality",
+        "messaging_limit_words",
         "sending_state",
         "auto_assign",
-        "updated_at",
+        "synced_at",
     )
     list_display_links = ("display_phone_number", "phone_number_id")
     list_filter = (PausedFilter, "quality_rating", "waba_id")
     search_fields = ("=phone_number_id", "display_phone_number", "verified_name", "=waba_id")
-    readonly_fields = ("paused_at", "paused_reason", "created_at", "updated_at")
+    readonly_fields = (
+        "paused_at",
+        "paused_reason",
+        "created_at",
+        "updated_at",
+        "quality",
+        "messaging_limit_words",
+        "throughput_level",
+        "name_status",
+        "standing_at",
+        "synced_at",
+    )
     fieldsets = (
         (None, {"fields": ("phone_number_id", "display_phone_number", "verified_name", "waba_id")}),
+        ("Sending", {"fields": ("rate_limit_per_s", "paused_at", "paused_reason")}),
         (
-            "Sending",
+            "At Meta",
             {
                 "fields": (
-                    "rate_limit_per_s",
-                    "quality_rating",
-                    "messaging_limit",
-                    "paused_at",
-                    "paused_reason",
-                )
+                    "quality",
+                    "messaging_limit_words",
+                    "throughput_level",
+                    "name_status",
+                    "standing_at",
+                    "synced_at",
+                ),
+                "description": "Read from Meta every hour, when Meta reports a change, and on "
+                "“Sync from Meta”.",
             },
         ),
         ("Conversations", {"fields": ("read_receipts", "auto_assign")}),
@@ -97,10 +149,61 @@ class PhoneNumberAdmin(admin.ModelAdmin):
         ("Activity", {"fields": ("created_at", "updated_at")}),
     )
     filter_horizontal = ("groups",)
-    actions = ("resume_sending",)
+    actions = ("resume_sending", "sync_from_meta")
+    change_form_template = "admin/messaging/phonenumber/change_form.html"
 
     def has_resume_permission(self, request) -> bool:
         return request.user.has_perm("messaging.change_phonenumber")
+
+    def has_sync_permission(self, request) -> bool:
+        return request.user.has_perm("messaging.change_phonenumber")
+
+    @admin.display(description="quality", ordering="quality_rating")
+    def quality(self, phone_number: PhoneNumber) -> str:
+        return quality_badge(phone_number.quality_rating)
+
+    @admin.display(description="messaging limit", ordering="messaging_limit")
+    def messaging_limit_words(self, phone_number: PhoneNumber) -> str:
+        return messaging_limit_text(phone_number.messaging_limit) or "-"
+
+    @admin.action(description="Sync the selected numbers from Meta", permissions=["sync"])
+    def sync_from_meta(self, request, queryset):
+        for phone_number in queryset:
+            self._sync(request, phone_number)
+
+    def _sync(self, request: HttpRequest, phone_number: PhoneNumber) -> None:
+        try:
+            synced = phone_number_sync(phone_number=phone_number, actor=request.user, source=SOURCE)
+        except GraphError as error:
+            self.message_user(request, f"{phone_number}: {error.reason}", messages.ERROR)
+            return
+        text = (
+            f"{synced}: quality {quality_label(synced.quality_rating).lower() or 'not given'}, "
+            f"messaging limit {messaging_limit_text(synced.messaging_limit) or 'not given'}."
+        )
+        self.message_user(request, f"Synced from Meta. {text}", messages.SUCCESS)
+
+    def get_urls(self):
+        sync_path = path(
+            "<int:object_id>/sync/",
+            self.admin_site.admin_view(self.sync_view),
+            name="messaging_phonenumber_sync",
+        )
+        return [sync_path, *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_sync": self.has_sync_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def sync_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """The change page's "Sync from Meta" button."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_sync_permission(request):
+            raise PermissionDenied
+        phone_number = get_object_or_404(PhoneNumber, pk=object_id)
+        self._sync(request, phone_number)
+        return HttpResponseRedirect(reverse("admin:messaging_phonenumber_change", args=[phone_number.pk]))
 
     @admin.display(description="sending", ordering="paused_at")
     def sending_state(self, phone_number: PhoneNumber) -> str:

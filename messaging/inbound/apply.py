@@ -40,7 +40,6 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
 from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 
@@ -61,6 +60,7 @@ from messaging.inbound.payloads import (
     meta_wa_id,
 )
 from messaging.models import AnalyticsEvent, InboundEvent, Message, PhoneNumber, WebhookEvent
+from messaging.numbers import phone_number_name_webhook_apply, phone_number_quality_webhook_apply
 from messaging.statuses import STATUS_TIMES, message_pending_statuses_apply, status_record
 from messaging.templates import TEMPLATE_FIELDS, template_webhook_apply
 
@@ -355,7 +355,11 @@ class _Apply:
             occurred_at=entry_time or _value_time(value),
         )
         if field_name == "phone_number_quality_update":
-            _phone_number_quality_apply(value=value, waba_id=waba_id, phone_number=phone_number)
+            phone_number_quality_webhook_apply(
+                value=value, waba_id=waba_id, at=entry_time or self.fallback_time
+            )
+        elif field_name == "phone_number_name_update":
+            phone_number_name_webhook_apply(value=value, waba_id=waba_id)
         elif field_name in TEMPLATE_FIELDS:
             template_webhook_apply(field=field_name, waba_id=waba_id, value=value)
         elif field_name == "user_preferences":
@@ -682,36 +686,6 @@ def _user_preferences_apply(value: dict) -> None:
             contact_opt_out(contact=contact, reason=reason, actor=None, source=AuditLog.Source.WEBHOOK)
         else:
             contact_opt_in(contact=contact, reason=reason, actor=None, source=AuditLog.Source.WEBHOOK)
-
-
-# -- phone numbers --------------------------------------------------------------------------------
-
-_QUALITY = {"FLAGGED": "RED", "UNFLAGGED": "GREEN"}
-
-
-def _digits(value: str) -> str:
-    return "".join(character for character in value if character in "0123456789")
-
-
-def _phone_number_quality_apply(*, value: dict, waba_id: str, phone_number: PhoneNumber | None) -> None:
-    """Keeps the number's quality rating and messaging limit as Meta last reported them."""
-    changes: dict[str, str] = {}
-    quality = _QUALITY.get(meta_str(value.get("event")).upper())
-    if quality:
-        changes["quality_rating"] = quality
-    limit = meta_str(value.get("current_limit"), 32)
-    if limit:
-        changes["messaging_limit"] = limit
-    if not changes:
-        return
-    numbers = PhoneNumber.objects.none()
-    if phone_number is not None:
-        numbers = PhoneNumber.objects.filter(pk=phone_number.pk)
-    elif display := _digits(meta_str(value.get("display_phone_number"))):
-        candidates = PhoneNumber.objects.filter(Q(waba_id=waba_id) | Q(waba_id="") if waba_id else Q())
-        ids = [number.pk for number in candidates if _digits(number.display_phone_number) == display]
-        numbers = PhoneNumber.objects.filter(pk__in=ids)
-    numbers.update(**changes, updated_at=timezone.now())
 
 
 # -- messages -------------------------------------------------------------------------------------

@@ -257,3 +257,25 @@ def test_pywa_marks_a_received_message_read_and_is_refused_for_its_own(wa):
 
     assert refused.value.code == 100
     assert stats()["read_wamids"] == [from_user]
+
+
+def test_pywa_reads_the_business_numbers_and_their_standing(wa):
+    httpx.post(
+        f"{sandbox_root()}/sandbox/numbers/{NUMBER}/quality",
+        json={"quality_rating": "YELLOW", "messaging_limit": "TIER_10K"},
+    ).raise_for_status()
+
+    number = wa.get_business_phone_number()
+    listed = wa.get_business_phone_numbers()
+
+    assert (number.id, number.quality_rating, number.status) == (NUMBER, "YELLOW", "CONNECTED")
+    assert number.whatsapp_business_manager_messaging_limit == "TIER_10K"
+    assert number.throughput == {"level": "STANDARD"}
+    assert (number.name_status, number.code_verification_status, number.platform_type) == (
+        "APPROVED",
+        "VERIFIED",
+        "CLOUD_API",
+    )
+    assert number.display_phone_number == "+1 555-000-0001" and number.verified_name
+    assert NUMBER in {each.id for each in listed}
+    assert {each.quality_rating for each in listed if each.id == NUMBER} == {"YELLOW"}
