@@ -99,7 +99,7 @@ def test_a_manager_reads_the_dashboard(admin_page, screenshot):
     page = admin_page
 
     # when the manager opens the dashboard from the header
-    page.get_by_role("link", name="Dashboard").click()
+    page.locator("#user-tools").get_by_role("link", name="Dashboard").click()
 
     # then every chart is drawn, each holding the month's figures
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()

@@ -47,7 +47,7 @@ def test_a_superuser_sees_the_sections_in_order_and_system_last():
         "System",
     ]
     assert listed[0][1] == ["Conversations", "Messages", "Calls", "Canned responses", "Labels"]
-    assert dict(listed)["Reports"] == ["Inbox reports"]  # no dashboard page in this build
+    assert dict(listed)["Reports"] == ["Dashboard", "Inbox reports"]
     assert {"Users", "Groups", "Tokens", "Access attempts", "Task results", "Inbound events"} <= set(
         dict(listed)["System"]
     )
