@@ -593,6 +593,8 @@ class Template(models.Model):
     status = models.CharField(max_length=32, blank=True, default="")  # APPROVED, PENDING, PAUSED ...
     category = models.CharField(max_length=32, blank=True, default="")
     quality_score = models.CharField(max_length=16, blank=True, default="")
+    # Meta's reason when it rejected the template (PROMOTIONAL, INVALID_FORMAT ...); "" otherwise.
+    rejected_reason = models.CharField(max_length=64, blank=True, default="")
     components = models.JSONField(default=list, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

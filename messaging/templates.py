@@ -18,11 +18,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from celery import shared_task
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from core.alerts import operator_alert_raise
+from core.audit import Actor, audit_log_record
 from messaging.graph import (
     GraphAuthError,
     GraphClient,
@@ -31,10 +33,16 @@ from messaging.graph import (
     graph_client,
 )
 from messaging.models import PhoneNumber, Template
+from messaging.template_drafts import (
+    TemplateDraft,
+    template_draft_components,
+    template_draft_errors,
+    template_draft_from,
+)
 
 logger = logging.getLogger(__name__)
 
-FIELDS = "id,name,language,status,category,components,quality_score"
+FIELDS = "id,name,language,status,category,components,quality_score,rejected_reason"
 PAGE_SIZE = 100
 MAX_PAGES = 1000  # 100,000 templates: far beyond Meta's 250 per WABA; stops a paging loop
 SENDABLE = "APPROVED"
@@ -76,6 +84,12 @@ def _quality(value: Any) -> str:
     return str(value or "")[:16].upper()
 
 
+def _reason(value: Any) -> str:
+    """Meta's rejection reason; "NONE" (not rejected) is kept as no reason."""
+    reason = str(value or "").upper()[:64]
+    return "" if reason == "NONE" else reason
+
+
 def _row(waba_id: str, item: dict, now) -> Template | None:
     name, language = str(item.get("name") or ""), str(item.get("language") or "")
     if not name or not language:
@@ -90,6 +104,7 @@ def _row(waba_id: str, item: dict, now) -> Template | None:
         status=str(item.get("status") or "").upper()[:32],
         category=str(item.get("category") or "").upper()[:32],
         quality_score=_quality(item.get("quality_score")),
+        rejected_reason=_reason(item.get("rejected_reason")),
         components=components if isinstance(components, list) else [],
         synced_at=now,
     )
@@ -147,6 +162,7 @@ def templates_sync(*, waba_id: str) -> int:
                     "status",
                     "category",
                     "quality_score",
+                    "rejected_reason",
                     "components",
                     "synced_at",
                     "updated_at",
@@ -194,6 +210,7 @@ def template_webhook_apply(*, field: str, waba_id: str, value: dict) -> Template
         status = _STATUS_FOR_EVENT.get(event, event)
         if status in STATUSES:
             changes["status"] = status
+            changes["rejected_reason"] = _reason(value.get("reason")) if status == "REJECTED" else ""
         elif event not in _EVENTS_KEEPING_STATUS and waba_id:
             transaction.on_commit(lambda: _sync_enqueue(waba_id))
         if value.get("message_template_category"):
@@ -211,6 +228,107 @@ def template_webhook_apply(*, field: str, waba_id: str, value: dict) -> Template
             setattr(template, name_, new)
         template.save(update_fields=[*changes, "updated_at"])
     return template
+
+
+# -- writing templates at Meta ------------------------------------------------------------------------
+#
+# Meta holds the template; Wharf's row follows it. A create is sent first and the row stored only
+# with Meta's id and answer (PENDING); its review comes back as the status webhook. A delete is
+# Meta's first too, then the row is kept, marked DELETED, as a sync marks a vanished template:
+# old messages still name it. Meta's own refusals come back as errors on the field they concern.
+
+_FIELD_OF_SUBCODE = {2388024: "language", 2388043: "body", 2388299: "body", 2388047: "header_format"}
+
+
+def template_create(*, waba_id: str, draft: TemplateDraft, actor: Actor, source: str) -> Template:
+    """Checks the draft by Meta's rules, submits it to Meta and stores it as Meta answered (PENDING).
+    Raises ValidationError by field: ours before sending, or Meta's words when it refuses."""
+    errors = template_draft_errors(draft)
+    if not waba_id:
+        errors["waba_id"] = "Choose the WhatsApp Business Account the template belongs to."
+    if errors:
+        raise ValidationError(errors)
+    components = template_draft_components(draft)
+    request = {"name": draft.name, "category": draft.category, "language": draft.language}
+    request |= {"parameter_format": "POSITIONAL", "components": components}
+    try:
+        answer = graph_client().request("POST", f"{_graph_id(waba_id)}/message_templates", json=request)
+    except GraphPermanentError as error:
+        field = _FIELD_OF_SUBCODE.get(error.subcode or 0, "__all__") if error.code == 100 else "__all__"
+        raise ValidationError(
+            {field: f"Meta refused the template: {error.details or error.title}"}
+        ) from error
+    values = {
+        "meta_id": str(answer.get("id") or "")[:64],
+        "status": str(answer.get("status") or "PENDING").upper()[:32],
+        "category": str(answer.get("category") or draft.category).upper()[:32],
+        "quality_score": "",
+        "rejected_reason": "",
+        "components": components,
+        "synced_at": None,
+    }
+    with transaction.atomic():
+        template, _ = Template.objects.update_or_create(
+            waba_id=waba_id, name=draft.name, language=draft.language, defaults=values
+        )
+        audit_log_record(
+            actor=actor,
+            source=source,
+            action="template.create",
+            target=template,
+            changes={"meta_id": [None, template.meta_id], "status": [None, template.status]},
+        )
+    return template
+
+
+def template_delete(*, template: Template, actor: Actor, source: str) -> Template:
+    """Deletes this language of the template at Meta (`hsm_id`, not every language of the name),
+    then marks the row DELETED. One Meta no longer has is only marked."""
+    if not template.meta_id:
+        raise ValidationError("This template has no Meta id yet: sync the templates first.")
+    params = {"name": template.name, "hsm_id": template.meta_id}
+    try:
+        graph_client().request("DELETE", f"{_graph_id(template.waba_id)}/message_templates", params=params)
+    except GraphPermanentError as error:
+        if _still_listed(template):
+            raise ValidationError(f"Meta refused the delete: {error.details or error.title}") from error
+    with transaction.atomic():
+        old = template.status
+        template.status = DELETED
+        template.save(update_fields=["status", "updated_at"])
+        audit_log_record(
+            actor=actor,
+            source=source,
+            action="template.delete",
+            target=template,
+            changes={"status": [old, DELETED]},
+        )
+    return template
+
+
+def _still_listed(template: Template) -> bool:
+    """Whether Meta still has the template (a delete it refused was not a delete of one already gone)."""
+    try:
+        graph_client().request("GET", _graph_id(template.meta_id), params={"fields": "id"})
+    except GraphAuthError:
+        return True
+    except GraphPermanentError:
+        return False
+    return True
+
+
+def template_duplicate(*, template: Template, language: str) -> TemplateDraft:
+    """A new draft of the template in another language, to be translated and then created; nothing is
+    written until it is."""
+    return template_draft_from(
+        name=template.name, category=template.category, language=language, components=template.components
+    )
+
+
+def _graph_id(value: str) -> str:
+    if not re.fullmatch(r"[0-9A-Za-z_]+", value or ""):
+        raise ValidationError({"waba_id": f"{value!r} is not a Graph API id."})
+    return value
 
 
 def _sync_enqueue(waba_id: str) -> None:

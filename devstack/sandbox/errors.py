@@ -1,5 +1,7 @@
 """Meta's error answers:
-`{"error": {"message", "type", "code", "error_subcode", "error_data", "fbtrace_id"}}`."""
+`{"error": {"message", "type", "code", "error_subcode", "error_data", "fbtrace_id"}}`; the Business
+Management API's (templates) add `is_transient`, `error_user_title` and `error_user_msg`, the words
+meant for the person who filled the form in."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ class GraphApiError(Exception):
         error_type: str = "OAuthException",
         subcode: int | None = None,
         details: str = "",
+        user_title: str = "",
+        user_msg: str = "",
     ):
         super().__init__(message)
         self.status = status
@@ -28,6 +32,8 @@ class GraphApiError(Exception):
         self.error_type = error_type
         self.subcode = subcode
         self.details = details
+        self.user_title = user_title
+        self.user_msg = user_msg
 
     def response(self) -> Response:
         error: dict = {"message": self.message, "type": self.error_type, "code": self.code}
@@ -35,6 +41,10 @@ class GraphApiError(Exception):
             error["error_subcode"] = self.subcode
         if self.details:
             error["error_data"] = {"messaging_product": "whatsapp", "details": self.details}
+        if self.user_msg:
+            error["is_transient"] = False
+            error["error_user_title"] = self.user_title
+            error["error_user_msg"] = self.user_msg
         error["fbtrace_id"] = _fbtrace_id()
         answer = jsonify({"error": error})
         answer.status_code = self.status
@@ -62,6 +72,12 @@ def unknown_object(object_id: str, *, method: str = "get") -> GraphApiError:
 
 def invalid_parameter(message: str, *, details: str = "") -> GraphApiError:
     return GraphApiError(400, 100, f"(#100) {message}", details=details)
+
+
+def template_refused(subcode: int | None, title: str, text: str) -> GraphApiError:
+    """A template create Meta refuses: code 100 "Invalid parameter", the subcode (2388xxx) saying
+    which rule, and the words for the person who wrote it."""
+    return GraphApiError(400, 100, "Invalid parameter", subcode=subcode, user_title=title, user_msg=text)
 
 
 def unknown_path() -> GraphApiError:

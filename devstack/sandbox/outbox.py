@@ -108,6 +108,7 @@ class OutboundSettings:
     messages_5xx_rate: float = 0.0  # share of sends answered 500 (131000) before anything is sent
     messages_drop_rate: float = 0.0  # share of accepted sends whose connection is closed unanswered
     messages_drop_next: int = 0  # the next N accepted sends are dropped so
+    template_review_ms: int = 3000  # a created template's review: APPROVED or REJECTED after this
 
     def rate_limit(self, phone_number_id: str) -> int:
         return self.rate_limits.get(phone_number_id, self.rate_limit_per_s)
@@ -162,6 +163,7 @@ def _setting_value(key: str, value: Any) -> Any:
         "pair_spacing_ms",
         "status_batch_max",
         "messages_drop_next",
+        "template_review_ms",
     ):
         number = int(value)
         if number < (1 if key in ("rate_limit_per_s", "rate_window_ms", "status_batch_max") else 0):
@@ -212,6 +214,7 @@ class SandboxTemplate:
     category: str = "UTILITY"
     components: list[dict] = field(default_factory=list)
     parameter_format: str = "POSITIONAL"
+    rejected_reason: str = "NONE"
     created_at: int = field(default_factory=lambda: int(time.time()))
 
     def as_meta(self, fields: tuple[str, ...] = TEMPLATE_FIELDS_DEFAULT) -> dict:
@@ -225,7 +228,7 @@ class SandboxTemplate:
             "status": self.status,
             "category": self.category,
             "quality_score": {"score": "UNKNOWN", "date": self.created_at},  # no sends rated yet
-            "rejected_reason": "NONE",
+            "rejected_reason": self.rejected_reason,
             "id": self.id,
         }
         return {name: values[name] for name in (*fields, "id") if name in values}
@@ -617,13 +620,44 @@ class Outbox:
         with self._lock:
             return self._templates.pop(template_id, None) is not None
 
-    def template_status_set(self, template_id: str, status: str) -> SandboxTemplate | None:
+    def template_status_set(
+        self, template_id: str, status: str, reason: str = "NONE"
+    ) -> SandboxTemplate | None:
         with self._lock:
             template = self._templates.get(template_id)
             if template is not None:
-                template = replace(template, status=status)
+                rejected_reason = reason if status == "REJECTED" else "NONE"
+                template = replace(template, status=status, rejected_reason=rejected_reason)
                 self._templates[template_id] = template
             return template
+
+    def template_add(self, template: SandboxTemplate) -> bool:
+        """A created template; False when its WABA has that name in that language already (Meta's
+        2388024: a template is one name in several languages, each made once)."""
+        with self._lock:
+            for known in self._templates.values():
+                if (known.waba_id, known.name, known.language) == (
+                    template.waba_id,
+                    template.name,
+                    template.language,
+                ):
+                    return False
+            self._templates[template.id] = template
+            return True
+
+    def templates_delete(self, *, waba_id: str, name: str, template_id: str = "") -> list[SandboxTemplate]:
+        """Meta's delete: every language of the name, or only the one with that id."""
+        with self._lock:
+            doomed = [
+                template
+                for template in self._templates.values()
+                if template.waba_id == waba_id
+                and template.name == name
+                and (not template_id or template.id == template_id)
+            ]
+            for template in doomed:
+                del self._templates[template.id]
+            return doomed
 
     def template_find(self, *, phone_number_id: str, name: str, language: str) -> SandboxTemplate | None:
         """The template a number may send: from its WABA when `waba_ids` maps it, else from any WABA."""

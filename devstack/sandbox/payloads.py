@@ -202,9 +202,17 @@ def calls_body(
 
 
 def template_status_body(
-    *, waba_id: str, template_id: str, name: str, language: str, event: str, reason: str = "NONE"
+    *,
+    waba_id: str,
+    template_id: str,
+    name: str,
+    language: str,
+    event: str,
+    reason: str = "NONE",
+    other_info: dict | None = None,
 ) -> dict:
-    """A `message_template_status_update` webhook: a template approved, rejected, paused ..."""
+    """A `message_template_status_update` webhook: a template approved, rejected, paused ...;
+    `other_info` ({"title", "description"}) comes with some events (a pause, a disable)."""
     value = {
         "event": event,
         "message_template_id": int(template_id) if template_id.isdigit() else template_id,
@@ -212,6 +220,8 @@ def template_status_body(
         "message_template_language": language,
         "reason": reason,
     }
+    if other_info:
+        value["other_info"] = other_info
     return _envelope(waba_id=waba_id, field="message_template_status_update", value=value)
 
 

@@ -24,6 +24,7 @@ from pywa.types import (
     SectionRow,
     URLButton,
 )
+from pywa.types import templates as templates_
 from pywa.types.base_update import RawUpdate
 from pywa.types.templates import TemplateLanguage
 
@@ -233,6 +234,53 @@ def test_pywa_lists_and_reads_templates(wa):
         assert template.language == TemplateLanguage.ENGLISH_US
         one = wa.get_template(template.id)
         assert (one.id, one.name, one.status) == (template.id, template.name, template.status)
+
+
+def test_pywa_creates_and_deletes_templates(wa):
+    configure(template_review_ms=600_000)
+    positional = wa.create_template(
+        template=templates_.Template(
+            name="table_ready",
+            category=templates_.TemplateCategory.UTILITY,
+            language=TemplateLanguage.ENGLISH_US,
+            parameter_format=templates_.ParamFormat.POSITIONAL,
+            components=[
+                templates_.HeaderText("Table {{1}}", "12"),
+                templates_.BodyText("Your table for {{1}} is ready, {{2}}.", "four", "Ada"),
+                templates_.FooterText(text="Wharf Bistro"),
+                templates_.Buttons(buttons=[templates_.QuickReplyButton(text="On my way")]),
+            ],
+        )
+    )
+    named = wa.create_template(
+        template=templates_.Template(
+            name="table_ready",
+            category=templates_.TemplateCategory.UTILITY,
+            language=TemplateLanguage.GERMAN,
+            parameter_format=templates_.ParamFormat.NAMED,
+            components=[templates_.BodyText(text="Ihr Tisch ist bereit, {{name}}.", name="Ada")],
+        )
+    )
+
+    assert (positional.status, named.status) == (templates_.TemplateStatus.PENDING,) * 2
+    assert wa.get_template(positional.id).name == "table_ready"
+    with pytest.raises(WhatsAppError) as refused:  # the same name and language again
+        wa.create_template(
+            template=templates_.Template(
+                name="table_ready",
+                category=templates_.TemplateCategory.UTILITY,
+                language=TemplateLanguage.GERMAN,
+                components=[templates_.BodyText(text="Bereit.")],
+            )
+        )
+    assert (refused.value.code, refused.value.subcode) == (100, 2388024)
+    assert refused.value.user_title == "Message template already exists"
+    assert wa.delete_template(template_name="table_ready", template_id=named.id).success
+    assert {template.language for template in wa.get_templates() if template.name == "table_ready"} == {
+        TemplateLanguage.ENGLISH_US
+    }
+    assert wa.delete_template(template_name="table_ready").success
+    assert [template.name for template in wa.get_templates()] == ["hello_world"]
 
 
 def test_pywa_uploads_reads_downloads_and_deletes_media(wa, tmp_path):
