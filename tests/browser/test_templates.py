@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from playwright.sync_api import expect
 
+from config.celery import app
 from messaging.models import Template
 from tests.factories import PhoneNumberFactory
 from tests.messaging.test_templates import sandbox_root
@@ -18,7 +19,6 @@ WABA = "100000000000001"  # the sandbox's own
 def meta_reviews(live_server, settings, monkeypatch):
     """The sandbox reviews at once and posts its webhooks to this test's live server, processed
     inline (a Celery that runs tasks eagerly)."""
-    from config.celery import app
 
     monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
     eager = app.conf.task_always_eager

@@ -10,12 +10,14 @@ import httpx
 import pytest
 from django.conf import settings
 
+from config.celery import app
 from core.models import AuditLog, OperatorAlert
 from messaging.inbound.events import inbound_events_drain
 from messaging.models import PhoneNumber
 from messaging.numbers import (
     Standing,
     messaging_limit_text,
+    phone_number_quality_webhook_apply,
     phone_number_standing_apply,
     phone_number_sync,
     phone_number_sync_task,
@@ -282,7 +284,6 @@ def test_the_beat_task_reads_each_waba_and_each_number_without_one(broker):
 
 
 def test_the_read_runs_hourly_on_the_default_queue():
-    from config.celery import app
 
     for name in ("messaging.phone_numbers_sync", "messaging.phone_number_sync"):
         assert app.amqp.router.route({}, name)["queue"].name == "default"
@@ -348,7 +349,6 @@ def test_the_quality_webhook_applies_once_through_the_signed_endpoint(client):
 
 
 def test_a_throughput_upgrade_is_not_a_messaging_limit():
-    from messaging.numbers import phone_number_quality_webhook_apply
 
     waba_id = new_id()
     number = sender(new_id(), waba_id=waba_id, display="15550147474")
@@ -368,7 +368,6 @@ def test_a_throughput_upgrade_is_not_a_messaging_limit():
 
 @pytest.fixture
 def celery_eager():
-    from config.celery import app
 
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from django.conf import settings
 
+from config.celery import app
 from core.models import OperatorAlert
 from messaging.inbound.apply import inbound_payload_apply
 from messaging.models import Template
@@ -343,7 +344,6 @@ def test_the_admins_sync_now_button(admin_client):
 
 
 def test_templates_sync_routes_to_the_default_queue_hourly():
-    from config.celery import app
 
     assert app.amqp.router.route({}, "messaging.templates_sync")["queue"].name == "default"
     assert settings.CELERY_BEAT_SCHEDULE["templates-sync"] == {
@@ -380,7 +380,6 @@ def test_the_beat_task_on_a_real_worker_syncs_every_waba(transactional_db, setti
 
 @pytest.fixture
 def celery_eager():
-    from config.celery import app
 
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True
