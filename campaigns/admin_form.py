@@ -79,7 +79,11 @@ class CampaignForm(forms.ModelForm):
     class Meta:
         model = Campaign
         fields = (*EDITABLE, "audience_contacts")
-        labels = {"template_parameters": "Parameters", "audience_filters": "Filters"}
+        labels = {
+            "phone_number": "Sender number",
+            "template_parameters": "Parameters",
+            "audience_filters": "Filters",
+        }
         widgets = {
             # The stored JSON, for a browser without scripts; the page draws one labelled input
             # per parameter of the chosen template (`param-<slot key>`) in its place.

@@ -99,16 +99,19 @@
       return;
     }
     template.slots.forEach(function (slot) {
-      var label = make("label", "campaign-parameter");
+      var line = make("div", "campaign-parameter");
+      var label = make("label", "campaign-parameter-name", slot.label);
       var input = make("input", "vTextField");
       input.type = "text";
+      input.id = "id_param-" + slot.key;
+      label.htmlFor = input.id;
       input.name = "param-" + slot.key;
       input.dataset.slot = slot.key;
       input.value = values[slot.key] || "";
       input.placeholder = slot.example ? "e.g. " + slot.example : "";
-      label.appendChild(make("span", "campaign-parameter-name", slot.label));
-      label.appendChild(input);
-      parametersBox.appendChild(label);
+      line.appendChild(label);
+      line.appendChild(input);
+      parametersBox.appendChild(line);
     });
     parametersBox.appendChild(chips(function () { return parametersBox.querySelector("input"); }));
   }
@@ -156,7 +159,10 @@
     search.placeholder = boxes.length ? "Search tags" : "No contact has a tag yet";
     search.setAttribute("aria-label", "Search tags");
     search.disabled = !boxes.length;
-    tags.parentNode.insertBefore(search, tags);
+    var picker = make("div", "campaign-tag-picker");
+    tags.parentNode.insertBefore(picker, tags);
+    picker.appendChild(search);
+    picker.appendChild(tags);
     search.addEventListener("input", function () {
       var term = search.value.trim().toLowerCase();
       Array.prototype.forEach.call(boxes, function (box) {
