@@ -6,8 +6,6 @@ campaigns.services."""
 
 from datetime import UTC
 
-from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as delete_selected_confirm
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -19,6 +17,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from campaigns.admin_form import CampaignForm, CampaignFormAdminMixin, start_problems_html
 from campaigns.models import Campaign, Recipient
 from campaigns.reports import (
     REPORT_REFRESH_EVERY_S,
@@ -41,20 +40,19 @@ from campaigns.services import (
     campaign_audience_csv_set,
     campaign_audience_preview,
     campaign_cancel,
-    campaign_content_check,
     campaign_create,
     campaign_delete,
     campaign_pause,
     campaign_resume,
     campaign_start,
+    campaign_start_problems,
     campaign_update,
 )
 from contacts.access import CONTACT_DATA_HIDDEN, contact_data_visible
 from core.console import ReadOnlyAdmin, admin_object_take
 from core.models import AuditLog
 from core.params import int_param
-from core.uploads import upload_size_check
-from messaging.models import Message, Template
+from messaging.models import Message
 
 SOURCE = AuditLog.Source.ADMIN
 _C = Campaign.Status
@@ -88,42 +86,8 @@ ACTIONS = {
 }
 
 
-class CampaignForm(forms.ModelForm):
-    audience_csv = forms.FileField(
-        required=False,
-        label="Audience CSV",
-        help_text="A header line with an id, phone or email column: these contacts replace the list above.",
-    )
-
-    class Meta:
-        model = Campaign
-        fields = (*EDITABLE, "audience_contacts")
-
-    def clean_audience_csv(self):
-        upload_size_check(self.cleaned_data.get("audience_csv"), limit=settings.CSV_UPLOAD_MAX_BYTES)
-        return self.cleaned_data.get("audience_csv")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if "template" in self.fields:
-            self.fields["template"].queryset = Template.objects.filter(status="APPROVED")
-
-    def clean(self):
-        cleaned_data = super().clean()
-        probe = Campaign(**{name: cleaned_data.get(name) for name in EDITABLE if name in cleaned_data})
-        probe.pk = self.instance.pk
-        whatsapp = probe.channel == Campaign.Channel.WHATSAPP
-        if (whatsapp and probe.phone_number_id and probe.template_id) or (not whatsapp and probe.body):
-            try:
-                campaign_content_check(campaign=probe)
-            except ValidationError as error:
-                for field, errors in error.message_dict.items():
-                    self.add_error(field if field in self.fields else None, errors)
-        return cleaned_data
-
-
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(CampaignFormAdminMixin, admin.ModelAdmin):
     form = CampaignForm
     list_display = ("name", "channel", "status_shown", "progress_bar", "rate", "scheduled_at", "created_at")
     list_filter = ("status", "channel")
@@ -151,10 +115,9 @@ class CampaignAdmin(admin.ModelAdmin):
             "Content",
             {
                 "fields": ("phone_number", "template", "template_parameters", "subject", "body"),
-                "description": "WhatsApp: a sender, an approved template and its parameters by component, "
-                'e.g. {"body": ["{{name|there}}", "{{attributes.code}}"]}. Placeholders: {{name}}, '
-                "{{phone}}, {{email}}, {{wa_id}}, {{language}}, {{attributes.KEY}}; a default after |. "
-                "Email: a subject and a body (an unsubscribe link is added). SMS: the body.",
+                "description": "WhatsApp: a sender, an approved template and its parameters. Email: a "
+                "subject and a body (an unsubscribe link is added). SMS: the body. Placeholders such as "
+                "{{name|there}} are filled per contact, the text after | when the contact has no value.",
             },
         ),
         (
@@ -168,8 +131,8 @@ class CampaignAdmin(admin.ModelAdmin):
                     "audience_preview",
                 ),
                 "description": "Contacts with any of the tags or in the list (everyone when both are empty), "
-                'narrowed by the filters, e.g. {"language": "en", "attributes": {"city": "Lisbon"}}. '
-                "Contacts opted out of the channel or without its address are left out.",
+                "narrowed by the filters. Contacts opted out of the channel or without its address are "
+                "left out.",
             },
         ),
         ("Pacing", {"fields": ("scheduled_at", "rate_limit_per_s", "failure_pause_pct")}),
@@ -290,9 +253,15 @@ class CampaignAdmin(admin.ModelAdmin):
             for name, (_, statuses, label, _) in ACTIONS.items()
             if campaign.status in statuses
         ]
-        if not buttons:
+        problems = (
+            campaign_start_problems(campaign=campaign) if campaign.status in ACTIONS["start"][1] else []
+        )
+        if problems:  # the Start button, disabled with the reasons
+            buttons = [(url, label) for url, label in buttons if label != ACTIONS["start"][2]]
+        if not buttons and not problems:
             return f"This campaign is {campaign.status}."
-        return format_html_join(" ", '<a class="button" href="{}">{}</a>', buttons)
+        links = format_html_join(" ", '<a class="button" href="{}">{}</a>', buttons)
+        return format_html("{}{}", start_problems_html(problems), links) if problems else links
 
     @admin.display(description="audience")
     def audience_preview(self, campaign: Campaign) -> str:
@@ -388,6 +357,7 @@ class CampaignAdmin(admin.ModelAdmin):
                 view(self.report_csv_view),
                 name="campaigns_campaign_report_csv",
             ),
+            *self.form_urls(),
             *super().get_urls(),
         ]
 

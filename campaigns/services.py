@@ -77,6 +77,7 @@ from core.params import int_param
 from core.queues import task_publish
 from messaging.bulk import BulkEntry, TemplateBatch, template_batch_prepare, template_messages_queue
 from messaging.models import Message, SendAttempt
+from messaging.templates import SENDABLE, template_slot_values, template_slots
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +145,46 @@ def campaign_content_check(*, campaign: Campaign) -> None:
             )
         return
     channel_content_check(campaign)
+
+
+def _start_problems(campaign: Campaign) -> dict[str, list[str]]:
+    """What stops the campaign from starting, by field, in the words an operator acts on."""
+    problems: dict[str, list[str]] = {}
+
+    def add(field: str, message: str) -> None:
+        problems.setdefault(field, []).append(message)
+
+    if campaign.channel == Campaign.Channel.WHATSAPP:
+        if campaign.phone_number_id is None:
+            add("phone_number", "Choose a sender number.")
+        if campaign.template_id is None or campaign.template.status != SENDABLE:
+            add("template", "Choose an approved template.")
+        elif isinstance(campaign.template_parameters or {}, dict):
+            values = template_slot_values(template=campaign.template, parameters=campaign.template_parameters)
+            for slot in template_slots(template=campaign.template):
+                if not values.get(slot.key, "").strip():
+                    add("template_parameters", f"Fill parameter {slot.label[:1].upper()}{slot.label[1:]}.")
+    elif campaign.channel == Campaign.Channel.EMAIL and not campaign.subject.strip():
+        add("subject", "Write a subject.")
+    if campaign.channel != Campaign.Channel.WHATSAPP and not campaign.body.strip():
+        add("body", "Write a body.")
+    try:
+        campaign_content_check(campaign=campaign)
+    except ValidationError as error:  # its first refusal, unless said above in plainer words
+        said = set(problems) | ({"template.components"} if "template_parameters" in problems else set())
+        for field, messages in error.message_dict.items():
+            if field not in said and not ({"phone_number", "template"} & set(problems)):
+                for message in messages:
+                    add(field, message)
+    if not campaign_audience_exists(campaign=campaign):
+        add("audience", "The audience is empty.")
+    return problems
+
+
+def campaign_start_problems(*, campaign: Campaign) -> list[str]:
+    """Why the campaign cannot start now (nothing: it can). The one rule: `campaign_start` refuses
+    with these, and the console shows them on a draft, which may be saved incomplete."""
+    return [message for messages in _start_problems(campaign).values() for message in messages]
 
 
 # -- audience -------------------------------------------------------------------------------------
@@ -221,6 +262,13 @@ def campaign_audience_count(*, campaign: Campaign) -> int:
     where, params = _audience_sql(campaign)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {_CONTACT} c WHERE {where}", params)
+        return cursor.fetchone()[0]
+
+
+def campaign_audience_exists(*, campaign: Campaign) -> bool:
+    where, params = _audience_sql(campaign)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {_CONTACT} c WHERE {where})", params)
         return cursor.fetchone()[0]
 
 
@@ -483,8 +531,11 @@ def campaign_recipients_materialise(*, campaign: Campaign) -> int:
 
 def campaign_start(*, campaign: Campaign, actor: Actor, source: str, now_: bool = False) -> Campaign:
     """Start a draft (or a scheduled campaign, `now_`): scheduled when its start time is ahead,
-    else running, its recipients written and its feeder enqueued, all in one transaction."""
-    campaign_content_check(campaign=campaign)
+    else running, its recipients written and its feeder enqueued, all in one transaction; refused
+    with `campaign_start_problems`."""
+    problems = _start_problems(campaign)
+    if problems:
+        raise ValidationError(problems)
     with transaction.atomic():
         locked = _locked(campaign)
         _require(
@@ -677,21 +728,25 @@ _LINK_SQL = f"""
 """
 
 
-def _parameters_render(campaign: Campaign, contact: dict[str, Any]) -> tuple[dict[str, list[Any]], str]:
-    """The contact's values of the template's parameters; an empty one is an error to show."""
+def campaign_parameters_render(
+    *, campaign: Campaign, contact: dict[str, Any]
+) -> tuple[dict[str, list[Any]], str]:
+    """The contact's values of the template's parameters (`contact_values`' shape), and the first
+    empty one as an error to show (the send refuses it; a preview shows the rest)."""
     values: dict[str, list[Any]] = {}
+    error = ""
     for key, items in (campaign.template_parameters or {}).items():
         rendered = []
-        for index, item in enumerate(items):
+        for index, item in enumerate(items if isinstance(items, list) else []):
             if isinstance(item, str):
                 text = placeholders_render(item, contact).strip()
-                if not text:
-                    return {}, f"Parameter {index + 1} of the {key} is empty for this contact."
+                if not text and not error:
+                    error = f"Parameter {index + 1} of the {key} is empty for this contact."
                 rendered.append(text)
             else:
                 rendered.append(item)
         values[key] = rendered
-    return values, ""
+    return values, error
 
 
 def campaign_chunk_feed(*, campaign: Campaign, batch: TemplateBatch, limit: int) -> int | None:
@@ -740,7 +795,7 @@ def campaign_chunk_feed(*, campaign: Campaign, batch: TemplateBatch, limit: int)
                 codes.append(unreachable)
                 titles.append(_UNREACHABLE_SINCE_START[unreachable])
                 continue
-            values, error = _parameters_render(campaign, contact)
+            values, error = campaign_parameters_render(campaign=campaign, contact=contact)
             if error:
                 statuses.append(_R.FAILED)
                 codes.append("parameter")

@@ -76,3 +76,22 @@ def contact_tags_most_common(*, limit: int = 100, cache_seconds: int = 60) -> li
             tags = [(tag, count) for tag, count in cursor.fetchall()]
         cache.set(key, tags, cache_seconds)
     return tags
+
+
+def contact_attribute_keys(*, sample: int = 5000, limit: int = 200, cache_seconds: int = 60) -> list[str]:
+    """The attribute keys found among the latest `sample` contacts (a bounded read, cached): the
+    names a form offers as {{attributes.KEY}} and as audience filters. Keys, never values."""
+    key = f"contacts:attribute-keys:{sample}:{limit}"
+    keys = cache.get(key)
+    if keys is None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT DISTINCT k FROM"
+                " (SELECT attributes FROM contacts_contact ORDER BY id DESC LIMIT %s) s,"
+                " jsonb_object_keys(CASE jsonb_typeof(s.attributes) WHEN 'object' THEN s.attributes"
+                " ELSE '{}'::jsonb END) AS k ORDER BY k LIMIT %s",
+                [sample, limit],
+            )
+            keys = [name for (name,) in cursor.fetchall()]
+        cache.set(key, keys, cache_seconds)
+    return keys

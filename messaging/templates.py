@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -481,9 +481,128 @@ def _slots(parameter: TemplateParameter) -> list[TemplateSlot]:
     return [TemplateSlot(parameter.component, parameter.name, parameter.index)]
 
 
+def _examples(components: Any) -> dict[tuple[str, int, str], str]:
+    """Meta's example values of a template's text placeholders, by (component, button index,
+    placeholder): `header_text` / `body_text` (positional), `*_named_params` (named), and a URL
+    button's `example` (the whole example URL)."""
+    found: dict[tuple[str, int, str], str] = {}
+    for component in components if isinstance(components, list) else []:
+        if not isinstance(component, dict):
+            continue
+        kind = str(component.get("type") or "").lower()
+        example = component.get("example") if isinstance(component.get("example"), dict) else {}
+        if kind in ("header", "body"):
+            names = _placeholders(component.get("text"))
+            given = example.get(f"{kind}_text")
+            if given and isinstance(given[0], list):  # the body's: one list per example
+                given = given[0]
+            for name, value in zip(names, given if isinstance(given, list) else [], strict=False):
+                found[(kind, 0, name)] = str(value)
+            for named in example.get(f"{kind}_text_named_params") or []:
+                if isinstance(named, dict) and named.get("param_name"):
+                    found[(kind, 0, str(named["param_name"]))] = str(named.get("example") or "")
+        elif kind == "buttons":
+            for index, button in enumerate(component.get("buttons") or []):
+                if not isinstance(button, dict) or not isinstance(button.get("example"), list):
+                    continue
+                for name in _placeholders(button.get("url")):
+                    found[("button", index, name)] = str(button["example"][0]) if button["example"] else ""
+    return found
+
+
 def template_slots(*, template: Template) -> list[TemplateSlot]:
-    """The values a send of this template must be given, in Meta's order (header, body, buttons)."""
-    return [slot for parameter in template_parameters(template.components) for slot in _slots(parameter)]
+    """The values a send of this template must be given, in Meta's order (header, body, buttons),
+    each with Meta's example value when the template has one."""
+    examples = _examples(template.components)
+    return [
+        replace(slot, example=examples.get((slot.component, slot.index, slot.placeholder), ""))
+        for parameter in template_parameters(template.components)
+        for slot in _slots(parameter)
+    ]
+
+
+def template_slot_values(*, template: Template, parameters: Any) -> dict[str, str]:
+    """The slots' values (by `TemplateSlot.key`) of parameters stored by component key
+    ({"body": ["{{name}}", ...], "header": [{"type": "image", "image": {"link": ...}}]}), the
+    shape campaigns keep; what is missing is absent."""
+    parameters = parameters if isinstance(parameters, dict) else {}
+    values: dict[str, str] = {}
+    taken: dict[str, int] = {}
+    for parameter in template_parameters(template.components):
+        position = taken.get(parameter.key, 0)
+        taken[parameter.key] = position + 1
+        items = parameters.get(parameter.key)
+        item = items[position] if isinstance(items, list) and position < len(items) else None
+        slots = _slots(parameter)
+        if parameter.type == "location":
+            location = item.get("location") if isinstance(item, dict) else None
+            for slot, field in zip(slots, LOCATION_FIELDS, strict=True):
+                if isinstance(location, dict) and location.get(field) is not None:
+                    values[slot.key] = str(location[field])
+        elif parameter.type != "text":
+            media = item.get(parameter.type) if isinstance(item, dict) else None
+            if isinstance(media, dict) and media.get("link"):
+                values[slots[0].key] = str(media["link"])
+        elif isinstance(item, str | int | float):
+            values[slots[0].key] = str(item)
+    return values
+
+
+def template_parameters_from_slots(*, template: Template, values: dict[str, str]) -> dict[str, list[Any]]:
+    """Parameters by component key (the shape `template_slot_values` reads) from the slots' values:
+    a text as it is (its placeholders filled per contact at send time), a medium as its link."""
+    parameters: dict[str, list[Any]] = {}
+    for parameter in template_parameters(template.components):
+        slots = _slots(parameter)
+        if parameter.type == "location":
+            location: dict[str, Any] = {}
+            for slot, field in zip(slots, LOCATION_FIELDS, strict=True):
+                value = values.get(slot.key, "")
+                location[field] = _number(value) if field in ("latitude", "longitude") else value
+            item: Any = {"type": "location", "location": location}
+        elif parameter.type != "text":
+            item = {"type": parameter.type, parameter.type: {"link": values.get(slots[0].key, "")}}
+        else:
+            item = values.get(slots[0].key, "")
+        parameters.setdefault(parameter.key, []).append(item)
+    return parameters
+
+
+def template_fill(*, components: Any, values: dict[str, list[Any]]) -> dict[str, Any]:
+    """A template's parts as a recipient reads them, its text placeholders replaced by the values
+    given by component key (a placeholder without a value stays as it is): a preview."""
+
+    def filled(text: Any, given: Any) -> str:
+        text = str(text or "")
+        given = given if isinstance(given, list) else []
+        for position, name in enumerate(_placeholders(text)):
+            value = given[position] if position < len(given) else None
+            if isinstance(value, str | int | float) and str(value).strip():
+                text = re.sub(r"\{\{\s*" + re.escape(name) + r"\s*\}\}", lambda _m, v=str(value): v, text)
+        return text
+
+    parts: dict[str, Any] = {"header": "", "media": "", "body": "", "footer": "", "buttons": []}
+    for component in components if isinstance(components, list) else []:
+        if not isinstance(component, dict):
+            continue
+        kind = str(component.get("type") or "").upper()
+        if kind == "HEADER":
+            header_format = str(component.get("format") or "TEXT").upper()
+            if header_format == "TEXT":
+                parts["header"] = filled(component.get("text"), values.get("header"))
+            else:
+                parts["media"] = header_format.lower()
+        elif kind == "BODY":
+            parts["body"] = filled(component.get("text"), values.get("body"))
+        elif kind == "FOOTER":
+            parts["footer"] = str(component.get("text") or "")
+        elif kind == "BUTTONS":
+            parts["buttons"] = [
+                str(button.get("text") or "")
+                for button in component.get("buttons") or []
+                if isinstance(button, dict)
+            ]
+    return parts
 
 
 def _number(value: str) -> float | str:

@@ -75,13 +75,16 @@ def test_bad_input_names_the_field(api_client, sender, template):
     ).json()["id"]
     answer = client.post(f"/api/v1/campaigns/{campaign_id}/start/")
     assert answer.status_code == 400
-    assert "wants 2 parameters in its body, got 1" in answer.json()["template.components"][0]
+    assert answer.json()["template_parameters"] == [
+        "Fill parameter Header {{1}}.",
+        "Fill parameter Body {{2}}.",
+    ]
     answer = client.post(f"/api/v1/campaigns/{campaign_id}/pause/")
     assert answer.status_code == 400 and "draft campaign cannot be paused" in answer.json()["status"][0]
     answer = client.patch(f"/api/v1/campaigns/{campaign_id}/", {"rate_limit_per_s": 500}, format="json")
     assert answer.status_code == 200
     answer = client.post(f"/api/v1/campaigns/{campaign_id}/start/")
-    assert answer.status_code == 400 and list(answer.json()) == ["template.components"]
+    assert answer.status_code == 400 and list(answer.json()) == ["template_parameters", "audience"]
 
 
 def test_starting_needs_the_run_permission(api_client, sender, template):
@@ -188,7 +191,10 @@ def test_an_email_campaign_needs_a_subject_and_a_body(api_client):
     )
     assert created.status_code == 201, created.json()
     answer = client.post(f"/api/v1/campaigns/{created.json()['id']}/start/")
-    assert (answer.status_code, list(answer.json())) == (400, ["subject"])
+    assert (answer.status_code, answer.json()) == (
+        400,
+        {"subject": ["Write a subject."], "body": ["Write a body."], "audience": ["The audience is empty."]},
+    )
     client.patch(f"/api/v1/campaigns/{created.json()['id']}/", {"subject": "Hi {{nickname}}"}, format="json")
     answer = client.post(f"/api/v1/campaigns/{created.json()['id']}/start/")
     assert "Unknown placeholder {{nickname}}" in answer.json()["subject"][0]
