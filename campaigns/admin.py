@@ -244,7 +244,7 @@ class CampaignAdmin(CampaignFormAdminMixin, admin.ModelAdmin):
             return "—"
         return f"{campaign_progress(campaign=campaign)['rate_per_s']}/s"
 
-    @admin.display(description="")
+    @admin.display(description="actions")
     def controls(self, campaign: Campaign) -> str:
         if campaign.pk is None:
             return "Save the campaign, then start it from here."

@@ -11,6 +11,9 @@ there (SynchronousOnlyOperation) although nothing runs concurrently: the test on
 Playwright has handed control back. DJANGO_ALLOW_ASYNC_UNSAFE is therefore set exactly while
 Playwright runs: one Playwright and one Chromium for the tests/browser package, torn down when the
 package's tests are done, so the tests after them keep Django's check.
+
+`workers` runs real Celery workers (`incoming`, `outgoing`, `default`) on queues of the test's own,
+the sandbox posting its webhooks to the live server, for the tests that follow a story end to end.
 """
 
 import os
@@ -18,11 +21,19 @@ import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
+from django.conf import settings as django_settings
+from django.db import connection
 from playwright.sync_api import expect, sync_playwright
 
+from core.queues import queues_ensure
+from messaging.inbound import events as inbound_events
 from tests.factories import UserFactory
+from tests.messaging.test_outbound_send import Sandbox
+from tests.messaging.webhook_helpers import celery_publishing_to
+from tests.platform.conftest import worker_running
 
 BROWSER_DIR = Path(__file__).parent
 SCREENSHOTS = BROWSER_DIR.parents[1] / "var" / "screenshots"
@@ -129,6 +140,40 @@ def admin_page(page, operator, screenshot):
     expect(page.get_by_role("heading", name="Inbox")).to_be_visible()
     screenshot(page, "logged-in")
     return page
+
+
+@pytest.fixture
+def sandbox():
+    """The sandbox Graph API (Meta's look-alike), reset before and after the test."""
+    sandbox = Sandbox(django_settings.WHATSAPP_GRAPH_URL)
+    sandbox.post("reset")
+    yield sandbox
+    sandbox.post("reset")
+
+
+@pytest.fixture
+def workers(transactional_db, settings, monkeypatch, tmp_path, live_server, sandbox):
+    """Workers on `incoming`, `outgoing` and `default`, on queues of this test's own; the sandbox
+    posts its webhooks (customers' messages, statuses, template reviews) to this test's live server."""
+    # The sandbox keeps its connection to the live server alive, and with it the handler thread's
+    # database connection, which would outlive the test database: close it per request.
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    monkeypatch.setattr(inbound_events.EnqueuePause, "until", 0.0)
+    prefix = f"wharf-test-{uuid4().hex[:10]}-"
+    settings.SQS_QUEUE_PREFIX = prefix
+    queues_ensure(visibility_timeout_override=30)
+    sandbox.config(
+        webhook_url=f"{live_server.url}/webhooks/whatsapp/",
+        app_secret=settings.WHATSAPP_APP_SECRET,
+        status_delays_ms={"sent": 100, "delivered": 1500, "read": 4000},
+    )
+    with (
+        celery_publishing_to(queue_prefix=prefix),
+        worker_running(
+            queues=["incoming", "outgoing", "default"], queue_prefix=prefix, log_path=tmp_path / "worker.log"
+        ) as worker,
+    ):
+        yield worker
 
 
 def _file_name(text: str) -> str:

@@ -6,22 +6,15 @@ sandbox's delivered and read statuses turn its ticks without a reload → the op
 the customer writes again → it is open again, on the open page and in the inbox, without a reload."""
 
 import re
-from uuid import uuid4
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import Group
-from django.db import connection
 from playwright.sync_api import expect
 
-from core.queues import queues_ensure
-from messaging.inbound import events as inbound_events
 from messaging.models import Conversation, Message
 from tests.browser.conftest import OPERATOR_PASSWORD
 from tests.factories import PhoneNumberFactory, UserFactory
-from tests.messaging.test_outbound_send import Sandbox
-from tests.messaging.webhook_helpers import PHONE_NUMBER_ID, celery_publishing_to
-from tests.platform.conftest import worker_running
+from tests.messaging.webhook_helpers import PHONE_NUMBER_ID
 from tests.waiting import wait_until
 
 CUSTOMER = "+447700900123"
@@ -46,39 +39,6 @@ def operator(transactional_db):
     )
     user.groups.add(team)
     return user
-
-
-@pytest.fixture
-def sandbox():
-    sandbox = Sandbox(settings.WHATSAPP_GRAPH_URL)
-    sandbox.post("reset")
-    yield sandbox
-    sandbox.post("reset")
-
-
-@pytest.fixture
-def workers(transactional_db, settings, monkeypatch, tmp_path, live_server, sandbox):
-    """Workers on `incoming`, `outgoing` and `default`, on queues of this test's own; the sandbox
-    posts its webhooks (the customer's messages, the statuses) to this test's live server."""
-    # The sandbox keeps its connection to the live server alive, and with it the handler thread's
-    # database connection, which would outlive the test database: close it per request.
-    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
-    monkeypatch.setattr(inbound_events.EnqueuePause, "until", 0.0)
-    prefix = f"wharf-test-{uuid4().hex[:10]}-"
-    settings.SQS_QUEUE_PREFIX = prefix
-    queues_ensure(visibility_timeout_override=30)
-    sandbox.config(
-        webhook_url=f"{live_server.url}/webhooks/whatsapp/",
-        app_secret=settings.WHATSAPP_APP_SECRET,
-        status_delays_ms={"sent": 100, "delivered": 1500, "read": 4000},
-    )
-    with (
-        celery_publishing_to(queue_prefix=prefix),
-        worker_running(
-            queues=["incoming", "outgoing", "default"], queue_prefix=prefix, log_path=tmp_path / "worker.log"
-        ) as worker,
-    ):
-        yield worker
 
 
 def customer_writes(sandbox, text: str) -> str:

@@ -32,6 +32,7 @@ def test_build_a_campaign_and_see_its_audience(admin_client, sender, template):
     campaign = Campaign.objects.get()
     page = admin_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content.decode()
     assert "4 contacts</strong> now" in page
+    assert "<label>Actions:</label>" in page  # the start button's row is named, not a bare colon
     assert reverse("admin:campaigns_campaign_action", args=[campaign.pk, "start"]) in page
 
 
