@@ -53,6 +53,7 @@ from core.console import ReadOnlyAdmin, admin_object_take
 from core.models import AuditLog
 from core.params import int_param
 from messaging.models import Message
+from messaging.templates import template_slot_values, template_slots
 
 SOURCE = AuditLog.Source.ADMIN
 _C = Campaign.Status
@@ -144,7 +145,7 @@ class CampaignAdmin(CampaignFormAdminMixin, admin.ModelAdmin):
     )
 
     def get_readonly_fields(self, request, obj=None):
-        fields = (*self.readonly_fields, "contact_data_note", "report_ids")
+        fields = (*self.readonly_fields, "contact_data_note", "report_ids", "parameters_shown")
         if obj is not None and obj.status != _C.DRAFT:
             return (*fields, *EDITABLE, "audience_contacts")
         return fields
@@ -154,6 +155,8 @@ class CampaignAdmin(CampaignFormAdminMixin, admin.ModelAdmin):
         or sample, CSV list (its matches) or report (contacts.access): a note in their place."""
         dropped = set() if obj is None or obj.status == _C.DRAFT else {"audience_csv"}
         replaced = {}
+        if obj is not None and obj.status != _C.DRAFT:
+            replaced["template_parameters"] = "parameters_shown"
         if not contact_data_visible(request.user):
             dropped |= {"audience_csv"}
             replaced |= {"audience_preview": "contact_data_note", "report_link": "report_ids"}
@@ -262,6 +265,18 @@ class CampaignAdmin(CampaignFormAdminMixin, admin.ModelAdmin):
             return f"This campaign is {campaign.status}."
         links = format_html_join(" ", '<a class="button" href="{}">{}</a>', buttons)
         return format_html("{}{}", start_problems_html(problems), links) if problems else links
+
+    @admin.display(description="parameters")
+    def parameters_shown(self, campaign: Campaign) -> str:
+        """A campaign past its draft shows its parameters as the form labelled them, not as JSON."""
+        if campaign.template is None:
+            return "-"
+        values = template_slot_values(template=campaign.template, parameters=campaign.template_parameters)
+        rows = [
+            (slot.label.capitalize(), values.get(slot.key, ""))
+            for slot in template_slots(template=campaign.template)
+        ]
+        return format_html_join("", "<div><strong>{}</strong>: {}</div>", rows) or "-"
 
     @admin.display(description="audience")
     def audience_preview(self, campaign: Campaign) -> str:

@@ -81,6 +81,9 @@ def test_a_running_campaign_s_page_is_read_only_with_its_controls(admin_client, 
     post = admin_client.post(url, {"name": "Renamed"})
 
     assert 'name="_save"' not in page and 'name="_continue"' not in page
+    # its parameters as the form labelled them, not as JSON
+    assert "<strong>Body {{2}}</strong>: {{attributes.code}}" in page
+    assert '"body": [' not in page
     assert reverse("admin:campaigns_campaign_delete", args=[campaign.pk]) not in page
     assert reverse("admin:campaigns_campaign_action", args=[campaign.pk, "pause"]) in page
     assert reverse("admin:campaigns_campaign_action", args=[campaign.pk, "cancel"]) in page
