@@ -20,19 +20,18 @@ them back.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import threading
 from dataclasses import dataclass, replace
 
 import httpx
 import phonenumbers
-from flask import Blueprint, current_app, request, url_for
+from flask import Blueprint, current_app, request
 
 from devstack.sandbox import payloads
 from devstack.sandbox.calls import graph_call, sandbox_outbox
 from devstack.sandbox.errors import invalid_parameter, unknown_object
+from devstack.sandbox.paging import edge_page
 
 blueprint = Blueprint("numbers", __name__)
 logger = logging.getLogger(__name__)
@@ -86,9 +85,6 @@ FIELDS = frozenset(
         "whatsapp_business_manager_messaging_limit",
     }
 )
-LIMIT_DEFAULT = 25
-LIMIT_MAX = 1000
-PAGING_ARGUMENTS = ("after", "before", "limit")
 
 
 @dataclass(frozen=True)
@@ -196,33 +192,13 @@ def numbers_list(version: str, waba_id: str):
         raise unknown_object(waba_id)
     outbox = sandbox_outbox()
     numbers = [number for number in outbox.number_ids() if outbox.waba_id(number) == waba_id]
-    try:
-        limit = min(int(request.args.get("limit", LIMIT_DEFAULT)), LIMIT_MAX)
-    except ValueError:
-        raise invalid_parameter("Param limit must be an integer.") from None
-    if limit < 1:
-        raise invalid_parameter("Param limit must be at least 1.")
-    start = 0
-    if after := request.args.get("after"):
-        start = _cursor_position(after) + 1
-    elif before := request.args.get("before"):
-        start = max(0, _cursor_position(before) - limit)
-    page = numbers[start : start + limit]
-    answer: dict = {"data": [number_as_meta(number, fields) for number in page]}
-    if page:
-        paging: dict = {"cursors": {"before": _cursor(start), "after": _cursor(start + len(page) - 1)}}
-        if start + len(page) < len(numbers):
-            kept = {key: value for key, value in request.args.items() if key not in PAGING_ARGUMENTS}
-            paging["next"] = url_for(
-                "numbers.numbers_list",
-                version=version,
-                waba_id=waba_id,
-                **kept,
-                limit=limit,
-                after=paging["cursors"]["after"],
-                _external=True,
-            )
-        answer["paging"] = paging
+    answer = edge_page(
+        numbers,
+        render=lambda number: number_as_meta(number, fields),
+        endpoint="numbers.numbers_list",
+        version=version,
+        waba_id=waba_id,
+    )
     return answer
 
 
@@ -287,15 +263,3 @@ def _post_quietly(url: str, body: dict, app_secret: str) -> None:
         payloads.webhook_post(url=url, body=body, app_secret=app_secret)
     except httpx.HTTPError as error:
         logger.info("phone number quality webhook to %s failed: %r", url, error)
-
-
-def _cursor(position: int) -> str:
-    return base64.urlsafe_b64encode(f"position:{position}".encode()).decode()
-
-
-def _cursor_position(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor.encode()).decode()
-        return int(text.removeprefix("position:"))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise invalid_parameter("Param after/before is not a valid cursor.") from None

@@ -29,13 +29,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import threading
 
 import httpx
-from flask import Blueprint, request, url_for
+from flask import Blueprint, request
 
 from devstack.sandbox import payloads
 from devstack.sandbox.calls import graph_call, sandbox_outbox
@@ -47,6 +45,7 @@ from devstack.sandbox.outbox import (
     template_fields,
     template_id_new,
 )
+from devstack.sandbox.paging import edge_page
 from devstack.sandbox.template_rules import template_check, template_review
 
 blueprint = Blueprint("templates", __name__)
@@ -54,9 +53,6 @@ logger = logging.getLogger(__name__)
 
 STATUSES = ("APPROVED", "PENDING", "REJECTED", "PAUSED", "DISABLED", "IN_APPEAL", "PENDING_DELETION")
 CATEGORIES = ("MARKETING", "UTILITY", "AUTHENTICATION")
-LIMIT_DEFAULT = 25
-LIMIT_MAX = 1000
-PAGING_ARGUMENTS = ("after", "before", "limit")
 SUMMARY_FIELDS = (
     "total_count",
     "message_template_count",
@@ -83,33 +79,13 @@ def templates_list(version: str, waba_id: str):
             if argument != "language":
                 wanted = {part.upper() for part in wanted}
             templates = [template for template in templates if getattr(template, argument) in wanted]
-    try:
-        limit = min(int(request.args.get("limit", LIMIT_DEFAULT)), LIMIT_MAX)
-    except ValueError:
-        raise invalid_parameter("Param limit must be an integer.") from None
-    if limit < 1:
-        raise invalid_parameter("Param limit must be at least 1.")
-    start = 0
-    if after := request.args.get("after"):
-        start = _cursor_position(after) + 1
-    elif before := request.args.get("before"):
-        start = max(0, _cursor_position(before) - limit)
-    page = templates[start : start + limit]
-    answer: dict = {"data": [template.as_meta(fields) for template in page]}
-    if page:
-        paging: dict = {"cursors": {"before": _cursor(start), "after": _cursor(start + len(page) - 1)}}
-        if start + len(page) < len(templates):
-            kept = {key: value for key, value in request.args.items() if key not in PAGING_ARGUMENTS}
-            paging["next"] = url_for(
-                "templates.templates_list",
-                version=version,
-                waba_id=waba_id,
-                **kept,
-                limit=limit,
-                after=paging["cursors"]["after"],
-                _external=True,
-            )
-        answer["paging"] = paging
+    answer = edge_page(
+        templates,
+        render=lambda template: template.as_meta(fields),
+        endpoint="templates.templates_list",
+        version=version,
+        waba_id=waba_id,
+    )
     if summary := request.args.get("summary"):
         values = {
             "total_count": len(templates),
@@ -276,15 +252,3 @@ def _template(spec: dict) -> SandboxTemplate:
         components=components,
         parameter_format=str(spec.get("parameter_format", "POSITIONAL")).upper(),
     )
-
-
-def _cursor(position: int) -> str:
-    return base64.urlsafe_b64encode(f"position:{position}".encode()).decode()
-
-
-def _cursor_position(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor.encode()).decode()
-        return int(text.removeprefix("position:"))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise invalid_parameter("Param after/before is not a valid cursor.") from None
