@@ -15,7 +15,6 @@ import logging
 import re
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from celery import shared_task
 from django.core.exceptions import ValidationError
@@ -27,7 +26,6 @@ from core.alerts import operator_alert_raise
 from core.audit import Actor, audit_log_record
 from messaging.graph import (
     GraphAuthError,
-    GraphClient,
     GraphPermanentError,
     GraphRetryableError,
     graph_client,
@@ -110,35 +108,6 @@ def _row(waba_id: str, item: dict, now) -> Template | None:
     )
 
 
-def _same_origin(url: str, base_url: str) -> bool:
-    """A `paging.next` on another host would receive the bearer token: only ours is followed."""
-    left, right = urlsplit(url), urlsplit(base_url)
-    return (left.scheme, left.netloc) == (right.scheme, right.netloc)
-
-
-def _pages(client: GraphClient, waba_id: str):
-    path = f"{waba_id}/message_templates"
-    params: dict[str, Any] | None = {"fields": FIELDS, "limit": PAGE_SIZE}
-    url = path
-    for _ in range(MAX_PAGES):
-        data = client.request("GET", url, params=params)
-        items = data.get("data")
-        yield [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
-        paging = data.get("paging") if isinstance(data.get("paging"), dict) else {}
-        cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
-        after = cursors.get("after")
-        following = paging.get("next")
-        if not following:
-            return
-        if isinstance(following, str) and _same_origin(following, client.base_url):
-            url, params = following, None
-        elif after:
-            url, params = path, {"fields": FIELDS, "limit": PAGE_SIZE, "after": after}
-        else:
-            return
-    raise GraphPermanentError(f"more than {MAX_PAGES} pages of templates for WABA {waba_id}")
-
-
 def templates_sync(*, waba_id: str) -> int:
     """Reads every template of the WABA from Meta and stores them; returns how many Meta listed."""
     if not waba_id:
@@ -146,7 +115,8 @@ def templates_sync(*, waba_id: str) -> int:
     started = timezone.now()
     client = graph_client()
     rows: dict[tuple[str, str], Template] = {}
-    for page in _pages(client, waba_id):
+    params = {"fields": FIELDS, "limit": PAGE_SIZE}
+    for page in client.edge_pages(waba_id, "message_templates", params=params, max_pages=MAX_PAGES):
         for item in page:
             row = _row(waba_id, item, started)
             if row is not None:
