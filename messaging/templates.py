@@ -523,19 +523,22 @@ def template_parameters_from_slots(*, template: Template, values: dict[str, str]
     a text as it is (its placeholders filled per contact at send time), a medium as its link."""
     parameters: dict[str, list[Any]] = {}
     for parameter in template_parameters(template.components):
-        slots = _slots(parameter)
-        if parameter.type == "location":
-            location: dict[str, Any] = {}
-            for slot, field in zip(slots, LOCATION_FIELDS, strict=True):
-                value = values.get(slot.key, "")
-                location[field] = _number(value) if field in ("latitude", "longitude") else value
-            item: Any = {"type": "location", "location": location}
-        elif parameter.type != "text":
-            item = {"type": parameter.type, parameter.type: {"link": values.get(slots[0].key, "")}}
-        else:
-            item = values.get(slots[0].key, "")
-        parameters.setdefault(parameter.key, []).append(item)
+        parameters.setdefault(parameter.key, []).append(_parameter_value(parameter, values))
     return parameters
+
+
+def _parameter_value(parameter: TemplateParameter, values: dict[str, str]) -> Any:
+    """One parameter from its slots' values: a location, a medium by its link, or a text as it is."""
+    slots = _slots(parameter)
+    if parameter.type == "location":
+        location: dict[str, Any] = {}
+        for slot, field in zip(slots, LOCATION_FIELDS, strict=True):
+            value = values.get(slot.key, "")
+            location[field] = _number(value) if field in ("latitude", "longitude") else value
+        return {"type": "location", "location": location}
+    if parameter.type != "text":
+        return {"type": parameter.type, parameter.type: {"link": values.get(slots[0].key, "")}}
+    return values.get(slots[0].key, "")
 
 
 def template_fill(*, components: Any, values: dict[str, list[Any]]) -> dict[str, Any]:
@@ -587,17 +590,9 @@ def template_components_build(*, template: Template, values: dict[str, str]) -> 
     """Meta's `components` for a send, from the slots' values keyed by `TemplateSlot.key`."""
     parameters: dict[str, list[dict]] = {}
     for parameter in template_parameters(template.components):
-        slots = _slots(parameter)
-        if parameter.type == "location":
-            location: dict[str, Any] = {}
-            for slot, field in zip(slots, LOCATION_FIELDS, strict=True):
-                value = values.get(slot.key, "")
-                location[field] = _number(value) if field in ("latitude", "longitude") else value
-            given = {"type": "location", "location": location}
-        elif parameter.type != "text":
-            given = {"type": parameter.type, parameter.type: {"link": values.get(slots[0].key, "")}}
-        else:
-            given = {"type": "text", "text": values.get(slots[0].key, "")}
+        given = _parameter_value(parameter, values)
+        if parameter.type == "text":
+            given = {"type": "text", "text": given}
             if not parameter.name.isdigit():
                 given["parameter_name"] = parameter.name
         parameters.setdefault(parameter.key, []).append(given)
