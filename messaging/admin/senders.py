@@ -96,6 +96,10 @@ PausedFilter = set_or_unset_filter(
 )
 
 
+# What Meta says of a number (messaging.numbers), shown read-only.
+AT_META = ("quality", "messaging_limit_words", "throughput_level", "name_status", "standing_at", "synced_at")
+
+
 @admin.register(PhoneNumber)
 class PhoneNumberAdmin(admin.ModelAdmin):
     form = PhoneNumberForm
@@ -119,12 +123,7 @@ class PhoneNumberAdmin(admin.ModelAdmin):
         "paused_reason",
         "created_at",
         "updated_at",
-        "quality",
-        "messaging_limit_words",
-        "throughput_level",
-        "name_status",
-        "standing_at",
-        "synced_at",
+        *AT_META,
     )
     fieldsets = (
         (None, {"fields": ("phone_number_id", "display_phone_number", "verified_name", "waba_id")}),
@@ -132,14 +131,7 @@ class PhoneNumberAdmin(admin.ModelAdmin):
         (
             "At Meta",
             {
-                "fields": (
-                    "quality",
-                    "messaging_limit_words",
-                    "throughput_level",
-                    "name_status",
-                    "standing_at",
-                    "synced_at",
-                ),
+                "fields": AT_META,
                 "description": "Read from Meta every hour, when Meta reports a change, and on "
                 "“Sync from Meta”.",
             },
