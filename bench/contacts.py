@@ -177,7 +177,7 @@ def main() -> int:
     from django.db import connection
 
     from contacts.models import Contact
-    from contacts.selectors import contact_list
+    from contacts.selectors import ContactPaginator, contact_list
     from contacts.services.csv_io import contacts_import_csv
 
     rng = random.Random(7)
@@ -206,9 +206,9 @@ def main() -> int:
     matched = 0
     for filters in searches:
         started = time.perf_counter()
-        queryset = contact_list(**filters)
-        count = queryset.count()
-        page = list(queryset[:50])
+        paginator = ContactPaginator(contact_list(**filters), 50)
+        count = paginator.count
+        page = list(paginator.page(1))
         timings_ms.append((time.perf_counter() - started) * 1000)
         matched += count > 0 and len(page) > 0
     pages_ms = pages_time(searches)
