@@ -4,6 +4,7 @@ import json
 import os
 import resource
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -125,3 +126,25 @@ def report(figures: dict) -> None:
     for key, value in figures.items():
         print(f"{key:>24}: {value}")
     print(json.dumps(figures))
+
+
+class ServerTimes:
+    """The server's handling time (ms) of each request the test client makes: from request_started
+    to request_finished, so every middleware, the view and its template's rendering; the session
+    and the user load inside the view, on first use of request.user."""
+
+    def __init__(self) -> None:
+        self.taken: list[float] = []
+        self._started: list[float] = []
+
+    def connect(self) -> None:
+        from django.core.signals import request_finished, request_started
+
+        request_started.connect(lambda **kwargs: self._started.append(time.perf_counter()), weak=False)
+        request_finished.connect(
+            lambda **kwargs: self.taken.append((time.perf_counter() - self._started.pop()) * 1000),
+            weak=False,
+        )
+
+    def last(self) -> float:
+        return self.taken[-1]

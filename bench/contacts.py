@@ -3,6 +3,11 @@
 The import goes through the same service as the API, the admin and the command. The table is
 then filled to 1M rows in SQL, and searches run the way the API runs them: the count of matches
 plus the first page, for names, name fragments, phone fragments, emails and tags.
+
+The same searches are then requested through Django's test client by a logged-in staff user who
+may view contacts: the API's first page (`/api/v1/contacts/?q=&tag=`, with its count) and the
+admin changelist's (`?q=&tag=`, with its paginator's count), each timed on the server from
+request_started to request_finished.
 """
 
 import csv
@@ -11,7 +16,7 @@ import random
 import tempfile
 import time
 
-from bench._setup import django_on_fresh_database, peak_rss_mb, percentile, report
+from bench._setup import ServerTimes, django_on_fresh_database, peak_rss_mb, percentile, report
 
 IMPORT_ROWS = int(os.environ.get("BENCH_IMPORT_ROWS", "100000"))
 TOTAL_CONTACTS = int(os.environ.get("BENCH_TOTAL_CONTACTS", "1000000"))
@@ -133,12 +138,46 @@ def search_terms(rng: random.Random, count: int) -> list[dict]:
     return [rng.choice(kinds)() for _ in range(count)]
 
 
+def staff_client():
+    """A test client logged in as a staff user (not a superuser) who may view contacts."""
+    from django.contrib.auth.models import Permission, User
+    from django.test import Client
+
+    user = User.objects.create(username="bench-operator", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="contacts", codename="view_contact")
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def pages_time(searches: list[dict]) -> dict[str, list[float]]:
+    """The server's time (ms) of the API's and the admin's first page of each search."""
+    client = staff_client()
+    times = ServerTimes()
+    times.connect()
+    taken: dict[str, list[float]] = {"api": [], "admin": []}
+    for filters in searches[:3]:  # templates loaded, connections warm
+        client.get("/admin/contacts/contact/", {"q" if k == "search" else k: v for k, v in filters.items()})
+    for filters in searches:
+        params = {"q" if name == "search" else name: value for name, value in filters.items()}
+        for kind, url in (("api", "/api/v1/contacts/"), ("admin", "/admin/contacts/contact/")):
+            response = client.get(url, params)
+            assert response.status_code == 200, (url, params, response.status_code)
+            taken[kind].append(times.last())
+    return taken
+
+
 def main() -> int:
+    os.environ.setdefault("ALLOWED_HOSTS", "testserver")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
     django_on_fresh_database("wharf_bench_contacts")
+    from django.core.management import call_command
     from django.db import connection
 
     from contacts.models import Contact
-    from contacts.selectors import contact_list
+    from contacts.selectors import ContactPaginator, contact_list
     from contacts.services.csv_io import contacts_import_csv
 
     rng = random.Random(7)
@@ -161,15 +200,21 @@ def main() -> int:
         cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'contact_name_trgm'")
         trigram = cursor.fetchone()[0] == 1
 
+    call_command("createcachetable")
+    searches = search_terms(rng, SEARCHES)
     timings_ms = []
     matched = 0
-    for filters in search_terms(rng, SEARCHES):
+    for filters in searches:
         started = time.perf_counter()
-        queryset = contact_list(**filters)
-        count = queryset.count()
-        page = list(queryset[:50])
+        paginator = ContactPaginator(contact_list(**filters), 50)
+        count = paginator.count
+        page = list(paginator.page(1))
         timings_ms.append((time.perf_counter() - started) * 1000)
         matched += count > 0 and len(page) > 0
+    pages_ms = pages_time(searches)
+    for kind, taken in pages_ms.items():  # the slowest searches, to look at with EXPLAIN
+        slowest = sorted(zip(taken, searches, strict=True), key=lambda pair: -pair[0])[:5]
+        print(kind, "slowest:", [(round(ms), filters) for ms, filters in slowest])
 
     report(
         {
@@ -184,6 +229,11 @@ def main() -> int:
             "import_rows_per_s": round(IMPORT_ROWS / import_s),
             "search_p50_ms": round(percentile(timings_ms, 50), 2),
             "search_p99_ms": round(percentile(timings_ms, 99), 2),
+            "api_p50_ms": round(percentile(pages_ms["api"], 50), 2),
+            "api_p99_ms": round(percentile(pages_ms["api"], 99), 2),
+            "admin_p50_ms": round(percentile(pages_ms["admin"], 50), 2),
+            "admin_p99_ms": round(percentile(pages_ms["admin"], 99), 2),
+            "admin_max_ms": round(max(pages_ms["admin"]), 2),
         }
     )
     return 0

@@ -29,7 +29,7 @@ import random
 import time
 import uuid
 
-from bench._setup import django_on_fresh_database, moto_start, peak_rss_mb, percentile, report
+from bench._setup import ServerTimes, django_on_fresh_database, moto_start, peak_rss_mb, percentile, report
 
 CONVERSATIONS = int(os.environ.get("BENCH_INBOX_CONVERSATIONS", "100000"))
 MESSAGES = int(os.environ.get("BENCH_INBOX_MESSAGES", "5000000"))
@@ -310,28 +310,6 @@ def seed(cursor, *, numbers: list, operators: list) -> dict[str, float]:
     )
     step("vacuum_analyze_s", "VACUUM ANALYZE")
     return steps
-
-
-class ServerTimes:
-    """The server's handling time (ms) of each request the test client makes: from request_started
-    to request_finished, so every middleware, the view and its template's rendering; the session
-    and the user load inside the view, on first use of request.user."""
-
-    def __init__(self) -> None:
-        self.taken: list[float] = []
-        self._started: list[float] = []
-
-    def connect(self) -> None:
-        from django.core.signals import request_finished, request_started
-
-        request_started.connect(lambda **kwargs: self._started.append(time.perf_counter()), weak=False)
-        request_finished.connect(
-            lambda **kwargs: self.taken.append((time.perf_counter() - self._started.pop()) * 1000),
-            weak=False,
-        )
-
-    def last(self) -> float:
-        return self.taken[-1]
 
 
 def spread(values: list[float]) -> str:

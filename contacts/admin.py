@@ -14,7 +14,12 @@ from django.utils.html import format_html
 
 from contacts.apis import csv_download
 from contacts.models import Contact
-from contacts.selectors import contact_search_q, contact_tags_most_common
+from contacts.selectors import (
+    NEWEST_FIRST_SORTED,
+    ContactPaginator,
+    contact_search_q,
+    contact_tags_most_common,
+)
 from contacts.services.bulk import contacts_channel_opt_out, contacts_delete, contacts_opt_out, contacts_tag
 from contacts.services.cleaning import (
     CONTACT_FIELDS,
@@ -110,6 +115,8 @@ class ContactAdmin(admin.ModelAdmin):
     search_fields = ("name", "phone", "email")
     search_help_text = "Name, email, or phone digits in any format."
     show_full_result_count = False
+    # Counts exact up to EXACT_COUNT_MAX, then estimated; the page sorted or walked by that count.
+    paginator = ContactPaginator
     actions = ("add_tag", "opt_out", "opt_out_email", "opt_out_sms", "export_csv")
     readonly_fields = (
         "opted_in_at",
@@ -158,6 +165,10 @@ class ContactAdmin(admin.ModelAdmin):
     def conversation_link(self, contact: Contact) -> str:
         url = reverse("admin:messaging_message_conversation", args=[contact.pk])
         return format_html('<a href="{}">Conversation</a>', url)
+
+    def get_ordering(self, request):
+        """Newest first, as the API: sorted for a few matches, by the index for many (the paginator)."""
+        return NEWEST_FIRST_SORTED
 
     def get_search_results(self, request, queryset, search_term):
         """The API's search (indexed, phone digits in any format) instead of the admin's own."""

@@ -9,11 +9,10 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import exceptions, renderers, serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from contacts.models import Channel, Contact
-from contacts.selectors import contact_get, contact_list
+from contacts.selectors import ContactPaginator, contact_get, contact_list
 from contacts.services.contact import (
     contact_channel_opt_in,
     contact_channel_opt_out,
@@ -22,7 +21,7 @@ from contacts.services.contact import (
     contact_update,
 )
 from contacts.services.csv_io import contacts_export_csv_stream, contacts_import_csv
-from core.api import ChangePermissions, ModelPermissions
+from core.api import ChangePermissions, EstimatedCountPagination, ModelPermissions
 from core.models import AuditLog
 from core.uploads import upload_length_check, upload_size_check
 
@@ -119,6 +118,10 @@ def csv_download(contacts: QuerySet[Contact]) -> StreamingHttpResponse:
     return response
 
 
+class ContactPagination(EstimatedCountPagination):
+    django_paginator_class = ContactPaginator
+
+
 def _filtered_contacts(request) -> QuerySet[Contact]:
     filters = ContactFilterSerializer(data=request.query_params.dict())
     filters.is_valid(raise_exception=True)
@@ -135,7 +138,7 @@ def _contact(id: int) -> Contact:
 @extend_schema(tags=["contacts"])
 class ContactListCreateApi(APIView):
     queryset = Contact.objects.all()
-    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+    pagination_class = ContactPagination
 
     @extend_schema(parameters=[ContactFilterSerializer], responses=ContactOutputSerializer(many=True))
     def get(self, request):

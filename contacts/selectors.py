@@ -8,8 +8,16 @@ from django.db.models import F, Q, QuerySet
 
 from contacts.models import Contact
 from contacts.services.cleaning import phone_normalise
+from core.paging import EstimatedCountPaginator
 
 _PHONE_PUNCTUATION = str.maketrans("", "", " -().\t")
+# Newest first, but not along the created_at index: with a LIMIT, PostgreSQL would walk that
+# index backwards and filter every row (a full second at 1M rows for a rare name). NULLS LAST,
+# meaningless on a non-null column, keeps the index out, so the trigram and tag indexes find the
+# matches and a top-N sort orders them. ContactPaginator walks the index after all when the
+# matches are many: then the first page's rows are found after a few thousand rows at most.
+NEWEST_FIRST_SORTED = (F("created_at").desc(nulls_last=True), F("id").desc())
+NEWEST_FIRST = ("-created_at", "-id")
 
 
 def contact_search_q(term: str) -> Q:
@@ -44,11 +52,7 @@ def contact_list(
     if tag:
         queryset = queryset.filter(tags__contains=[tag])
     if (search and search.strip()) or tag:
-        # Newest first, but not along the created_at index: with a LIMIT, PostgreSQL would walk
-        # that index backwards and filter every row (a full second at 1M rows for a rare name).
-        # NULLS LAST, meaningless on a non-null column, keeps the index out, so the trigram and
-        # tag indexes find the matches and a top-N sort orders them.
-        queryset = queryset.order_by(F("created_at").desc(nulls_last=True), F("id").desc())
+        queryset = queryset.order_by(*NEWEST_FIRST_SORTED)
     if opted_out is not None:
         queryset = queryset.filter(opted_out_at__isnull=not opted_out)
     if created_after is not None:
@@ -56,6 +60,19 @@ def contact_list(
     if created_before is not None:
         queryset = queryset.filter(created_at__lt=created_before)
     return queryset
+
+
+class ContactPaginator(EstimatedCountPaginator):
+    """Pages of contacts (the API's and the admin's), the count exact up to EXACT_COUNT_MAX.
+
+    Newest first sorted (NEWEST_FIRST_SORTED) suits a few matches: past the exact count they are
+    many, and a sort would read them all, so the page walks the created_at index instead.
+    """
+
+    def page(self, number):
+        if tuple(self.object_list.query.order_by) == NEWEST_FIRST_SORTED and not self.count_exact:
+            self.object_list = self.object_list.order_by(*NEWEST_FIRST)
+        return super().page(number)
 
 
 def contact_get(*, id: int) -> Contact | None:

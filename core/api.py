@@ -5,8 +5,10 @@ from typing import Any
 
 from django.db import connection, models
 from rest_framework import exceptions, pagination, parsers, permissions
+from rest_framework.response import Response
 
 from core.json_input import JSON_MAX_DEPTH, NESTED_TOO_DEEP, json_problem
+from core.paging import EXACT_COUNT_MAX, EstimatedCountPaginator
 
 
 class ModelPermissions(permissions.DjangoModelPermissions):
@@ -52,6 +54,42 @@ class Pagination(pagination.PageNumberPagination):
         for parameter in parameters:
             parameter["schema"]["minimum"] = 1
         return parameters
+
+
+class EstimatedCountPagination(Pagination):
+    """Pagination of a big table (core/paging.py): `count` is exact up to EXACT_COUNT_MAX, past it
+    an estimate, which `count_exact` says; `next` is there whenever a row follows the page."""
+
+    django_paginator_class = EstimatedCountPaginator
+
+    def get_paginated_response(self, data):
+        return Response(
+            {
+                "count": self.page.paginator.count,
+                "count_exact": self.page.paginator.count_exact,
+                "next": self.get_next_link(),
+                "previous": self.get_previous_link(),
+                "results": data,
+            }
+        )
+
+    def get_paginated_response_schema(self, schema):
+        response = super().get_paginated_response_schema(schema)
+        properties = response["properties"]
+        properties["count"]["description"] = (
+            f"The number of results: exact up to {EXACT_COUNT_MAX}, past it an estimate (see count_exact)."
+        )
+        properties["count_exact"] = {
+            "type": "boolean",
+            "example": True,
+            "description": f"False when more than {EXACT_COUNT_MAX} results matched and count is "
+            "the database's estimate; follow `next` to read them all.",
+        }
+        response["properties"] = {
+            name: properties[name] for name in ("count", "count_exact", "next", "previous", "results")
+        }
+        response["required"] = ["count", "count_exact", "results"]
+        return response
 
 
 class JSONParser(parsers.JSONParser):

@@ -7,6 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from contacts.models import Contact
+from contacts.selectors import ContactPaginator
 from core.models import AuditLog
 from tests.factories import ContactFactory, UserFactory
 
@@ -34,6 +35,24 @@ def action(name: str, contacts, **extra) -> dict:
 
 
 # -- changelist --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_changelist_says_about_past_the_exact_count(admin_client, monkeypatch):
+    monkeypatch.setattr(ContactPaginator, "exact_count_max", 2)
+    newest = ContactFactory.create_batch(3, name="Ana Silva")[-1]
+    ContactFactory(name="Bruno Okafor")
+
+    response = admin_client.get(CHANGELIST, {"q": "silva"})
+    assert response.status_code == 200
+    assert response.context["cl"].paginator.count_exact is False
+    assert "about " in response.text
+    assert response.context["cl"].result_list[0] == newest
+
+    response = admin_client.get(CHANGELIST, {"q": "okafor"})
+    assert response.context["cl"].paginator.count_exact is True
+    assert "about " not in response.text
+    assert "1 result" in response.text
 
 
 @pytest.mark.django_db

@@ -6,6 +6,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from contacts.models import Contact
+from contacts.selectors import ContactPaginator
 from contacts.services.cleaning import PHONE_TAKEN
 from core.models import AuditLog
 from tests.factories import ContactFactory
@@ -100,6 +101,44 @@ def test_list_is_paginated_newest_first(api_client):
         "created_at",
         "updated_at",
     }
+
+
+@pytest.mark.django_db
+def test_list_count_is_exact_up_to_the_bound(api_client, monkeypatch):
+    monkeypatch.setattr(ContactPaginator, "exact_count_max", 3)
+    ContactFactory.create_batch(3)
+
+    body = api_client(VIEW).get(LIST, {"page_size": 2}).json()
+
+    assert (body["count"], body["count_exact"]) == (3, True)
+    assert list(body) == ["count", "count_exact", "next", "previous", "results"]
+
+
+@pytest.mark.django_db
+def test_list_count_past_the_bound_is_an_estimate_and_next_reads_every_row(api_client, monkeypatch):
+    monkeypatch.setattr(ContactPaginator, "exact_count_max", 2)
+    contacts = ContactFactory.create_batch(5, tags=["vip"])
+    client = api_client(VIEW)
+
+    body = client.get(LIST, {"tag": "vip", "page_size": 2}).json()
+    assert body["count_exact"] is False
+    assert body["count"] >= 3
+    seen = [c["id"] for c in body["results"]]
+    while body["next"]:
+        body = client.get(body["next"]).json()
+        seen += [c["id"] for c in body["results"]]
+
+    assert seen == [c.id for c in reversed(contacts)]
+
+
+@pytest.mark.django_db
+def test_the_schema_says_the_count_may_be_an_estimate(api_client):
+    schema = api_client().get("/api/schema/", {"format": "json"}).json()
+
+    page = schema["components"]["schemas"]["PaginatedContactList"]
+    assert page["properties"]["count_exact"]["type"] == "boolean"
+    assert "estimate" in page["properties"]["count"]["description"]
+    assert "count_exact" in page["required"]
 
 
 @pytest.mark.django_db

@@ -5,7 +5,14 @@ from django.db import connection
 from django.utils import timezone
 
 from contacts.models import Contact
-from contacts.selectors import contact_get, contact_list, contact_tags_most_common
+from contacts.selectors import (
+    NEWEST_FIRST,
+    NEWEST_FIRST_SORTED,
+    ContactPaginator,
+    contact_get,
+    contact_list,
+    contact_tags_most_common,
+)
 from tests.factories import ContactFactory
 
 
@@ -102,3 +109,49 @@ def test_tags_most_common_counts_each_tag():
     ContactFactory(tags=["lead", "beta"])
 
     assert contact_tags_most_common(limit=2) == [("lead", 4), ("vip", 3)]
+
+
+# -- pages: the count exact up to a bound, the plan chosen by it --------------------------------
+
+
+@pytest.mark.django_db
+def test_paginator_counts_exactly_up_to_the_bound_and_sorts_the_few(monkeypatch):
+    monkeypatch.setattr(ContactPaginator, "exact_count_max", 3)
+    contacts = ContactFactory.create_batch(3, tags=["vip"])
+    ContactFactory(tags=["lead"])
+
+    paginator = ContactPaginator(contact_list(tag="vip"), 2)
+    page = paginator.page(1)
+
+    assert (paginator.count, paginator.count_exact, paginator.num_pages) == (3, True, 2)
+    assert [c.id for c in page] == [contacts[2].id, contacts[1].id]
+    assert page.has_next()
+    assert tuple(paginator.object_list.query.order_by) == NEWEST_FIRST_SORTED
+
+
+@pytest.mark.django_db
+def test_paginator_past_the_bound_estimates_walks_the_index_and_finds_every_page(monkeypatch):
+    monkeypatch.setattr(ContactPaginator, "exact_count_max", 2)
+    contacts = ContactFactory.create_batch(5, tags=["vip"])
+    ContactFactory(tags=["lead"])
+
+    paginator = ContactPaginator(contact_list(tag="vip"), 2)
+
+    assert paginator.count_exact is False
+    assert paginator.count >= 3  # the planner's estimate, never below the bound + 1
+    pages = [paginator.page(number) for number in (1, 2, 3)]
+    assert tuple(paginator.object_list.query.order_by) == NEWEST_FIRST
+    assert [c.id for page in pages for c in page] == [c.id for c in reversed(contacts)]
+    assert [page.has_next() for page in pages] == [True, True, False]
+    assert list(paginator.page(4)) == []  # past the end: empty, not an error
+
+
+@pytest.mark.django_db
+def test_paginator_leaves_another_ordering_alone(monkeypatch):
+    monkeypatch.setattr(ContactPaginator, "exact_count_max", 1)
+    ContactFactory.create_batch(3, name="Ana")
+
+    paginator = ContactPaginator(Contact.objects.order_by("name", "id"), 2)
+    paginator.page(1)
+
+    assert tuple(paginator.object_list.query.order_by) == ("name", "id")
