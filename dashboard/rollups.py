@@ -8,7 +8,8 @@ that arrives late or a rebuild of an old range all leave the same counts: those 
 
 The events are the source: messaging writes one per inbound message (`message_received`, at the
 message's time) and one per status Meta reports for an outbound message (`status_changed`, at the
-status's time; once per message and status, messaging/statuses.py). Retention keeps them (nothing
+status's time; once per message and status, messaging/statuses.py), a send Meta refused in its
+answer counting as a `failed` status (`send_refusal_record`). Retention keeps them (nothing
 deletes AnalyticsEvent rows; archival only clears their link to an archived message), and beat
 recomputes today and yesterday every few minutes, so a day is counted long before anything it
 comes from could go. An opt-out is counted on its day while the contact stays opted out.

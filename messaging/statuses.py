@@ -99,6 +99,28 @@ def status_record(*, wamid: str, status: str, at: datetime, payload: dict) -> st
     return outcome
 
 
+def send_refusal_record(*, message: Message, at: datetime, error_code: int | None) -> None:
+    """A send Meta refused in its answer (no wamid, so no status webhook will follow) counts as a
+    failed status in the analytics, under the message's own placeholder wamid: the dashboard's
+    failures include the refusals (a template paused, a number outside the window)."""
+    data = {"error_code": error_code, "refused_when_sent": True} if error_code is not None else {}
+    AnalyticsEvent.objects.bulk_create(
+        [
+            AnalyticsEvent(
+                kind=AnalyticsEvent.Kind.STATUS_CHANGED,
+                wamid=message.wamid,
+                status=Message.Status.FAILED,
+                message_id=message.pk,
+                contact_id=message.contact_id,
+                phone_number_id=message.phone_number_id,
+                occurred_at=at,
+                data=data,
+            )
+        ],
+        ignore_conflicts=True,
+    )
+
+
 def _status_data(payload: dict) -> dict[str, Any]:
     pricing, conversation = meta_dict(payload.get("pricing")), meta_dict(payload.get("conversation"))
     data = {

@@ -46,6 +46,7 @@ from messaging.statuses import (
     WAMID_LOCK,
     message_pending_statuses_apply,
     outgoing_doubts_resolve,
+    send_refusal_record,
 )
 from messaging.wakeups import wake_flag_raise
 
@@ -403,7 +404,8 @@ def _outcome_apply(
         "due_at": None,
         **_error_fields(error),
     }
-    _outcome_record(**record, outcome=_O.FAILED, http_status=error.status, changes=changes)
+    if _outcome_record(**record, outcome=_O.FAILED, http_status=error.status, changes=changes):
+        send_refusal_record(message=message, at=now, error_code=error.code)
     logger.info("message %s failed with error %s", message.pk, error.code, extra=outcome_extra)
     return _O.FAILED
 

@@ -291,6 +291,11 @@ def test_a_permanent_error_fails_the_message_with_meta_s_code_title_and_details(
     assert (message.status, message.error_code, message.attempts) == (S.FAILED, 131026, 1)
     assert message.error_title and message.error_details
     assert fresh(message).attempts_made.get().outcome == "failed"
+    # no status webhook follows a refusal: the analytics count it as a failed status all the same
+    event = AnalyticsEvent.objects.get(message=message)
+    assert (event.kind, event.status, event.wamid) == ("status_changed", "failed", message.wamid)
+    assert event.data == {"error_code": 131026, "refused_when_sent": True}
+    assert event.phone_number_id == sender.pk and event.contact_id == contact.pk
 
 
 def test_error_190_pauses_the_sender_alerts_operators_and_keeps_the_messages(sandbox, sender):
