@@ -2,12 +2,14 @@
 `inbound_statuses_apply`): the same rows as one event at a time, in a few statements."""
 
 import json
+import logging
 import random
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from messaging import statuses as statuses_module
@@ -216,3 +218,45 @@ def test_a_poisoned_status_fails_alone_and_the_rest_of_its_batch_is_applied(monk
     }
     assert Message.objects.get(pk=poisoned.pk).status == "sent"
     assert AnalyticsEvent.objects.filter(kind="status_changed").count() == 5
+
+
+def test_two_drains_of_statuses_of_the_same_messages_at_once_wait_for_each_other(transactional_db, caplog):
+    contact = ContactFactory()
+    number = PhoneNumber.objects.create(phone_number_id=PHONE_NUMBER_ID)
+    messages = [
+        MessageFactory(direction="outbound", status="queued", contact=contact, phone_number=number)
+        for _ in range(8)
+    ]
+    wamids = [message.wamid for message in messages] + [f"wamid.LATER{index}" for index in range(4)]
+    for step, name in enumerate(["read", "sent", "delivered"]):
+        for index, wamid in enumerate(wamids):
+            # each body names two wamids, so concurrent batches share messages in crossed orders
+            pair = [wamid, wamids[(index * 5 + step) % len(wamids)]]
+            inbound_event_record(
+                body=statuses_body([{"id": one, "status": name, "timestamp": str(T0 + step)} for one in pair])
+            )
+    results = []
+    barrier = threading.Barrier(2)
+
+    def drain() -> None:
+        try:
+            barrier.wait(timeout=10)
+            results.append(inbound_events_drain(batch_size=6))
+        finally:
+            connection.close()
+
+    with caplog.at_level(logging.INFO, logger="messaging.inbound.events"):
+        threads = [threading.Thread(target=drain) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+
+    assert all(result.processed for result in results)  # both took a share
+    assert sum(result.processed for result in results) == 36
+    assert not [record for record in caplog.records if "one event at a time" in record.getMessage()]
+    assert set(Message.objects.filter(pk__in=[m.pk for m in messages]).values_list("status", flat=True)) == {
+        "read"
+    }
+    assert AnalyticsEvent.objects.filter(kind="status_changed").count() == 8 * 3
+    assert PendingStatus.objects.filter(wamid__startswith="wamid.LATER").count() == 4 * 3
