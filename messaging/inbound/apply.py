@@ -14,13 +14,18 @@ message (`message_pending_statuses_apply`) take the same transaction-level advis
 message learns its wamid from Meta's answer to its send, which a status may beat: it waits as
 pending until the sending worker records the answer, and if the answer never came (the message is
 in doubt) the status's `biz_opaque_callback_data`, our message id, settles the message at once.
+The drain applies a batch's bodies of statuses only together (`inbound_statuses_apply`): the
+wamids it does not find are locked in wamid order before they are looked for again, and the
+messages are locked in id order before their statuses are played over them, so the lock's
+guarantee holds and two such batches wait for each other instead of deadlocking.
 
 Reactions, edits and revokes are rows of their own; the message they are about is recomputed from
 all of them (latest reaction, latest edit, first revoke) under a row lock, whichever arrives first.
 
-The caller (the inbound drain) runs each event in a savepoint, records the event's state and
-enqueues media fetches after commit: nothing here saves the event or enqueues work. Payloads are
-Meta's, so shapes are never trusted: anything unexpected is kept as an unknown WebhookEvent.
+The caller (the inbound drain) runs each event (or the batch's statuses) in a savepoint, records
+the event's state and enqueues media fetches after commit: nothing here saves the event or enqueues
+work. Payloads are Meta's, so shapes are never trusted: anything unexpected is kept as an unknown
+WebhookEvent.
 
 Where Meta leaves the choice to us: an event for a phone_number_id Wharf does not know is applied
 all the same, its rows without a sender number and the event flagged, so nothing waits on an
@@ -61,7 +66,14 @@ from messaging.inbound.payloads import (
 )
 from messaging.models import AnalyticsEvent, InboundEvent, Message, PhoneNumber, WebhookEvent
 from messaging.numbers import phone_number_name_webhook_apply, phone_number_quality_webhook_apply
-from messaging.statuses import STATUS_TIMES, message_pending_statuses_apply, status_record
+from messaging.statuses import (
+    STATUS_TIMES,
+    StatusReport,
+    message_pending_statuses_apply,
+    status_record,
+    statuses_lookup,
+    statuses_record,
+)
 from messaging.templates import TEMPLATE_FIELDS, template_webhook_apply
 
 OBJECT = "whatsapp_business_account"
@@ -720,6 +732,83 @@ def _target_refresh(wamid: str, *, only_if_targeted: bool = False) -> None:
         for name, new in changes.items():
             setattr(target, name, new)
         target.save(update_fields=[*changes, "updated_at"])
+
+
+# -- bodies of statuses only, many at once ---------------------------------------------------------
+
+
+def _status_reports(event: InboundEvent) -> tuple[list[StatusReport], set[str]] | None:
+    """The statuses of a body that holds nothing else, as the walk would read them, and the sender
+    numbers it names; None for any other body, or a status the walk would keep as unknown."""
+    payload = event.payload
+    if not isinstance(payload, dict) or payload.get("object", OBJECT) != OBJECT:
+        return None
+    entries = payload.get("entry")
+    if not isinstance(entries, list) or not entries:
+        return None
+    reports: list[StatusReport] = []
+    numbers: set[str] = set()
+    fallback_time = event.received_at or timezone.now()
+    for entry in entries:
+        changes = entry.get("changes") if isinstance(entry, dict) else None
+        if not isinstance(changes, list) or not changes:
+            return None
+        entry_time = meta_time(entry.get("time"))
+        for change in changes:
+            value = change.get("value") if isinstance(change, dict) else None
+            if not isinstance(value, dict) or change.get("field") != "messages" or "messages" in value:
+                return None
+            statuses = value.get("statuses")
+            if not isinstance(statuses, list) or not statuses:
+                return None
+            if phone_number_id := meta_str(meta_dict(value.get("metadata")).get("phone_number_id"), 64):
+                numbers.add(phone_number_id)
+            for status in statuses:
+                if not isinstance(status, dict) or meta_name(status.get("type")) == "call":
+                    return None
+                wamid, name = meta_name(status.get("id")), meta_name(status.get("status")).lower()
+                if not wamid or len(wamid) > 255 or name not in STATUS_TIMES:
+                    return None
+                at = meta_time(status.get("timestamp")) or entry_time or fallback_time
+                reports.append(StatusReport(wamid=wamid, status=name, at=at, payload=status))
+    return reports, numbers
+
+
+def inbound_statuses_apply(*, events: list[InboundEvent]) -> dict[int, ApplyResult]:
+    """Applies the events that only carry statuses together, in a few statements, and returns their
+    results by event id; the others, and those whose statuses `statuses_record` leaves to
+    `status_record` (an inbound message's, a callback's), are left to `inbound_payload_apply`.
+
+    Statuses and the messages other events create meet only under the wamid's lock, whichever comes
+    first, so these events may be applied before the rest of their batch.
+    """
+    read = {event.pk: found for event in events if (found := _status_reports(event)) is not None}
+    if not read:
+        return {}
+    wamids = {report.wamid for reports, _ in read.values() for report in reports}
+    found = statuses_lookup(wamids=wamids)
+    left = {
+        report.wamid
+        for reports, _ in read.values()
+        for report in reports
+        if (report.wamid in found and found[report.wamid]["direction"] != Message.Direction.OUTBOUND)
+        or (report.wamid not in found and report.callback is not None)
+    }
+    while left:  # an event left to the walk takes all its wamids with it, so each keeps its order
+        taken = [pk for pk, (reports, _) in read.items() if any(report.wamid in left for report in reports)]
+        grown = {report.wamid for pk in taken for report in read.pop(pk)[0]}
+        if grown <= left:
+            break
+        left |= grown
+    numbers = {number for _, event_numbers in read.values() for number in event_numbers}
+    known_numbers = set(
+        PhoneNumber.objects.filter(phone_number_id__in=numbers).values_list("phone_number_id", flat=True)
+    )
+    statuses_record(reports=[report for reports, _ in read.values() for report in reports], found=found)
+    return {
+        pk: ApplyResult(fields=["messages"], unknown_phone_number=bool(event_numbers - known_numbers))
+        for pk, (_, event_numbers) in read.items()
+    }
 
 
 # -- the interface --------------------------------------------------------------------------------

@@ -13,8 +13,12 @@ The protocol, in the order things happen:
 3. Drain. `inbound_events_drain` clears the flag before it claims anything, so an event committed
    after the clear wakes another drain instead of being missed. It claims batches of due pending
    events with SELECT ... FOR UPDATE SKIP LOCKED, so concurrent workers take disjoint batches, and
-   applies each event in a savepoint inside the batch's one transaction: an event's parsed rows
-   and its state change commit together or not at all. A worker killed mid-batch commits nothing;
+   applies them inside the batch's one transaction: an event's parsed rows and its state change
+   commit together or not at all. The events that only carry statuses (most of them) are applied
+   together first, in one savepoint and a few statements (`inbound_statuses_apply`), with the rows
+   one event at a time would leave; if that savepoint raises, it is rolled back whole and those
+   events take the path of the others, each in a savepoint of its own, so a bad event costs its
+   batch one rollback and is isolated there. A worker killed mid-batch commits nothing;
    its events are still pending and are claimed again, and since every parsed write is keyed
    (wamid, ON CONFLICT) a replay makes no duplicates. An event that raises is rolled back alone
    and retried with exponential backoff; after INBOUND_MAX_ATTEMPTS it is `failed`. One that lost
@@ -51,7 +55,7 @@ from core.audit import Actor, audit_log_record
 from core.backoff import Backoff
 from core.models import AuditLog
 from core.queues import QUEUES, task_publish
-from messaging.inbound.apply import inbound_payload_apply
+from messaging.inbound.apply import ApplyResult, inbound_payload_apply, inbound_statuses_apply
 from messaging.inbound.payloads import inbound_payload_parse
 from messaging.media import media_fetch_enqueue
 from messaging.models import InboundEvent, WakeUp
@@ -203,8 +207,49 @@ def inbound_events_claim(*, batch_size: int, now: datetime | None = None) -> lis
     )
 
 
+def _statuses_apply(events: list[InboundEvent]) -> dict[int, ApplyResult]:
+    """The events that only carry statuses, applied together in one savepoint; if that raises (an
+    event's data the database refuses, a lock lost), none of them is, and each takes the one-by-one
+    path, which isolates the culprit."""
+    try:
+        with transaction.atomic():
+            return inbound_statuses_apply(events=events)
+    except Exception as error:
+        logger.info("statuses applied one event at a time: %s", type(error).__name__)
+        return {}
+
+
+_PROCESSED_SQL = f"""
+    UPDATE {InboundEvent._meta.db_table} AS e
+    SET state = %s, processed_at = %s, next_attempt_at = NULL,
+        fields = ARRAY(SELECT jsonb_array_elements_text(b.fields::jsonb)),
+        unknown_phone_number = b.unknown_phone_number, unknown_fields = b.unknown_fields
+    FROM unnest(%s::bigint[], %s::text[], %s::boolean[], %s::boolean[])
+        AS b(id, fields, unknown_phone_number, unknown_fields)
+    WHERE e.id = b.id
+"""
+
+
+def _processed_record(events: list[InboundEvent], *, at: datetime) -> None:
+    """Processed events' state, one statement for the batch (bulk_update's CASE per row and column
+    cost more to build than the batch's statuses did to apply)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PROCESSED_SQL,
+            [
+                State.PROCESSED,
+                at,
+                [event.pk for event in events],
+                [json.dumps(event.fields) for event in events],
+                [event.unknown_phone_number for event in events],
+                [event.unknown_fields for event in events],
+            ],
+        )
+
+
 def _events_apply(events: list[InboundEvent], *, result: DrainResult) -> list[int]:
-    """Apply each event in a savepoint of the caller's transaction and record the outcome.
+    """Apply the events in the caller's transaction, those of statuses only together and each other
+    one in a savepoint of its own, and record the outcome.
 
     Media jobs are enqueued after the commit. Returns the events that failed for good: those that
     reach INBOUND_MAX_ATTEMPTS, and failed ones that fail again.
@@ -213,10 +258,12 @@ def _events_apply(events: list[InboundEvent], *, result: DrainResult) -> list[in
     processed: list[InboundEvent] = []
     media_message_ids: list[int] = []
     failed: list[int] = []
+    together = _statuses_apply(events)
     for event in events:
         try:
-            with transaction.atomic():
-                applied = inbound_payload_apply(event=event)
+            if (applied := together.get(event.pk)) is None:
+                with transaction.atomic():
+                    applied = inbound_payload_apply(event=event)
         except Exception as error:
             if getattr(error.__cause__, "sqlstate", None) in CONTENTION_SQLSTATES:
                 event.next_attempt_at = now + timedelta(seconds=random.uniform(0.5, 1) * CONTENTION_DELAY_S)
@@ -264,10 +311,7 @@ def _events_apply(events: list[InboundEvent], *, result: DrainResult) -> list[in
         processed.append(event)
         media_message_ids += applied.media_message_ids
     if processed:
-        InboundEvent.objects.bulk_update(
-            processed,
-            ["state", "processed_at", "next_attempt_at", "fields", "unknown_phone_number", "unknown_fields"],
-        )
+        _processed_record(processed, at=now)
     result.processed += len(processed)
     result.failed += failed
     if media_message_ids:
