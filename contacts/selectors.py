@@ -66,11 +66,15 @@ class ContactPaginator(EstimatedCountPaginator):
     """Pages of contacts (the API's and the admin's), the count exact up to EXACT_COUNT_MAX.
 
     Newest first sorted (NEWEST_FIRST_SORTED) suits a few matches: past the exact count they are
-    many, and a sort would read them all, so the page walks the created_at index instead.
+    many, and a sort would read them all, so the page walks the created_at index instead. The
+    admin's changelist repeats its ordering after the one it asked for, hence a prefix.
     """
 
     def page(self, number):
-        if tuple(self.object_list.query.order_by) == NEWEST_FIRST_SORTED and not self.count_exact:
+        sorted_newest_first = (
+            self.object_list.query.order_by[: len(NEWEST_FIRST_SORTED)] == NEWEST_FIRST_SORTED
+        )
+        if sorted_newest_first and not self.count_exact:
             self.object_list = self.object_list.order_by(*NEWEST_FIRST)
         return super().page(number)
 
