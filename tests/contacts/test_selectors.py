@@ -2,6 +2,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from contacts.models import Contact
@@ -144,6 +145,19 @@ def test_paginator_past_the_bound_estimates_walks_the_index_and_finds_every_page
     assert [c.id for page in pages for c in page] == [c.id for c in reversed(contacts)]
     assert [page.has_next() for page in pages] == [True, True, False]
     assert list(paginator.page(4)) == []  # past the end: empty, not an error
+
+
+@pytest.mark.django_db
+def test_paginator_far_past_the_bound_by_the_estimate_counts_nothing(monkeypatch):
+    monkeypatch.setattr(ContactPaginator, "count_skipped_from", 0)
+    contacts = ContactFactory.create_batch(3, tags=["vip"])
+
+    paginator = ContactPaginator(contact_list(tag="vip"), 2)
+    with CaptureQueriesContext(connection) as queries:
+        assert paginator.count_exact is False
+        assert paginator.count == max(paginator.rows_estimated, paginator.exact_count_max + 1)
+    assert [query["sql"] for query in queries if "COUNT(" in query["sql"].upper()] == []
+    assert [c.id for c in paginator.page(1)] == [contacts[2].id, contacts[1].id]
 
 
 @pytest.mark.django_db
