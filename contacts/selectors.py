@@ -1,5 +1,6 @@
 from contextlib import suppress
 from datetime import datetime
+from functools import cached_property
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -66,12 +67,35 @@ class ContactPaginator(EstimatedCountPaginator):
     """Pages of contacts (the API's and the admin's), the count exact up to EXACT_COUNT_MAX.
 
     Newest first sorted (NEWEST_FIRST_SORTED) suits a few matches: past the exact count they are
-    many, and a sort would read them all, so the page walks the created_at index instead.
+    many, and a sort would read them all, so the page walks the created_at index instead. The
+    admin's changelist repeats its ordering after the one it asked for, hence a prefix.
+
+    A few matches are counted by reading their ids, and the page is then read by those ids: the
+    search (a trigram index scan of tens of milliseconds for a full name) runs once, not twice.
     """
 
+    ids_counted: list[int] | None = None
+
+    def _sorted_newest_first(self) -> bool:
+        return self.object_list.query.order_by[: len(NEWEST_FIRST_SORTED)] == NEWEST_FIRST_SORTED
+
+    @cached_property
+    def counted(self) -> int:
+        if not self._sorted_newest_first() or self.rows_estimated > self.count_skipped_from:
+            return super().counted
+        self.ids_counted = list(
+            self.object_list.order_by().values_list("id", flat=True)[: self.exact_count_max + 1]
+        )
+        return len(self.ids_counted)
+
     def page(self, number):
-        if tuple(self.object_list.query.order_by) == NEWEST_FIRST_SORTED and not self.count_exact:
-            self.object_list = self.object_list.order_by(*NEWEST_FIRST)
+        if self._sorted_newest_first():
+            if not self.count_exact:
+                self.object_list = self.object_list.order_by(*NEWEST_FIRST)
+            elif self.ids_counted is not None:
+                self.object_list = Contact.objects.filter(id__in=self.ids_counted).order_by(
+                    *NEWEST_FIRST_SORTED
+                )
         return super().page(number)
 
 

@@ -6,6 +6,11 @@ EXACT_COUNT_MAX + 1 rows (a LIMIT-ed subquery); past it the paginator says the c
 estimated (`count_exact`) and gives the planner's estimate of the rows, never fewer than the bound.
 Whether there is a next page is then known by reading one row more than the page, not from the
 estimate, so a client following `next` links sees every row.
+
+The estimate is asked first: when it is far past the bound (COUNT_SKIPPED_FROM), the capped count
+is not run at all. It would only confirm what the estimate says, and it may be slow: the planner
+expects the matches spread evenly, so a scan it thinks stops early reads most of the table when
+they all sit at its other end.
 """
 
 import json
@@ -15,6 +20,7 @@ from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
 from django.db import connections
 
 EXACT_COUNT_MAX = 1000
+COUNT_SKIPPED_FROM = 10 * EXACT_COUNT_MAX
 
 
 class EstimatedPage(Page):
@@ -32,10 +38,14 @@ class EstimatedCountPaginator(Paginator):
     """Django's paginator over a queryset, counting exactly up to EXACT_COUNT_MAX only."""
 
     exact_count_max = EXACT_COUNT_MAX
+    count_skipped_from = COUNT_SKIPPED_FROM
 
     @cached_property
     def counted(self) -> int:
-        """The matching rows, counted up to one past the bound."""
+        """The matching rows, counted up to one past the bound; not counted when the planner
+        expects far more (one past the bound is then assumed)."""
+        if self.rows_estimated > self.count_skipped_from:
+            return self.exact_count_max + 1
         return self.object_list.order_by()[: self.exact_count_max + 1].count()
 
     @property
@@ -44,8 +54,9 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.counted if self.count_exact else max(self.counted, self.rows_estimated())
+        return self.counted if self.count_exact else max(self.counted, self.rows_estimated)
 
+    @cached_property
     def rows_estimated(self) -> int:
         """The planner's estimate of the queryset's rows (EXPLAIN, nothing read)."""
         queryset = self.object_list.order_by()

@@ -6,8 +6,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from contacts.admin import ContactAdmin
 from contacts.models import Contact
-from contacts.selectors import ContactPaginator
+from contacts.selectors import NEWEST_FIRST, ContactPaginator
 from core.models import AuditLog
 from tests.factories import ContactFactory, UserFactory
 
@@ -53,6 +54,21 @@ def test_changelist_says_about_past_the_exact_count(admin_client, monkeypatch):
     assert response.context["cl"].paginator.count_exact is True
     assert "about " not in response.text
     assert "1 result" in response.text
+
+
+@pytest.mark.django_db
+def test_changelist_past_the_exact_count_walks_the_index_not_a_sort(admin_client, monkeypatch):
+    monkeypatch.setattr(ContactPaginator, "exact_count_max", 2)
+    monkeypatch.setattr(ContactAdmin, "list_per_page", 2)
+    contacts = ContactFactory.create_batch(4, name="Ana Silva", tags=["vip"])
+
+    response = admin_client.get(CHANGELIST, {"q": "silva", "tag": "vip"})
+    cl = response.context["cl"]
+    assert tuple(cl.paginator.object_list.query.order_by) == NEWEST_FIRST
+    assert list(cl.result_list) == [contacts[3], contacts[2]]
+
+    response = admin_client.get(CHANGELIST, {"q": "silva", "o": "2"})  # sorted by a column: left alone
+    assert response.context["cl"].paginator.object_list.query.order_by[0] != NEWEST_FIRST[0]
 
 
 @pytest.mark.django_db

@@ -2,6 +2,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from contacts.models import Contact
@@ -144,6 +145,35 @@ def test_paginator_past_the_bound_estimates_walks_the_index_and_finds_every_page
     assert [c.id for page in pages for c in page] == [c.id for c in reversed(contacts)]
     assert [page.has_next() for page in pages] == [True, True, False]
     assert list(paginator.page(4)) == []  # past the end: empty, not an error
+
+
+@pytest.mark.django_db
+def test_paginator_searches_a_few_matches_once_and_reads_the_page_by_their_ids(monkeypatch):
+    monkeypatch.setattr(ContactPaginator, "exact_count_max", 3)
+    contacts = ContactFactory.create_batch(3, name="Ana Silva")
+    ContactFactory(name="Bruno Okafor")
+
+    paginator = ContactPaginator(contact_list(search="silva"), 2)
+    with CaptureQueriesContext(connection) as queries:
+        pages = [list(paginator.page(1)), list(paginator.page(2))]
+
+    assert (paginator.count, paginator.count_exact) == (3, True)
+    assert pages == [[contacts[2], contacts[1]], [contacts[0]]]
+    searches = [q["sql"] for q in queries if "LIKE" in q["sql"] and not q["sql"].startswith("EXPLAIN")]
+    assert len(searches) == 1
+
+
+@pytest.mark.django_db
+def test_paginator_far_past_the_bound_by_the_estimate_counts_nothing(monkeypatch):
+    monkeypatch.setattr(ContactPaginator, "count_skipped_from", 0)
+    contacts = ContactFactory.create_batch(3, tags=["vip"])
+
+    paginator = ContactPaginator(contact_list(tag="vip"), 2)
+    with CaptureQueriesContext(connection) as queries:
+        assert paginator.count_exact is False
+        assert paginator.count == max(paginator.rows_estimated, paginator.exact_count_max + 1)
+    assert [query["sql"] for query in queries if "COUNT(" in query["sql"].upper()] == []
+    assert [c.id for c in paginator.page(1)] == [contacts[2].id, contacts[1].id]
 
 
 @pytest.mark.django_db
