@@ -781,6 +781,9 @@ class _Stream:
             size = min(self.batch_size, max(1, math.ceil(phone_number.rate_limit_per_s * ROUND_S)))
             messages = outgoing_claim(phone_number=phone_number, batch_size=size, worker=self.worker)
             sender.more = len(messages) == size
+            if messages:  # the sweep may have queued again some this drain holds: it claimed them back
+                held = {message.pk for message in sender.queue} | {send.message.pk for send in self.open}
+                messages = [message for message in messages if message.pk not in held]
             if messages:
                 claimed = True
                 self.result.batches += 1
