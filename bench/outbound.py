@@ -38,7 +38,7 @@ import time
 import uuid
 
 from bench._setup import django_on_fresh_database, report, servers_start, worker_start
-from bench.webhook import group_cpu_s
+from bench.webhook import tree_cpu_s
 from devstack.stack import VAR_DIR, MotoServer, SandboxServer, stop_process
 
 PACING_S = float(os.environ.get("BENCH_PACING_S", "30"))
@@ -86,9 +86,9 @@ def cpu_snapshot(worker: subprocess.Popen, sandbox: SandboxServer, moto: MotoSer
     usage = resource.getrusage(resource.RUSAGE_SELF)
     machine = psutil.cpu_times()
     return {
-        "workers": group_cpu_s(worker),
-        "sandbox": group_cpu_s(sandbox.process),
-        "moto": group_cpu_s(moto.process),
+        "workers": tree_cpu_s(worker),
+        "sandbox": tree_cpu_s(sandbox.process),
+        "moto": tree_cpu_s(moto.process),
         "postgres": postgres_cpu_s(),
         "bench": usage.ru_utime + usage.ru_stime,
         "machine_busy": machine.user + machine.nice + machine.system + machine.irq + machine.softirq,

@@ -62,7 +62,8 @@ The protocol, in the order things happen:
    gathers (whether Meta's statuses for its number kept arriving since its request was cleared,
    and none for it). The claim checks in step 4 and the sweep lock the same row, so a worker that
    is only slow either keeps its claim (its refresh came first) or finds it gone and skips the
-   message.
+   message; a slow drain that claims back messages the sweep queued again from it keeps the one
+   copy it holds of each.
 
 Why never twice: a request for a message leaves only from the drain whose claim is on the row,
 after an attempt row, cleared under that claim, says so; every path back to `queued` either

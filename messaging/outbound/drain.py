@@ -33,9 +33,11 @@ from core.queues import QUEUES, task_publish
 from core.storage import media_storage, presigned_url
 from messaging.graph import (
     GraphAuthError,
+    GraphClient,
     GraphError,
     GraphRetryableError,
     graph_client,
+    graph_client_of_thread,
 )
 from messaging.models import Message, PendingStatus, PhoneNumber, SendAttempt, WakeUp
 from messaging.outbound.content import MEDIA_KINDS
@@ -303,12 +305,12 @@ class _Reply:
     at: datetime
 
 
-def _request(phone_number_id: str, body: dict) -> _Reply:
+def _request(client: GraphClient, phone_number_id: str, body: dict) -> _Reply:
     """One Graph API request; runs in a request thread, so it touches no database."""
     started = time.monotonic()
     answer, error = None, None
     try:
-        answer = graph_client().request("POST", f"{phone_number_id}/messages", json=body)
+        answer = client.request("POST", f"{phone_number_id}/messages", json=body)
     except GraphError as caught:
         error = caught
     return _Reply(answer, error, int((time.monotonic() - started) * 1000), timezone.now())
@@ -331,7 +333,7 @@ def outgoing_message_send(
     body = _request_body(message)
     if slot is not None:
         pace_wait(slot)
-    reply = _request(phone_number.phone_number_id, body)
+    reply = _request(graph_client(), phone_number.phone_number_id, body)
     return _outcome_apply(message, attempt, phone_number=phone_number, worker=worker, reply=reply)
 
 
@@ -684,7 +686,7 @@ class _Stream:
         self.replies_since = 0.0
         self.looked_at = -math.inf  # when `_senders_due` last ran
         self.dispatcher = _Dispatcher(self)
-        graph_client()  # made now (about 0.1 s the first time), not by a request after its slot
+        graph_client()  # made now with the SSL context all share (about 0.1 s), not after a slot
 
     # -- the request side (dispatcher and request threads: no database) --
 
@@ -708,7 +710,7 @@ class _Stream:
                 return None
             self.lates.put((send, late_s))  # the drain moves the sender's schedule on
             self.wake.set()
-        return _request(send.phone_number.phone_number_id, send.body)
+        return _request(graph_client_of_thread(), send.phone_number.phone_number_id, send.body)
 
     def _answered(self, send: _Send) -> None:
         if send.future.exception() is None:
@@ -781,6 +783,9 @@ class _Stream:
             size = min(self.batch_size, max(1, math.ceil(phone_number.rate_limit_per_s * ROUND_S)))
             messages = outgoing_claim(phone_number=phone_number, batch_size=size, worker=self.worker)
             sender.more = len(messages) == size
+            if messages:  # the sweep may have queued again some this drain holds: it claimed them back
+                held = {message.pk for message in sender.queue} | {send.message.pk for send in self.open}
+                messages = [message for message in messages if message.pk not in held]
             if messages:
                 claimed = True
                 self.result.batches += 1

@@ -709,3 +709,33 @@ def test_mark_as_read_tells_meta_for_inbound_messages_only(api_client, sandbox, 
     assert answer.status_code == 502
     assert answer.json()["error"]["code"] == 1
     assert Message.objects.get(pk=unknown.pk).read_at is None
+
+
+def test_messages_swept_from_a_slow_drain_and_claimed_again_by_it_are_sent_once(
+    sandbox, sender, monkeypatch, settings
+):
+    """The drain looks for due messages again (ROUND_S) while the swept messages it had claimed
+    are still in its queue: claiming them again under the same token must not make them twice."""
+    messages = queued(sender, 3)
+    clear = outbound_drain._attempts_clear
+    swept = []
+
+    def swept_first(sends, *, worker):
+        if not swept:
+            Message.objects.filter(claimed_by=worker).update(claimed_at=timezone.now() - timedelta(hours=1))
+            swept.append(outgoing_sweep())
+        clear(sends, worker=worker)
+
+    monkeypatch.setattr(outbound_drain, "_attempts_clear", swept_first)
+    refill = outbound_drain._Stream.refill
+
+    def looking(self, *, look=False, probe=False):  # every round looks (as ROUND_S apart would)
+        return refill(self, look=True, probe=probe)
+
+    monkeypatch.setattr(outbound_drain._Stream, "refill", looking)
+    settings.WHATSAPP_RECIPIENT_SPACING_S = 0  # no recipient's turn holds a copy back
+    outgoing_drain()
+
+    assert swept[0]["requeued"] >= 1
+    assert sandbox.stats()["sends_by_callback"] == {str(m.pk): 1 for m in messages}
+    assert {fresh(m).status for m in messages} == {S.SENT}
