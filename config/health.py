@@ -10,7 +10,6 @@ orchestrator, not to the internet. `/healthz?verbose` adds the backlog for admin
 (config/probes.py), and `/livez` answers before any middleware, for the platform's health checks.
 """
 
-import hmac
 import logging
 import threading
 import time
@@ -20,7 +19,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
-from config.probes import backlog_report, backlog_visible
+from config.probes import backlog_report, backlog_visible, bearer_given
 from core.aws import bucket_check, sqs_client
 
 logger = logging.getLogger(__name__)
@@ -79,8 +78,7 @@ def _token_given(request) -> bool:
     token = settings.READINESS_TOKEN
     if not token:
         return True
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    return hmac.compare_digest(given.encode(), token.encode())
+    return bearer_given(request, token)
 
 
 @require_GET

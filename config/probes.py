@@ -36,7 +36,12 @@ def backlog_visible(request: HttpRequest) -> bool:
     if user is not None and user.is_active and user.is_staff:
         return True
     token = settings.HEALTHZ_TOKEN
-    return bool(token) and constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}")
+    return bool(token) and bearer_given(request, token)
+
+
+def bearer_given(request: HttpRequest, token: str) -> bool:
+    """Whether the request carries `Authorization: Bearer <token>`, compared in constant time."""
+    return constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}")
 
 
 def backlog_report() -> dict | str:

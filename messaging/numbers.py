@@ -30,6 +30,7 @@ from django.utils import timezone
 from core.alerts import operator_alert_raise
 from core.audit import Actor, audit_log_record
 from core.models import AuditLog
+from core.queues import task_publish
 from messaging.graph import GraphAuthError, GraphRetryableError, graph_client
 from messaging.inbound.payloads import meta_dict, meta_str
 from messaging.models import PhoneNumber
@@ -305,10 +306,17 @@ def phone_number_name_webhook_apply(*, value: dict, waba_id: str) -> list[PhoneN
 
 def _sync_enqueue(phone_number_pk: int) -> None:
     """After the webhook's commit; a broker that is down loses only this read (beat reads hourly)."""
-    try:
-        phone_number_sync_task.delay(phone_number_pk)
-    except Exception:
-        logger.exception("Could not enqueue a read of sender number %s from Meta", phone_number_pk)
+    task_publish(
+        phone_number_sync_task,
+        args=(phone_number_pk,),
+        what=f"a read of sender number {phone_number_pk} from Meta",
+        fallback="the hourly sync",
+    )
+
+
+def phone_numbers_waba_ids() -> list[str]:
+    """Every WABA a sender number belongs to."""
+    return sorted(set(PhoneNumber.objects.exclude(waba_id="").values_list("waba_id", flat=True)))
 
 
 # -- tasks ----------------------------------------------------------------------------------------
@@ -354,11 +362,10 @@ def phone_numbers_sync_task(waba_id: str | None = None) -> int:
     """Without a WABA id (beat): one task per WABA of the sender numbers, and one per number that
     names no WABA. A token Meta refuses raises an operator alert instead of retrying."""
     if not waba_id:
-        numbers = PhoneNumber.objects.all()
-        waba_ids = sorted(set(numbers.exclude(waba_id="").values_list("waba_id", flat=True)))
+        waba_ids = phone_numbers_waba_ids()
         for each in waba_ids:
             phone_numbers_sync_task.delay(each)
-        loose = list(numbers.filter(waba_id="").values_list("pk", flat=True))
+        loose = list(PhoneNumber.objects.filter(waba_id="").values_list("pk", flat=True))
         for pk in loose:
             phone_number_sync_task.delay(pk)
         return len(waba_ids) + len(loose)

@@ -24,13 +24,15 @@ from django.utils import timezone
 
 from core.alerts import operator_alert_raise
 from core.audit import Actor, audit_log_record
+from core.queues import task_publish
 from messaging.graph import (
     GraphAuthError,
     GraphPermanentError,
     GraphRetryableError,
     graph_client,
 )
-from messaging.models import PhoneNumber, Template
+from messaging.models import Template
+from messaging.numbers import phone_numbers_waba_ids
 from messaging.template_drafts import (
     TemplateDraft,
     template_draft_components,
@@ -279,7 +281,7 @@ def template_delete(*, template: Template, actor: Actor, source: str) -> Templat
 def _still_listed(template: Template) -> bool:
     """Whether Meta still has the template (a delete it refused was not a delete of one already gone)."""
     try:
-        graph_client().request("GET", _graph_id(template.meta_id), params={"fields": "id"})
+        graph_client().object_read(template.meta_id, fields="id")
     except GraphAuthError:
         return True
     except GraphPermanentError:
@@ -303,15 +305,12 @@ def _graph_id(value: str) -> str:
 
 def _sync_enqueue(waba_id: str) -> None:
     """After the webhook's commit; a broker that is down loses only this sync (beat runs hourly)."""
-    try:
-        templates_sync_task.delay(waba_id)
-    except Exception:
-        logger.exception("Could not enqueue a template sync of WABA %s", waba_id)
-
-
-def templates_waba_ids() -> list[str]:
-    """Every WABA a sender number belongs to."""
-    return sorted(set(PhoneNumber.objects.exclude(waba_id="").values_list("waba_id", flat=True)))
+    task_publish(
+        templates_sync_task,
+        args=(waba_id,),
+        what=f"a template sync of WABA {waba_id}",
+        fallback="the hourly sync",
+    )
 
 
 @shared_task(
@@ -326,7 +325,7 @@ def templates_sync_task(waba_id: str | None = None) -> int:
     """Without a WABA id (beat), one task per WABA of the sender numbers. A token Meta refuses
     raises an operator alert instead of retrying: people must fix it."""
     if not waba_id:
-        waba_ids = templates_waba_ids()
+        waba_ids = phone_numbers_waba_ids()
         for each in waba_ids:
             templates_sync_task.delay(each)
         return len(waba_ids)

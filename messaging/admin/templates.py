@@ -18,6 +18,7 @@ from messaging.graph import GraphError
 from messaging.models import (
     Template,
 )
+from messaging.numbers import phone_numbers_waba_ids
 from messaging.template_drafts import (
     CATEGORIES,
     HEADER_FORMATS,
@@ -31,7 +32,6 @@ from messaging.templates import (
     template_delete,
     template_duplicate,
     templates_sync,
-    templates_waba_ids,
 )
 
 LANGUAGE_CHOICES = [(code, f"{label} ({code})") for code, label in LANGUAGES.items()]
@@ -251,14 +251,15 @@ class TemplateAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_sync_permission(request):
             raise PermissionDenied
-        self._sync(request, templates_waba_ids())
+        self._sync(request, phone_numbers_waba_ids())
         return HttpResponseRedirect(reverse("admin:messaging_template_changelist"))
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None) -> HttpResponse:
         """The template form; `?duplicate=<id>&language=<code>` starts from that template's text."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        waba_ids = sorted(set(templates_waba_ids()) | set(Template.objects.values_list("waba_id", flat=True)))
+        known = Template.objects.values_list("waba_id", flat=True)
+        waba_ids = sorted(set(phone_numbers_waba_ids()) | set(known))
         initial: dict = {"waba_id": waba_ids[0]} if len(waba_ids) == 1 else {}
         source = None
         if (duplicate := int_param(request.GET.get("duplicate"))) is not None:
